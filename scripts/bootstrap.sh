@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Prepare this checkout to run syncd and its tests on Debian/Ubuntu (as root,
+# or with sudo available): system packages, then a virtualenv in .venv with
+# syncd installed in editable mode. Safe to run again; it only does what is
+# missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+# systemd-python is a C extension: it needs libsystemd's headers, pkg-config,
+# a compiler and Python's headers. The test suite also drives real
+# systemd-journald / systemd-analyze binaries.
+APT_PACKAGES=(libsystemd-dev pkg-config gcc systemd)
+PY=${PYTHON:-python3}
+if ! command -v "$PY" >/dev/null 2>&1; then APT_PACKAGES+=(python3); PY=python3; fi
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if command -v "$PY" >/dev/null 2>&1; then
+    "$PY" -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))' \
+        || missing+=(python3-dev)
+    "$PY" -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+fi
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "bootstrap: installing system packages: ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    "$PY" -m venv .venv
+fi
+# Reinstall only when the declared dependencies changed.
+stamp=.venv/.syncd-installed
+want="$(sha1sum pyproject.toml | cut -d' ' -f1)"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    echo "bootstrap: installing Python packages into .venv" >&2
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -e '.[test,bench]'
+    echo "$want" > "$stamp"
+fi

@@ -1,0 +1,76 @@
+"""The `syncd` command line: argument parsing and dispatch only.
+
+Every sub-command lives in the layer that owns it; this module only wires
+argparse to those entry points, importing each lazily so that, for example,
+`syncd emulator` never loads the daemon's dependencies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from syncd import __version__
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+@dataclass(frozen=True)
+class Command:
+    """A sub-command: where its arguments and its entry point live."""
+
+    name: str
+    module: str
+    help: str
+
+    def load(self):
+        return importlib.import_module(self.module)
+
+
+# Each module exposes `add_arguments(parser)` and `run(args) -> int`, and may
+# set EPILOG (examples shown by --help).
+COMMANDS: tuple[Command, ...] = (
+    Command("emulator", "syncd.emulator.command", "serve a local Box API emulator"),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="syncd",
+        description="Watch drop folders and ingest every file into Box exactly once.",
+        epilog=f"Exit codes: {EXIT_OK} success, {EXIT_FAILURE} failure, {EXIT_USAGE} usage or configuration error.",
+    )
+    parser.add_argument("--version", action="version", version=f"syncd {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for command in COMMANDS:
+        module = command.load()
+        sub = subparsers.add_parser(
+            command.name,
+            help=command.help,
+            description=(module.__doc__ or command.help).strip(),
+            epilog=getattr(module, "EPILOG", None),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        module.add_arguments(sub)
+        sub.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse `argv` and run the chosen sub-command; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    run: Callable[[argparse.Namespace], int] = args._run
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
