@@ -10,6 +10,8 @@ import os
 
 import pytest
 
+pytest_plugins = ["tests.support.fixtures"]
+
 
 def _ci() -> bool:
     return os.environ.get("CI", "").lower() in {"1", "true", "yes"}

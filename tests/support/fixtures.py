@@ -1,0 +1,1 @@
+"""Shared pytest fixtures (registered from tests/conftest.py)."""
