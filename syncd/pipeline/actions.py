@@ -1,0 +1,117 @@
+"""What happens to a source file after Box has it: keep, delete, or move to an archive.
+
+Invariant 4 of DESIGN.md lives here: the source is touched only when Box's
+SHA-1 equals the local SHA-1 and the file is byte-for-byte the one that was
+hashed. Deletion first renames the file aside (atomic, same directory) and
+re-checks the renamed inode, so a writer that reopened the path in between
+is never robbed of its new data.
+"""
+
+from __future__ import annotations
+
+import enum
+import errno
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from syncd.pipeline.identity import FileIdentity, current_identity
+
+
+class AfterUpload(enum.StrEnum):
+    KEEP = "keep"
+    DELETE = "delete"
+    MOVE = "move"
+
+
+class SourceActionRefused(Exception):
+    """The after-upload action was not carried out; the file is left where it was."""
+
+
+@dataclass(frozen=True, slots=True)
+class ArchivePlan:
+    """Where `move` puts files: `directory / template.format(date=..., relpath=..., name=...)`."""
+
+    directory: Path
+    template: str = "{date:%Y/%m/%d}/{relpath}"
+
+    def target(self, relpath: str, when: datetime) -> Path:
+        name = relpath.rsplit("/", 1)[-1]
+        rendered = self.template.format(date=when, relpath=relpath, name=name)
+        target = (self.directory / rendered).resolve()
+        if not target.is_relative_to(self.directory.resolve()):
+            raise SourceActionRefused(f"archive template puts {relpath!r} outside {self.directory}")
+        return target
+
+
+def apply_after_upload(
+    action: AfterUpload,
+    path: Path,
+    relpath: str,
+    *,
+    hashed: FileIdentity,
+    local_sha1: str,
+    box_sha1: str,
+    archive: ArchivePlan | None = None,
+    now: datetime | None = None,
+) -> Path | None:
+    """Carry out `action` on the uploaded file at `path`.
+
+    Returns the archive path for MOVE, else None. Raises SourceActionRefused
+    (nothing touched) when Box's SHA-1 differs from ours or the file changed
+    since it was hashed.
+    """
+    if action is AfterUpload.KEEP:
+        return None
+    if box_sha1.lower() != local_sha1.lower():
+        raise SourceActionRefused(f"Box has SHA-1 {box_sha1}, the local file {local_sha1}")
+    if current_identity(path) != hashed:
+        raise SourceActionRefused("the file changed after it was hashed")
+    if action is AfterUpload.DELETE:
+        _delete_verified(path, hashed)
+        return None
+    if archive is None:
+        raise SourceActionRefused("after_upload is 'move' but no archive directory is configured")
+    return _move_verified(path, hashed, archive.target(relpath, now or datetime.now().astimezone()))
+
+
+def _set_aside(path: Path, hashed: FileIdentity) -> Path:
+    aside = path.with_name(f".{path.name}.syncd-{os.getpid()}-{time.monotonic_ns()}")
+    os.rename(path, aside)
+    if current_identity(aside) != hashed:
+        os.rename(aside, path)
+        raise SourceActionRefused("the file changed while it was being set aside")
+    return aside
+
+
+def _delete_verified(path: Path, hashed: FileIdentity) -> None:
+    aside = _set_aside(path, hashed)
+    os.unlink(aside)
+
+
+def _free_target(target: Path) -> Path:
+    if not target.exists():
+        return target
+    for n in range(1, 10_000):
+        candidate = target.with_name(f"{target.stem} ({n}){target.suffix}")
+        if not candidate.exists():
+            return candidate
+    raise SourceActionRefused(f"no free archive name next to {target}")
+
+
+def _move_verified(path: Path, hashed: FileIdentity, target: Path) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target = _free_target(target)
+    aside = _set_aside(path, hashed)
+    try:
+        os.rename(aside, target)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:  # an archive on another file system is copied
+            os.rename(aside, path)
+            raise
+        shutil.copy2(aside, target)
+        os.unlink(aside)
+    return target
