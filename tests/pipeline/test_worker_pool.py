@@ -1,0 +1,97 @@
+import threading
+import time
+from collections import deque
+
+from syncd.pipeline.worker import WorkerPool
+
+
+class Queue:
+    def __init__(self, sizes):
+        self.items = deque(sizes)
+        self.lock = threading.Lock()
+        self.claims = []
+
+    def claim(self, max_size):
+        with self.lock:
+            for size in list(self.items):
+                if max_size is None or size <= max_size:
+                    self.items.remove(size)
+                    self.claims.append((threading.current_thread().name, size))
+                    return size
+        return None
+
+
+def test_small_files_lane_is_not_starved_by_large_ones():
+    queue = Queue([1000, 1000, 1000] + [1] * 20)
+    done = []
+    release_large = threading.Event()
+
+    def process(size, stopping):
+        if size == 1000:
+            release_large.wait(5)
+        done.append(size)
+
+    pool = WorkerPool(queue.claim, process, workers=2, small_file_max=10)
+    pool.start()
+    deadline = time.monotonic() + 5
+    while done.count(1) < 20 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert done.count(1) == 20  # all small files went through while a large one blocked a worker
+    release_large.set()
+    deadline = time.monotonic() + 5
+    while len(done) < 23 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sorted(done) == [1] * 20 + [1000] * 3
+    assert pool.stop(2)
+
+
+def test_wake_starts_new_work_before_the_idle_poll():
+    queue = Queue([])
+    done = threading.Event()
+    pool = WorkerPool(queue.claim, lambda job, stopping: done.set(), workers=1, small_file_max=10)
+    pool.start()
+    time.sleep(0.1)
+    with queue.lock:
+        queue.items.append(5)
+    started = time.monotonic()
+    pool.wake()
+    assert done.wait(2)
+    assert time.monotonic() - started < 0.5
+    assert pool.stop(2)
+
+
+def test_stop_waits_for_in_flight_job_and_stuck_detection():
+    queue = Queue([1])
+    entered = threading.Event()
+
+    def process(job, stopping):
+        entered.set()
+        stopping.wait(5)  # a real upload stops at its next part boundary
+
+    pool = WorkerPool(queue.claim, process, workers=1, small_file_max=10)
+    pool.start()
+    assert entered.wait(2)
+    time.sleep(0.05)
+    assert [s.name for s in pool.stuck(0.01)] == ["worker-0"]
+    assert pool.stuck(60) == []
+    assert pool.stop(2)
+    assert not pool.alive()
+
+
+def test_a_crashing_job_does_not_kill_the_worker():
+    queue = Queue([1, 2])
+    seen = []
+
+    def process(job, stopping):
+        seen.append(job)
+        if job == 1:
+            raise RuntimeError("boom")
+
+    pool = WorkerPool(queue.claim, process, workers=1, small_file_max=10)
+    pool.start()
+    deadline = time.monotonic() + 3
+    while len(seen) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert seen == [1, 2]
+    assert pool.alive()
+    assert pool.stop(2)
