@@ -14,8 +14,6 @@ import errno
 import os
 import shutil
 import time
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 from syncd.pipeline.identity import FileIdentity, current_identity
@@ -31,36 +29,19 @@ class SourceActionRefused(Exception):
     """The after-upload action was not carried out; the file is left where it was."""
 
 
-@dataclass(frozen=True, slots=True)
-class ArchivePlan:
-    """Where `move` puts files: `directory / template.format(date=..., relpath=..., name=...)`."""
-
-    directory: Path
-    template: str = "{date:%Y/%m/%d}/{relpath}"
-
-    def target(self, relpath: str, when: datetime) -> Path:
-        name = relpath.rsplit("/", 1)[-1]
-        rendered = self.template.format(date=when, relpath=relpath, name=name)
-        target = (self.directory / rendered).resolve()
-        if not target.is_relative_to(self.directory.resolve()):
-            raise SourceActionRefused(f"archive template puts {relpath!r} outside {self.directory}")
-        return target
-
-
 def apply_after_upload(
     action: AfterUpload,
     path: Path,
-    relpath: str,
     *,
     hashed: FileIdentity,
     local_sha1: str,
     box_sha1: str,
-    archive: ArchivePlan | None = None,
-    now: datetime | None = None,
+    archive_target: Path | None = None,
 ) -> Path | None:
     """Carry out `action` on the uploaded file at `path`.
 
-    Returns the archive path for MOVE, else None. Raises SourceActionRefused
+    `archive_target` is where MOVE puts the file (a free name next to it is
+    used if it exists). Returns the archive path for MOVE, else None. Raises SourceActionRefused
     (nothing touched) when Box's SHA-1 differs from ours or the file changed
     since it was hashed.
     """
@@ -73,9 +54,9 @@ def apply_after_upload(
     if action is AfterUpload.DELETE:
         _delete_verified(path, hashed)
         return None
-    if archive is None:
+    if archive_target is None:
         raise SourceActionRefused("after_upload is 'move' but no archive directory is configured")
-    return _move_verified(path, hashed, archive.target(relpath, now or datetime.now().astimezone()))
+    return _move_verified(path, hashed, archive_target)
 
 
 def _set_aside(path: Path, hashed: FileIdentity) -> Path:

@@ -1,15 +1,11 @@
 import hashlib
 import os
-from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from syncd.pipeline.actions import AfterUpload, ArchivePlan, SourceActionRefused, apply_after_upload
+from syncd.pipeline.actions import AfterUpload, SourceActionRefused, apply_after_upload
 from syncd.pipeline.identity import FileIdentity
-
-WHEN = datetime(2026, 11, 21, 10, 0, 0)
-
 
 def _drop(tmp_path: Path, name: str = "scan.pdf", data: bytes = b"payload") -> tuple[Path, FileIdentity, str]:
     path = tmp_path / "inbox" / name
@@ -20,13 +16,13 @@ def _drop(tmp_path: Path, name: str = "scan.pdf", data: bytes = b"payload") -> t
 
 def test_keep_leaves_file(tmp_path):
     path, ident, sha1 = _drop(tmp_path)
-    assert apply_after_upload(AfterUpload.KEEP, path, "scan.pdf", hashed=ident, local_sha1=sha1, box_sha1="0" * 40) is None
+    assert apply_after_upload(AfterUpload.KEEP, path, hashed=ident, local_sha1=sha1, box_sha1="0" * 40) is None
     assert path.exists()
 
 
 def test_delete_after_verified_upload(tmp_path):
     path, ident, sha1 = _drop(tmp_path)
-    apply_after_upload(AfterUpload.DELETE, path, "scan.pdf", hashed=ident, local_sha1=sha1, box_sha1=sha1.upper())
+    apply_after_upload(AfterUpload.DELETE, path, hashed=ident, local_sha1=sha1, box_sha1=sha1.upper())
     assert not path.exists()
     assert os.listdir(path.parent) == []
 
@@ -34,7 +30,7 @@ def test_delete_after_verified_upload(tmp_path):
 def test_delete_refused_on_sha1_mismatch(tmp_path):
     path, ident, sha1 = _drop(tmp_path)
     with pytest.raises(SourceActionRefused, match="SHA-1"):
-        apply_after_upload(AfterUpload.DELETE, path, "scan.pdf", hashed=ident, local_sha1=sha1, box_sha1="f" * 40)
+        apply_after_upload(AfterUpload.DELETE, path, hashed=ident, local_sha1=sha1, box_sha1="f" * 40)
     assert path.read_bytes() == b"payload"
 
 
@@ -43,25 +39,24 @@ def test_delete_refused_when_file_changed_after_hashing(tmp_path):
     with path.open("ab") as f:
         f.write(b" more")
     with pytest.raises(SourceActionRefused, match="changed"):
-        apply_after_upload(AfterUpload.DELETE, path, "scan.pdf", hashed=ident, local_sha1=sha1, box_sha1=sha1)
+        apply_after_upload(AfterUpload.DELETE, path, hashed=ident, local_sha1=sha1, box_sha1=sha1)
     assert path.read_bytes() == b"payload more"
 
 
-def test_move_to_dated_archive_without_overwriting(tmp_path):
-    plan = ArchivePlan(tmp_path / "archive")
+def test_move_to_archive_without_overwriting(tmp_path):
+    target_path = tmp_path / "archive/2026/11/21/a/scan.pdf"
     first, ident, sha1 = _drop(tmp_path, "a/scan.pdf")
-    target = apply_after_upload(AfterUpload.MOVE, first, "a/scan.pdf", hashed=ident, local_sha1=sha1, box_sha1=sha1, archive=plan, now=WHEN)
-    assert target == (tmp_path / "archive/2026/11/21/a/scan.pdf").resolve()
+    target = apply_after_upload(AfterUpload.MOVE, first, hashed=ident, local_sha1=sha1, box_sha1=sha1, archive_target=target_path)
+    assert target == target_path
     assert target.read_bytes() == b"payload" and not first.exists()
     second, ident2, sha2 = _drop(tmp_path, "a/scan.pdf", b"other")
-    target2 = apply_after_upload(AfterUpload.MOVE, second, "a/scan.pdf", hashed=ident2, local_sha1=sha2, box_sha1=sha2, archive=plan, now=WHEN)
+    target2 = apply_after_upload(AfterUpload.MOVE, second, hashed=ident2, local_sha1=sha2, box_sha1=sha2, archive_target=target_path)
     assert target2.name == "scan (1).pdf" and target2.read_bytes() == b"other"
     assert target.read_bytes() == b"payload"
 
 
-def test_archive_template_cannot_escape_archive_dir(tmp_path):
-    plan = ArchivePlan(tmp_path / "archive", template="../../{name}")
+def test_move_without_target_is_refused(tmp_path):
     path, ident, sha1 = _drop(tmp_path)
-    with pytest.raises(SourceActionRefused, match="outside"):
-        apply_after_upload(AfterUpload.MOVE, path, "scan.pdf", hashed=ident, local_sha1=sha1, box_sha1=sha1, archive=plan, now=WHEN)
+    with pytest.raises(SourceActionRefused, match="archive"):
+        apply_after_upload(AfterUpload.MOVE, path, hashed=ident, local_sha1=sha1, box_sha1=sha1)
     assert path.exists()
