@@ -1,0 +1,339 @@
+"""Walk a watched root and list the files that are candidates for ingestion.
+
+The :class:`Scanner` is the backstop of the watcher: it runs at start-up
+(files dropped while the daemon was down), periodically, whenever the watcher
+may have lost events, and on a directory moved in. It yields one
+:class:`ScanEntry` (relative path, size, mtime_ns, inode) per regular file the
+:class:`~syncd.pipeline.filters.PathFilter` accepts, and reports what it could
+not look at (permission denied, vanished mid-walk, symlinks, FIFOs...) as
+:class:`ScanProblem` values through a callback instead of dying.
+
+Symlink policy (the same in :func:`stat_candidate`, used by the readiness
+tracker, so both agree on what a candidate is):
+
+* ``follow_symlinks=False`` (default): symlinks are never followed, neither to
+  files nor to directories; each one is reported as
+  :attr:`ProblemKind.SYMLINK_SKIPPED`, so a user who dropped a link sees why it
+  was not uploaded. This is what rclone does without ``--copy-links``.
+* ``follow_symlinks=True``: a symlink is followed only when its fully resolved
+  target lies inside the watched root (files are listed under the link's name
+  with the target's size/mtime/inode, directories are descended once, loops
+  are cut); a link pointing outside the root is reported as
+  :attr:`ProblemKind.SYMLINK_OUTSIDE_ROOT`. Nothing outside the root is ever
+  read, whatever the setting.
+
+Relative paths use ``/`` and never start with it; the root itself is ``""``.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat as stat_module
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from syncd.pipeline.filters import PathFilter
+
+
+@dataclass(frozen=True, slots=True)
+class FileStat:
+    """The identity of one state of a file: all three change when it is rewritten or replaced."""
+
+    size: int
+    mtime_ns: int
+    inode: int
+
+    @classmethod
+    def from_stat(cls, st: os.stat_result) -> FileStat:
+        """The FileStat of an ``os.stat_result``."""
+        return cls(size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino)
+
+
+@dataclass(frozen=True, slots=True)
+class ScanEntry:
+    """One candidate file found by a scan, as seen at that moment."""
+
+    relpath: str
+    size: int
+    mtime_ns: int
+    inode: int
+
+    @property
+    def stat(self) -> FileStat:
+        """Size, mtime_ns and inode as a :class:`FileStat`."""
+        return FileStat(self.size, self.mtime_ns, self.inode)
+
+
+class ProblemKind(StrEnum):
+    """Why a path was not listed (or not fully walked)."""
+
+    PERMISSION_DENIED = "permission_denied"
+    VANISHED = "vanished"
+    SYMLINK_SKIPPED = "symlink_skipped"
+    SYMLINK_OUTSIDE_ROOT = "symlink_outside_root"
+    SYMLINK_LOOP = "symlink_loop"
+    NOT_REGULAR_FILE = "not_regular_file"
+    IO_ERROR = "io_error"
+
+
+@dataclass(frozen=True, slots=True)
+class ScanProblem:
+    """A path the scanner or the readiness tracker could not use, with a human-readable reason."""
+
+    relpath: str
+    kind: ProblemKind
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.relpath or '.'}: {self.kind.value}: {self.detail}"
+
+
+class RelativePathError(ValueError):
+    """A relative path given by a caller would leave the watched root or is malformed."""
+
+    def __init__(self, relpath: object, problem: str) -> None:
+        super().__init__(f"bad path relative to the watched root {relpath!r}: {problem}")
+        self.relpath = relpath
+
+
+ProblemCallback = Callable[[ScanProblem], None]
+
+
+def normalize_relpath(relpath: str) -> str:
+    """``relpath`` with redundant ``/`` and ``.`` removed; raises :class:`RelativePathError`
+    if it is absolute, climbs with ``..``, or contains NUL."""
+    if not isinstance(relpath, str):
+        raise RelativePathError(relpath, "must be a string")
+    if "\x00" in relpath:
+        raise RelativePathError(relpath, "contains a NUL character")
+    if relpath.startswith("/"):
+        raise RelativePathError(relpath, "must be relative, not absolute")
+    parts = [p for p in relpath.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise RelativePathError(relpath, "must not contain '..'")
+    return "/".join(parts)
+
+
+def _is_inside(path_real: str, root_real: str) -> bool:
+    return path_real == root_real or path_real.startswith(root_real.rstrip("/") + "/")
+
+
+def _problem_from_oserror(relpath: str, exc: OSError) -> ScanProblem:
+    if isinstance(exc, (FileNotFoundError, NotADirectoryError)):
+        return ScanProblem(relpath, ProblemKind.VANISHED, "disappeared while being looked at")
+    if isinstance(exc, PermissionError):
+        return ScanProblem(relpath, ProblemKind.PERMISSION_DENIED, "permission denied")
+    if exc.errno == errno.ELOOP:
+        return ScanProblem(relpath, ProblemKind.SYMLINK_LOOP, "too many levels of symbolic links")
+    return ScanProblem(relpath, ProblemKind.IO_ERROR, exc.strerror or str(exc))
+
+
+def _parents_free_of_symlinks(root: str, relpath: str) -> bool:
+    """True if no directory between root and ``relpath``'s parent is a symlink."""
+    parts = relpath.split("/")[:-1]
+    current = root
+    for part in parts:
+        current = os.path.join(current, part)
+        if stat_module.S_ISLNK(os.lstat(current).st_mode):
+            return False
+    return True
+
+
+def stat_candidate(root: Path, relpath: str, *, follow_symlinks: bool = False) -> FileStat | ScanProblem:
+    """Stat the file ``relpath`` under ``root`` under the module's symlink policy.
+
+    Returns its :class:`FileStat`, or a :class:`ScanProblem` saying why it is
+    not a usable regular file (``VANISHED`` when it does not exist any more).
+    Never raises for conditions on disk; raises :class:`RelativePathError`
+    for a malformed ``relpath``.
+    """
+    relpath = normalize_relpath(relpath)
+    root_abs = os.path.abspath(root)
+    full = os.path.join(root_abs, relpath)
+    try:
+        if not follow_symlinks:
+            st = os.lstat(full)
+            if stat_module.S_ISLNK(st.st_mode):
+                return ScanProblem(relpath, ProblemKind.SYMLINK_SKIPPED, "symbolic links are not followed")
+            if not _parents_free_of_symlinks(root_abs, relpath):
+                return ScanProblem(relpath, ProblemKind.SYMLINK_SKIPPED, "a parent directory is a symbolic link")
+        else:
+            if not _is_inside(os.path.realpath(full), os.path.realpath(root_abs)):
+                return ScanProblem(relpath, ProblemKind.SYMLINK_OUTSIDE_ROOT, "resolves outside the watched root")
+            st = os.stat(full)
+    except OSError as exc:
+        return _problem_from_oserror(relpath, exc)
+    if not stat_module.S_ISREG(st.st_mode):
+        if stat_module.S_ISDIR(st.st_mode):
+            return ScanProblem(relpath, ProblemKind.NOT_REGULAR_FILE, "is a directory")
+        return ScanProblem(relpath, ProblemKind.NOT_REGULAR_FILE, "is not a regular file (FIFO, socket or device)")
+    return FileStat.from_stat(st)
+
+
+class Scanner:
+    """Lists candidate files below one watched root with ``os.scandir``.
+
+    ``root``: the watched directory. ``recursive``: descend into
+    sub-directories (False: only files directly in the root). ``path_filter``:
+    include/exclude rules (default: :class:`PathFilter` with its default
+    excludes); excluded directories are not descended and excluded files are
+    not even stat'ed. ``follow_symlinks``: see the module docstring.
+    ``on_problem``: called (in the scanning thread) for every path that could
+    not be looked at; the scan goes on.
+    """
+
+    def __init__(
+        self,
+        root: Path | str,
+        *,
+        recursive: bool = True,
+        path_filter: PathFilter | None = None,
+        follow_symlinks: bool = False,
+        on_problem: ProblemCallback | None = None,
+    ) -> None:
+        self.root = Path(os.path.abspath(root))
+        self.recursive = recursive
+        self.path_filter = path_filter if path_filter is not None else PathFilter()
+        self.follow_symlinks = follow_symlinks
+        self._on_problem = on_problem
+
+    def scan(self, subdir: str = "") -> Iterator[ScanEntry]:
+        """Yield a :class:`ScanEntry` for every candidate file below ``subdir``.
+
+        ``subdir`` is relative to the root (``""``, the default, is the whole
+        root); it is how a "scan directory" nomination for a directory moved
+        in is served. A ``subdir`` that is excluded, missing or reached through
+        a symlink the policy does not follow yields nothing (the last two are
+        reported). For a non-recursive scanner only ``""`` lists anything.
+        Entries come in no particular order. The generator is lazy: problems
+        are reported as the walk reaches them.
+        """
+        start_rel = normalize_relpath(subdir)
+        if start_rel and (not self.recursive or not self.path_filter.accepts_directory(start_rel)):
+            return
+        root_str = str(self.root)
+        root_real = os.path.realpath(root_str)
+        start_abs = os.path.join(root_str, start_rel) if start_rel else root_str
+        visited: set[tuple[int, int]] = set()
+        if start_rel:
+            problem = self._check_start(root_str, root_real, start_rel)
+            if problem is not None:
+                self._report(problem)
+                return
+        if self.follow_symlinks:
+            try:
+                st = os.stat(start_abs)
+            except OSError as exc:
+                self._report(_problem_from_oserror(start_rel, exc))
+                return
+            visited.add((st.st_dev, st.st_ino))
+        stack: list[tuple[str, str]] = [(start_abs, start_rel + "/" if start_rel else "")]
+        while stack:
+            directory, prefix = stack.pop()
+            yield from self._scan_one_directory(directory, prefix, root_real, visited, stack)
+
+    def _check_start(self, root_str: str, root_real: str, start_rel: str) -> ScanProblem | None:
+        full = os.path.join(root_str, start_rel)
+        try:
+            if self.follow_symlinks:
+                if not _is_inside(os.path.realpath(full), root_real):
+                    return ScanProblem(start_rel, ProblemKind.SYMLINK_OUTSIDE_ROOT, "resolves outside the watched root")
+                is_dir = stat_module.S_ISDIR(os.stat(full).st_mode)
+            else:
+                st = os.lstat(full)
+                if stat_module.S_ISLNK(st.st_mode) or not _parents_free_of_symlinks(root_str, start_rel):
+                    return ScanProblem(start_rel, ProblemKind.SYMLINK_SKIPPED, "symbolic links are not followed")
+                is_dir = stat_module.S_ISDIR(st.st_mode)
+        except OSError as exc:
+            return _problem_from_oserror(start_rel, exc)
+        if not is_dir:
+            return ScanProblem(start_rel, ProblemKind.VANISHED, "is no longer a directory")
+        return None
+
+    def _scan_one_directory(
+        self,
+        directory: str,
+        prefix: str,
+        root_real: str,
+        visited: set[tuple[int, int]],
+        stack: list[tuple[str, str]],
+    ) -> Iterator[ScanEntry]:
+        accepts_file = self.path_filter.accepts_file
+        accepts_directory = self.path_filter.accepts_directory
+        try:
+            iterator = os.scandir(directory)
+        except OSError as exc:
+            self._report(_problem_from_oserror(prefix.rstrip("/"), exc))
+            return
+        with iterator:
+            while True:
+                try:
+                    entry = next(iterator)
+                except StopIteration:
+                    return
+                except OSError as exc:  # e.g. EIO half-way through a directory on a flaky mount
+                    self._report(_problem_from_oserror(prefix.rstrip("/"), exc))
+                    return
+                relpath = prefix + entry.name
+                try:
+                    if entry.is_symlink():
+                        yield from self._symlink(entry, relpath, root_real, visited, stack)
+                    elif entry.is_dir(follow_symlinks=False):
+                        if self.recursive and accepts_directory(relpath, check_parents=False):
+                            if self.follow_symlinks:
+                                # Remember real directories too, so a link to one is not walked twice.
+                                dir_st = entry.stat(follow_symlinks=False)
+                                key = (dir_st.st_dev, dir_st.st_ino)
+                                if key in visited:
+                                    continue
+                                visited.add(key)
+                            stack.append((entry.path, relpath + "/"))
+                    elif accepts_file(relpath, check_parents=False):
+                        st = entry.stat(follow_symlinks=False)
+                        if stat_module.S_ISREG(st.st_mode):
+                            yield ScanEntry(relpath, st.st_size, st.st_mtime_ns, st.st_ino)
+                        else:
+                            self._report(ScanProblem(relpath, ProblemKind.NOT_REGULAR_FILE,
+                                                     "is not a regular file (FIFO, socket or device)"))
+                except OSError as exc:
+                    self._report(_problem_from_oserror(relpath, exc))
+
+    def _symlink(
+        self,
+        entry: os.DirEntry[str],
+        relpath: str,
+        root_real: str,
+        visited: set[tuple[int, int]],
+        stack: list[tuple[str, str]],
+    ) -> Iterator[ScanEntry]:
+        # The filter sees the link's own name: a link called "x.tmp" is excluded like a file would be.
+        if self.path_filter.is_excluded(relpath):
+            return
+        if not self.follow_symlinks:
+            self._report(ScanProblem(relpath, ProblemKind.SYMLINK_SKIPPED, "symbolic links are not followed"))
+            return
+        if not _is_inside(os.path.realpath(entry.path), root_real):
+            self._report(ScanProblem(relpath, ProblemKind.SYMLINK_OUTSIDE_ROOT, "resolves outside the watched root"))
+            return
+        st = os.stat(entry.path)  # OSError (dangling link, loop) is reported by the caller
+        if stat_module.S_ISDIR(st.st_mode):
+            if not self.recursive or not self.path_filter.accepts_directory(relpath, check_parents=False):
+                return
+            key = (st.st_dev, st.st_ino)
+            if key in visited:
+                self._report(ScanProblem(relpath, ProblemKind.SYMLINK_LOOP, "directory already visited through another path"))
+                return
+            visited.add(key)
+            stack.append((entry.path, relpath + "/"))
+        elif stat_module.S_ISREG(st.st_mode):
+            if self.path_filter.accepts_file(relpath, check_parents=False):
+                yield ScanEntry(relpath, st.st_size, st.st_mtime_ns, st.st_ino)
+        else:
+            self._report(ScanProblem(relpath, ProblemKind.NOT_REGULAR_FILE, "is not a regular file (FIFO, socket or device)"))
+
+    def _report(self, problem: ScanProblem) -> None:
+        if self._on_problem is not None:
+            self._on_problem(problem)
