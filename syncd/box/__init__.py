@@ -1,0 +1,90 @@
+"""syncd.box: a Box API client library (auth, transport, errors, folders, uploads).
+
+It knows HTTP, Box's auth methods, Box's errors and upload protocols, and
+nothing about watched folders or the journal: resume state goes in and out as
+plain values through :class:`UploadProgress`.
+
+Typical use::
+
+    auth = DeveloperTokenAuth("dev-token")
+    client = BoxClient(auth, api_url="http://127.0.0.1:8765/2.0",
+                       upload_url="http://127.0.0.1:8765/api/2.0")
+    folder_id = FolderTree(client).ensure("0", ("inbox", "2026"))
+    uploaded = Uploader(client).upload("report.pdf", folder_id, "report.pdf")
+    # -> UploadedFile(file_id, version_id, sha1, size, etag, name)
+
+Public API
+----------
+Auth: ``DeveloperTokenAuth(token, as_user=None)``;
+``OAuthRefreshAuth(client_id, client_secret, TokenStore(path), token_url=...)``
+(+ ``OAuthRefreshAuth.from_authorization_code(code, ...)``);
+``ClientCredentialsAuth(client_id, client_secret, subject_type=, subject_id=, token_url=...)``;
+``JWTAuth.from_config_file(path, user_id=None, token_url=...)`` / ``JWTAuth.from_config(dict)``.
+
+Client: ``BoxClient(auth, api_url=, upload_url=, concurrency=4, timeout=(10, 120),
+retry=RetryPolicy(), rate_limits=RateLimits())`` with ``get_current_user()``,
+``get_file(id)``, ``update_file(id, changes, etag=None)``, ``delete_file(id, etag=None)``,
+``preflight(parent_id, name, size)``, ``get_folder(id)``, ``iter_folder_items(id)``,
+``get_folder_items(id)``, ``find_item(folder_id, name, item_type=None)``,
+``find_file(folder_id, name)``, ``create_folder(parent_id, name)``.
+
+Folders: ``FolderTree(client).ensure(parent_id, ("a", "b")) -> folder_id``.
+
+Uploads: ``Uploader(client, chunked_threshold=50 MiB, concurrency=4).upload(path,
+parent_folder_id, name, *, existing_file_id=None, etag=None, sha1=None, progress=None,
+on_bytes=None) -> UploadedFile``; lower level ``DirectUpload`` and ``ChunkedUpload``;
+resume values ``SavedSession``/``UploadedPart`` through the ``UploadProgress`` protocol.
+
+Errors: ``BoxAPIError`` (status, code, message, request_id, context_info, retry_after,
+``error_class``: ``ErrorClass``, ``conflicts``), ``AuthError``, ``OutcomeUnknown``,
+``SourceChanged``, ``IntegrityError``, ``BoxConnectionError``; all subclass ``BoxError``.
+"""
+
+from .auth import (
+    AccessToken,
+    Auth,
+    ClientCredentialsAuth,
+    DeveloperTokenAuth,
+    JWTAuth,
+    OAuthRefreshAuth,
+    TokenEndpoint,
+    TokenStore,
+)
+from .client import BoxClient, PreflightResult
+from .errors import (
+    AuthError,
+    BoxAPIError,
+    BoxConnectionError,
+    BoxError,
+    Conflict,
+    ErrorClass,
+    IntegrityError,
+    OutcomeUnknown,
+    SourceChanged,
+    classify,
+)
+from .folders import FolderTree
+from .ratelimit import RateLimiter, RateLimits, TokenBucket
+from .transport import RetryPolicy, Transport
+from .uploads import (
+    BOX_CHUNKED_MINIMUM,
+    DEFAULT_CHUNKED_THRESHOLD,
+    ChunkedUpload,
+    DirectUpload,
+    SavedSession,
+    SourceFingerprint,
+    UploadedFile,
+    UploadedPart,
+    Uploader,
+    UploadProgress,
+)
+
+__all__ = [
+    "AccessToken", "Auth", "AuthError", "BOX_CHUNKED_MINIMUM", "BoxAPIError", "BoxClient",
+    "BoxConnectionError", "BoxError", "ChunkedUpload", "ClientCredentialsAuth", "Conflict",
+    "DEFAULT_CHUNKED_THRESHOLD", "DeveloperTokenAuth", "DirectUpload", "ErrorClass", "FolderTree",
+    "IntegrityError", "JWTAuth", "OAuthRefreshAuth", "OutcomeUnknown", "PreflightResult", "RateLimiter",
+    "RateLimits", "RetryPolicy", "SavedSession", "SourceChanged", "SourceFingerprint", "TokenBucket",
+    "TokenEndpoint", "TokenStore", "Transport", "UploadProgress", "UploadedFile", "UploadedPart",
+    "Uploader", "classify",
+]

@@ -1,0 +1,259 @@
+"""HTTP transport for Box: one pooled ``requests.Session``, auth headers, the
+client-side rate limiter, and retries with exponential backoff and full jitter
+that honour ``Retry-After``.
+
+A request whose outcome may be unknown (the body may have reached Box but the
+answer was lost) is retried only when it is safe to repeat; otherwise
+:class:`~syncd.box.errors.OutcomeUnknown` is raised for the upload layer to
+resolve by looking at Box.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping
+from urllib.parse import urlsplit
+
+import requests
+import requests.adapters
+import urllib3.exceptions
+
+from .. import __version__
+from .auth import Auth
+from .errors import BoxAPIError, BoxConnectionError, OutcomeUnknown, redact_url
+from .ratelimit import RateLimiter
+
+USER_AGENT = f"syncd/{__version__}"
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How long and how often to retry transient failures.
+
+    ``max_attempts`` bounds ordinary retries (5xx, 429, connection failures);
+    ``deadline`` bounds the total time a single call may spend retrying.
+    """
+
+    max_attempts: int = 8
+    base_delay: float = 0.5
+    max_delay: float = 60.0
+    deadline: float = 600.0
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be >= 1")
+        if self.base_delay < 0 or self.max_delay < 0 or self.deadline < 0:
+            raise ValueError("delays and deadline must be >= 0")
+
+
+def backoff_delay(attempt: int, policy: RetryPolicy, rng: random.Random) -> float:
+    """Full-jitter exponential backoff: uniform in [0, min(max_delay, base * 2**attempt)]."""
+    ceiling = min(policy.max_delay, policy.base_delay * (2 ** min(attempt, 32)))
+    return rng.uniform(0.0, ceiling)
+
+
+def retry_delay(attempt: int, retry_after: float | None, policy: RetryPolicy, rng: random.Random) -> float:
+    """Seconds to wait before retry number ``attempt`` (0-based).
+
+    Box's ``Retry-After`` is obeyed (with a little jitter on top, so that
+    parallel workers do not return in lockstep); otherwise full-jitter backoff.
+    """
+    if retry_after is not None:
+        return min(retry_after, policy.deadline) + rng.uniform(0.0, min(1.0, 0.1 * retry_after + 0.05))
+    return backoff_delay(attempt, policy, rng)
+
+
+def is_loopback(url: str) -> bool:
+    """Whether ``url`` names this machine (the only place plain HTTP / no TLS check is allowed)."""
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _body_may_have_been_sent(exc: requests.RequestException) -> bool:
+    """False only when the request certainly never reached the server."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return False
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        reason = exc.args[0] if exc.args else None
+        inner = getattr(reason, "reason", reason)
+        if isinstance(inner, (urllib3.exceptions.NewConnectionError, ConnectionRefusedError)):
+            return False
+        if isinstance(reason, urllib3.exceptions.MaxRetryError) and isinstance(
+            reason.reason, urllib3.exceptions.NewConnectionError
+        ):
+            return False
+    return True
+
+
+Body = bytes | str | None
+BodyFactory = Callable[[], tuple[Any, Mapping[str, str]]]
+
+
+class Transport:
+    """Sends authenticated requests to Box with pooling, rate limiting and retries.
+
+    ``concurrency`` sizes the connection pool (one connection per parallel
+    worker). ``timeout`` is (connect, read) seconds. TLS verification cannot be
+    turned off except for loopback hosts.
+    """
+
+    def __init__(
+        self,
+        auth: Auth,
+        *,
+        concurrency: int = 4,
+        timeout: tuple[float, float] = (10.0, 120.0),
+        retry: RetryPolicy = RetryPolicy(),
+        rate_limiter: RateLimiter | None = None,
+        verify: bool | str = True,
+        user_agent: str = USER_AGENT,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+        self.auth = auth
+        self.timeout = timeout
+        self.retry = retry
+        self.rate_limiter = rate_limiter if rate_limiter is not None else RateLimiter()
+        self.verify = verify
+        self.user_agent = user_agent
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._rng_lock = threading.Lock()
+        self.session = requests.Session()
+        adapter = requests.adapters.HTTPAdapter(
+            pool_connections=4, pool_maxsize=concurrency + 2, max_retries=0, pool_block=False
+        )
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.session.headers["User-Agent"] = user_agent
+
+    def close(self) -> None:
+        self.session.close()
+
+    def _verify_for(self, url: str) -> bool | str:
+        # Verification may be relaxed only for loopback (the emulator, a local TLS proxy).
+        if self.verify is False and not is_loopback(url):
+            return True
+        return self.verify
+
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
+        with self._rng_lock:
+            return retry_delay(attempt, retry_after, self.retry, self._rng)
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        data: Body = None,
+        body_factory: BodyFactory | None = None,
+        headers: Mapping[str, str] | None = None,
+        replay_safe: bool | None = None,
+        upload: bool = False,
+        retry_202: bool = False,
+        ok: Iterable[int] | None = None,
+        timeout: tuple[float, float] | None = None,
+    ) -> requests.Response:
+        """Send one logical request, retrying what is safe to retry; return the final response.
+
+        - ``replay_safe``: whether repeating the request after a lost answer is
+          harmless (default: true for GET/HEAD/OPTIONS/PUT/DELETE). When false,
+          a timeout or reset after sending raises OutcomeUnknown.
+        - ``body_factory``: builds a fresh (body, extra headers) per attempt, for
+          streamed bodies that cannot be replayed.
+        - ``upload``: counts against the per-user upload rate limit.
+        - ``retry_202``: a 202 answer means "not yet": wait Retry-After and send again,
+          until the policy's deadline.
+        - ``ok``: statuses returned to the caller; any other status raises BoxAPIError.
+          Default: every 2xx.
+        """
+        method = method.upper()
+        if replay_safe is None:
+            replay_safe = method in SAFE_METHODS
+        accepted = frozenset(ok) if ok is not None else None
+        started = time.monotonic()
+        attempt = 0  # retries of transient failures so far
+        refreshed = False
+        while True:
+            self.rate_limiter.acquire(self.auth.identity, upload=upload)
+            token = self.auth.access_token()
+            send_headers = {"Authorization": f"Bearer {token}"}
+            if self.auth.as_user:
+                send_headers["As-User"] = self.auth.as_user
+            body: Any = data
+            if body_factory is not None:
+                body, extra = body_factory()
+                send_headers.update(extra)
+            if headers:
+                send_headers.update(headers)
+            try:
+                response = self.session.request(
+                    method, url, params=params, json=json, data=body, headers=send_headers,
+                    timeout=timeout or self.timeout, verify=self._verify_for(url), allow_redirects=False,
+                )
+            except requests.RequestException as exc:
+                cause = type(exc).__name__
+                if _body_may_have_been_sent(exc) and not replay_safe:
+                    raise OutcomeUnknown(method, url, cause) from None
+                if attempt + 1 >= self.retry.max_attempts or time.monotonic() - started > self.retry.deadline:
+                    if _body_may_have_been_sent(exc):
+                        raise OutcomeUnknown(method, url, f"{cause} after {attempt + 1} attempts") from None
+                    raise BoxConnectionError(method, url, f"{cause} after {attempt + 1} attempts") from None
+                self._sleep(self._delay(attempt, None))
+                attempt += 1
+                continue
+            status = response.status_code
+            if status == 401 and self.auth.can_refresh and not refreshed:
+                # Refresh once: the token may have expired early or been revoked.
+                response.close()
+                self.auth.invalidate(token)
+                refreshed = True
+                continue
+            if status == 202 and retry_202 and (accepted is None or 202 not in accepted):
+                retry_after = BoxAPIError.from_response(response).retry_after
+                wait = retry_after if retry_after is not None else self._delay(attempt, None)
+                if time.monotonic() - started + wait > self.retry.deadline:
+                    raise BoxAPIError.from_response(response)
+                response.close()
+                self._sleep(wait)
+                continue
+            if status in RETRYABLE_STATUSES:
+                error = BoxAPIError.from_response(response)
+                if status == 429 and error.retry_after:
+                    self.rate_limiter.penalize(self.auth.identity, error.retry_after, upload=upload)
+                wait = self._delay(attempt, error.retry_after)
+                if attempt + 1 >= self.retry.max_attempts or time.monotonic() - started + wait > self.retry.deadline:
+                    raise error
+                response.close()
+                self._sleep(wait)
+                attempt += 1
+                continue
+            if (accepted is not None and status in accepted) or (accepted is None and 200 <= status < 300):
+                return response
+            raise BoxAPIError.from_response(response)
+
+    def request_json(self, method: str, url: str, **kwargs: Any) -> Any:
+        """:meth:`request` and decode the JSON answer (None for an empty body)."""
+        response = self.request(method, url, **kwargs)
+        if not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise BoxAPIError(response.status_code, "invalid_json", "answer is not JSON",
+                              method=method, url=redact_url(url)) from None
