@@ -1,0 +1,69 @@
+"""syncd configuration: YAML file -> validated, frozen `Config`.
+
+    from syncd.config import load_config, ConfigError
+    try:
+        config = load_config("/etc/syncd/syncd.yaml")
+    except ConfigError as error:
+        print(error)            # every problem, one per line, with key path and line
+        error.problems          # tuple[Problem, ...]
+
+A leaf module: it imports nothing else from syncd. The caller hands
+``config.secrets`` to ``syncd.logs.register_secret`` so the log redactor knows them.
+"""
+
+from syncd.config.changes import ConfigChanges, FieldChange, WatchChange, diff_configs
+from syncd.config.loader import AUTH_TYPES, load_config, parse_listen_address
+from syncd.config.model import (
+    DEFAULT_EXCLUDE,
+    AlertsConfig,
+    AuthConfig,
+    BoxConfig,
+    ClientCredentialsAuth,
+    Config,
+    DeveloperTokenAuth,
+    JwtAuth,
+    ListenAddress,
+    LoggingConfig,
+    MetricsConfig,
+    OAuthAuth,
+    ReadinessConfig,
+    RetryConfig,
+    WatchConfig,
+    is_loopback_host,
+)
+from syncd.config.problems import ConfigError, Problem
+from syncd.config.secret import Secret
+from syncd.config.units import format_duration, format_size, parse_duration, parse_size
+
+__all__ = [
+    "AUTH_TYPES",
+    "DEFAULT_EXCLUDE",
+    "AlertsConfig",
+    "AuthConfig",
+    "BoxConfig",
+    "ClientCredentialsAuth",
+    "Config",
+    "ConfigChanges",
+    "ConfigError",
+    "DeveloperTokenAuth",
+    "FieldChange",
+    "JwtAuth",
+    "ListenAddress",
+    "LoggingConfig",
+    "MetricsConfig",
+    "OAuthAuth",
+    "Problem",
+    "ReadinessConfig",
+    "RetryConfig",
+    "Secret",
+    "WatchChange",
+    "WatchConfig",
+    "diff_configs",
+    "format_duration",
+    "format_size",
+    "is_loopback_host",
+    "load_config",
+    "parse_duration",
+    "parse_listen_address",
+    "parse_size",
+]

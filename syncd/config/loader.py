@@ -1,0 +1,871 @@
+"""`load_config`: YAML file -> validated `Config`, or `ConfigError` listing every problem."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+import stat
+import string
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from syncd.config import model
+from syncd.config.model import (
+    AlertsConfig,
+    AuthConfig,
+    BoxConfig,
+    ClientCredentialsAuth,
+    Config,
+    DeveloperTokenAuth,
+    JwtAuth,
+    ListenAddress,
+    LoggingConfig,
+    MetricsConfig,
+    OAuthAuth,
+    ReadinessConfig,
+    RetryConfig,
+    WatchConfig,
+    is_loopback_host,
+)
+from syncd.config.problems import ConfigError, Problem
+from syncd.config.secret import Secret
+from syncd.config.units import DURATION_EXPECTED, SIZE_EXPECTED, parse_duration, parse_size
+from syncd.config.yaml_source import join_key, parse_yaml
+
+_MISSING: Any = object()
+_DIGITS = re.compile(r"^[0-9]+$")
+_CREDENTIAL_NAME = re.compile(r"^[A-Za-z0-9_.@-]+$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+AUTH_TYPES = ("developer_token", "oauth", "client_credentials", "jwt")
+_AUTH_KEYS: dict[str, tuple[str, ...]] = {
+    "developer_token": ("token",),
+    "oauth": ("client_id", "client_secret", "token_store"),
+    "client_credentials": ("client_id", "client_secret", "subject_type", "subject_id"),
+    "jwt": ("app_config", "private_key_passphrase", "subject_type", "subject_id"),
+}
+_SECRET_SOURCES = ("file", "env", "credential")
+
+
+def load_config(path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None) -> Config:
+    """Read and validate the YAML config at *path*.
+
+    Relative paths inside are resolved against the file's directory; secrets
+    given as ``{env: NAME}`` / ``{credential: NAME}`` are read from *environ*
+    (default ``os.environ``; credentials from ``$CREDENTIALS_DIRECTORY``).
+    Raises `ConfigError` whose ``problems`` lists every problem found.
+    """
+    source = Path(path)
+    try:
+        text = source.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(source, [Problem("", "file not found", "a YAML config file")]) from None
+    except IsADirectoryError:
+        raise ConfigError(source, [Problem("", "is a directory", "a YAML config file")]) from None
+    except PermissionError:
+        raise ConfigError(source, [Problem("", "cannot be read (permission denied)")]) from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(source, [Problem("", f"is not UTF-8 text (byte {error.start})")]) from None
+    try:
+        document = parse_yaml(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        reason = getattr(error, "problem", None) or str(error)
+        line = mark.line + 1 if mark is not None else None
+        raise ConfigError(source, [Problem("", f"is not valid YAML: {reason}", line=line)]) from None
+    context = _Context(
+        base_dir=source.resolve().parent,
+        config_file=source.resolve(),
+        environ=os.environ if environ is None else environ,
+        lines=document.lines,
+    )
+    context.problems.extend(document.duplicates)
+    if document.data is None:
+        raise ConfigError(source, [Problem("", "is empty", "a mapping with at least box, journal and watches")])
+    if not isinstance(document.data, dict):
+        context.problem("", f"is {_kind(document.data)}", "a mapping with box, journal, watches, ...")
+        raise ConfigError(source, context.problems)
+    config = _read_config(_Section(context, "", document.data), context, source)
+    if context.problems:
+        raise ConfigError(source, sorted(context.problems, key=lambda p: (p.line or 0, p.key)))
+    return config
+
+
+class _Context:
+    """State shared while reading one file: problems found so far, secrets, warnings."""
+
+    def __init__(self, base_dir: Path, config_file: Path, environ: Mapping[str, str], lines: dict[str, int]):
+        self.base_dir = base_dir
+        self.config_file = config_file
+        self.environ = environ
+        self.lines = lines
+        self.problems: list[Problem] = []
+        self.secrets: list[Secret] = []
+        self.warnings: list[str] = []
+        # Files that must never be uploaded (journal, secrets): checked against the watches.
+        self.private_paths: list[tuple[str, Path]] = []
+
+    def problem(self, key: str, message: str, expected: str | None = None, hint: str | None = None) -> None:
+        self.problems.append(Problem(key, message, expected, hint, self.line_of(key)))
+
+    def line_of(self, key: str) -> int | None:
+        probe = key
+        while probe:
+            if probe in self.lines:
+                return self.lines[probe]
+            probe = re.sub(r"(\.[^.\[\]]+|\[\d+\])$", "", probe)
+            if probe == key:
+                break
+        return None
+
+    def resolve(self, raw: str) -> Path:
+        return (self.base_dir / os.path.expanduser(raw)).resolve()
+
+    def add_secret(self, value: str, source: str) -> Secret:
+        secret = Secret(value, source)
+        self.secrets.append(secret)
+        return secret
+
+
+class _Section:
+    """One mapping of the YAML being read; remembers which keys were asked for."""
+
+    def __init__(self, context: _Context, path: str, raw: dict[Any, Any]):
+        self.context = context
+        self.prefix = path
+        self.raw = raw
+        self.asked: list[str] = []
+
+    def key(self, name: str) -> str:
+        return join_key(self.prefix, name)
+
+    def take(self, name: str) -> Any:
+        self.asked.append(name)
+        return self.raw.get(name, _MISSING)
+
+    def _fail(self, name: str, message: str, expected: str | None = None, hint: str | None = None) -> None:
+        self.context.problem(self.key(name), message, expected, hint)
+
+    def _required(self, name: str, expected: str) -> None:
+        self._fail(name, "is required but missing", expected)
+
+    def section(self, name: str) -> _Section:
+        value = self.take(name)
+        if value is _MISSING or value is None:
+            return _Section(self.context, self.key(name), {})
+        if not isinstance(value, dict):
+            self._fail(name, f"is {_kind(value)}", "a mapping of settings")
+            return _Section(self.context, self.key(name), {})
+        return _Section(self.context, self.key(name), value)
+
+    def string(self, name: str, default: Any = _MISSING, *, expected: str = "a string") -> Any:
+        value = self.take(name)
+        if value is _MISSING or (value is None and default is None):
+            if default is _MISSING:
+                self._required(name, expected)
+                return None
+            return default
+        if not isinstance(value, str) or not value.strip():
+            self._fail(name, f"is {_kind(value)}", expected)
+            return None if default is _MISSING else default
+        return value
+
+    def boolean(self, name: str, default: bool) -> bool:
+        value = self.take(name)
+        if value is _MISSING:
+            return default
+        if not isinstance(value, bool):
+            self._fail(name, f"is {_kind(value)}", "true or false")
+            return default
+        return value
+
+    def integer(self, name: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
+        value = self.take(name)
+        if value is _MISSING:
+            return default
+        expected = f"a whole number >= {minimum}" + (f" and <= {maximum}" if maximum is not None else "")
+        if isinstance(value, bool) or not isinstance(value, int):
+            self._fail(name, f"is {_kind(value)}", expected)
+            return default
+        if value < minimum or (maximum is not None and value > maximum):
+            self._fail(name, f"is {value}, out of range", expected)
+            return default
+        return value
+
+    def size(self, name: str, default: int, *, minimum: int = 0) -> int:
+        value = self.take(name)
+        if value is _MISSING:
+            return default
+        try:
+            size = parse_size(value)
+        except ValueError as error:
+            self._fail(name, str(error), SIZE_EXPECTED)
+            return default
+        if size < minimum:
+            self._fail(name, f"is {size:,} bytes, too small", f"at least {minimum:,} bytes")
+            return default
+        return size
+
+    def duration(self, name: str, default: float | None, *, positive: bool = True, nullable: bool = False) -> Any:
+        value = self.take(name)
+        if value is _MISSING:
+            return default
+        if value is None and nullable:
+            return None
+        expected = DURATION_EXPECTED + (" (or null to turn it off)" if nullable else "")
+        try:
+            seconds = parse_duration(value)
+        except ValueError as error:
+            self._fail(name, str(error), expected)
+            return default
+        if positive and seconds <= 0:
+            self._fail(name, "is zero", "a duration above zero")
+            return default
+        return seconds
+
+    def choice(self, name: str, default: Any, options: tuple[str, ...]) -> Any:
+        value = self.take(name)
+        expected = "one of " + ", ".join(options)
+        if value is _MISSING:
+            if default is _MISSING:
+                self._required(name, expected)
+                return None
+            return default
+        if not isinstance(value, str) or value not in options:
+            self._fail(name, f"is {_kind(value)}, not allowed", expected, _did_you_mean(value, options))
+            return None if default is _MISSING else default
+        return value
+
+    def path(self, name: str, default: Any = _MISSING) -> Any:
+        text = self.string(name, default, expected="a file system path")
+        return self.context.resolve(text) if isinstance(text, str) else text
+
+    def box_id(self, name: str, default: Any = _MISSING, *, what: str = "Box id") -> Any:
+        value = self.take(name)
+        expected = f'a {what}: a quoted string of digits such as "123456"'
+        if value is _MISSING or (value is None and default is None):
+            if default is _MISSING:
+                self._required(name, expected)
+                return None
+            return default
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            # YAML reads 0123 as octal and 0x1f as hex, so a bare number may not be what was typed.
+            self.context.warnings.append(f'{self.key(name)}: {value} should be quoted ("{value}")')
+            return str(value)
+        if not isinstance(value, str) or not _DIGITS.match(value):
+            self._fail(name, f"is {_kind(value)}", expected)
+            return None
+        return value
+
+    def secret(self, name: str, *, required: bool = True) -> Secret | None:
+        value = self.take(name)
+        expected = "a string, {file: PATH}, {env: NAME} or {credential: NAME}"
+        if value is _MISSING or value is None:
+            if required:
+                self._required(name, expected)
+            return None
+        if isinstance(value, str):
+            if not value.strip():
+                self._fail(name, "is empty", expected)
+                return None
+            self._warn_inline_secret(name)
+            return self.context.add_secret(value, "inline")
+        if not isinstance(value, dict) or len(value) != 1:
+            self._fail(name, f"is {_kind_redacted(value)}", expected)
+            return None
+        ((kind, where),) = value.items()
+        key = f"{self.key(name)}.{kind}"
+        if kind not in _SECRET_SOURCES:
+            self.context.problem(key, "is not a secret source", "file, env or credential",
+                                 _did_you_mean(kind, _SECRET_SOURCES))
+            return None
+        if not isinstance(where, str) or not where.strip():
+            self.context.problem(key, f"is {_kind(where)}", "a non-empty string")
+            return None
+        if kind == "file":
+            return self._secret_from_file(key, self.context.resolve(where))
+        if kind == "env":
+            return self._secret_from_env(key, where)
+        return self._secret_from_credential(key, where)
+
+    def _warn_inline_secret(self, name: str) -> None:
+        try:
+            mode = self.context.config_file.stat().st_mode
+        except OSError:
+            return
+        if mode & 0o077:
+            self.context.warnings.append(
+                f"{self.key(name)}: an inline secret in a config file readable by others "
+                f"(mode {stat.S_IMODE(mode):04o}); prefer {{file: ...}}, {{env: ...}} or {{credential: ...}}"
+            )
+
+    def _secret_from_file(self, key: str, path: Path) -> Secret | None:
+        text = _read_private_file(self.context, key, path, "secret file")
+        if text is None:
+            return None
+        if not text.strip():
+            self.context.problem(key, f"secret file {path} is empty", "the secret on its first line")
+            return None
+        self.context.private_paths.append((key, path))
+        return self.context.add_secret(text.strip(), f"file {path}")
+
+    def _secret_from_env(self, key: str, name: str) -> Secret | None:
+        if not _ENV_NAME.match(name):
+            self.context.problem(key, f"{name!r} is not an environment variable name", "letters, digits and _")
+            return None
+        value = self.context.environ.get(name)
+        if value is None:
+            self.context.problem(key, f"environment variable {name} is not set", f"{name} set in syncd's environment")
+            return None
+        if not value.strip():
+            self.context.problem(key, f"environment variable {name} is empty", "the secret as its value")
+            return None
+        return self.context.add_secret(value.strip(), f"env {name}")
+
+    def _secret_from_credential(self, key: str, name: str) -> Secret | None:
+        if not _CREDENTIAL_NAME.match(name):
+            self.context.problem(key, f"{name!r} is not a credential name", "letters, digits, '.', '_', '-', '@'")
+            return None
+        directory = self.context.environ.get("CREDENTIALS_DIRECTORY")
+        if not directory:
+            self.context.problem(
+                key,
+                f"credential {name} is asked for but $CREDENTIALS_DIRECTORY is not set",
+                f"syncd started by systemd with LoadCredential={name}:/path/to/secret",
+            )
+            return None
+        path = Path(directory) / name
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            self.context.problem(
+                key, f"credential {name} is not in $CREDENTIALS_DIRECTORY ({directory})",
+                f"LoadCredential={name}:/path/to/secret in the unit file",
+            )
+            return None
+        except (OSError, UnicodeDecodeError) as error:
+            self.context.problem(key, f"credential {name} cannot be read: {type(error).__name__}")
+            return None
+        if not text.strip():
+            self.context.problem(key, f"credential {name} is empty", "the secret as its content")
+            return None
+        return self.context.add_secret(text.strip(), f"credential {name}")
+
+    def finish(self, also_known: Iterable[str] = (), hints: Mapping[str, str] | None = None) -> None:
+        """Report every key present but never asked for (an unknown key is an error)."""
+        known = list(dict.fromkeys([*self.asked, *also_known]))
+        for raw_key in self.raw:
+            if not isinstance(raw_key, str):
+                self.context.problem(self.key(str(raw_key)), f"key {raw_key!r} is not a string", "a key name")
+                continue
+            if raw_key in self.asked:
+                continue
+            hint = (hints or {}).get(raw_key) or _did_you_mean(raw_key, known)
+            expected = "one of " + ", ".join(known) if known else None
+            self.context.problem(self.key(raw_key), "is not a known key", expected, hint)
+
+
+def _read_private_file(context: _Context, key: str, path: Path, what: str) -> str | None:
+    """Text of a file holding secrets, refusing one that group or others can read."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        context.problem(key, f"{what} {path} does not exist", "an existing file")
+        return None
+    except OSError as error:
+        context.problem(key, f"{what} {path} cannot be examined: {error.strerror}")
+        return None
+    if not stat.S_ISREG(info.st_mode):
+        context.problem(key, f"{what} {path} is not a regular file", "a regular file")
+        return None
+    if info.st_mode & 0o077:
+        context.problem(
+            key,
+            f"{what} {path} is open to group/others (mode {stat.S_IMODE(info.st_mode):04o})",
+            "a file only its owner can read",
+            f"fix: chmod 600 {path}",
+        )
+        return None
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        context.problem(key, f"{what} {path} cannot be read: {type(error).__name__}")
+        return None
+
+
+def _read_config(top: _Section, context: _Context, source: Path) -> Config:
+    box = _read_box(top.section("box"), context)
+    journal = top.path("journal")
+    if journal is not None:
+        if journal.is_dir():
+            context.problem("journal", f"{journal} is a directory", "the path of the SQLite journal file")
+        context.private_paths.append(("journal", journal))
+    workers = top.integer("workers", 4, minimum=1, maximum=256)
+    shutdown_timeout = top.duration("shutdown_timeout", 30.0, positive=False)
+    scan_interval = top.duration("scan_interval", 600.0)
+    retry = _read_retry(top.section("retry"))
+    readiness = _read_readiness(top.section("readiness"))
+    watches = _read_watches(top, context)
+    logging_config = _read_logging(top.section("logging"))
+    metrics = _read_metrics(top.section("metrics"))
+    alerts_section = top.section("alerts")
+    alerts = AlertsConfig(alerts_section.duration("pending_older_than", 3600.0, nullable=True))
+    alerts_section.finish()
+    top.finish()
+    _check_private_paths(context, watches)
+    return Config(
+        box=box,
+        journal=journal,
+        watches=tuple(watches),
+        workers=workers,
+        shutdown_timeout=shutdown_timeout,
+        scan_interval=scan_interval,
+        retry=retry,
+        readiness=readiness,
+        logging=logging_config,
+        metrics=metrics,
+        alerts=alerts,
+        source=source.resolve(),
+        secrets=tuple(context.secrets),
+        warnings=tuple(context.warnings),
+    )
+
+
+def _read_url(section: _Section, name: str, default: str) -> str:
+    value = section.string(name, default, expected="an http(s) URL such as https://api.box.com/2.0")
+    if value is None:
+        return default
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        section._fail(name, f"{value!r} is not an http(s) URL", "an http(s) URL such as https://api.box.com/2.0")
+        return default
+    if parts.query or parts.fragment:
+        section._fail(name, f"{value!r} has a query or fragment", "a base URL without ? or #")
+        return default
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        section._fail(
+            name, f"{value!r} is plain http to a non-loopback host, which would send tokens in clear",
+            "https, or http only to 127.0.0.1/localhost",
+        )
+    return value.rstrip("/")
+
+
+def _read_box(section: _Section, context: _Context) -> BoxConfig:
+    if not section.raw and section.prefix not in context.lines:
+        context.problem("box", "is required but missing", "a mapping with at least auth")
+    api_url = _read_url(section, "api_url", model.DEFAULT_API_URL)
+    upload_url = _read_url(section, "upload_url", model.DEFAULT_UPLOAD_URL)
+    api_parts = urlsplit(api_url)
+    derived_token_url = f"{api_parts.scheme}://{api_parts.netloc}/oauth2/token"
+    token_url = _read_url(section, "token_url", derived_token_url)
+    auth = _read_auth(section.section("auth"), context)
+    as_user = section.box_id("as_user", None, what="Box user id")
+    connect_timeout = section.duration("connect_timeout", 10.0)
+    read_timeout = section.duration("read_timeout", 60.0)
+    direct_upload_max = section.size("direct_upload_max", 50 * 1024 * 1024, minimum=model.MIN_DIRECT_UPLOAD_MAX)
+    part_concurrency = section.integer("part_concurrency", 4, minimum=1, maximum=64)
+    uploads_per_minute = section.integer("uploads_per_minute", 230, minimum=1)
+    calls_per_minute = section.integer("calls_per_minute", 950, minimum=1)
+    verify_tls = section.boolean("verify_tls", True)
+    if not verify_tls:
+        for name, url in (("api_url", api_url), ("upload_url", upload_url), ("token_url", token_url)):
+            host = urlsplit(url).hostname or ""
+            if not is_loopback_host(host):
+                context.problem(
+                    section.key("verify_tls"),
+                    f"is false while {name} points at {host}, a non-loopback host",
+                    "true (turning TLS checks off is allowed only for 127.0.0.1/localhost)",
+                )
+                break
+    section.finish()
+    return BoxConfig(
+        auth=auth,  # type: ignore[arg-type]
+        api_url=api_url,
+        upload_url=upload_url,
+        token_url=token_url,
+        as_user=as_user,
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        direct_upload_max=direct_upload_max,
+        part_concurrency=part_concurrency,
+        uploads_per_minute=uploads_per_minute,
+        calls_per_minute=calls_per_minute,
+        verify_tls=verify_tls,
+    )
+
+
+def _read_auth(section: _Section, context: _Context) -> AuthConfig | None:
+    auth_type = section.choice("type", _MISSING, AUTH_TYPES)
+    if auth_type is None:
+        section.finish(also_known=[k for keys in _AUTH_KEYS.values() for k in keys])
+        return None
+    # A key that belongs to another auth type gets a hint naming that type.
+    hints = {
+        key: f"{key} is used by auth type {', '.join(t for t, keys in _AUTH_KEYS.items() if key in keys)}"
+        for keys in _AUTH_KEYS.values()
+        for key in keys
+        if key not in _AUTH_KEYS[auth_type]
+    }
+    auth: AuthConfig | None
+    if auth_type == "developer_token":
+        token = section.secret("token")
+        auth = DeveloperTokenAuth(token) if token else None
+    elif auth_type == "oauth":
+        client_id = section.string("client_id")
+        client_secret = section.secret("client_secret")
+        token_store = section.path("token_store")
+        if token_store is not None:
+            _check_token_store(section, context, token_store)
+        auth = OAuthAuth(client_id, client_secret, token_store) if client_id and client_secret and token_store else None
+    elif auth_type == "client_credentials":
+        client_id = section.string("client_id")
+        client_secret = section.secret("client_secret")
+        subject_type = section.choice("subject_type", _MISSING, ("enterprise", "user"))
+        subject_id = section.box_id("subject_id", what="enterprise or user id")
+        complete = client_id and client_secret and subject_type and subject_id
+        auth = ClientCredentialsAuth(client_id, client_secret, subject_type, subject_id) if complete else None
+    else:
+        auth = _read_jwt(section, context)
+    section.finish(hints=hints)
+    return auth
+
+
+def _check_token_store(section: _Section, context: _Context, token_store: Path) -> None:
+    key = section.key("token_store")
+    context.private_paths.append((key, token_store))
+    try:
+        info = token_store.stat()
+    except FileNotFoundError:
+        if not token_store.parent.is_dir():
+            context.problem(key, f"folder {token_store.parent} does not exist", "an existing folder for the token store")
+        else:
+            context.warnings.append(f"{key}: {token_store} does not exist yet; run `syncd auth` to create it")
+        return
+    if info.st_mode & 0o077:
+        context.problem(
+            key, f"token store {token_store} is open to group/others (mode {stat.S_IMODE(info.st_mode):04o})",
+            "a file only its owner can read", f"fix: chmod 600 {token_store}",
+        )
+
+
+def _read_jwt(section: _Section, context: _Context) -> JwtAuth | None:
+    app_config = section.path("app_config")
+    passphrase_override = section.secret("private_key_passphrase", required=False)
+    subject_type = section.choice("subject_type", "enterprise", ("enterprise", "user"))
+    subject_id = section.box_id("subject_id", None, what="enterprise or user id")
+    if app_config is None:
+        return None
+    key = section.key("app_config")
+    text = _read_private_file(context, key, app_config, "Box app config")
+    if text is None:
+        return None
+    context.private_paths.append((key, app_config))
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as error:
+        context.problem(key, f"{app_config} is not JSON (line {error.lineno})", "the JSON downloaded from the Box developer console")
+        return None
+    settings = _dig(document, "boxAppSettings")
+    app_auth = _dig(settings, "appAuth")
+    fields = {
+        "boxAppSettings.clientID": _dig(settings, "clientID"),
+        "boxAppSettings.clientSecret": _dig(settings, "clientSecret"),
+        "boxAppSettings.appAuth.publicKeyID": _dig(app_auth, "publicKeyID"),
+        "boxAppSettings.appAuth.privateKey": _dig(app_auth, "privateKey"),
+    }
+    missing = [name for name, value in fields.items() if not isinstance(value, str) or not value]
+    if missing:
+        context.problem(key, f"{app_config} lacks {', '.join(missing)}", "a Box app config JSON for JWT auth")
+        return None
+    client_secret = context.add_secret(fields["boxAppSettings.clientSecret"], f"file {app_config}")
+    private_key = context.add_secret(fields["boxAppSettings.appAuth.privateKey"], f"file {app_config}")
+    passphrase = passphrase_override
+    if passphrase is None and isinstance(_dig(app_auth, "passphrase"), str) and _dig(app_auth, "passphrase"):
+        passphrase = context.add_secret(_dig(app_auth, "passphrase"), f"file {app_config}")
+    if subject_type == "enterprise" and subject_id is None:
+        enterprise = _dig(document, "enterpriseID")
+        subject_id = str(enterprise) if enterprise not in (None, "", "0", 0) else None
+        if subject_id is None:
+            context.problem(section.key("subject_id"), "is missing and the app config has no enterpriseID",
+                            "the enterprise id to authenticate as")
+    elif subject_id is None:
+        context.problem(section.key("subject_id"), "is required when subject_type is user", "a Box user id")
+    problem = _private_key_problem(private_key, passphrase)
+    if problem:
+        context.problem(key, problem, "a PEM private key that the passphrase decrypts")
+        return None
+    if subject_id is None:
+        return None
+    return JwtAuth(
+        app_config=app_config,
+        client_id=fields["boxAppSettings.clientID"],
+        client_secret=client_secret,
+        public_key_id=fields["boxAppSettings.appAuth.publicKeyID"],
+        private_key=private_key,
+        private_key_passphrase=passphrase,
+        subject_type=subject_type,
+        subject_id=subject_id,
+    )
+
+
+def _private_key_problem(private_key: Secret, passphrase: Secret | None) -> str | None:
+    """Why the key cannot be loaded, in words that never contain the key or passphrase."""
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    password = passphrase.reveal().encode() if passphrase else None
+    try:
+        load_pem_private_key(private_key.reveal().encode(), password=password)
+    except TypeError:
+        if password is None:
+            return "the private key is encrypted but no passphrase is given"
+        return "the private key is not encrypted but a passphrase is given"
+    except ValueError:
+        return "the private key cannot be loaded (not PEM, or the passphrase is wrong)"
+    except Exception as error:  # an unsupported key type must still be a config problem
+        return f"the private key cannot be loaded ({type(error).__name__})"
+    return None
+
+
+def _dig(value: object, key: str) -> Any:
+    return value.get(key) if isinstance(value, dict) else None
+
+
+def _read_retry(section: _Section) -> RetryConfig:
+    max_attempts = section.integer("max_attempts", 10, minimum=1)
+    initial = section.duration("initial_backoff", 5.0)
+    maximum = section.duration("max_backoff", 3600.0)
+    if maximum < initial:
+        section._fail("max_backoff", f"is shorter than initial_backoff ({maximum:g}s < {initial:g}s)",
+                      "max_backoff >= initial_backoff")
+    section.finish()
+    return RetryConfig(max_attempts, initial, maximum)
+
+
+def _read_readiness(section: _Section) -> ReadinessConfig:
+    settle = section.duration("settle", 2.0, positive=False)
+    closed_settle = section.duration("closed_settle", 0.3, positive=False)
+    never = section.duration("never_settles_after", 3600.0)
+    if never <= settle:
+        section._fail("never_settles_after", f"is not longer than settle ({never:g}s <= {settle:g}s)",
+                      "never_settles_after > settle")
+    section.finish()
+    return ReadinessConfig(settle, closed_settle, never)
+
+
+def _read_watches(top: _Section, context: _Context) -> list[WatchConfig]:
+    raw = top.take("watches")
+    if raw is _MISSING or raw is None:
+        context.problem("watches", "is required but missing", "a list of at least one watch (path, folder_id)")
+        return []
+    if not isinstance(raw, list) or not raw:
+        context.problem("watches", f"is {_kind(raw)}", "a list of at least one watch (path, folder_id)")
+        return []
+    watches: list[tuple[int, WatchConfig]] = []
+    for index, item in enumerate(raw):
+        key = f"watches[{index}]"
+        if not isinstance(item, dict):
+            context.problem(key, f"is {_kind(item)}", "a mapping with at least path and folder_id")
+            continue
+        watch = _read_watch(_Section(context, key, item), context)
+        if watch is not None:
+            watches.append((index, watch))
+    _check_watch_set(context, watches)
+    return [watch for _, watch in watches]
+
+
+def _read_watch(section: _Section, context: _Context) -> WatchConfig | None:
+    path = section.path("path")
+    folder_id = section.box_id("folder_id", what="Box folder id")
+    recursive = section.boolean("recursive", True)
+    observer = section.choice("observer", "native", ("native", "polling"))
+    poll_interval = section.duration("poll_interval", 5.0)
+    include = _read_patterns(section, "include", ("*",))
+    exclude = _read_patterns(section, "exclude", model.DEFAULT_EXCLUDE)
+    mirror_subfolders = section.boolean("mirror_subfolders", True)
+    conflict = section.choice("conflict", "version", ("version", "skip", "rename", "fail"))
+    invalid_names = section.choice("invalid_names", "quarantine", ("quarantine", "sanitize"))
+    after_upload = section.choice("after_upload", "keep", ("keep", "delete", "move"))
+    archive_dir = section.path("archive_dir", None)
+    archive_template = section.string("archive_template", model.DEFAULT_ARCHIVE_TEMPLATE)
+    expect_files_every = section.duration("expect_files_every", None, nullable=True)
+    name = section.string("name", None)
+    section.finish()
+    if after_upload == "move" and archive_dir is None:
+        section._fail("archive_dir", "is required when after_upload is move", "the folder to move uploaded files into")
+    if after_upload != "move" and archive_dir is not None:
+        section._fail("archive_dir", f"is set but after_upload is {after_upload}", "archive_dir only with after_upload: move")
+    if archive_template is not None:
+        _check_archive_template(section, archive_template)
+    if path is not None:
+        if path.exists() and not path.is_dir():
+            section._fail("path", f"{path} is not a folder", "a folder to watch")
+        elif not path.exists():
+            context.warnings.append(f"{section.key('path')}: {path} does not exist (yet)")
+    if name is None and path is not None:
+        name = path.name or "root"
+    if name is not None and (not name.strip() or "/" in name or any(ord(c) < 32 for c in name)):
+        section._fail("name", f"{name!r} is not a usable watch name", "a non-empty name without '/' or control characters")
+    if path is None or folder_id is None or name is None:
+        return None
+    return WatchConfig(
+        path=path,
+        folder_id=folder_id,
+        name=name,
+        recursive=recursive,
+        observer=observer,
+        poll_interval=poll_interval,
+        include=include,
+        exclude=exclude,
+        mirror_subfolders=mirror_subfolders,
+        conflict=conflict,
+        invalid_names=invalid_names,
+        after_upload=after_upload,
+        archive_dir=archive_dir,
+        archive_template=archive_template or model.DEFAULT_ARCHIVE_TEMPLATE,
+        expect_files_every=expect_files_every,
+    )
+
+
+def _read_patterns(section: _Section, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    value = section.take(name)
+    if value is _MISSING:
+        return default
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(p, str) and p for p in value):
+        section._fail(name, f"is {_kind(value)}", "a list of glob patterns such as ['*.pdf', 'scans/*']")
+        return default
+    return tuple(value)
+
+
+def _check_archive_template(section: _Section, template: str) -> None:
+    expected = "a relative path template using " + ", ".join("{" + f + "}" for f in model.ARCHIVE_TEMPLATE_FIELDS)
+    try:
+        fields = [field for _, field, _, _ in string.Formatter().parse(template) if field is not None]
+    except ValueError as error:
+        section._fail("archive_template", f"{template!r} is not a valid template: {error}", expected)
+        return
+    unknown = [field for field in fields if field not in model.ARCHIVE_TEMPLATE_FIELDS]
+    if unknown:
+        section._fail("archive_template", f"uses unknown field {{{unknown[0]}}}", expected,
+                      _did_you_mean(unknown[0], model.ARCHIVE_TEMPLATE_FIELDS))
+        return
+    if not {"relpath", "name", "stem"} & set(fields):
+        section._fail("archive_template", "would put every file at the same path", "a template containing {relpath} or {name}")
+        return
+    try:
+        model.render_archive_template(template, "sub/file.txt", datetime(2024, 1, 2, 3, 4, 5), "watch")
+    except (ValueError, TypeError, IndexError, KeyError) as error:
+        section._fail("archive_template", str(error), expected)
+
+
+def _check_watch_set(context: _Context, watches: list[tuple[int, WatchConfig]]) -> None:
+    """Paths unique and not nested, names unique, archives outside every watch."""
+    for position, (index, watch) in enumerate(watches):
+        for other_index, other in watches[position + 1:]:
+            key = f"watches[{other_index}].path"
+            if watch.path == other.path:
+                context.problem(key, f"{other.path} is already watched by watches[{index}]", "each folder watched once")
+            elif watch.path in other.path.parents:
+                context.problem(key, f"{other.path} is inside watches[{index}] ({watch.path})", "watches that do not contain each other")
+            elif other.path in watch.path.parents:
+                context.problem(f"watches[{index}].path", f"{watch.path} is inside watches[{other_index}] ({other.path})",
+                                "watches that do not contain each other")
+            if watch.name == other.name:
+                context.problem(f"watches[{other_index}].name", f"{other.name!r} is also the name of watches[{index}]",
+                                "unique watch names (set name: explicitly)")
+    for index, watch in watches:
+        if watch.archive_dir is None:
+            continue
+        for other_index, other in watches:
+            if watch.archive_dir == other.path or other.path in watch.archive_dir.parents:
+                context.problem(f"watches[{index}].archive_dir", f"{watch.archive_dir} is inside watches[{other_index}] "
+                                f"({other.path}), so archived files would be uploaded again", "a folder outside every watch")
+
+
+def _check_private_paths(context: _Context, watches: list[WatchConfig]) -> None:
+    """The journal and secret files must never sit inside a drop folder (they would be uploaded)."""
+    for key, path in context.private_paths:
+        for index, watch in enumerate(watches):
+            if watch.path in path.parents:
+                context.problem(key, f"{path} is inside watches[{index}] ({watch.path}) and would be uploaded",
+                                "a path outside every watched folder")
+
+
+def _read_logging(section: _Section) -> LoggingConfig:
+    result = LoggingConfig(
+        format=section.choice("format", "auto", ("auto", "console", "json", "journald")),
+        level=section.choice("level", "info", ("debug", "info", "warning", "error", "critical")),
+    )
+    section.finish()
+    return result
+
+
+def _read_metrics(section: _Section) -> MetricsConfig:
+    raw = section.string("listen", None, expected='"HOST:PORT" such as "127.0.0.1:9108", or null for off')
+    allow_remote = section.boolean("allow_remote", False)
+    section.finish()
+    if raw is None:
+        return MetricsConfig(None, allow_remote)
+    listen = parse_listen_address(raw)
+    if listen is None:
+        section._fail("listen", f"{raw!r} is not HOST:PORT", '"HOST:PORT" such as "127.0.0.1:9108", or null for off')
+        return MetricsConfig(None, allow_remote)
+    if not listen.is_loopback and not allow_remote:
+        section._fail("listen", f"{raw!r} is reachable from other machines", "a loopback address such as 127.0.0.1:9108",
+                      "set metrics.allow_remote: true if that is intended")
+    elif not listen.is_loopback:
+        section.context.warnings.append(f"metrics.listen: {listen} serves metrics to other machines")
+    return MetricsConfig(listen, allow_remote)
+
+
+def parse_listen_address(text: str) -> ListenAddress | None:
+    """``127.0.0.1:9108`` / ``[::1]:9108`` / ``localhost:9108`` -> `ListenAddress`; None if malformed."""
+    match = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\]:(\d{1,5})|([^\s:\[\]]*):(\d{1,5})", text.strip())
+    if match is None:
+        return None
+    host = match.group(1) if match.group(1) is not None else match.group(3)
+    port = int(match.group(2) or match.group(4))
+    if not 1 <= port <= 65535:
+        return None
+    return ListenAddress(host or "0.0.0.0", port)
+
+
+def _did_you_mean(value: object, options: Iterable[str]) -> str | None:
+    if not isinstance(value, str):
+        return None
+    matches = difflib.get_close_matches(value, list(options), n=1, cutoff=0.6)
+    if not matches:
+        lowered = {option.lower(): option for option in options}
+        if value.lower() in lowered:
+            matches = [lowered[value.lower()]]
+    return f"did you mean {matches[0]!r}?" if matches else None
+
+
+def _kind(value: object) -> str:
+    if value is _MISSING or value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return f"{value!r}" if value.strip() else "an empty string"
+    return f"{type(value).__name__} {value!r}"
+
+
+def _kind_redacted(value: object) -> str:
+    """Like _kind, but never echoes a value that may be a secret."""
+    if isinstance(value, dict):
+        return "a mapping with keys " + ", ".join(map(str, value)) if value else "an empty mapping"
+    if isinstance(value, list):
+        return "a list"
+    return f"a {type(value).__name__}"

@@ -1,0 +1,268 @@
+"""The validated configuration: frozen dataclasses produced by `load_config`.
+
+Durations are float seconds, sizes are int bytes, paths are absolute
+(relative paths in the YAML are resolved against the config file's directory).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import ipaddress
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from pathlib import Path, PurePosixPath
+from typing import Literal, Union
+
+from syncd.config.secret import Secret
+
+DEFAULT_API_URL = "https://api.box.com/2.0"
+DEFAULT_UPLOAD_URL = "https://upload.box.com/api/2.0"
+# Box refuses chunked upload sessions below this size, so files up to it must go direct.
+MIN_DIRECT_UPLOAD_MAX = 20_000_000
+DEFAULT_EXCLUDE: tuple[str, ...] = (
+    "*.tmp",
+    "*.part",
+    "*.partial",
+    "*.crdownload",
+    ".~lock.*",
+    "*.swp",
+    "*~",
+    ".*",
+)
+DEFAULT_ARCHIVE_TEMPLATE = "{date:%Y/%m/%d}/{relpath}"
+ARCHIVE_TEMPLATE_FIELDS = ("date", "relpath", "name", "stem", "suffix", "watch")
+
+
+@dataclass(frozen=True)
+class DeveloperTokenAuth:
+    """A 60-minute developer token (or the emulator's ``--token``)."""
+
+    token: Secret
+    type: Literal["developer_token"] = "developer_token"
+
+
+@dataclass(frozen=True)
+class OAuthAuth:
+    """OAuth 2.0 authorization code grant; the refresh token lives in ``token_store`` (mode 0600)."""
+
+    client_id: str
+    client_secret: Secret
+    token_store: Path
+    type: Literal["oauth"] = "oauth"
+
+
+@dataclass(frozen=True)
+class ClientCredentialsAuth:
+    """Client credentials grant (CCG) for an enterprise service account or a user."""
+
+    client_id: str
+    client_secret: Secret
+    subject_type: Literal["enterprise", "user"]
+    subject_id: str
+    type: Literal["client_credentials"] = "client_credentials"
+
+
+@dataclass(frozen=True)
+class JwtAuth:
+    """JWT bearer grant, from a Box app config JSON (``boxAppSettings``, ``enterpriseID``)."""
+
+    app_config: Path
+    client_id: str
+    client_secret: Secret
+    public_key_id: str
+    private_key: Secret
+    private_key_passphrase: Secret | None
+    subject_type: Literal["enterprise", "user"]
+    subject_id: str
+    type: Literal["jwt"] = "jwt"
+
+
+AuthConfig = Union[DeveloperTokenAuth, OAuthAuth, ClientCredentialsAuth, JwtAuth]
+
+
+@dataclass(frozen=True)
+class BoxConfig:
+    """Where Box is, how to authenticate, and how hard to push it."""
+
+    auth: AuthConfig
+    api_url: str = DEFAULT_API_URL
+    upload_url: str = DEFAULT_UPLOAD_URL
+    token_url: str = "https://api.box.com/oauth2/token"
+    as_user: str | None = None
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    direct_upload_max: int = 50 * 1024 * 1024
+    part_concurrency: int = 4
+    uploads_per_minute: int = 230
+    calls_per_minute: int = 950
+    verify_tls: bool = True
+
+
+@dataclass(frozen=True)
+class RetryConfig:
+    """Exponential backoff for failed uploads (seconds)."""
+
+    max_attempts: int = 10
+    initial_backoff: float = 5.0
+    max_backoff: float = 3600.0
+
+
+@dataclass(frozen=True)
+class ReadinessConfig:
+    """When a file counts as finished being written (seconds).
+
+    ``settle``: quiet period after the last event; ``closed_settle``: shorter
+    quiet period after the writer closed the file (IN_CLOSE_WRITE);
+    ``never_settles_after``: a file still changing after this long is reported.
+    """
+
+    settle: float = 2.0
+    closed_settle: float = 0.3
+    never_settles_after: float = 3600.0
+
+
+@dataclass(frozen=True)
+class WatchConfig:
+    """One drop folder and the Box folder its files go to."""
+
+    path: Path
+    folder_id: str
+    name: str
+    recursive: bool = True
+    observer: Literal["native", "polling"] = "native"
+    poll_interval: float = 5.0
+    include: tuple[str, ...] = ("*",)
+    exclude: tuple[str, ...] = DEFAULT_EXCLUDE
+    mirror_subfolders: bool = True
+    conflict: Literal["version", "skip", "rename", "fail"] = "version"
+    invalid_names: Literal["quarantine", "sanitize"] = "quarantine"
+    after_upload: Literal["keep", "delete", "move"] = "keep"
+    archive_dir: Path | None = None
+    archive_template: str = DEFAULT_ARCHIVE_TEMPLATE
+    expect_files_every: float | None = None
+
+    def admits(self, relpath: str) -> bool:
+        """Whether the file at *relpath* (relative to ``path``, '/'-separated) is to be ingested.
+
+        A pattern without '/' is matched against the file name and, for
+        ``exclude``, against every folder on the way too (so ``.*`` also skips
+        everything inside ``.git/``); a pattern with '/' is matched against the
+        whole relative path. Matching is case-sensitive on every platform.
+        """
+        parts = PurePosixPath(relpath).parts
+        if not parts:
+            return False
+        if not self.recursive and len(parts) > 1:
+            return False
+        for pattern in self.exclude:
+            if "/" in pattern:
+                if fnmatchcase(relpath, pattern):
+                    return False
+            elif any(fnmatchcase(part, pattern) for part in parts):
+                return False
+        for pattern in self.include:
+            target = relpath if "/" in pattern else parts[-1]
+            if fnmatchcase(target, pattern):
+                return True
+        return False
+
+    def archive_path(self, relpath: str, when: _dt.datetime) -> Path:
+        """Where ``after_upload: move`` puts the file at *relpath*, uploaded at *when*."""
+        if self.archive_dir is None:
+            raise ValueError(f"watch {self.name!r} has no archive_dir (after_upload is {self.after_upload})")
+        return self.archive_dir / render_archive_template(self.archive_template, relpath, when, self.name)
+
+
+def render_archive_template(template: str, relpath: str, when: _dt.datetime, watch: str) -> PurePosixPath:
+    """Fill *template* and check that the result stays inside the archive folder."""
+    pure = PurePosixPath(relpath)
+    rendered = template.format(
+        date=when, relpath=relpath, name=pure.name, stem=pure.stem, suffix=pure.suffix, watch=watch
+    )
+    result = PurePosixPath(rendered)
+    if result.is_absolute() or ".." in result.parts or not result.parts:
+        raise ValueError(f"archive_template {template!r} gives {rendered!r}, which leaves the archive folder")
+    return result
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    """Log output: ``auto`` picks journald under systemd, console on a terminal, JSON otherwise."""
+
+    format: Literal["auto", "console", "json", "journald"] = "auto"
+    level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+
+
+@dataclass(frozen=True)
+class ListenAddress:
+    """A host and TCP port to listen on."""
+
+    host: str
+    port: int
+
+    @property
+    def is_loopback(self) -> bool:
+        """True for localhost, 127.0.0.0/8 and ::1."""
+        return is_loopback_host(self.host)
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """Prometheus endpoint; off when ``listen`` is None."""
+
+    listen: ListenAddress | None = None
+    allow_remote: bool = False
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    """Thresholds for alert-level warnings (seconds; None = off)."""
+
+    pending_older_than: float | None = 3600.0
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole validated config file.
+
+    ``secrets`` lists every secret the file refers to, so the caller can hand
+    them to the log redactor (``syncd.logs.register_secret``); ``warnings`` are
+    things worth saying that do not stop syncd from running. Neither, nor
+    ``source``, takes part in equality.
+    """
+
+    box: BoxConfig
+    journal: Path
+    watches: tuple[WatchConfig, ...]
+    workers: int = 4
+    shutdown_timeout: float = 30.0
+    scan_interval: float = 600.0
+    retry: RetryConfig = field(default_factory=RetryConfig)
+    readiness: ReadinessConfig = field(default_factory=ReadinessConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    source: Path | None = field(default=None, compare=False)
+    secrets: tuple[Secret, ...] = field(default=(), compare=False, repr=False)
+    warnings: tuple[str, ...] = field(default=(), compare=False)
+
+    def watch_named(self, name: str) -> WatchConfig:
+        """The watch called *name*; KeyError naming the known ones otherwise."""
+        for watch in self.watches:
+            if watch.name == name:
+                return watch
+        raise KeyError(f"no watch named {name!r}; known: {', '.join(w.name for w in self.watches)}")
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost`` (and ``*.localhost``), 127.0.0.0/8 and ::1; no DNS lookups."""
+    bare = host.strip("[]").lower()
+    if bare == "localhost" or bare.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(bare).is_loopback
+    except ValueError:
+        return False
