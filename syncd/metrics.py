@@ -1,0 +1,398 @@
+"""Prometheus metrics for the daemon, and the HTTP server for /metrics and /healthz.
+
+`Metrics` owns its own `CollectorRegistry` (never prometheus_client's global
+one), so several daemons, or several tests, can live in one process. All
+metric names carry the `syncd_` prefix:
+
+| metric | type | labels |
+|---|---|---|
+| syncd_files_uploaded_total | counter | watch |
+| syncd_bytes_uploaded_total | counter | watch |
+| syncd_upload_failures_total | counter | watch, reason |
+| syncd_retries_total | counter | reason |
+| syncd_rate_limited_total | counter | (429 answers from Box) |
+| syncd_queue_depth | gauge, read from the journal at scrape time | state |
+| syncd_oldest_pending_age_seconds | gauge, read at scrape time | |
+| syncd_uploads_in_flight | gauge | |
+| syncd_upload_duration_seconds | histogram | method (direct, chunked) |
+| syncd_detect_to_commit_seconds | histogram | |
+| syncd_observer_restarts_total | counter | watch |
+| syncd_last_scan_timestamp_seconds | gauge | watch |
+
+`reason` labels must come from a bounded set (error codes such as
+`rate_limited`, `server_error`, `item_name_invalid`), never from free text,
+or every distinct message would become a new time series.
+
+`MetricsServer` serves `/metrics` and `/healthz` (the same `HealthCheck` that
+drives the systemd watchdog) from a daemon thread, on loopback unless told
+otherwise. This module is a leaf: the journal's numbers come in through
+callbacks, so it never imports the journal, the pipeline or the Box client.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
+
+from syncd.health import HealthCheck
+
+log = structlog.get_logger(__name__)
+
+UPLOAD_METHODS = ("direct", "chunked")
+
+# From a 1 KiB direct upload on a LAN to a multi-GiB chunked session.
+UPLOAD_DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
+# Includes the settle period (seconds) and queueing behind other files (up to hours).
+DETECT_TO_COMMIT_BUCKETS = (1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
+
+QueueCounts = Callable[[], Mapping[str, int]]
+OldestPendingAge = Callable[[], float | None]
+
+
+class MetricsInputError(ValueError):
+    """A metric was recorded with a value that makes no sense (negative size, unknown method...)."""
+
+
+@dataclass(frozen=True)
+class JournalGauges:
+    """Callbacks read at scrape time: counts by state, and the oldest pending file's age (or None)."""
+
+    queue_counts: QueueCounts
+    oldest_pending_age_s: OldestPendingAge
+
+
+class _JournalCollector(Collector):
+    """Reads queue depth and oldest pending age only when Prometheus scrapes.
+
+    Reading at scrape time keeps the numbers exactly what the journal says,
+    instead of a copy that every state change would have to keep in sync.
+    """
+
+    def __init__(self) -> None:
+        self._gauges: JournalGauges | None = None
+        self._lock = threading.Lock()
+
+    def attach(self, gauges: JournalGauges | None) -> None:
+        with self._lock:
+            self._gauges = gauges
+
+    def describe(self) -> list[Metric]:
+        # Declaring the families up front lets the registry reject name clashes at registration.
+        return [self._queue_family(), self._age_family()]
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            gauges = self._gauges
+        if gauges is None:
+            return
+        yield from self._collect_queue(gauges)
+        yield from self._collect_age(gauges)
+
+    def _collect_queue(self, gauges: JournalGauges) -> Iterator[Metric]:
+        try:
+            counts = dict(gauges.queue_counts())
+        except Exception as exc:  # a scrape must not fail because the journal is busy
+            log.warning("metrics_queue_counts_failed", error=f"{type(exc).__name__}: {exc}")
+            return
+        family = self._queue_family()
+        for state, count in sorted(counts.items()):
+            family.add_metric([state], float(count))
+        yield family
+
+    def _collect_age(self, gauges: JournalGauges) -> Iterator[Metric]:
+        try:
+            age = gauges.oldest_pending_age_s()
+        except Exception as exc:
+            log.warning("metrics_oldest_pending_failed", error=f"{type(exc).__name__}: {exc}")
+            return
+        family = self._age_family()
+        family.add_metric([], 0.0 if age is None else max(0.0, float(age)))
+        yield family
+
+    @staticmethod
+    def _queue_family() -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            "syncd_queue_depth", "Files in the journal by state.", labels=["state"]
+        )
+
+    @staticmethod
+    def _age_family() -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            "syncd_oldest_pending_age_seconds",
+            "Age of the oldest file waiting to be uploaded (0 when none is waiting).",
+        )
+
+
+class Metrics:
+    """All of syncd's metrics, in a registry of their own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.files_uploaded = Counter(
+            "syncd_files_uploaded", "Files committed to Box.", ["watch"], registry=r
+        )
+        self.bytes_uploaded = Counter(
+            "syncd_bytes_uploaded", "Bytes of files committed to Box.", ["watch"], registry=r
+        )
+        self.upload_failures = Counter(
+            "syncd_upload_failures",
+            "Uploads that failed for good (parked as failed or quarantined).",
+            ["watch", "reason"],
+            registry=r,
+        )
+        self.retries = Counter("syncd_retries", "Requests or uploads retried.", ["reason"], registry=r)
+        self.rate_limited = Counter(
+            "syncd_rate_limited", "429 Too Many Requests answers from Box.", registry=r
+        )
+        self.uploads_in_flight = Gauge(
+            "syncd_uploads_in_flight", "Uploads currently in progress.", registry=r
+        )
+        self.upload_duration = Histogram(
+            "syncd_upload_duration_seconds",
+            "Time from the first upload request to the verified commit.",
+            ["method"],
+            buckets=UPLOAD_DURATION_BUCKETS,
+            registry=r,
+        )
+        self.detect_to_commit = Histogram(
+            "syncd_detect_to_commit_seconds",
+            "Time from a file's first detection to its verified commit in Box.",
+            buckets=DETECT_TO_COMMIT_BUCKETS,
+            registry=r,
+        )
+        self.observer_restarts = Counter(
+            "syncd_observer_restarts", "Filesystem observers restarted after dying.", ["watch"], registry=r
+        )
+        self.last_scan_timestamp = Gauge(
+            "syncd_last_scan_timestamp_seconds",
+            "When the last full scan of a watch finished (Unix time).",
+            ["watch"],
+            registry=r,
+        )
+        self._journal = _JournalCollector()
+        r.register(self._journal)
+
+    def __repr__(self) -> str:
+        return "Metrics()"
+
+    def attach_journal(self, queue_counts: QueueCounts, oldest_pending_age_s: OldestPendingAge) -> None:
+        """Read queue depth by state and the oldest pending age from these callbacks at scrape time."""
+        self._journal.attach(JournalGauges(queue_counts, oldest_pending_age_s))
+
+    def detach_journal(self) -> None:
+        """Stop reporting journal gauges (e.g. while the journal is closed)."""
+        self._journal.attach(None)
+
+    def record_upload(
+        self,
+        watch: str,
+        size_bytes: int,
+        method: str,
+        duration_s: float,
+        detect_to_commit_s: float | None = None,
+    ) -> None:
+        """Count one verified commit: file and bytes per watch, duration by method, end-to-end latency."""
+        if method not in UPLOAD_METHODS:
+            raise MetricsInputError(f"upload method must be one of {UPLOAD_METHODS}, got {method!r}")
+        _require_non_negative("size_bytes", size_bytes)
+        _require_non_negative("duration_s", duration_s)
+        self.files_uploaded.labels(watch=watch).inc()
+        self.bytes_uploaded.labels(watch=watch).inc(size_bytes)
+        self.upload_duration.labels(method=method).observe(duration_s)
+        if detect_to_commit_s is not None:
+            _require_non_negative("detect_to_commit_s", detect_to_commit_s)
+            self.detect_to_commit.observe(detect_to_commit_s)
+
+    def record_failure(self, watch: str, reason: str) -> None:
+        """Count a file parked as failed/quarantined; `reason` is an error code, not a message."""
+        self.upload_failures.labels(watch=watch, reason=_require_label("reason", reason)).inc()
+
+    def record_retry(self, reason: str) -> None:
+        """Count one retry; `reason` is an error code (e.g. rate_limited, server_error, timeout)."""
+        self.retries.labels(reason=_require_label("reason", reason)).inc()
+
+    def record_rate_limited(self) -> None:
+        """Count one 429 answer."""
+        self.rate_limited.inc()
+
+    def record_observer_restart(self, watch: str) -> None:
+        """Count a filesystem observer restarted for `watch`."""
+        self.observer_restarts.labels(watch=watch).inc()
+
+    def record_scan(self, watch: str, finished_at: float | None = None) -> None:
+        """Note that a full scan of `watch` finished (now, unless `finished_at` is given)."""
+        self.last_scan_timestamp.labels(watch=watch).set(time.time() if finished_at is None else finished_at)
+
+    @contextmanager
+    def upload_in_flight(self) -> Iterator[None]:
+        """Count an upload as in flight for the duration of the `with` block, whatever happens in it."""
+        self.uploads_in_flight.inc()
+        try:
+            yield
+        finally:
+            self.uploads_in_flight.dec()
+
+    def exposition(self, accept: str = "") -> tuple[bytes, str]:
+        """The scrape body and its content type, negotiated from an Accept header."""
+        encoder, content_type = choose_encoder(accept)
+        return encoder(self.registry), content_type
+
+
+def _require_non_negative(name: str, value: float) -> None:
+    if value < 0:
+        raise MetricsInputError(f"{name} must not be negative, got {value}")
+
+
+def _require_label(name: str, value: str) -> str:
+    if not value:
+        raise MetricsInputError(f"the {name} label must not be empty")
+    return value
+
+
+class MetricsServerError(RuntimeError):
+    """The metrics server could not start (bad address, port in use...)."""
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _Handler(BaseHTTPRequestHandler):
+    # Set per server class in MetricsServer.start.
+    metrics: Metrics
+    health: HealthCheck
+    server_version = "syncd-metrics"
+    sys_version = ""
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        path = self.path.split("?", 1)[0]
+        if path == "/metrics":
+            body, content_type = self.metrics.exposition(self.headers.get("Accept", ""))
+            self._reply(200, body, content_type)
+        elif path == "/healthz":
+            report = self.health.check()
+            body = json.dumps(report.to_dict(), sort_keys=True).encode()
+            self._reply(200 if report.healthy else 503, body, "application/json")
+        else:
+            self._reply(404, b'{"error": "not found; try /metrics or /healthz"}', "application/json")
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._reply(405, b'{"error": "method not allowed"}', "application/json", allow="GET")
+
+    do_PUT = do_DELETE = do_PATCH = do_POST  # noqa: N815
+
+    def _reply(self, code: int, body: bytes, content_type: str, allow: str | None = None) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        if allow:
+            self.send_header("Allow", allow)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (base class's name)
+        # http.server writes every request to stderr; a scrape every 15 s is not news.
+        log.debug("metrics_http_request", client=self.client_address[0], request=format % args)
+
+
+class MetricsServer:
+    """Serves /metrics and /healthz on host:port from a daemon thread.
+
+    Port 0 picks a free port (see `port` after `start()`). Non-loopback
+    addresses are refused unless `allow_non_loopback` is set: the endpoints
+    carry no secrets, but watch names and volumes are nobody else's business.
+    """
+
+    def __init__(
+        self,
+        metrics: Metrics,
+        health: HealthCheck,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        allow_non_loopback: bool = False,
+    ) -> None:
+        if not 0 <= port <= 65535:
+            raise MetricsServerError(f"metrics port must be between 0 and 65535, got {port}")
+        if not allow_non_loopback and not _is_loopback(host):
+            raise MetricsServerError(
+                f"metrics address {host!r} is not a loopback address; use 127.0.0.1 or ::1, "
+                "or allow non-loopback addresses explicitly"
+            )
+        self._metrics = metrics
+        self._health = health
+        self._host = host
+        self._requested_port = port
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        return f"MetricsServer(host={self._host!r}, port={self.port})"
+
+    @property
+    def port(self) -> int:
+        """The bound port (the requested one until `start()`)."""
+        if self._server is None:
+            return self._requested_port
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. http://127.0.0.1:9464."""
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"http://{host}:{self.port}"
+
+    def start(self) -> None:
+        """Bind and serve in a daemon thread; raises MetricsServerError if the address is unusable."""
+        if self._server is not None:
+            raise MetricsServerError("metrics server already started")
+        handler = type("MetricsHandler", (_Handler,), {"metrics": self._metrics, "health": self._health})
+        server_class = _server_class_for(self._host)
+        try:
+            server = server_class((self._host, self._requested_port), handler)
+        except OSError as exc:
+            raise MetricsServerError(
+                f"cannot serve metrics on {self._host}:{self._requested_port}: {exc.strerror or exc}"
+            ) from exc
+        self._server = server
+        # A short poll interval keeps stop() quick (shutdown waits for the next poll).
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="metrics-http", daemon=True
+        )
+        self._thread.start()
+        log.info("metrics_server_started", url=self.url)
+
+    def stop(self) -> None:
+        """Stop serving and release the port."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join(5)
+
+
+def _server_class_for(host: str) -> type[ThreadingHTTPServer]:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return type("MetricsHTTPServer", (ThreadingHTTPServer,), {"address_family": family, "daemon_threads": True})

@@ -1,0 +1,224 @@
+"""Metrics scraped over real HTTP from a real MetricsServer, parsed with prometheus_client's parser."""
+
+from __future__ import annotations
+
+import json
+import socket
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from syncd.health import HealthCheck
+from syncd.metrics import Metrics, MetricsInputError, MetricsServer, MetricsServerError
+
+pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.fixture
+def metrics() -> Metrics:
+    return Metrics()
+
+
+@pytest.fixture
+def health() -> HealthCheck:
+    return HealthCheck()
+
+
+@pytest.fixture
+def server(metrics: Metrics, health: HealthCheck) -> Iterator[MetricsServer]:
+    srv = MetricsServer(metrics, health, "127.0.0.1", 0)
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def get(url: str) -> tuple[int, str, str]:
+    """(status, content type, body) of a GET, including error statuses."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.status, resp.headers["Content-Type"], resp.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.headers["Content-Type"], err.read().decode()
+
+
+def scrape(server: MetricsServer) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample on /metrics, keyed by (sample name, sorted labels)."""
+    status, content_type, body = get(server.url + "/metrics")
+    assert status == 200
+    assert content_type.startswith("text/plain")
+    samples = {}
+    for family in text_string_to_metric_families(body):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def test_recorded_events_appear_in_a_scrape(metrics: Metrics, server: MetricsServer) -> None:
+    metrics.record_upload("inbox", 1000, "direct", 0.2, detect_to_commit_s=3.0)
+    metrics.record_upload("inbox", 24_000_000, "chunked", 12.0, detect_to_commit_s=20.0)
+    metrics.record_upload("scans", 10, "direct", 0.01)
+    metrics.record_failure("inbox", "item_name_invalid")
+    metrics.record_retry("rate_limited")
+    metrics.record_retry("rate_limited")
+    metrics.record_rate_limited()
+    metrics.record_observer_restart("scans")
+    metrics.record_scan("inbox", finished_at=1_700_000_000.0)
+
+    s = scrape(server)
+
+    assert s[("syncd_files_uploaded_total", (("watch", "inbox"),))] == 2
+    assert s[("syncd_files_uploaded_total", (("watch", "scans"),))] == 1
+    assert s[("syncd_bytes_uploaded_total", (("watch", "inbox"),))] == 24_001_000
+    assert s[("syncd_upload_failures_total", (("reason", "item_name_invalid"), ("watch", "inbox")))] == 1
+    assert s[("syncd_retries_total", (("reason", "rate_limited"),))] == 2
+    assert s[("syncd_rate_limited_total", ())] == 1
+    assert s[("syncd_observer_restarts_total", (("watch", "scans"),))] == 1
+    assert s[("syncd_last_scan_timestamp_seconds", (("watch", "inbox"),))] == 1_700_000_000.0
+    assert s[("syncd_upload_duration_seconds_count", (("method", "direct"),))] == 2
+    assert s[("syncd_upload_duration_seconds_count", (("method", "chunked"),))] == 1
+    assert s[("syncd_upload_duration_seconds_bucket", (("le", "0.25"), ("method", "direct")))] == 2
+    assert s[("syncd_upload_duration_seconds_bucket", (("le", "10.0"), ("method", "chunked")))] == 0
+    assert s[("syncd_upload_duration_seconds_bucket", (("le", "30.0"), ("method", "chunked")))] == 1
+    # detect-to-commit is observed only when the caller knows it
+    assert s[("syncd_detect_to_commit_seconds_count", ())] == 2
+    assert s[("syncd_detect_to_commit_seconds_sum", ())] == 23.0
+
+
+def test_journal_gauges_are_read_at_scrape_time(metrics: Metrics, server: MetricsServer) -> None:
+    counts = {"pending": 3, "uploading": 1}
+    ages: list[float | None] = [42.5]
+    metrics.attach_journal(lambda: counts, lambda: ages[0])
+
+    first = scrape(server)
+    assert first[("syncd_queue_depth", (("state", "pending"),))] == 3
+    assert first[("syncd_queue_depth", (("state", "uploading"),))] == 1
+    assert first[("syncd_oldest_pending_age_seconds", ())] == 42.5
+
+    counts.update(pending=0, uploaded=4)
+    ages[0] = None  # nothing pending any more
+    second = scrape(server)
+    assert second[("syncd_queue_depth", (("state", "pending"),))] == 0
+    assert second[("syncd_queue_depth", (("state", "uploaded"),))] == 4
+    assert second[("syncd_oldest_pending_age_seconds", ())] == 0
+
+
+def test_a_failing_journal_callback_does_not_break_the_scrape(metrics: Metrics, server: MetricsServer) -> None:
+    def broken() -> dict[str, int]:
+        raise RuntimeError("database is locked")
+
+    metrics.attach_journal(broken, lambda: 1.0)
+    metrics.record_rate_limited()
+    s = scrape(server)
+    assert not any(name == "syncd_queue_depth" for name, _ in s)
+    assert s[("syncd_oldest_pending_age_seconds", ())] == 1.0
+    assert s[("syncd_rate_limited_total", ())] == 1
+
+
+def test_uploads_in_flight_follow_the_with_block_even_on_error(metrics: Metrics, server: MetricsServer) -> None:
+    with metrics.upload_in_flight():
+        with metrics.upload_in_flight():
+            assert scrape(server)[("syncd_uploads_in_flight", ())] == 2
+        with pytest.raises(OSError):
+            with metrics.upload_in_flight():
+                raise OSError("disk vanished")
+        assert scrape(server)[("syncd_uploads_in_flight", ())] == 1
+    assert scrape(server)[("syncd_uploads_in_flight", ())] == 0
+
+
+def test_each_metrics_object_has_its_own_registry() -> None:
+    a, b = Metrics(), Metrics()
+    a.record_rate_limited()
+    assert b"syncd_rate_limited_total 1.0" in a.exposition()[0]
+    assert b"syncd_rate_limited_total 0.0" in b.exposition()[0]
+
+
+def test_openmetrics_is_served_when_asked_for(server: MetricsServer) -> None:
+    request = urllib.request.Request(
+        server.url + "/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"}
+    )
+    with urllib.request.urlopen(request, timeout=5) as resp:
+        assert resp.headers["Content-Type"].startswith("application/openmetrics-text")
+        assert resp.read().decode().rstrip().endswith("# EOF")
+
+
+def test_healthz_is_200_with_probe_details_then_503_when_a_probe_fails(
+    health: HealthCheck, server: MetricsServer
+) -> None:
+    observer_alive = [True]
+    health.register("observer", lambda: (observer_alive[0], "inotify observer"))
+    health.register("journal", lambda: (True, "writable"))
+
+    status, content_type, body = get(server.url + "/healthz")
+    assert (status, content_type) == (200, "application/json")
+    doc = json.loads(body)
+    assert doc["status"] == "ok"
+    assert doc["probes"]["journal"] == {"ok": True, "detail": "writable", "duration_s": doc["probes"]["journal"]["duration_s"]}
+
+    observer_alive[0] = False
+    status, _, body = get(server.url + "/healthz")
+    assert status == 503
+    doc = json.loads(body)
+    assert doc["status"] == "unhealthy"
+    assert doc["probes"]["observer"]["ok"] is False
+    assert doc["probes"]["journal"]["ok"] is True
+
+
+def test_unknown_paths_and_methods_are_refused(server: MetricsServer) -> None:
+    assert get(server.url + "/nope")[0] == 404
+    request = urllib.request.Request(server.url + "/metrics", data=b"x", method="POST")
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(request, timeout=5)
+    assert err.value.code == 405
+
+
+def test_stop_releases_the_port(metrics: Metrics, health: HealthCheck) -> None:
+    srv = MetricsServer(metrics, health, "127.0.0.1", 0)
+    srv.start()
+    port = srv.port
+    srv.stop()
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))  # would raise EADDRINUSE if still held
+
+
+def test_a_busy_port_gives_a_clear_error(metrics: Metrics, health: HealthCheck, server: MetricsServer) -> None:
+    other = MetricsServer(metrics, health, "127.0.0.1", server.port)
+    with pytest.raises(MetricsServerError, match=f"127.0.0.1:{server.port}"):
+        other.start()
+
+
+def test_non_loopback_addresses_need_explicit_consent(metrics: Metrics, health: HealthCheck) -> None:
+    with pytest.raises(MetricsServerError, match="not a loopback address"):
+        MetricsServer(metrics, health, "0.0.0.0", 0)
+    MetricsServer(metrics, health, "0.0.0.0", 0, allow_non_loopback=True)  # constructing binds nothing
+    with pytest.raises(MetricsServerError, match="between 0 and 65535"):
+        MetricsServer(metrics, health, "127.0.0.1", 70000)
+
+
+def test_ipv6_loopback_is_served(metrics: Metrics, health: HealthCheck) -> None:
+    srv = MetricsServer(metrics, health, "::1", 0)
+    srv.start()
+    try:
+        assert srv.url.startswith("http://[::1]:")
+        assert get(srv.url + "/healthz")[0] == 200
+    finally:
+        srv.stop()
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda m: m.record_upload("w", 1, "multipart", 1.0), "upload method"),
+        (lambda m: m.record_upload("w", -1, "direct", 1.0), "size_bytes"),
+        (lambda m: m.record_upload("w", 1, "direct", 1.0, detect_to_commit_s=-2), "detect_to_commit_s"),
+        (lambda m: m.record_retry(""), "reason"),
+    ],
+)
+def test_nonsense_values_are_rejected(metrics: Metrics, call, message: str) -> None:
+    with pytest.raises(MetricsInputError, match=message):
+        call(metrics)
