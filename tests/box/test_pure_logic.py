@@ -1,0 +1,212 @@
+"""Unit tests of pure logic: backoff, token bucket, error classification,
+conflict parsing, content-range math, secret hygiene of reprs."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import requests
+
+from syncd.box import (
+    BoxAPIError,
+    ClientCredentialsAuth,
+    DeveloperTokenAuth,
+    ErrorClass,
+    OAuthRefreshAuth,
+    RetryPolicy,
+    TokenBucket,
+    TokenStore,
+    Uploader,
+    classify,
+)
+from syncd.box.errors import parse_conflicts, parse_retry_after
+from syncd.box.ratelimit import RateLimiter, RateLimits
+from syncd.box.transport import backoff_delay, is_loopback, retry_delay
+from syncd.box.uploads import box_time, content_range, part_ranges, sha_digest_header
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "expected"),
+    [
+        (429, "rate_limit_exceeded", ErrorClass.RETRY_LATER),
+        (503, None, ErrorClass.RETRY_LATER),
+        (500, "internal_server_error", ErrorClass.RETRY_LATER),
+        (401, "unauthorized", ErrorClass.REFRESH_AUTH),
+        (401, None, ErrorClass.REFRESH_AUTH),
+        (409, "item_name_in_use", ErrorClass.NAME_CONFLICT),
+        (409, "name_temporarily_reserved", ErrorClass.RETRY_LATER),
+        (409, "operation_blocked_temporary", ErrorClass.RETRY_LATER),
+        (400, "item_name_invalid", ErrorClass.PERMANENT_FILE),
+        (403, "file_size_limit_exceeded", ErrorClass.PERMANENT_FILE),
+        (412, "precondition_failed", ErrorClass.PERMANENT_FILE),
+        (403, "storage_limit_exceeded", ErrorClass.PERMANENT_CONFIG),
+        (404, "not_found", ErrorClass.PERMANENT_CONFIG),
+        (400, "invalid_grant", ErrorClass.PERMANENT_CONFIG),
+        (410, "session_expired", ErrorClass.RETRY_LATER),
+        (400, "parts_mismatch", ErrorClass.RETRY_LATER),
+    ],
+)
+def test_classification(status: int, code: str | None, expected: ErrorClass) -> None:
+    assert classify(status, code) is expected
+
+
+def test_conflicts_object_and_array_forms() -> None:
+    item = {"type": "file", "id": "12", "sha1": "ab" * 20, "etag": 1, "name": "a.txt"}
+    as_object = parse_conflicts({"conflicts": item})
+    as_array = parse_conflicts({"conflicts": [item, {"type": "folder", "id": "7"}]})
+    assert as_object[0].id == "12" and as_object[0].sha1 == "ab" * 20 and as_object[0].etag == "1"
+    assert [c.id for c in as_array] == ["12", "7"]
+    # sha1 only inside file_version is accepted too
+    nested = parse_conflicts({"conflicts": {"type": "file", "id": "3", "file_version": {"sha1": "cd" * 20}}})
+    assert nested[0].sha1 == "cd" * 20
+    assert parse_conflicts(None) == [] and parse_conflicts({"conflicts": "x"}) == []
+
+
+def _response(status: int, body: bytes, headers: dict[str, str] | None = None) -> requests.Response:
+    response = requests.Response()
+    response.status_code = status
+    response._content = body
+    response.headers.update(headers or {})
+    response.url = "http://127.0.0.1:1/2.0/files/content?secret=nope"
+    return response
+
+
+def test_error_from_box_body_and_oauth_body() -> None:
+    box = BoxAPIError.from_response(_response(
+        409, b'{"type":"error","status":409,"code":"item_name_in_use","message":"taken",'
+             b'"request_id":"r1","context_info":{"conflicts":{"type":"file","id":"5","sha1":"00"}}}',
+        {"Retry-After": "3"}))
+    assert (box.status, box.code, box.request_id, box.retry_after) == (409, "item_name_in_use", "r1", 3.0)
+    assert box.conflicts[0].id == "5" and box.error_class is ErrorClass.NAME_CONFLICT
+    assert "secret" not in str(box)  # query strings are not echoed
+    oauth = BoxAPIError.from_response(_response(400, b'{"error":"invalid_grant","error_description":"spent"}'))
+    assert (oauth.code, oauth.message, oauth.error_class) == ("invalid_grant", "spent", ErrorClass.PERMANENT_CONFIG)
+    empty = BoxAPIError.from_response(_response(401, b"", {"box-request-id": "h1"}))
+    assert (empty.code, empty.request_id, empty.error_class) == ("unauthorized", "h1", ErrorClass.REFRESH_AUTH)
+
+
+def test_retry_after_parsing() -> None:
+    assert parse_retry_after("2") == 2.0 and parse_retry_after("0.5") == 0.5
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") is None
+    assert parse_retry_after("-1") is None and parse_retry_after(None) is None
+
+
+def test_full_jitter_backoff_is_bounded_and_grows() -> None:
+    policy = RetryPolicy(base_delay=0.5, max_delay=8.0)
+    rng = random.Random(1)
+    for attempt in range(10):
+        ceiling = min(8.0, 0.5 * 2**attempt)
+        samples = [backoff_delay(attempt, policy, rng) for _ in range(200)]
+        assert all(0.0 <= s <= ceiling for s in samples)
+        # full jitter: spread over the whole range, not clustered at the top
+        assert min(samples) < ceiling * 0.2 and max(samples) > ceiling * 0.8
+
+
+def test_retry_after_is_honoured_with_small_jitter() -> None:
+    rng = random.Random(2)
+    policy = RetryPolicy()
+    for _ in range(100):
+        delay = retry_delay(3, 4.0, policy, rng)
+        assert 4.0 <= delay <= 4.0 + 0.45
+
+
+def test_retry_policy_rejects_nonsense() -> None:
+    with pytest.raises(ValueError):
+        RetryPolicy(max_attempts=0)
+
+
+def test_token_bucket_allows_burst_then_paces() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(2.0, 4, clock=clock, sleep=clock.sleep)
+    for _ in range(4):
+        assert bucket.acquire() == 0.0
+    waited = sum(bucket.acquire() for _ in range(6))
+    assert waited == pytest.approx(3.0)  # 6 tokens at 2/s
+    clock.now += 100
+    assert bucket.try_acquire(4) == 0.0  # refilled, but never above capacity
+    assert bucket.try_acquire(1) > 0
+
+
+def test_token_bucket_penalty_holds_everyone_back() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(1.0, 10, clock=clock, sleep=clock.sleep)
+    bucket.penalize(5.0)
+    assert bucket.acquire() == pytest.approx(6.0)
+
+
+def test_rate_limiter_is_per_user_and_uploads_count_twice() -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(RateLimits(api_calls_per_minute=60, uploads_per_minute=30, burst_seconds=1),
+                          clock=clock, sleep=clock.sleep)
+    assert limiter.acquire("alice", upload=True) == 0.0
+    assert limiter.acquire("bob", upload=True) == 0.0  # another user has its own buckets
+    assert limiter.acquire("alice", upload=True) == pytest.approx(2.0)  # 30/min = one per 2 s
+    unlimited = RateLimiter(RateLimits(api_calls_per_minute=None, uploads_per_minute=None))
+    assert all(unlimited.acquire("x", upload=True) == 0.0 for _ in range(1000))
+
+
+def test_bucket_rejects_bad_values() -> None:
+    with pytest.raises(ValueError):
+        TokenBucket(0, 1)
+    with pytest.raises(ValueError):
+        TokenBucket(1, 2).acquire(3)
+
+
+def test_content_range_and_parts() -> None:
+    assert content_range(0, 8, 20) == "bytes 0-7/20"
+    assert content_range(16, 4, 20) == "bytes 16-19/20"
+    with pytest.raises(ValueError):
+        content_range(16, 5, 20)
+    assert part_ranges(20, 8) == [(0, 8), (8, 8), (16, 4)]
+    assert part_ranges(16, 8) == [(0, 8), (8, 8)]
+    assert part_ranges(0, 8) == []
+    ranges = part_ranges(10**9 + 7, 32 * 1024 * 1024)
+    assert sum(length for _, length in ranges) == 10**9 + 7
+    assert all(offset % (32 * 1024 * 1024) == 0 for offset, _ in ranges)
+
+
+def test_digest_header_and_box_time() -> None:
+    import hashlib
+
+    assert sha_digest_header(hashlib.sha1(b"abc").digest()) == "sha=qZk+NkcGgWq6PiVxeFDCbJzQ2J0="
+    assert box_time(0) == "1970-01-01T00:00:00+00:00"
+    assert box_time(1.9) == "1970-01-01T00:00:01+00:00"  # whole seconds
+
+
+def test_loopback_detection() -> None:
+    assert is_loopback("http://127.0.0.1:8/2.0") and is_loopback("http://localhost/") and is_loopback("http://[::1]/")
+    assert not is_loopback("https://api.box.com/2.0") and not is_loopback("http://10.0.0.1/")
+
+
+def test_secrets_never_in_repr(tmp_path) -> None:
+    dev = DeveloperTokenAuth("s3cr3t-token-value", as_user="42")
+    oauth = OAuthRefreshAuth("client-id", "client-s3cr3t", TokenStore(tmp_path / "t.json"))
+    ccg = ClientCredentialsAuth("cid", "ccg-s3cr3t", subject_id="1234567")
+    for auth, secret in ((dev, "s3cr3t-token-value"), (oauth, "client-s3cr3t"), (ccg, "ccg-s3cr3t")):
+        assert secret not in repr(auth) and secret not in str(auth)
+    from syncd.box import AccessToken
+
+    assert "tok-value" not in repr(AccessToken("tok-value", 10.0, 10.0))
+
+
+def test_bad_configuration_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="20000000"):
+        Uploader(object(), chunked_threshold=1024)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="subject_type"):
+        ClientCredentialsAuth("a", "b", subject_type="group", subject_id="1")
+    with pytest.raises(ValueError):
+        DeveloperTokenAuth("")
