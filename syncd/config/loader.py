@@ -367,7 +367,8 @@ class _Section:
             if raw_key in self.asked:
                 continue
             hint = (hints or {}).get(raw_key) or _did_you_mean(raw_key, known)
-            expected = "one of " + ", ".join(known) if known else None
+            # With a suggestion the full list is noise; without one it is the help.
+            expected = "one of " + ", ".join(known) if known and hint is None else None
             self.context.problem(self.key(raw_key), "is not a known key", expected, hint)
 
 
@@ -711,12 +712,15 @@ def _read_watch(section: _Section, context: _Context) -> WatchConfig | None:
         name = path.name or "root"
     if name is not None and (not name.strip() or "/" in name or any(ord(c) < 32 for c in name)):
         section._fail("name", f"{name!r} is not a usable watch name", "a non-empty name without '/' or control characters")
-    if path is None or folder_id is None or name is None:
+    if path is None:
         return None
+    # Even with a bad folder_id or name the watch is kept, so that the checks
+    # across watches (duplicates, nesting) still run; problems already recorded
+    # make load_config raise anyway.
     return WatchConfig(
         path=path,
-        folder_id=folder_id,
-        name=name,
+        folder_id=folder_id or "",
+        name=name or path.name or "root",
         recursive=recursive,
         observer=observer,
         poll_interval=poll_interval,
