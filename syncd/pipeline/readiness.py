@@ -1,0 +1,442 @@
+"""Decide when a nominated file has stopped changing and may be ingested.
+
+Events and scans only *nominate* paths (:meth:`ReadinessTracker.touch`); the
+tracker turns them into :class:`ReadyCandidate` values once the file is stable:
+
+* no event touched it for the settle period (``settle``, default 2 s), or only
+  ``close_quiet`` (default 0.4 s) when the last event was a close-after-write
+  (``touch(..., closed=True)``); any later write event restarts the full wait;
+* and two stats (size, mtime_ns, inode), taken at least ``stat_interval``
+  apart and both after the last event, agree. mtime alone is never trusted:
+  ``cp -p`` keeps an old mtime, so a file is never "old enough" by its mtime.
+
+A file that changes between two stats without any event (NFS/SMB, writes
+through mmap, lost events) counts as still being written: it is re-checked
+with an exponential backoff (``settle`` doubling up to ``recheck_max``). A file
+that has not settled after ``unsettled_after`` (default 1 h) is reported
+through ``on_unsettled`` (again every ``unsettled_after``) and stays tracked.
+
+Latency with the defaults: a file written and closed in one go is ready
+``close_quiet`` (0.4 s) after the close; without a close event (polling) it is
+ready ``settle`` after the last event the observer reported.
+
+One thread, one heap of deadlines, one small record per tracked file; no
+per-file timers. A stream of events on one file costs a dict update each and
+at most one heap entry, re-armed when it comes due. Callbacks run in the
+tracker's thread, outside its lock; an exception from a callback is logged and
+does not stop the tracker.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from syncd.pipeline.scanner import FileStat, ProblemKind, ScanProblem, normalize_relpath, stat_candidate
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SETTLE = 2.0
+DEFAULT_CLOSE_QUIET = 0.4
+DEFAULT_STAT_INTERVAL = 0.3
+DEFAULT_RECHECK_MAX = 60.0
+DEFAULT_UNSETTLED_AFTER = 3600.0
+
+# Kinds after which tracking stops: the path is not (or no longer) a usable regular file,
+# and a new event would nominate it again if that changes.
+_FINAL_PROBLEMS = frozenset({
+    ProblemKind.SYMLINK_SKIPPED,
+    ProblemKind.SYMLINK_OUTSIDE_ROOT,
+    ProblemKind.SYMLINK_LOOP,
+    ProblemKind.NOT_REGULAR_FILE,
+})
+
+
+@dataclass(frozen=True, slots=True)
+class ReadyCandidate:
+    """A file that stopped changing: what the journal needs to decide whether it is new work."""
+
+    watch: str
+    relpath: str
+    size: int
+    mtime_ns: int
+    inode: int
+
+
+@dataclass(frozen=True, slots=True)
+class UnsettledFile:
+    """A file still changing after ``unsettled_after`` seconds of tracking."""
+
+    watch: str
+    relpath: str
+    tracked_seconds: float
+    last_stat: FileStat | None
+    reason: str
+
+
+@dataclass(slots=True)
+class _Tracked:
+    watch: str
+    relpath: str
+    first_seen: float
+    last_event: float
+    closed: bool
+    next_unsettled_report: float
+    events: int = 0  # bumped by every touch, to discard a stat taken while an event arrived
+    last_stat: FileStat | None = None
+    last_stat_at: float = 0.0
+    quiet_checks_failed: int = 0  # consecutive checks that found changes without events or errors
+    problem_reported: bool = False
+    token: int = 0  # identifies the one live heap entry; 0 = none
+    scheduled_at: float = math.inf
+
+
+@dataclass(slots=True)
+class _Watch:
+    root: Path
+    follow_symlinks: bool
+
+
+@dataclass(order=True, slots=True)
+class _HeapEntry:
+    when: float
+    token: int
+    key: tuple[str, str] = field(compare=False)
+
+
+class ReadinessError(ValueError):
+    """Bad configuration of, or bad input to, a :class:`ReadinessTracker`."""
+
+
+class ReadinessTracker:
+    """Turns nominated paths into :class:`ReadyCandidate` once they are stable.
+
+    ``on_ready(candidate)``: called once per stable file (the record is then
+    dropped; a later event nominates it again). ``on_gone(watch, relpath)``:
+    a tracked file vanished before it settled. ``on_problem(watch, problem)``:
+    a tracked path is unusable (symlink, FIFO, permission denied...; see
+    :class:`~syncd.pipeline.scanner.ScanProblem`). ``on_unsettled(file)``: a
+    file has been changing for longer than ``unsettled_after``.
+    Durations are seconds; ``clock`` is a monotonic clock (injectable so the
+    decision logic can be tested without sleeping).
+
+    Call :meth:`add_watch` for every root, then :meth:`start`; or drive it
+    without a thread by calling :meth:`process_due`.
+    """
+
+    def __init__(
+        self,
+        on_ready: Callable[[ReadyCandidate], None],
+        *,
+        settle: float = DEFAULT_SETTLE,
+        close_quiet: float = DEFAULT_CLOSE_QUIET,
+        stat_interval: float = DEFAULT_STAT_INTERVAL,
+        recheck_max: float = DEFAULT_RECHECK_MAX,
+        unsettled_after: float = DEFAULT_UNSETTLED_AFTER,
+        on_gone: Callable[[str, str], None] | None = None,
+        on_problem: Callable[[str, ScanProblem], None] | None = None,
+        on_unsettled: Callable[[UnsettledFile], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        _check_durations(settle, close_quiet, stat_interval, recheck_max, unsettled_after)
+        self.settle = settle
+        self.close_quiet = close_quiet
+        self.stat_interval = stat_interval
+        self.recheck_max = recheck_max
+        self.unsettled_after = unsettled_after
+        self._on_ready = on_ready
+        self._on_gone = on_gone
+        self._on_problem = on_problem
+        self._on_unsettled = on_unsettled
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._wakeup = threading.Condition(self._lock)
+        self._watches: dict[str, _Watch] = {}
+        self._records: dict[tuple[str, str], _Tracked] = {}
+        self._heap: list[_HeapEntry] = []
+        self._next_token = 1
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    # ----------------------------------------------------------------- setup
+
+    def add_watch(self, name: str, root: Path | str, *, follow_symlinks: bool = False) -> None:
+        """Register a watched root under ``name`` (the name nominations use).
+
+        ``follow_symlinks`` must match the watch's Scanner so both agree on
+        what a candidate is (see :mod:`syncd.pipeline.scanner`).
+        """
+        if not isinstance(name, str) or not name:
+            raise ReadinessError(f"watch name must be a non-empty string, got {name!r}")
+        with self._lock:
+            self._watches[name] = _Watch(root=Path(root), follow_symlinks=follow_symlinks)
+
+    def start(self) -> None:
+        """Start the tracker thread (idempotent)."""
+        with self._lock:
+            if self._thread is not None:
+                return
+            self._stopping = False
+            self._thread = threading.Thread(target=self._run, name="syncd-readiness", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the tracker thread; tracked records are kept (nothing is reported)."""
+        with self._wakeup:
+            self._stopping = True
+            thread, self._thread = self._thread, None
+            self._wakeup.notify_all()
+        if thread is not None:
+            thread.join(timeout)
+
+    def __enter__(self) -> ReadinessTracker:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def is_alive(self) -> bool:
+        """True while the tracker thread runs (for the daemon's health check)."""
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+    # ----------------------------------------------------------- nominations
+
+    def touch(self, watch: str, relpath: str, *, closed: bool = False) -> None:
+        """Something happened to ``relpath`` under ``watch``: (re)start its wait.
+
+        ``closed=True`` for a close-after-write (or a rename into place under
+        inotify): only ``close_quiet`` is then needed; any other event sets the
+        full ``settle`` wait again. Raises :class:`ReadinessError` for an
+        unknown watch and :class:`~syncd.pipeline.scanner.RelativePathError`
+        for a path that would leave the root.
+        """
+        relpath = normalize_relpath(relpath)
+        if not relpath:
+            raise ReadinessError("cannot track the watched root itself as a file")
+        with self._wakeup:
+            if watch not in self._watches:
+                raise ReadinessError(f"unknown watch {watch!r}; call add_watch first")
+            now = self._clock()
+            key = (watch, relpath)
+            record = self._records.get(key)
+            if record is None:
+                record = _Tracked(watch, relpath, first_seen=now, last_event=now, closed=closed,
+                                  next_unsettled_report=now + self.unsettled_after)
+                self._records[key] = record
+            record.last_event = now
+            record.closed = closed
+            record.events += 1
+            record.last_stat = None  # an event invalidates every stat taken before it
+            record.quiet_checks_failed = 0
+            record.problem_reported = False
+            self._schedule(record, self._first_stat_time(record))
+
+    def gone(self, watch: str, relpath: str, *, is_directory: bool = False) -> None:
+        """``relpath`` was deleted or moved away: stop tracking it (and, for a
+        directory, everything below it). Unknown paths are ignored."""
+        relpath = normalize_relpath(relpath)
+        with self._lock:
+            if is_directory:
+                prefix = relpath + "/" if relpath else ""
+                doomed = [k for k in self._records if k[0] == watch and (k[1].startswith(prefix))]
+            else:
+                doomed = [(watch, relpath)] if (watch, relpath) in self._records else []
+            for key in doomed:
+                del self._records[key]  # its heap entry goes stale and is skipped when popped
+
+    def forget_watch(self, watch: str) -> None:
+        """Drop every record of ``watch`` (e.g. its root disappeared); the watch stays registered."""
+        self.gone(watch, "", is_directory=True)
+
+    def is_tracking(self, watch: str, relpath: str) -> bool:
+        """True if ``relpath`` is being waited on."""
+        with self._lock:
+            return (watch, normalize_relpath(relpath)) in self._records
+
+    def tracked_count(self) -> int:
+        """How many files are being waited on."""
+        with self._lock:
+            return len(self._records)
+
+    # ------------------------------------------------------------ processing
+
+    def process_due(self) -> float | None:
+        """Examine every file whose deadline has passed and fire callbacks.
+
+        Returns the seconds until the next deadline, or None when nothing is
+        tracked. The tracker thread calls this in a loop; tests may call it
+        directly with an injected clock.
+        """
+        callbacks: list[Callable[[], None]] = []
+        due = self._take_due(callbacks)
+        results = [(key, events, self._stat(key)) for key, events in due]
+        with self._lock:
+            now = self._clock()
+            for key, events, result in results:
+                record = self._records.get(key)
+                if record is None or record.events != events:
+                    continue  # gone meanwhile, or a new event already re-armed it
+                self._apply(record, result, now, callbacks)
+            wait = self._seconds_to_next(now)
+        for callback in callbacks:
+            try:
+                callback()
+            except Exception:  # a consumer's bug must not stop readiness for every other file
+                logger.exception("readiness callback failed")
+        return wait
+
+    def _take_due(self, callbacks: list[Callable[[], None]]) -> list[tuple[tuple[str, str], int]]:
+        """Pop due heap entries; return those that need a stat now (key, event counter)."""
+        due: list[tuple[tuple[str, str], int]] = []
+        with self._lock:
+            now = self._clock()
+            while self._heap and self._heap[0].when <= now:
+                entry = heapq.heappop(self._heap)
+                record = self._records.get(entry.key)
+                if record is None or record.token != entry.token:
+                    continue  # stale entry: record gone or re-armed earlier
+                record.token, record.scheduled_at = 0, math.inf
+                first_stat_at = self._first_stat_time(record)
+                if record.last_stat is None and first_stat_at > now:
+                    # Events kept arriving since this entry was armed: just re-arm, no syscall.
+                    self._check_unsettled(record, now, callbacks)
+                    self._schedule(record, first_stat_at)
+                    continue
+                due.append((entry.key, record.events))
+        return due
+
+    def _stat(self, key: tuple[str, str]) -> FileStat | ScanProblem:
+        watch = self._watches.get(key[0])
+        if watch is None:
+            return ScanProblem(key[1], ProblemKind.VANISHED, "its watch was removed")
+        # Outside the lock: a stat on a hung network mount must not block the watcher's touch().
+        return stat_candidate(watch.root, key[1], follow_symlinks=watch.follow_symlinks)
+
+    def _apply(self, record: _Tracked, result: FileStat | ScanProblem, now: float,
+               callbacks: list[Callable[[], None]]) -> None:
+        key = (record.watch, record.relpath)
+        if isinstance(result, ScanProblem):
+            self._apply_problem(record, result, now, callbacks)
+            return
+        quiet = self.close_quiet if record.closed else self.settle
+        if record.last_stat is None:
+            record.last_stat, record.last_stat_at = result, now
+            self._schedule(record, max(record.last_event + quiet, now + self.stat_interval))
+        elif result != record.last_stat:
+            # Changed with no event seen: a writer the observer cannot see (network mount, mmap)
+            # or lost events. Treat it as activity and back off: such files are often written for long.
+            record.quiet_checks_failed += 1
+            record.last_stat, record.last_stat_at = result, now
+            record.last_event, record.closed = now, False
+            self._check_unsettled(record, now, callbacks, reason="changes without file system events")
+            self._schedule(record, now + self._backoff(record))
+        else:
+            ready_at = max(record.last_event + quiet, record.last_stat_at + self.stat_interval)
+            if now < ready_at:
+                self._schedule(record, ready_at)
+                return
+            del self._records[key]
+            candidate = ReadyCandidate(record.watch, record.relpath, result.size, result.mtime_ns, result.inode)
+            callbacks.append(lambda: self._on_ready(candidate))
+
+    def _apply_problem(self, record: _Tracked, problem: ScanProblem, now: float,
+                       callbacks: list[Callable[[], None]]) -> None:
+        key = (record.watch, record.relpath)
+        watch = record.watch
+        if problem.kind is ProblemKind.VANISHED:
+            del self._records[key]
+            if self._on_gone is not None:
+                on_gone, relpath = self._on_gone, record.relpath
+                callbacks.append(lambda: on_gone(watch, relpath))
+            return
+        if problem.kind in _FINAL_PROBLEMS:
+            del self._records[key]
+        else:
+            # Permission denied, I/O error: may clear up (chmod, mount back); keep trying, slower.
+            record.quiet_checks_failed += 1
+            record.last_stat = None
+            self._schedule(record, now + self._backoff(record))
+            if record.problem_reported:
+                return
+            record.problem_reported = True
+        if self._on_problem is not None:
+            on_problem = self._on_problem
+            callbacks.append(lambda: on_problem(watch, problem))
+
+    def _check_unsettled(self, record: _Tracked, now: float, callbacks: list[Callable[[], None]],
+                         reason: str = "events keep arriving") -> None:
+        if now < record.next_unsettled_report or self._on_unsettled is None:
+            return
+        record.next_unsettled_report = now + self.unsettled_after
+        report = UnsettledFile(record.watch, record.relpath, now - record.first_seen, record.last_stat, reason)
+        on_unsettled = self._on_unsettled
+        callbacks.append(lambda: on_unsettled(report))
+
+    def _backoff(self, record: _Tracked) -> float:
+        exponent = min(record.quiet_checks_failed - 1, 30)
+        return min(max(self.settle, self.stat_interval) * (2 ** max(exponent, 0)), self.recheck_max)
+
+    def _first_stat_time(self, record: _Tracked) -> float:
+        quiet = self.close_quiet if record.closed else self.settle
+        # Take the first stat so that the second, stat_interval later, lands when the quiet period ends.
+        return record.last_event + max(quiet - self.stat_interval, 0.0)
+
+    def _schedule(self, record: _Tracked, when: float) -> None:
+        """Arm ``record`` at ``when`` unless it is already armed earlier (caller holds the lock)."""
+        if record.token and record.scheduled_at <= when:
+            return  # the earlier entry re-evaluates and re-arms; keeps one heap entry per busy file
+        token = self._next_token
+        self._next_token += 1
+        record.token, record.scheduled_at = token, when
+        heapq.heappush(self._heap, _HeapEntry(when, token, (record.watch, record.relpath)))
+        self._wakeup.notify()
+
+    def _seconds_to_next(self, now: float) -> float | None:
+        while self._heap:
+            head = self._heap[0]
+            record = self._records.get(head.key)
+            if record is not None and record.token == head.token:
+                return max(head.when - now, 0.0)
+            heapq.heappop(self._heap)  # drop stale heads so the heap does not hold dead entries
+        return None
+
+    def _run(self) -> None:
+        while True:
+            try:
+                wait = self.process_due()
+            except Exception:  # keep the one readiness thread alive whatever happens
+                logger.exception("readiness tracker iteration failed")
+                wait = 1.0
+            with self._wakeup:
+                if self._stopping:
+                    return
+                self._wakeup.wait(timeout=wait)
+                if self._stopping:
+                    return
+
+
+def _check_durations(settle: float, close_quiet: float, stat_interval: float, recheck_max: float,
+                     unsettled_after: float) -> None:
+    values = {"settle": settle, "close_quiet": close_quiet, "stat_interval": stat_interval,
+              "recheck_max": recheck_max, "unsettled_after": unsettled_after}
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ReadinessError(f"{name} must be a finite number of seconds, got {value!r}")
+    if stat_interval <= 0:
+        raise ReadinessError(f"stat_interval must be > 0 seconds, got {stat_interval}")
+    if settle < stat_interval:
+        raise ReadinessError(f"settle ({settle} s) must be at least stat_interval ({stat_interval} s)")
+    if not 0 < close_quiet <= settle:
+        raise ReadinessError(f"close_quiet must be > 0 and <= settle ({settle} s), got {close_quiet}")
+    if recheck_max < settle:
+        raise ReadinessError(f"recheck_max ({recheck_max} s) must be at least settle ({settle} s)")
+    if unsettled_after <= 0:
+        raise ReadinessError(f"unsettled_after must be > 0 seconds, got {unsettled_after}")
