@@ -10,7 +10,8 @@ Pattern language (gitignore-like, case-sensitive as Linux file names are):
   ``*.tmp`` excludes ``a.tmp`` and ``x/y/a.tmp``.
 * A pattern containing ``/`` is matched against the whole relative path,
   anchored at the root: ``reports/*.pdf`` matches ``reports/q1.pdf`` but not
-  ``old/reports/q1.pdf``; a leading ``/`` is allowed and ignored.
+  ``old/reports/q1.pdf``; a leading ``/`` anchors a plain name at the root
+  (``/todo.txt`` matches ``todo.txt`` only).
 * ``*`` matches any run of characters except ``/``, ``?`` one character except
   ``/``, ``[...]`` a character class; ``**`` matches across ``/``, and ``**/``
   matches zero or more whole directories (``**/draft/*.doc``).
@@ -106,12 +107,12 @@ def _compile(pattern: object) -> _CompiledPattern:
         raise FilterPatternError(pattern, "is empty")
     if "\x00" in text:
         raise FilterPatternError(pattern, "contains a NUL character")
+    whole_path = "/" in text  # before removing a leading '/', which anchors "/top.txt" at the root
     text = text.removeprefix("/")
     if text.endswith("/"):
         raise FilterPatternError(pattern, "must not end with '/' (excludes apply to directories already)")
     if ".." in text.split("/"):
         raise FilterPatternError(pattern, "must not contain '..' (patterns are relative to the watched root)")
-    whole_path = "/" in text
     try:
         regex = re.compile(_translate_glob(text), re.DOTALL)
     except re.error as exc:
