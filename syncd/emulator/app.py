@@ -1,0 +1,221 @@
+"""Routing: which handler serves a request, and what runs before it.
+
+Order for Box endpoints: route -> injected faults (`reject_next`, `fail_rate`)
+-> authentication (+ `as-user`) -> rate limits -> handler. Admin endpoints
+under `/_emulator/` need no auth, see no faults and are not counted in stats.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs
+
+from syncd.emulator import content, items
+from syncd.emulator.clock import iso
+from syncd.emulator.context import Context
+from syncd.emulator.errors import BoxError, OAuthError, generic
+from syncd.emulator.faults import Stats
+from syncd.emulator.server import Request, Response
+from syncd.emulator.store import DEFAULT_ENTERPRISE_ID, User
+
+Handler = Callable[[Context, Request, User, dict[str, str]], Response]
+
+_ID = r"(?P<id>[^/]+)"
+_SESSION = r"(?P<session_id>[^/]+)"
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    pattern: re.Pattern[str]
+    endpoint: str
+    handler: Handler
+
+
+def _route(method: str, path: str, endpoint: str, handler: Handler) -> Route:
+    return Route(method, re.compile(f"^{path}$"), endpoint, handler)
+
+
+ROUTES: tuple[Route, ...] = (
+    _route("POST", "/api/2.0/files/content", "files.upload", content.upload_file),
+    _route("OPTIONS", "(?:/api)?/2.0/files/content", "files.preflight", content.preflight),
+    _route("POST", "/api/2.0/files/upload_sessions", "sessions.create", content.create_session),
+    _route("GET", f"/api/2.0/files/upload_sessions/{_SESSION}", "sessions.get", content.get_session),
+    _route("PUT", f"/api/2.0/files/upload_sessions/{_SESSION}", "sessions.upload_part", content.upload_part),
+    _route("DELETE", f"/api/2.0/files/upload_sessions/{_SESSION}", "sessions.abort", content.abort_session),
+    _route("GET", f"/api/2.0/files/upload_sessions/{_SESSION}/parts", "sessions.list_parts", content.list_parts),
+    _route("POST", f"/api/2.0/files/upload_sessions/{_SESSION}/commit", "sessions.commit", content.commit_session),
+    _route("POST", f"/api/2.0/files/{_ID}/content", "files.upload_version", content.upload_version),
+    _route("OPTIONS", f"(?:/api)?/2.0/files/{_ID}/content", "files.preflight", content.preflight),
+    _route("POST", f"/api/2.0/files/{_ID}/upload_sessions", "sessions.create_version",
+           content.create_version_session),
+    _route("POST", "/2.0/folders", "folders.create", items.create_folder),
+    _route("GET", f"/2.0/folders/{_ID}", "folders.get", items.get_folder),
+    _route("GET", f"/2.0/folders/{_ID}/items", "folders.items", items.folder_items),
+    _route("GET", f"/2.0/files/{_ID}", "files.get", items.get_file),
+    _route("PUT", f"/2.0/files/{_ID}", "files.update", items.update_file),
+    _route("DELETE", f"/2.0/files/{_ID}", "files.delete", items.delete_file),
+    _route("GET", f"/2.0/files/{_ID}/content", "files.download", items.download_file),
+    _route("GET", f"/2.0/files/{_ID}/versions", "files.versions", items.file_versions),
+    _route("GET", "/2.0/users/me", "users.me", items.users_me),
+)
+
+
+def find_route(method: str, path: str) -> tuple[Route | None, dict[str, str], bool]:
+    """(route, path params, path_known): path_known without a route means 405."""
+    path_known = False
+    for route in ROUTES:
+        match = route.pattern.match(path)
+        if match is None:
+            continue
+        if route.method == method or (method == "HEAD" and route.method == "GET"):
+            return route, match.groupdict(), True
+        path_known = True
+    return None, {}, path_known
+
+
+class EmulatorApp:
+    """The Box emulator as the HTTP layer sees it."""
+
+    def __init__(self, ctx: Context, public_url: str | None) -> None:
+        self.ctx = ctx
+        self.faults = ctx.faults
+        self.stats = Stats()
+        self.public_url = public_url
+
+    def handle(self, request: Request) -> Response:
+        path = request.path
+        if len(path) > 1 and path.endswith("/"):
+            path = path.rstrip("/")  # rclone's preflight uses `/files/content/`
+        if path.startswith("/_emulator/"):
+            request.endpoint = "_admin"
+            return self._admin(request, path)
+        if path == "/oauth2/token" or path == "/api/oauth2/token":
+            request.endpoint = "oauth.token"
+            self._inject(request)
+            if request.method != "POST":
+                raise generic(405, "Method Not Allowed")
+            return self._token(request)
+        if path == "/api/oauth2/authorize":
+            request.endpoint = "oauth.authorize"
+            self._inject(request)
+            if request.method != "GET":
+                raise generic(405, "Method Not Allowed")
+            query = {name: values[0] for name, values in request.query.items()}
+            return Response(302, headers={"Location": self.ctx.auth.authorize(query)})
+        route, params, known = find_route(request.method, path)
+        if route is None:
+            self._inject(request)
+            if known:
+                raise generic(405, "Method Not Allowed")
+            raise BoxError(404, "not_found", f"No API endpoint at {request.method} {request.path}")
+        request.endpoint = route.endpoint
+        self._inject(request)
+        user = self.ctx.auth.authenticate(request.header("Authorization"), request.header("As-User"))
+        wait = self.faults.rate_limited(route.endpoint, user.id)
+        if wait is not None:
+            raise BoxError(429, "rate_limit_exceeded", "Request rate limit exceeded, please try again later",
+                           None, {"Retry-After": str(wait)})
+        return route.handler(self.ctx, request, user, params)
+
+    def _inject(self, request: Request) -> None:
+        fault = self.faults.injected(request.endpoint)
+        if fault is None:
+            return
+        headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+        if fault.status == 429:
+            headers.setdefault("Retry-After", "1")
+            raise BoxError(429, "rate_limit_exceeded", "Request rate limit exceeded, please try again later",
+                           None, headers)
+        raise BoxError(fault.status, generic(fault.status, "").code, "Injected failure (emulator fault)",
+                       None, headers)
+
+    def _token(self, request: Request) -> Response:
+        raw = request.body.read_all(1 << 20)
+        try:
+            parsed = parse_qs(raw.decode("utf-8"), keep_blank_values=True)
+        except UnicodeDecodeError:
+            raise OAuthError("invalid_request", "Body must be application/x-www-form-urlencoded") from None
+        form = {name: values[0] for name, values in parsed.items()}
+        return Response.json(200, self.ctx.auth.grant(form))
+
+    # -- admin -------------------------------------------------------------
+    def _admin(self, request: Request, path: str) -> Response:
+        action = (request.method, path[len("/_emulator"):])
+        try:
+            if action == ("GET", "/faults"):
+                return Response.json(200, self.faults.snapshot())
+            if action == ("PUT", "/faults"):
+                return Response.json(200, self.faults.update(request.json()))
+            if action == ("GET", "/stats"):
+                return Response.json(200, self.stats.snapshot())
+            if action == ("POST", "/stats/reset"):
+                self.stats.reset()
+                return Response.json(200, self.stats.snapshot())
+            if action == ("POST", "/clock"):
+                return self._advance_clock(request)
+            if action == ("POST", "/tokens/expire"):
+                return Response.json(200, {"expired": self.ctx.auth.expire_all()})
+            if action == ("POST", "/oauth/refresh-token"):
+                body = _optional_json(request)
+                user_id = body.get("user_id")
+                if user_id is not None and self.ctx.store.get_user(str(user_id)) is None:
+                    raise BoxError(404, "not_found", "Unknown user_id")
+                return Response.json(200, {"refresh_token": self.ctx.auth.mint_refresh_token(
+                    str(user_id) if user_id is not None else None)})
+            if action == ("POST", "/jwt-keys"):
+                return self._register_key(request)
+            if action == ("POST", "/users"):
+                return self._create_user(request)
+        except ValueError as exc:
+            raise BoxError(400, "bad_request", str(exc)) from None
+        raise BoxError(404, "not_found", f"No admin endpoint at {request.method} {request.path}")
+
+    def _advance_clock(self, request: Request) -> Response:
+        body = _optional_json(request)
+        seconds = body.get("advance_seconds")
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+            raise ValueError("advance_seconds must be a number")
+        offset = self.ctx.clock.advance(float(seconds))
+        self.ctx.store.set_meta("clock_offset", repr(offset))
+        return Response.json(200, {"now": iso(self.ctx.clock.now())})
+
+    def _register_key(self, request: Request) -> Response:
+        body = _optional_json(request)
+        kid, pem = body.get("kid"), body.get("public_key_pem")
+        if not isinstance(kid, str) or not kid or not isinstance(pem, str):
+            raise ValueError("kid and public_key_pem are required strings")
+        load_public_key(pem)
+        self.ctx.store.save_jwt_key(kid, pem)
+        return Response.json(201, {"kid": kid})
+
+    def _create_user(self, request: Request) -> Response:
+        body = _optional_json(request)
+        name, login = body.get("name"), body.get("login")
+        if not isinstance(name, str) or not name or not isinstance(login, str) or not login:
+            raise ValueError("name and login are required strings")
+        user = self.ctx.store.create_user(name, login, "user", DEFAULT_ENTERPRISE_ID, self.ctx.clock.now())
+        return Response.json(201, self.ctx.shapes.user(user, self.faults.settings.storage_quota,
+                                                       self.faults.settings.max_file_size))
+
+
+def load_public_key(pem: str) -> Any:
+    """Parse a PEM public key; ValueError with a clear message if it is not one."""
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    try:
+        return load_pem_public_key(pem.encode())
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"public_key_pem is not a PEM public key: {exc}") from None
+
+
+def _optional_json(request: Request) -> dict[str, Any]:
+    if not request.body.present:
+        return {}
+    body = request.json()
+    if not isinstance(body, dict):
+        raise ValueError("body must be a JSON object")
+    return body

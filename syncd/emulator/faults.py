@@ -1,0 +1,264 @@
+"""Fault knobs, rate limits and request statistics.
+
+All knobs are off by default and can be changed while the emulator runs
+(`PUT /_emulator/faults`). Everything here is thread-safe: handler threads
+consult it concurrently.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import random
+import threading
+import time
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+# Endpoints that count against Box's "240 upload requests per minute per user":
+# the requests that start or complete an upload of file content.
+UPLOAD_ENDPOINTS = frozenset(
+    {"files.upload", "files.upload_version", "sessions.create", "sessions.create_version"}
+)
+
+
+@dataclass
+class FaultSettings:
+    """Every knob, named as the CLI options in snake_case. 0 means off."""
+
+    latency_ms: float = 0
+    bandwidth: int = 0
+    upload_rate_limit: int = 0
+    api_rate_limit: int = 0
+    commit_202: int = 0
+    commit_retry_after: int = 1
+    fail_rate: float = 0.0
+    drop_rate: float = 0.0
+    token_ttl: int = 3600
+    max_file_size: int = 0
+    storage_quota: int = 0
+    min_chunked_size: int = 20_000_000
+    seed: int | None = None
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first knob whose value is out of range."""
+        for name in ("latency_ms", "bandwidth", "upload_rate_limit", "api_rate_limit", "commit_202",
+                     "commit_retry_after", "max_file_size", "storage_quota", "min_chunked_size"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
+        if self.token_ttl <= 0:
+            raise ValueError("token_ttl must be > 0")
+        for name in ("fail_rate", "drop_rate"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be between 0 and 1")
+
+
+_KNOB_TYPES: dict[str, type] = {
+    "latency_ms": float, "bandwidth": int, "upload_rate_limit": int, "api_rate_limit": int,
+    "commit_202": int, "commit_retry_after": int, "fail_rate": float, "drop_rate": float,
+    "token_ttl": int, "max_file_size": int, "storage_quota": int, "min_chunked_size": int,
+    "seed": int,
+}
+
+
+@dataclass
+class RejectRule:
+    """`reject_next`: answer the next `count` matching requests with `status`."""
+
+    count: int
+    status: int
+    retry_after: int | None = None
+    endpoint: str | None = None
+
+
+@dataclass(frozen=True)
+class Injected:
+    """A fault decided for one request before it is handled."""
+
+    status: int
+    retry_after: int | None = None
+
+
+class SlidingWindow:
+    """Counts events per key over the last 60 seconds (monotonic time)."""
+
+    WINDOW = 60.0
+
+    def __init__(self) -> None:
+        self._events: dict[str, collections.deque[float]] = collections.defaultdict(collections.deque)
+
+    def admit(self, key: str, limit: int, now: float) -> int | None:
+        """Record an event if under `limit`; else return the seconds to wait (>= 1)."""
+        events = self._events[key]
+        while events and events[0] <= now - self.WINDOW:
+            events.popleft()
+        if len(events) >= limit:
+            return max(1, math.ceil(events[0] + self.WINDOW - now))
+        events.append(now)
+        return None
+
+
+class Faults:
+    """Current knob values plus the state the knobs need (RNG, windows, rules)."""
+
+    def __init__(self, settings: FaultSettings) -> None:
+        settings.validate()
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._random = random.Random(settings.seed)
+        self._uploads = SlidingWindow()
+        self._calls = SlidingWindow()
+        self._reject: RejectRule | None = None
+
+    @property
+    def settings(self) -> FaultSettings:
+        return self._settings
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            data = asdict(self._settings)
+            rule = self._reject
+            data["reject_next"] = asdict(rule) if rule and rule.count > 0 else None
+            return data
+
+    def update(self, changes: dict[str, Any]) -> dict[str, Any]:
+        """Apply a partial update (snake_case knob names); ValueError on bad input."""
+        if not isinstance(changes, dict):
+            raise ValueError("body must be a JSON object")
+        unknown = sorted(set(changes) - set(_KNOB_TYPES) - {"reject_next"})
+        if unknown:
+            raise ValueError(f"unknown knob(s): {', '.join(unknown)}")
+        with self._lock:
+            values = asdict(self._settings)
+            for name, value in changes.items():
+                if name == "reject_next":
+                    continue
+                if value is None and name == "seed":
+                    values[name] = None
+                    continue
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise ValueError(f"{name} must be a number")
+                kind = _KNOB_TYPES[name]
+                if kind is int and value != int(value):
+                    raise ValueError(f"{name} must be an integer")
+                values[name] = kind(value)
+            new = FaultSettings(**values)
+            new.validate()
+            rule = self._reject
+            if "reject_next" in changes:
+                rule = _parse_reject(changes["reject_next"])
+            if "seed" in changes:
+                self._random = random.Random(new.seed)
+            self._settings = new
+            self._reject = rule
+        return self.snapshot()
+
+    def random(self) -> float:
+        with self._lock:
+            return self._random.random()
+
+    def randint(self, low: int, high: int) -> int:
+        with self._lock:
+            return self._random.randint(low, high)
+
+    def should_drop(self) -> bool:
+        rate = self._settings.drop_rate
+        return rate > 0 and self.random() < rate
+
+    def injected(self, endpoint: str) -> Injected | None:
+        """A `reject_next` rule or a random failure due for this request, if any."""
+        with self._lock:
+            rule = self._reject
+            if rule is not None and rule.count > 0 and rule.endpoint in (None, endpoint):
+                rule.count -= 1
+                return Injected(rule.status, rule.retry_after)
+            rate = self._settings.fail_rate
+            if rate > 0 and self._random.random() < rate:
+                return Injected(self._random.choice((500, 502, 503)))
+        return None
+
+    def rate_limited(self, endpoint: str, user_id: str) -> int | None:
+        """Seconds to wait if this call exceeds a rate limit, else None (call recorded)."""
+        now = time.monotonic()
+        with self._lock:
+            settings = self._settings
+            if settings.api_rate_limit:
+                wait = self._calls.admit(user_id, settings.api_rate_limit, now)
+                if wait is not None:
+                    return wait
+            if settings.upload_rate_limit and endpoint in UPLOAD_ENDPOINTS:
+                wait = self._uploads.admit(user_id, settings.upload_rate_limit, now)
+                if wait is not None:
+                    return wait
+        return None
+
+
+def _parse_reject(value: Any) -> RejectRule | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ValueError("reject_next must be an object")
+    count = value.get("count")
+    status = value.get("status")
+    if not isinstance(count, int) or count < 0:
+        raise ValueError("reject_next.count must be a non-negative integer")
+    if status not in (429, 500, 502, 503):
+        raise ValueError("reject_next.status must be 429, 500, 502 or 503")
+    retry_after = value.get("retry_after")
+    if retry_after is not None and (not isinstance(retry_after, int) or retry_after < 0):
+        raise ValueError("reject_next.retry_after must be a non-negative integer")
+    endpoint = value.get("endpoint")
+    if endpoint is not None and endpoint not in ENDPOINT_NAMES:
+        raise ValueError(f"reject_next.endpoint must be one of {sorted(ENDPOINT_NAMES)}")
+    return RejectRule(count, status, retry_after, endpoint)
+
+
+ENDPOINT_NAMES = frozenset({
+    "oauth.token", "oauth.authorize", "files.upload", "files.upload_version", "files.preflight",
+    "sessions.create", "sessions.create_version", "sessions.get", "sessions.upload_part",
+    "sessions.list_parts", "sessions.commit", "sessions.abort", "folders.create", "folders.get",
+    "folders.items", "files.get", "files.update", "files.delete", "files.download", "files.versions",
+    "users.me", "unknown",
+})
+
+
+@dataclass
+class Stats:
+    """Requests per endpoint and status, and request-body bytes received."""
+
+    requests: dict[str, dict[str, int]] = field(default_factory=dict)
+    bytes_received: dict[str, int] = field(default_factory=lambda: {"total": 0})
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def record(self, endpoint: str, status: int, body_bytes: int) -> None:
+        with self._lock:
+            by_status = self.requests.setdefault(endpoint, {})
+            by_status[str(status)] = by_status.get(str(status), 0) + 1
+            self.add_bytes(endpoint, body_bytes, locked=True)
+
+    def add_bytes(self, endpoint: str, count: int, locked: bool = False) -> None:
+        if not count:
+            return
+        if not locked:
+            with self._lock:
+                self.add_bytes(endpoint, count, locked=True)
+            return
+        self.bytes_received["total"] += count
+        self.bytes_received[endpoint] = self.bytes_received.get(endpoint, 0) + count
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "requests": {name: dict(counts) for name, counts in self.requests.items()},
+                "bytes_received": dict(self.bytes_received),
+            }
+
+    def reset(self) -> None:
+        with self._lock:
+            self.requests.clear()
+            self.bytes_received.clear()
+            self.bytes_received["total"] = 0
+
+
+def knob_names() -> list[str]:
+    return [f.name for f in fields(FaultSettings)]
