@@ -12,7 +12,7 @@ A leaf module: it imports nothing else from syncd. The caller hands
 """
 
 from syncd.config.changes import ConfigChanges, FieldChange, WatchChange, diff_configs
-from syncd.config.loader import AUTH_TYPES, load_config, parse_listen_address
+from syncd.config.loader import AUTH_TYPES, SCHEMA, load_config, parse_listen_address
 from syncd.config.model import (
     DEFAULT_EXCLUDE,
     AlertsConfig,
@@ -37,6 +37,7 @@ from syncd.config.units import format_duration, format_size, parse_duration, par
 
 __all__ = [
     "AUTH_TYPES",
+    "SCHEMA",
     "DEFAULT_EXCLUDE",
     "AlertsConfig",
     "AuthConfig",

@@ -52,6 +52,24 @@ _AUTH_KEYS: dict[str, tuple[str, ...]] = {
 }
 _SECRET_SOURCES = ("file", "env", "credential")
 
+# Every key the loader reads, by section ("watches[]" is each watch). The example
+# config is tested against this, so the two cannot drift apart.
+SCHEMA: dict[str, tuple[str, ...]] = {
+    "": ("box", "journal", "workers", "shutdown_timeout", "scan_interval", "retry", "readiness", "watches",
+         "logging", "metrics", "alerts"),
+    "box": ("api_url", "upload_url", "token_url", "auth", "as_user", "connect_timeout", "read_timeout",
+            "direct_upload_max", "part_concurrency", "uploads_per_minute", "calls_per_minute", "verify_tls"),
+    "box.auth": ("type", *dict.fromkeys(k for keys in _AUTH_KEYS.values() for k in keys)),
+    "retry": ("max_attempts", "initial_backoff", "max_backoff"),
+    "readiness": ("settle", "closed_settle", "never_settles_after"),
+    "watches[]": ("path", "folder_id", "recursive", "observer", "poll_interval", "include", "exclude",
+                  "mirror_subfolders", "conflict", "invalid_names", "after_upload", "archive_dir",
+                  "archive_template", "expect_files_every", "name"),
+    "logging": ("format", "level"),
+    "metrics": ("listen", "allow_remote"),
+    "alerts": ("pending_older_than",),
+}
+
 
 def load_config(path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None) -> Config:
     """Read and validate the YAML config at *path*.
@@ -146,6 +164,9 @@ class _Section:
         return join_key(self.prefix, name)
 
     def take(self, name: str) -> Any:
+        section = re.sub(r"\[\d+\]", "[]", self.prefix)
+        if name not in SCHEMA.get(section, ()):
+            raise KeyError(f"loader bug: {join_key(section, name)} is read but missing from SCHEMA")
         self.asked.append(name)
         return self.raw.get(name, _MISSING)
 
