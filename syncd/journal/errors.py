@@ -1,0 +1,66 @@
+"""Errors raised by the journal. Each carries the context needed to act on it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class JournalError(Exception):
+    """The journal cannot be used as asked: corrupt, too new, wrong role, bad input.
+
+    The message says what happened and what the operator can do about it.
+    """
+
+    def __init__(self, message: str, *, path: Path | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+class JournalLocked(JournalError):
+    """Another live process holds the journal's single-writer (daemon) lock."""
+
+    def __init__(self, path: Path, lock_path: Path, pid: int | None) -> None:
+        holder = f"process {pid}" if pid is not None else "another process (PID not yet written)"
+        super().__init__(
+            f"journal {path} is in use by {holder} (lock {lock_path}); "
+            "only one syncd daemon may use a journal: stop that process or configure another journal path",
+            path=path,
+        )
+        self.lock_path = lock_path
+        self.pid = pid
+
+
+class UnknownFile(JournalError):
+    """No journal row has this id (it was removed or forgotten meanwhile)."""
+
+    def __init__(self, file_id: int) -> None:
+        super().__init__(f"no journal row with id {file_id} (removed or forgotten meanwhile?)")
+        self.file_id = file_id
+
+
+class InvalidTransition(JournalError):
+    """A state change that the state machine does not allow (e.g. pending -> uploaded)."""
+
+    def __init__(self, file_id: int, from_state: str | None, to_state: str | None) -> None:
+        super().__init__(
+            f"journal row {file_id}: transition {from_state or 'new'} -> {to_state or 'removed'} is not allowed"
+        )
+        self.file_id = file_id
+        self.from_state = from_state
+        self.to_state = to_state
+
+
+class StaleClaim(JournalError):
+    """The row was claimed again (or changed) since this worker claimed it.
+
+    The worker's upload is obsolete: it must not record an outcome for it.
+    """
+
+    def __init__(self, file_id: int, expected: int, actual: int) -> None:
+        super().__init__(
+            f"journal row {file_id}: claim {expected} is stale (current claim {actual}); "
+            "the file changed or was claimed again, so this outcome is discarded"
+        )
+        self.file_id = file_id
+        self.expected = expected
+        self.actual = actual

@@ -1,0 +1,143 @@
+"""Records that come out of (and go into) the journal. Plain values only.
+
+Times are Unix epoch seconds (float) everywhere; sizes and offsets are bytes.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import NamedTuple
+
+
+class FileState(enum.StrEnum):
+    """Where a file is in its life. Stored as these exact strings."""
+
+    PENDING = "pending"  # waiting for a worker (maybe until next_attempt_at)
+    UPLOADING = "uploading"  # claimed by a worker; remote steps may be under way
+    UPLOADED = "uploaded"  # in Box, SHA-1 verified
+    FAILED = "failed"  # retries exhausted or permanent error; `syncd retry` revives it
+    QUARANTINED = "quarantined"  # Box can never take it as is (bad name, too large)
+    SKIPPED = "skipped"  # conflict policy `skip`: Box already had an item by that name
+
+
+class ObservationKind(enum.StrEnum):
+    """What `Journal.observe` did with a file seen on disk."""
+
+    NEW = "new"  # first time seen: a pending row was created
+    CHANGED = "changed"  # size/mtime_ns/inode differ from the row: pending again
+    UNCHANGED = "unchanged"  # same as the row: nothing to do
+
+
+class HistoryEvent(enum.StrEnum):
+    """Why a history entry was written (finer than the states it moves between)."""
+
+    ARRIVED = "arrived"
+    CHANGED = "changed"
+    CLAIMED = "claimed"
+    UPLOADED = "uploaded"
+    RETRY_SCHEDULED = "retry_scheduled"
+    FAILED = "failed"
+    QUARANTINED = "quarantined"
+    SKIPPED = "skipped"
+    INTERRUPTED = "interrupted"
+    RETRIED = "retried"
+    REMOVED = "removed"
+    FORGOTTEN = "forgotten"
+
+
+@dataclass(frozen=True, slots=True)
+class FileRecord:
+    """One row of the `files` table: the journal's view of one file in one watch."""
+
+    id: int
+    watch: str
+    relpath: str
+    size: int
+    mtime_ns: int
+    inode: int
+    sha1: str | None
+    state: FileState
+    box_file_id: str | None
+    box_version_id: str | None
+    box_etag: str | None
+    attempts: int
+    next_attempt_at: float
+    last_error: str | None
+    last_error_code: str | None
+    detected_at: float
+    ready_at: float
+    updated_at: float
+    uploaded_at: float | None
+    claim_seq: int
+    """Bumped by every claim and by a change seen during upload; a worker passes the
+    value it claimed with to the outcome methods so a stale upload cannot be recorded."""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """A Box chunked-upload session saved so that an interrupted upload can resume."""
+
+    session_id: str
+    part_size: int
+    total_parts: int
+    file_size: int
+    expires_at: float
+    sha1: str | None = None  # SHA-1 of the whole file, when known before the commit
+    created_at: float | None = None  # filled in by the journal when saving
+
+
+@dataclass(frozen=True, slots=True)
+class PartRecord:
+    """One part Box acknowledged for a session (fields as Box returns them)."""
+
+    part_id: str
+    offset: int
+    size: int
+    sha1: str
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One append-only history line: a state change of one file."""
+
+    id: int
+    ts: float
+    file_id: int
+    watch: str
+    relpath: str
+    event: HistoryEvent
+    from_state: FileState | None  # None: the row was created
+    to_state: FileState | None  # None: the row was removed
+    detail: str | None
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """The result of `Journal.observe`: what happened and the row as it is now."""
+
+    kind: ObservationKind
+    file: FileRecord
+    previous_state: FileState | None  # None for a new file
+
+
+@dataclass(frozen=True, slots=True)
+class InFlight:
+    """An `uploading` row with its chunked-upload progress (zeros for direct uploads)."""
+
+    file: FileRecord
+    session_id: str | None
+    total_parts: int
+    parts_done: int
+    bytes_done: int
+
+
+class KnownFile(NamedTuple):
+    """What the scanner compares with the disk at start-up (a tuple: 100,000s of them)."""
+
+    relpath: str
+    size: int
+    mtime_ns: int
+    inode: int
+    state: FileState

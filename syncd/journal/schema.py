@@ -1,0 +1,109 @@
+"""The journal's tables and indexes, as an ordered list of migrations.
+
+Never edit a migration that has shipped: journals in the field were built by it.
+Append a new one instead, and add a test that opens a journal of the old version.
+
+Partial indexes (`WHERE state = 'pending'`) only serve queries whose WHERE clause
+spells the same literal, so the hot queries in `queries.py` inline state names
+instead of binding them as parameters.
+"""
+
+from __future__ import annotations
+
+from syncd.journal.migrations import Migration
+
+# PRAGMA application_id: marks the SQLite file as a syncd journal ("sYnc"), so an
+# unrelated database configured by mistake is refused instead of being migrated.
+APPLICATION_ID = 0x73596E63
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        version=1,
+        description="files and their append-only history",
+        statements=(
+            """
+            CREATE TABLE files (
+                id INTEGER PRIMARY KEY,
+                watch TEXT NOT NULL,
+                relpath TEXT NOT NULL,
+                size INTEGER NOT NULL CHECK (size >= 0),
+                mtime_ns INTEGER NOT NULL,
+                inode INTEGER NOT NULL,  -- st_ino as signed 64-bit (two's complement)
+                sha1 TEXT,
+                state TEXT NOT NULL CHECK (state IN
+                    ('pending', 'uploading', 'uploaded', 'failed', 'quarantined', 'skipped')),
+                box_file_id TEXT,
+                box_version_id TEXT,
+                box_etag TEXT,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                next_attempt_at REAL NOT NULL,
+                last_error TEXT,
+                last_error_code TEXT,
+                detected_at REAL NOT NULL,
+                ready_at REAL NOT NULL,
+                updated_at REAL NOT NULL,
+                uploaded_at REAL,
+                claim_seq INTEGER NOT NULL DEFAULT 0,
+                UNIQUE (watch, relpath)
+            )
+            """,
+            # claim_next, general lane: due pending rows in (next_attempt_at, size, id) order.
+            "CREATE INDEX files_pending_due ON files (next_attempt_at, size) WHERE state = 'pending'",
+            # claim_next with max_size (small-files lane): the size range first, so that
+            # an idle small lane costs nothing however many large files are waiting.
+            "CREATE INDEX files_pending_small ON files (size, next_attempt_at) WHERE state = 'pending'",
+            "CREATE INDEX files_pending_age ON files (ready_at) WHERE state = 'pending'",
+            "CREATE INDEX files_state ON files (state)",
+            "CREATE INDEX files_watch_state ON files (watch, state)",
+            "CREATE INDEX files_failures ON files (updated_at) WHERE state IN ('failed', 'quarantined')",
+            """
+            CREATE TABLE history (
+                id INTEGER PRIMARY KEY,
+                ts REAL NOT NULL,
+                file_id INTEGER NOT NULL,  -- no foreign key: history outlives removed rows
+                watch TEXT NOT NULL,
+                relpath TEXT NOT NULL,
+                event TEXT NOT NULL,
+                from_state TEXT,
+                to_state TEXT,
+                detail TEXT,
+                attempt INTEGER NOT NULL DEFAULT 0
+            )
+            """,
+            "CREATE INDEX history_watch ON history (watch, id)",
+            "CREATE INDEX history_path ON history (watch, relpath, id)",
+            "CREATE INDEX history_event ON history (event, ts)",
+            "CREATE INDEX history_watch_event ON history (watch, event, ts)",
+        ),
+    ),
+    Migration(
+        version=2,
+        description="chunked upload sessions and their acknowledged parts, for resume",
+        statements=(
+            """
+            CREATE TABLE upload_sessions (
+                file_id INTEGER PRIMARY KEY REFERENCES files (id) ON DELETE CASCADE,
+                session_id TEXT NOT NULL,
+                part_size INTEGER NOT NULL CHECK (part_size > 0),
+                total_parts INTEGER NOT NULL CHECK (total_parts > 0),
+                file_size INTEGER NOT NULL CHECK (file_size >= 0),
+                sha1 TEXT,
+                expires_at REAL NOT NULL,
+                created_at REAL NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE session_parts (
+                file_id INTEGER NOT NULL REFERENCES upload_sessions (file_id) ON DELETE CASCADE,
+                part_offset INTEGER NOT NULL CHECK (part_offset >= 0),
+                part_id TEXT NOT NULL,
+                size INTEGER NOT NULL CHECK (size > 0),
+                sha1 TEXT NOT NULL,
+                PRIMARY KEY (file_id, part_offset)
+            ) WITHOUT ROWID
+            """,
+        ),
+    ),
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,1053 @@
+"""The Journal: syncd's durable record of every file, in one SQLite file (WAL mode).
+
+Durability. The journal runs in WAL mode. With `synchronous=NORMAL` a committed
+WAL transaction survives a crash of the process but can be lost if the machine
+loses power before the next checkpoint. That is acceptable for what the scanner
+can rediscover from the disk (observe/remove: at restart the start-up scan sees
+the same files again), but not for an *intent* that precedes a remote step: if
+"uploading" or a saved session were rolled back by a power loss after Box had
+already committed the upload, the restarted daemon would see a pending row and
+upload the file a second time (a duplicate version, breaking exactly-once), and
+if "uploaded" were lost after the source file was deleted or moved, the record of
+the verified upload would be gone. So every transaction written on behalf of a
+worker (claims, hashes, sessions, parts, outcomes) and by an operator commits
+with `synchronous=FULL` (the WAL is fsynced before COMMIT returns), and only
+scanner bookkeeping commits with NORMAL. A FULL commit also makes every earlier
+NORMAL commit durable, because the WAL is sequential.
+
+Threads. One SQLite connection serves the whole process, guarded by a lock: every
+method is one short transaction, so a worker pool shares it safely, and claims
+are atomic (`BEGIN IMMEDIATE` also excludes other processes, e.g. `syncd retry`
+run beside the daemon; `busy_timeout` makes them wait for each other instead of
+failing). `known_files` reads through its own short-lived connection, so a long
+start-up scan never blocks the workers.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+from syncd.journal import queries
+from syncd.journal.errors import InvalidTransition, JournalError, StaleClaim, UnknownFile
+from syncd.journal.lock import DaemonLock, live_holder
+from syncd.journal.migrations import apply_migrations, schema_version
+from syncd.journal.records import (
+    FileRecord,
+    FileState,
+    HistoryEntry,
+    HistoryEvent,
+    InFlight,
+    KnownFile,
+    Observation,
+    ObservationKind,
+    PartRecord,
+    SessionRecord,
+)
+from syncd.journal.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
+
+Role = Literal["daemon", "reader", "operator"]
+"""daemon: the single writer (takes the lock, creates and migrates the journal).
+reader: `syncd status/history`, read-only, no lock. operator: short-lived commands
+such as `syncd retry/forget` that write beside a running daemon, no lock."""
+
+ROLES: frozenset[str] = frozenset({"daemon", "reader", "operator"})
+
+_P = FileState
+# The state machine. A removal (row deleted, history kept) is allowed from any state.
+ALLOWED_TRANSITIONS: Mapping[FileState, frozenset[FileState]] = {
+    _P.PENDING: frozenset({_P.PENDING, _P.UPLOADING, _P.FAILED, _P.QUARANTINED, _P.SKIPPED}),
+    _P.UPLOADING: frozenset({_P.UPLOADING, _P.PENDING, _P.UPLOADED, _P.FAILED, _P.QUARANTINED, _P.SKIPPED}),
+    _P.UPLOADED: frozenset({_P.PENDING}),
+    _P.FAILED: frozenset({_P.PENDING}),
+    _P.QUARANTINED: frozenset({_P.PENDING}),
+    _P.SKIPPED: frozenset({_P.PENDING}),
+}
+
+# Columns a transition may set (they are spliced into SQL, so never from callers).
+_SETTABLE_COLUMNS = frozenset(queries.FILE_COLUMNS) - {"id", "watch", "relpath", "state", "updated_at"}
+
+_FLOAT_COLUMNS = ("next_attempt_at", "detected_at", "ready_at", "updated_at", "uploaded_at")
+_SHA1_HEX = re.compile(r"^[0-9a-f]{40}$")
+_U64 = 1 << 64
+_I64_MAX = (1 << 63) - 1
+
+
+class Journal:
+    """The journal of one syncd instance. Create with `Journal.open(...)`; close when done.
+
+    Times are Unix epoch seconds. Methods that take `now` use it for every timestamp
+    they write; where it is optional, the journal's clock supplies it. Outcome methods
+    accept `claim_seq` (from the claimed FileRecord): if given and the row was claimed
+    again or changed since, they raise StaleClaim and record nothing.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        role: Role,
+        conn: sqlite3.Connection,
+        lock: DaemonLock | None,
+        clock: Callable[[], float],
+        busy_timeout: float,
+    ) -> None:
+        """Use `Journal.open`; this only assembles an already opened, checked journal."""
+        self.path = path
+        self.role = role
+        self._conn = conn
+        self._daemon_lock = lock
+        self._clock = clock
+        self._busy_timeout = busy_timeout
+        self._mutex = threading.RLock()
+        self._sync_full: bool | None = None
+        self._closed = False
+
+    # ------------------------------------------------------------------ opening
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        role: Role = "daemon",
+        *,
+        clock: Callable[[], float] = time.time,
+        busy_timeout: float = 10.0,
+    ) -> Journal:
+        """Open (as daemon: create or migrate) the journal at `path`.
+
+        Raises JournalLocked if role is "daemon" and another live process holds the
+        journal, and JournalError if the file is corrupt, unreadable, not a syncd
+        journal, from a newer syncd, or (for reader/operator) missing or not yet
+        migrated. Never replaces an existing file by an empty journal.
+        """
+        if role not in ROLES:
+            raise ValueError(f"journal role must be one of {sorted(ROLES)}, not {role!r}")
+        journal_path = Path(path).absolute()
+        lock: DaemonLock | None = None
+        if role == "daemon":
+            try:
+                journal_path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise JournalError(
+                    f"cannot create the journal directory {journal_path.parent}: {exc.strerror}",
+                    path=journal_path,
+                ) from exc
+            lock = DaemonLock.acquire(journal_path)
+        try:
+            if journal_path.is_dir():
+                raise JournalError(
+                    f"journal path {journal_path} is a directory; point `journal:` at a file", path=journal_path
+                )
+            if not journal_path.exists():
+                if role != "daemon":
+                    raise JournalError(
+                        f"no journal at {journal_path}: has the syncd daemon run with this config yet?",
+                        path=journal_path,
+                    )
+                _create_journal_file(journal_path)
+            conn = _connect(journal_path, busy_timeout)
+            try:
+                _prepare(conn, journal_path, role)
+            except BaseException:
+                conn.close()
+                raise
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+        return cls(journal_path, role, conn, lock, clock, busy_timeout)
+
+    def close(self) -> None:
+        """Close the connection and release the daemon lock. Safe to call twice."""
+        with self._mutex:
+            if self._closed:
+                return
+            self._closed = True
+            try:
+                self._conn.close()
+            finally:
+                if self._daemon_lock is not None:
+                    self._daemon_lock.release()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Journal(path={str(self.path)!r}, role={self.role!r})"
+
+    def daemon_pid(self) -> int | None:
+        """PID of the live process holding this journal's daemon lock, or None."""
+        if self._daemon_lock is not None and self._daemon_lock.held:
+            return os.getpid()
+        holder = live_holder(self.path)
+        return holder.pid if holder else None
+
+    # ------------------------------------------------------------ transactions
+
+    @contextmanager
+    def _write(self, *, durable: bool) -> Iterator[sqlite3.Connection]:
+        if self.role == "reader":
+            raise JournalError(f"journal {self.path} was opened read-only (role 'reader')", path=self.path)
+        with self._mutex:
+            self._check_open()
+            conn = self._conn
+            try:
+                self._set_synchronous(full=durable)
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise _database_error(self.path, exc) from exc
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        with self._mutex:
+            self._check_open()
+            conn = self._conn
+            try:
+                conn.execute("BEGIN")  # one snapshot for all the statements of a method
+                try:
+                    yield conn
+                finally:
+                    if conn.in_transaction:
+                        conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise _database_error(self.path, exc) from exc
+
+    def _set_synchronous(self, *, full: bool) -> None:
+        # SQLite refuses to change the safety level inside a transaction, so this is
+        # switched between transactions (under the mutex), and only when it changes.
+        if self._sync_full is not full:
+            self._conn.execute(f"PRAGMA synchronous = {'FULL' if full else 'NORMAL'}")
+            self._sync_full = full
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise JournalError(f"journal {self.path} is closed", path=self.path)
+
+    def _now(self, now: float | None) -> float:
+        return float(self._clock() if now is None else now)
+
+    # ------------------------------------------------------------- observing
+
+    def observe(
+        self, watch: str, relpath: str, size: int, mtime_ns: int, inode: int, now: float
+    ) -> Observation:
+        """Record a stable file seen on disk; returns what happened.
+
+        New file: a pending row. Known file whose size, mtime_ns or inode changed:
+        pending again (the Box file id is kept, so it goes up as a new version; any
+        saved upload session is dropped; an upload in progress is invalidated).
+        Unchanged: nothing is written.
+        """
+        _check_stat(watch, relpath, size, mtime_ns, inode)
+        with self._write(durable=False) as conn:
+            return self._observe(conn, watch, relpath, size, mtime_ns, inode, float(now))
+
+    def observe_many(
+        self, watch: str, files: Iterable[tuple[str, int, int, int]], now: float
+    ) -> list[Observation]:
+        """Observe many (relpath, size, mtime_ns, inode) in one transaction.
+
+        For a start-up scan that finds thousands of new files. Returns the
+        observations of new and changed files only (unchanged ones are not listed).
+        """
+        entries = list(files)
+        for relpath, size, mtime_ns, inode in entries:
+            _check_stat(watch, relpath, size, mtime_ns, inode)
+        with self._write(durable=False) as conn:
+            results = (self._observe(conn, watch, *entry, float(now)) for entry in entries)
+            return [obs for obs in results if obs.kind is not ObservationKind.UNCHANGED]
+
+    def _observe(
+        self, conn: sqlite3.Connection, watch: str, relpath: str, size: int, mtime_ns: int, inode: int, now: float
+    ) -> Observation:
+        row = _fetch_file(conn, "watch = ? AND relpath = ?", (watch, relpath))
+        if row is None:
+            created = _file_record(
+                conn.execute(
+                    "INSERT INTO files (watch, relpath, size, mtime_ns, inode, state, attempts, next_attempt_at,"
+                    " detected_at, ready_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?)"
+                    f" RETURNING {queries.FILE_SELECT}",
+                    (watch, relpath, size, mtime_ns, _to_i64(inode), now, now, now, now),
+                ).fetchone()
+            )
+            _append_history(conn, now, created, HistoryEvent.ARRIVED, None, FileState.PENDING, f"size {size}")
+            return Observation(ObservationKind.NEW, created, None)
+        if (row.size, row.mtime_ns, row.inode) == (size, mtime_ns, inode):
+            return Observation(ObservationKind.UNCHANGED, row, row.state)
+        changes = _describe_change(row, size, mtime_ns, inode)
+        if row.state is FileState.UPLOADING:
+            changes += "; changed during upload, that upload is discarded"
+        conn.execute("DELETE FROM upload_sessions WHERE file_id = ?", (row.id,))
+        updated = _transition(
+            conn,
+            row,
+            FileState.PENDING,
+            HistoryEvent.CHANGED,
+            changes,
+            now,
+            {
+                "size": size,
+                "mtime_ns": _to_i64(mtime_ns),
+                "inode": _to_i64(inode),
+                "sha1": None,
+                "attempts": 0,
+                "next_attempt_at": now,
+                "ready_at": now,
+                "last_error": None,
+                "last_error_code": None,
+                # Invalidate a worker's claim: its upload is of the old content.
+                "claim_seq": row.claim_seq + 1 if row.state is FileState.UPLOADING else row.claim_seq,
+            },
+        )
+        return Observation(ObservationKind.CHANGED, updated, row.state)
+
+    def remove(self, watch: str, relpath: str, reason: str, *, now: float | None = None) -> FileRecord | None:
+        """The file was deleted locally: forget its row (cancelling any pending work).
+
+        Uploaded rows are forgotten too, so a new file later dropped under the same
+        name is uploaded again (as a new version, by the conflict policy); the
+        history keeps the story. Returns the removed row, or None if unknown.
+        """
+        _check_path(watch, relpath)
+        with self._write(durable=False) as conn:
+            return _delete_row(conn, watch, relpath, HistoryEvent.REMOVED, reason, self._now(now))
+
+    def forget(self, watch: str, relpath: str, *, now: float | None = None) -> bool:
+        """Operator command: drop a file's row whatever its state. True if there was one."""
+        _check_path(watch, relpath)
+        with self._write(durable=True) as conn:
+            removed = _delete_row(conn, watch, relpath, HistoryEvent.FORGOTTEN, "forgotten by operator", self._now(now))
+            return removed is not None
+
+    # --------------------------------------------------------------- working
+
+    def claim_next(self, now: float, *, max_size: int | None = None) -> FileRecord | None:
+        """Atomically take the next due pending file and mark it uploading (attempts + 1).
+
+        Without `max_size` (general lane): oldest next_attempt_at first, then
+        smallest, so nothing starves. With `max_size` (small-files lane): the
+        smallest due file up to that many bytes, so small files keep flowing while
+        large ones occupy the other workers.
+        """
+        if max_size is not None and max_size < 0:
+            raise ValueError(f"max_size must be >= 0, not {max_size}")
+        sql = queries.CLAIM_CANDIDATE if max_size is None else queries.CLAIM_CANDIDATE_MAX_SIZE
+        params = {"now": float(now), "max_size": max_size}
+        with self._mutex:
+            # Look before taking the write lock: idle workers poll often.
+            with self._read() as conn:
+                if conn.execute(sql, params).fetchone() is None:
+                    return None
+            with self._write(durable=True) as conn:
+                found = conn.execute(sql, params).fetchone()
+                if found is None:
+                    return None
+                row = _require_file(conn, found[0])
+                return _transition(
+                    conn,
+                    row,
+                    FileState.UPLOADING,
+                    HistoryEvent.CLAIMED,
+                    None,
+                    float(now),
+                    {"attempts": row.attempts + 1, "claim_seq": row.claim_seq + 1},
+                    attempt=row.attempts + 1,
+                )
+
+    def next_attempt_time(self, *, max_size: int | None = None) -> float | None:
+        """When the earliest pending file becomes due (None if nothing is pending)."""
+        with self._read() as conn:
+            if max_size is None:
+                found = conn.execute(queries.NEXT_ATTEMPT).fetchone()
+            else:
+                found = conn.execute(queries.NEXT_ATTEMPT_MAX_SIZE, {"max_size": max_size}).fetchone()
+        return None if found is None or found[0] is None else float(found[0])
+
+    def record_sha1(self, file_id: int, sha1: str, *, claim_seq: int | None = None) -> FileRecord:
+        """Store the SHA-1 (hex) of the content being uploaded."""
+        digest = _check_sha1(sha1)
+        with self._write(durable=True) as conn:
+            row = _claimed_row(conn, file_id, claim_seq)
+            conn.execute("UPDATE files SET sha1 = ? WHERE id = ?", (digest, row.id))
+            return _require_file(conn, file_id)
+
+    def save_session(
+        self, file_id: int, session: SessionRecord, *, claim_seq: int | None = None, now: float | None = None
+    ) -> None:
+        """Save the chunked-upload session of an uploading file, replacing any earlier one."""
+        _check_session(session)
+        with self._write(durable=True) as conn:
+            row = _claimed_row(conn, file_id, claim_seq)
+            if row.state is not FileState.UPLOADING:
+                raise JournalError(f"journal row {file_id} is {row.state}, not uploading: cannot save a session")
+            conn.execute("DELETE FROM upload_sessions WHERE file_id = ?", (file_id,))
+            conn.execute(
+                "INSERT INTO upload_sessions (file_id, session_id, part_size, total_parts, file_size, sha1,"
+                " expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    file_id,
+                    session.session_id,
+                    session.part_size,
+                    session.total_parts,
+                    session.file_size,
+                    None if session.sha1 is None else _check_sha1(session.sha1),
+                    float(session.expires_at),
+                    self._now(session.created_at if session.created_at is not None else now),
+                ),
+            )
+
+    def add_part(self, file_id: int, part: PartRecord, *, claim_seq: int | None = None) -> None:
+        """Record a part Box acknowledged (replaces a part saved at the same offset)."""
+        with self._write(durable=True) as conn:
+            _claimed_row(conn, file_id, claim_seq)
+            session = _fetch_session(conn, file_id)
+            if session is None:
+                raise JournalError(f"journal row {file_id} has no upload session: save_session first")
+            _check_part(part, session)
+            conn.execute(
+                "INSERT OR REPLACE INTO session_parts (file_id, part_offset, part_id, size, sha1)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (file_id, part.offset, part.part_id, part.size, part.sha1),
+            )
+
+    def load_session(self, file_id: int) -> tuple[SessionRecord, list[PartRecord]] | None:
+        """The saved session of a file and its parts in offset order, or None."""
+        with self._read() as conn:
+            session = _fetch_session(conn, file_id)
+            if session is None:
+                return None
+            parts = [
+                PartRecord(part_id=r[0], offset=r[1], size=r[2], sha1=r[3])
+                for r in conn.execute(
+                    "SELECT part_id, part_offset, size, sha1 FROM session_parts WHERE file_id = ?"
+                    " ORDER BY part_offset",
+                    (file_id,),
+                )
+            ]
+            return session, parts
+
+    def drop_session(self, file_id: int) -> bool:
+        """Forget a file's saved session (e.g. expired or aborted). True if there was one."""
+        with self._write(durable=True) as conn:
+            return conn.execute("DELETE FROM upload_sessions WHERE file_id = ?", (file_id,)).rowcount > 0
+
+    def mark_uploaded(
+        self,
+        file_id: int,
+        box_file_id: str,
+        box_version_id: str | None,
+        etag: str | None,
+        sha1: str,
+        now: float,
+        *,
+        claim_seq: int | None = None,
+    ) -> FileRecord:
+        """Record a verified upload: uploading -> uploaded; drops the saved session.
+
+        Raises JournalError if a SHA-1 was recorded for this content and `sha1` differs
+        (the verified bytes are not the ones hashed).
+        """
+        digest = _check_sha1(sha1)
+        if not box_file_id:
+            raise ValueError("box_file_id must be a non-empty string")
+        with self._write(durable=True) as conn:
+            row = _claimed_row(conn, file_id, claim_seq)
+            if row.sha1 is not None and row.sha1 != digest:
+                raise JournalError(
+                    f"journal row {file_id}: uploaded SHA-1 {digest} differs from the recorded {row.sha1}"
+                )
+            conn.execute("DELETE FROM upload_sessions WHERE file_id = ?", (file_id,))
+            return _transition(
+                conn,
+                row,
+                FileState.UPLOADED,
+                HistoryEvent.UPLOADED,
+                f"box file {box_file_id} version {box_version_id or '?'} sha1 {digest}",
+                float(now),
+                {
+                    "box_file_id": box_file_id,
+                    "box_version_id": box_version_id,
+                    "box_etag": etag,
+                    "sha1": digest,
+                    "uploaded_at": float(now),
+                    "last_error": None,
+                    "last_error_code": None,
+                },
+            )
+
+    def schedule_retry(
+        self,
+        file_id: int,
+        error: str,
+        code: str | None,
+        next_attempt_at: float,
+        *,
+        claim_seq: int | None = None,
+        now: float | None = None,
+    ) -> FileRecord:
+        """A retryable failure: uploading -> pending, due again at `next_attempt_at`.
+
+        The saved session (if any) is kept, so the next attempt can resume it.
+        """
+        with self._write(durable=True) as conn:
+            row = _claimed_row(conn, file_id, claim_seq)
+            if row.state is not FileState.UPLOADING:
+                raise InvalidTransition(file_id, row.state, FileState.PENDING)
+            return _transition(
+                conn,
+                row,
+                FileState.PENDING,
+                HistoryEvent.RETRY_SCHEDULED,
+                _error_detail(error, code),
+                self._now(now),
+                {"last_error": error, "last_error_code": code, "next_attempt_at": float(next_attempt_at)},
+            )
+
+    def mark_failed(
+        self, file_id: int, reason: str, code: str | None = None, *, claim_seq: int | None = None,
+        now: float | None = None,
+    ) -> FileRecord:
+        """Give up on a file (retries exhausted or permanent error) until `retry`."""
+        return self._park(file_id, FileState.FAILED, HistoryEvent.FAILED, reason, code, claim_seq, now)
+
+    def mark_quarantined(
+        self, file_id: int, reason: str, *, code: str | None = None, claim_seq: int | None = None,
+        now: float | None = None,
+    ) -> FileRecord:
+        """Box can never take this file as it is (bad name, too large...)."""
+        return self._park(file_id, FileState.QUARANTINED, HistoryEvent.QUARANTINED, reason, code, claim_seq, now)
+
+    def mark_skipped(
+        self, file_id: int, reason: str, *, claim_seq: int | None = None, now: float | None = None
+    ) -> FileRecord:
+        """Conflict policy `skip`: Box already has an item by this name."""
+        return self._park(file_id, FileState.SKIPPED, HistoryEvent.SKIPPED, reason, None, claim_seq, now)
+
+    def _park(
+        self,
+        file_id: int,
+        state: FileState,
+        event: HistoryEvent,
+        reason: str,
+        code: str | None,
+        claim_seq: int | None,
+        now: float | None,
+    ) -> FileRecord:
+        if not reason:
+            raise ValueError(f"a reason is required to mark a file {state}")
+        with self._write(durable=True) as conn:
+            row = _claimed_row(conn, file_id, claim_seq)
+            conn.execute("DELETE FROM upload_sessions WHERE file_id = ?", (file_id,))
+            return _transition(
+                conn, row, state, event, _error_detail(reason, code), self._now(now),
+                {"last_error": reason, "last_error_code": code},
+            )
+
+    def recover_interrupted(self, *, now: float | None = None) -> list[FileRecord]:
+        """At daemon start: the rows a crash left `uploading`, for reconciliation with Box.
+
+        They stay `uploading` (owned by the reconciler, with their saved sessions):
+        putting them back to pending would let a worker upload again a file that
+        Box may already hold. The reconciler then calls mark_uploaded (found in Box
+        with the same SHA-1), resumes the saved session, or schedule_retry. Each
+        gets an `interrupted` history entry. Daemon role only.
+        """
+        if self.role != "daemon":
+            raise JournalError("only the daemon may recover interrupted uploads", path=self.path)
+        with self._write(durable=True) as conn:
+            stamp = self._now(now)
+            rows = _fetch_files(conn, "state = 'uploading' ORDER BY id", ())
+            for row in rows:
+                _append_history(
+                    conn, stamp, row, HistoryEvent.INTERRUPTED, FileState.UPLOADING, FileState.UPLOADING,
+                    "daemon stopped during upload; to be reconciled with Box",
+                )
+            return rows
+
+    def retry(
+        self,
+        watch: str | None = None,
+        relpath: str | None = None,
+        failed_only: bool = True,
+        *,
+        now: float | None = None,
+    ) -> int:
+        """Operator command: make parked files pending again, due now, attempts reset.
+
+        Takes failed rows (and quarantined and skipped ones if not `failed_only`),
+        all of them, those of a watch, or one file. Returns how many.
+        """
+        if relpath is not None and watch is None:
+            raise ValueError("retry of a relpath needs its watch")
+        states = ("failed",) if failed_only else ("failed", "quarantined", "skipped")
+        where = f"state IN ({', '.join('?' * len(states))})"
+        params: list[Any] = list(states)
+        if watch is not None:
+            where += " AND watch = ?"
+            params.append(watch)
+        if relpath is not None:
+            where += " AND relpath = ?"
+            params.append(relpath)
+        with self._write(durable=True) as conn:
+            stamp = self._now(now)
+            conn.execute(
+                "INSERT INTO history (ts, file_id, watch, relpath, event, from_state, to_state, detail, attempt)"
+                " SELECT ?, id, watch, relpath, 'retried', state, 'pending', 'retry requested', attempts"
+                f" FROM files WHERE {where}",
+                (stamp, *params),
+            )
+            return conn.execute(
+                "UPDATE files SET state = 'pending', attempts = 0, next_attempt_at = ?, updated_at = ?"
+                f" WHERE {where}",
+                (stamp, stamp, *params),
+            ).rowcount
+
+    # ------------------------------------------------------------- reporting
+
+    def get(self, file_id: int) -> FileRecord | None:
+        """The row with this id, or None."""
+        with self._read() as conn:
+            return _fetch_file(conn, "id = ?", (file_id,))
+
+    def find(self, watch: str, relpath: str) -> FileRecord | None:
+        """The row of one file, or None."""
+        with self._read() as conn:
+            return _fetch_file(conn, "watch = ? AND relpath = ?", (watch, relpath))
+
+    def counts_by_state(self, watch: str | None = None) -> dict[FileState, int]:
+        """How many files are in each state (every state present, zeros included)."""
+        with self._read() as conn:
+            if watch is None:
+                rows = conn.execute(queries.COUNTS_BY_STATE).fetchall()
+            else:
+                rows = conn.execute(queries.COUNTS_BY_STATE_IN_WATCH, {"watch": watch}).fetchall()
+        counts = dict.fromkeys(FileState, 0)
+        counts.update({FileState(state): n for state, n in rows})
+        return counts
+
+    def oldest_pending(self, watch: str | None = None) -> FileRecord | None:
+        """The pending file that has waited longest since it was ready (None if none)."""
+        with self._read() as conn:
+            if watch is None:
+                found = conn.execute(queries.OLDEST_PENDING).fetchone()
+            else:
+                found = conn.execute(queries.OLDEST_PENDING_IN_WATCH, {"watch": watch}).fetchone()
+        return None if found is None else _file_record(found)
+
+    def recent_failures(self, limit: int = 20) -> list[FileRecord]:
+        """Failed and quarantined files, most recent first."""
+        _check_limit(limit)
+        with self._read() as conn:
+            return [_file_record(r) for r in conn.execute(queries.RECENT_FAILURES, {"limit": limit})]
+
+    def last_uploaded(self, watch: str | None = None) -> HistoryEntry | None:
+        """The latest upload, from the history (it outlives rows of deleted sources)."""
+        with self._read() as conn:
+            if watch is None:
+                found = conn.execute(queries.LAST_UPLOADED).fetchone()
+            else:
+                found = conn.execute(queries.LAST_UPLOADED_IN_WATCH, {"watch": watch}).fetchone()
+        return None if found is None else _history_entry(found)
+
+    def last_arrival(self, watch: str) -> float | None:
+        """When a new or changed file was last observed in `watch` (None if never)."""
+        with self._read() as conn:
+            times = [r[0] for r in conn.execute(queries.LAST_ARRIVAL, {"watch": watch}) if r[0] is not None]
+        return max(times) if times else None
+
+    def in_flight(self) -> list[InFlight]:
+        """Uploading files with their chunked-upload progress."""
+        n = len(queries.FILE_COLUMNS)
+        with self._read() as conn:
+            rows = conn.execute(queries.IN_FLIGHT).fetchall()
+        return [
+            InFlight(
+                file=_file_record(r[:n]),
+                session_id=r[n],
+                total_parts=r[n + 1] or 0,
+                parts_done=r[n + 2],
+                bytes_done=r[n + 3],
+            )
+            for r in rows
+        ]
+
+    def history(
+        self, watch: str | None = None, relpath: str | None = None, limit: int = 100
+    ) -> list[HistoryEntry]:
+        """History entries, newest first: all, of one watch, or of one file."""
+        _check_limit(limit)
+        if relpath is not None and watch is None:
+            raise ValueError("history of a relpath needs its watch")
+        with self._read() as conn:
+            if watch is None:
+                rows = conn.execute(queries.HISTORY_ALL, {"limit": limit})
+            elif relpath is None:
+                rows = conn.execute(queries.HISTORY_IN_WATCH, {"watch": watch, "limit": limit})
+            else:
+                rows = conn.execute(queries.HISTORY_OF_PATH, {"watch": watch, "relpath": relpath, "limit": limit})
+            return [_history_entry(r) for r in rows]
+
+    def prune_history(self, before: float) -> int:
+        """Delete history entries older than `before` (retention). Returns how many."""
+        with self._write(durable=False) as conn:
+            return conn.execute("DELETE FROM history WHERE ts < ?", (float(before),)).rowcount
+
+    def known_files(self, watch: str) -> Iterator[KnownFile]:
+        """Every file of `watch` as (relpath, size, mtime_ns, inode, state), one query.
+
+        Streams from a separate read connection (a consistent snapshot), so a scan
+        of 100,000 files neither holds the journal's lock nor builds a big list.
+        """
+        self._check_open()
+        conn = _connect(self.path, self._busy_timeout)
+        try:
+            conn.execute("PRAGMA query_only = ON")
+            cursor = conn.execute(queries.KNOWN_FILES, {"watch": watch})
+            while batch := cursor.fetchmany(2000):
+                for relpath, size, mtime_ns, inode, state in batch:
+                    yield KnownFile(relpath, size, mtime_ns, _from_i64(inode), FileState(state))
+        except sqlite3.Error as exc:
+            raise _database_error(self.path, exc) from exc
+        finally:
+            conn.close()
+
+
+# ------------------------------------------------------------------ opening
+
+
+def _connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
+    try:
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves. check_same_thread=False:
+        # the connection is shared by threads, serialised by Journal._mutex.
+        return sqlite3.connect(str(path), timeout=busy_timeout, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise _database_error(path, exc) from exc
+
+
+def _create_journal_file(path: Path) -> None:
+    """Build a fresh, fully migrated journal beside `path`, then rename it into place.
+
+    So an existing journal file is always a complete one: a file that exists but is
+    empty or unmarked is treated as damaged, never as "new".
+    """
+    staging = path.with_name(path.name + ".new")
+    for leftover in (staging, Path(f"{staging}-journal"), Path(f"{staging}-wal"), Path(f"{staging}-shm")):
+        leftover.unlink(missing_ok=True)
+    conn = _connect(staging, 5.0)
+    try:
+        conn.execute("PRAGMA journal_mode = DELETE")  # no -wal file to carry along the rename
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        apply_migrations(conn, MIGRATIONS)
+    finally:
+        conn.close()
+    os.replace(staging, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # make the rename itself durable
+    finally:
+        os.close(dir_fd)
+
+
+def _prepare(conn: sqlite3.Connection, path: Path, role: Role) -> None:
+    """Configure the connection, identify and check the file, migrate (daemon only)."""
+    try:
+        conn.execute("PRAGMA foreign_keys = ON")
+        application_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
+        version = schema_version(conn)
+        if application_id != APPLICATION_ID:
+            what = "an empty or unfinished database" if version == 0 else "another program's database"
+            raise JournalError(
+                f"{path} is not a syncd journal ({what}); syncd will not overwrite it. "
+                "Point `journal:` at another path, or move this file aside if it is a damaged journal.",
+                path=path,
+            )
+        if version > SCHEMA_VERSION:
+            raise JournalError(
+                f"journal {path} has schema version {version}, newer than this syncd understands "
+                f"({SCHEMA_VERSION}); run the newer syncd that wrote it, or restore a backup made "
+                "before the upgrade",
+                path=path,
+            )
+        if role == "daemon":
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise JournalError(
+                    f"journal {path}: the filesystem does not support SQLite WAL mode (got {mode!r}); "
+                    "put the journal on a local filesystem",
+                    path=path,
+                )
+            conn.execute("PRAGMA journal_size_limit = 67108864")
+            _quick_check(conn, path)
+            apply_migrations(conn, MIGRATIONS)
+        else:
+            if version < SCHEMA_VERSION:
+                raise JournalError(
+                    f"journal {path} has schema version {version}, older than this syncd's "
+                    f"{SCHEMA_VERSION}; start the syncd daemon once to migrate it",
+                    path=path,
+                )
+            if role == "operator":
+                _quick_check(conn, path)
+            else:
+                conn.execute("PRAGMA query_only = ON")
+        conn.execute("PRAGMA synchronous = FULL")
+    except sqlite3.Error as exc:
+        raise _database_error(path, exc) from exc
+
+
+def _quick_check(conn: sqlite3.Connection, path: Path) -> None:
+    problems = [row[0] for row in conn.execute("PRAGMA quick_check(5)")]
+    if problems != ["ok"]:
+        raise JournalError(
+            f"journal {path} is corrupt ({'; '.join(problems)}). " + _CORRUPT_ADVICE.format(path=path),
+            path=path,
+        )
+
+
+_CORRUPT_ADVICE = (
+    "syncd will not start from an empty journal. Stop syncd, move {path} (and its -wal/-shm files) "
+    "aside for inspection and restore a backup; or, to start afresh, remove them, knowing that files "
+    "already in Box will then be uploaded again as new versions."
+)
+
+
+def _database_error(path: Path, exc: sqlite3.Error) -> JournalError:
+    text = str(exc)
+    if isinstance(exc, sqlite3.DatabaseError) and (
+        "not a database" in text or "malformed" in text or "corrupt" in text
+    ):
+        return JournalError(
+            f"journal {path} is unreadable or corrupt ({text}). " + _CORRUPT_ADVICE.format(path=path), path=path
+        )
+    if "database is locked" in text:
+        return JournalError(f"journal {path} stayed locked by another connection too long ({text})", path=path)
+    if "unable to open" in text:
+        return JournalError(
+            f"cannot open journal {path} ({text}); check that the directory exists and is writable", path=path
+        )
+    return JournalError(f"journal {path}: {text}", path=path)
+
+
+# ------------------------------------------------------------ row plumbing
+
+
+def _file_record(row: tuple[Any, ...]) -> FileRecord:
+    values = dict(zip(queries.FILE_COLUMNS, row, strict=True))
+    values["state"] = FileState(values["state"])
+    values["inode"] = _from_i64(values["inode"])
+    # RETURNING hands back bound values before column affinity applies (100.0 -> 100).
+    for key in _FLOAT_COLUMNS:
+        if values[key] is not None:
+            values[key] = float(values[key])
+    return FileRecord(**values)
+
+
+def _history_entry(row: tuple[Any, ...]) -> HistoryEntry:
+    values = dict(zip(queries.HISTORY_COLUMNS, row, strict=True))
+    values["event"] = HistoryEvent(values["event"])
+    for key in ("from_state", "to_state"):
+        values[key] = None if values[key] is None else FileState(values[key])
+    return HistoryEntry(**values)
+
+
+def _fetch_file(conn: sqlite3.Connection, where: str, params: tuple[Any, ...]) -> FileRecord | None:
+    found = conn.execute(f"SELECT {queries.FILE_SELECT} FROM files WHERE {where}", params).fetchone()
+    return None if found is None else _file_record(found)
+
+
+def _fetch_files(conn: sqlite3.Connection, where: str, params: tuple[Any, ...]) -> list[FileRecord]:
+    return [_file_record(r) for r in conn.execute(f"SELECT {queries.FILE_SELECT} FROM files WHERE {where}", params)]
+
+
+def _require_file(conn: sqlite3.Connection, file_id: int) -> FileRecord:
+    row = _fetch_file(conn, "id = ?", (file_id,))
+    if row is None:
+        raise UnknownFile(file_id)
+    return row
+
+
+def _claimed_row(conn: sqlite3.Connection, file_id: int, claim_seq: int | None) -> FileRecord:
+    row = _require_file(conn, file_id)
+    if claim_seq is not None and claim_seq != row.claim_seq:
+        raise StaleClaim(file_id, claim_seq, row.claim_seq)
+    return row
+
+
+def _fetch_session(conn: sqlite3.Connection, file_id: int) -> SessionRecord | None:
+    found = conn.execute(
+        "SELECT session_id, part_size, total_parts, file_size, expires_at, sha1, created_at"
+        " FROM upload_sessions WHERE file_id = ?",
+        (file_id,),
+    ).fetchone()
+    return None if found is None else SessionRecord(*found)
+
+
+def _transition(
+    conn: sqlite3.Connection,
+    row: FileRecord,
+    to_state: FileState,
+    event: HistoryEvent,
+    detail: str | None,
+    now: float,
+    columns: Mapping[str, Any],
+    *,
+    attempt: int | None = None,
+) -> FileRecord:
+    """The one way a row changes state: validate, update, append history, atomically.
+
+    Must run inside the caller's write transaction.
+    """
+    if to_state not in ALLOWED_TRANSITIONS[row.state]:
+        raise InvalidTransition(row.id, row.state, to_state)
+    unknown = set(columns) - _SETTABLE_COLUMNS
+    if unknown:
+        raise ValueError(f"not settable by a transition: {sorted(unknown)}")
+    assignments = ", ".join(f"{name} = ?" for name in columns)
+    updated = conn.execute(
+        f"UPDATE files SET state = ?, updated_at = ?, {assignments} WHERE id = ? RETURNING {queries.FILE_SELECT}"
+        if columns
+        else f"UPDATE files SET state = ?, updated_at = ? WHERE id = ? RETURNING {queries.FILE_SELECT}",
+        (to_state.value, now, *columns.values(), row.id),
+    ).fetchone()
+    record = _file_record(updated)
+    _append_history(conn, now, record, event, row.state, to_state, detail, attempt=attempt)
+    return record
+
+
+def _delete_row(
+    conn: sqlite3.Connection, watch: str, relpath: str, event: HistoryEvent, detail: str, now: float
+) -> FileRecord | None:
+    row = _fetch_file(conn, "watch = ? AND relpath = ?", (watch, relpath))
+    if row is None:
+        return None
+    conn.execute("DELETE FROM files WHERE id = ?", (row.id,))  # sessions and parts cascade
+    _append_history(conn, now, row, event, row.state, None, detail)
+    return row
+
+
+def _append_history(
+    conn: sqlite3.Connection,
+    now: float,
+    row: FileRecord,
+    event: HistoryEvent,
+    from_state: FileState | None,
+    to_state: FileState | None,
+    detail: str | None,
+    *,
+    attempt: int | None = None,
+) -> None:
+    conn.execute(
+        "INSERT INTO history (ts, file_id, watch, relpath, event, from_state, to_state, detail, attempt)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            now,
+            row.id,
+            row.watch,
+            row.relpath,
+            event.value,
+            None if from_state is None else from_state.value,
+            None if to_state is None else to_state.value,
+            detail,
+            row.attempts if attempt is None else attempt,
+        ),
+    )
+
+
+def _describe_change(row: FileRecord, size: int, mtime_ns: int, inode: int) -> str:
+    parts = []
+    if row.size != size:
+        parts.append(f"size {row.size} -> {size}")
+    if row.mtime_ns != mtime_ns:
+        parts.append("mtime changed")
+    if row.inode != inode:
+        parts.append("replaced (new inode)")
+    return ", ".join(parts)
+
+
+def _error_detail(message: str, code: str | None) -> str:
+    return f"{code}: {message}" if code else message
+
+
+# -------------------------------------------------------------- validation
+
+
+def _to_i64(value: int) -> int:
+    # st_ino is unsigned 64-bit; SQLite integers are signed. Store the same bits.
+    return value - _U64 if value > _I64_MAX else value
+
+
+def _from_i64(value: int) -> int:
+    return value + _U64 if value < 0 else value
+
+
+def _check_path(watch: str, relpath: str) -> None:
+    if not isinstance(watch, str) or not watch:
+        raise ValueError(f"watch must be a non-empty string, not {watch!r}")
+    if not isinstance(relpath, str) or not relpath or "\x00" in relpath:
+        raise ValueError(f"relpath must be a non-empty string without NUL, not {relpath!r}")
+    if relpath.startswith("/") or any(part in ("", ".", "..") for part in relpath.split("/")):
+        raise ValueError(f"relpath must be a normalised relative path inside the watch, not {relpath!r}")
+
+
+def _check_stat(watch: str, relpath: str, size: int, mtime_ns: int, inode: int) -> None:
+    _check_path(watch, relpath)
+    if not isinstance(size, int) or size < 0:
+        raise ValueError(f"size of {relpath!r} must be an int >= 0, not {size!r}")
+    if not isinstance(mtime_ns, int) or not -(1 << 63) <= mtime_ns <= _I64_MAX:
+        raise ValueError(f"mtime_ns of {relpath!r} must be a 64-bit int, not {mtime_ns!r}")
+    if not isinstance(inode, int) or not 0 <= inode < _U64:
+        raise ValueError(f"inode of {relpath!r} must be an unsigned 64-bit int, not {inode!r}")
+
+
+def _check_sha1(sha1: str) -> str:
+    digest = sha1.lower() if isinstance(sha1, str) else ""
+    if not _SHA1_HEX.match(digest):
+        raise ValueError(f"sha1 must be 40 hex digits, not {sha1!r}")
+    return digest
+
+
+def _check_limit(limit: int) -> None:
+    if not isinstance(limit, int) or limit < 1:
+        raise ValueError(f"limit must be a positive int, not {limit!r}")
+
+
+def _check_session(session: SessionRecord) -> None:
+    if not session.session_id:
+        raise ValueError("session_id must be a non-empty string")
+    if session.part_size <= 0 or session.total_parts <= 0 or session.file_size < 0:
+        raise ValueError(f"session {session.session_id}: part_size and total_parts must be > 0, file_size >= 0")
+    if session.part_size * session.total_parts < session.file_size:
+        raise ValueError(
+            f"session {session.session_id}: {session.total_parts} parts of {session.part_size} bytes "
+            f"cannot hold {session.file_size} bytes"
+        )
+
+
+def _check_part(part: PartRecord, session: SessionRecord) -> None:
+    if not part.part_id:
+        raise ValueError("part_id must be a non-empty string")
+    if part.offset < 0 or part.offset % session.part_size:
+        raise ValueError(f"part {part.part_id}: offset {part.offset} is not a multiple of {session.part_size}")
+    if not 0 < part.size <= session.part_size or part.offset + part.size > session.file_size:
+        raise ValueError(
+            f"part {part.part_id}: {part.size} bytes at {part.offset} do not fit parts of "
+            f"{session.part_size} in a file of {session.file_size}"
+        )

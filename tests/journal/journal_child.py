@@ -1,0 +1,70 @@
+"""A separate process that uses a journal, for the tests about processes.
+
+Usage: python -m tests.journal.journal_child MODE JOURNAL_PATH
+  hold   open as daemon, print "locked", keep the lock until stdin closes
+  try    open as daemon; print "opened", or "locked-by PID" and exit 3
+  churn  open as daemon and write without pause (observe, claim, hash, sessions,
+         parts, outcomes) until killed; print "ready" once writing
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+
+from syncd.journal import Journal, JournalLocked, PartRecord, SessionRecord
+
+
+def hold(path: str) -> int:
+    with Journal.open(path, role="daemon"):
+        print("locked", flush=True)
+        sys.stdin.read()
+    return 0
+
+
+def try_open(path: str) -> int:
+    try:
+        with Journal.open(path, role="daemon"):
+            print("opened", flush=True)
+            return 0
+    except JournalLocked as exc:
+        print(f"locked-by {exc.pid}", flush=True)
+        return 3
+
+
+def churn(path: str) -> int:
+    journal = Journal.open(path, role="daemon")
+    journal.recover_interrupted()
+    print("ready", flush=True)
+    prefix = f"p{os.getpid()}"
+    for n in itertools.count():
+        now = 1000.0 + n
+        journal.observe("inbox", f"{prefix}/f{n}.bin", 30, n, n, now)
+        if n % 3 == 0:  # a changed file: back to pending
+            journal.observe("inbox", f"{prefix}/f{n // 2}.bin", 31, n, n, now)
+        claimed = journal.claim_next(now)
+        if claimed is None:
+            continue
+        journal.record_sha1(claimed.id, f"{n % 16:x}" * 40, claim_seq=claimed.claim_seq)
+        journal.save_session(claimed.id, SessionRecord(f"S{n}", 8, 4, 31, now + 3600), claim_seq=claimed.claim_seq)
+        for offset in (0, 8, 16):
+            journal.add_part(claimed.id, PartRecord(f"{offset:08X}", offset, 8, "ab" * 20))
+        if n % 5 == 0:
+            journal.schedule_retry(claimed.id, "503 from Box", "unavailable", now + 1, claim_seq=claimed.claim_seq)
+        elif n % 7 == 0:
+            journal.mark_failed(claimed.id, "too many attempts", "retries_exhausted")
+        else:
+            journal.mark_uploaded(claimed.id, str(claimed.id), f"v{n}", "1", f"{n % 16:x}" * 40, now)
+        if n % 11 == 0:
+            journal.remove("inbox", f"{prefix}/f{n // 3}.bin", "deleted locally")
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    mode, path = argv
+    return {"hold": hold, "try": try_open, "churn": churn}[mode](path)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
