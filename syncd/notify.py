@@ -248,8 +248,10 @@ class WatchdogPinger:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            started = time.monotonic()
             self.tick()
-            self._stop.wait(self._interval_s)
+            # Probes take time too; keep the period at interval_s, not interval_s + check time.
+            self._stop.wait(max(0.0, self._interval_s - (time.monotonic() - started)))
 
     def _set_pinging(self, healthy: bool, reason: str) -> None:
         if healthy and not self._pinging:
