@@ -103,7 +103,8 @@ class _JournalCollector(Collector):
 
     def _collect_queue(self, gauges: JournalGauges) -> Iterator[Metric]:
         try:
-            counts = dict(gauges.queue_counts())
+            # str() so enum states (the journal's FileState is a StrEnum) become plain label values.
+            counts = {str(state): int(n) for state, n in gauges.queue_counts().items()}
         except Exception as exc:  # a scrape must not fail because the journal is busy
             log.warning("metrics_queue_counts_failed", error=f"{type(exc).__name__}: {exc}")
             return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import json
 import socket
 import urllib.error
@@ -105,6 +106,19 @@ def test_journal_gauges_are_read_at_scrape_time(metrics: Metrics, server: Metric
     assert second[("syncd_queue_depth", (("state", "pending"),))] == 0
     assert second[("syncd_queue_depth", (("state", "uploaded"),))] == 4
     assert second[("syncd_oldest_pending_age_seconds", ())] == 0
+
+
+def test_enum_states_become_plain_label_values(metrics: Metrics, server: MetricsServer) -> None:
+    class State(enum.StrEnum):
+        PENDING = "pending"
+        FAILED = "failed"
+
+    metrics.attach_journal(lambda: {State.PENDING: 2, State.FAILED: 0}, lambda: None)
+    s = scrape(server)
+    assert s[("syncd_queue_depth", (("state", "pending"),))] == 2
+    assert s[("syncd_queue_depth", (("state", "failed"),))] == 0
+    metrics.detach_journal()
+    assert not any(name == "syncd_queue_depth" for name, _ in scrape(server))
 
 
 def test_a_failing_journal_callback_does_not_break_the_scrape(metrics: Metrics, server: MetricsServer) -> None:
