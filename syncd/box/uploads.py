@@ -637,7 +637,7 @@ class ChunkedUpload(_UploadBase):
         }
         try:
             body = self.client.transport.request_json("PUT", session.upload_part_url, data=data,
-                                                      headers=headers, upload=True)
+                                                      headers=headers)
             raw = (body or {}).get("part") if isinstance(body, Mapping) else None
             if not isinstance(raw, Mapping):
                 raw = body  # the guide shows a bare part object
