@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from syncd.cli import EXIT_USAGE
 from syncd.config.model import Config
 
 pytestmark = pytest.mark.timeout(60)
@@ -142,6 +143,7 @@ def test_the_service_contract() -> None:
         "ExecReload": ["/bin/kill -HUP $MAINPID"],
         "WatchdogSec": ["30s"],
         "Restart": ["on-failure"],
+        "RestartPreventExitStatus": [str(EXIT_USAGE)],  # a bad config is not fixed by restarting
         "User": ["syncd"],
         "StateDirectory": ["syncd"],
         "ConfigurationDirectory": ["syncd"],
