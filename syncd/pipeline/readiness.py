@@ -6,9 +6,11 @@ tracker turns them into :class:`ReadyCandidate` values once the file is stable:
 * no event touched it for the settle period (``settle``, default 2 s), or only
   ``close_quiet`` (default 0.4 s) when the last event was a close-after-write
   (``touch(..., closed=True)``); any later write event restarts the full wait;
-* and two stats (size, mtime_ns, inode), taken at least ``stat_interval``
-  apart and both after the last event, agree. mtime alone is never trusted:
-  ``cp -p`` keeps an old mtime, so a file is never "old enough" by its mtime.
+* and two stats (size, mtime_ns, inode), both after the last event, agree: the
+  first taken early in the quiet period (``stat_interval`` after the event, or
+  sooner for a close) and the second at its end, at least ``stat_interval``
+  apart. mtime alone is never trusted: ``cp -p`` keeps an old mtime, so a file
+  is never "old enough" by its mtime.
 
 A file that changes between two stats without any event (NFS/SMB, writes
 through mmap, lost events) counts as still being written: it is re-checked
@@ -336,16 +338,17 @@ class ReadinessTracker:
             record.quiet_checks_failed += 1
             record.last_stat, record.last_stat_at = result, now
             record.last_event, record.closed = now, False
-            self._check_unsettled(record, now, callbacks, reason="changes without file system events")
             self._schedule(record, now + self._backoff(record))
         else:
             ready_at = max(record.last_event + quiet, record.last_stat_at + self.stat_interval)
-            if now < ready_at:
-                self._schedule(record, ready_at)
+            if now >= ready_at:
+                del self._records[key]
+                candidate = ReadyCandidate(record.watch, record.relpath, result.size, result.mtime_ns, result.inode)
+                callbacks.append(lambda: self._on_ready(candidate))
                 return
-            del self._records[key]
-            candidate = ReadyCandidate(record.watch, record.relpath, result.size, result.mtime_ns, result.inode)
-            callbacks.append(lambda: self._on_ready(candidate))
+            self._schedule(record, ready_at)
+        reason = "changes without file system events" if record.quiet_checks_failed else "events keep arriving"
+        self._check_unsettled(record, now, callbacks, reason)
 
     def _apply_problem(self, record: _Tracked, problem: ScanProblem, now: float,
                        callbacks: list[Callable[[], None]]) -> None:
@@ -386,8 +389,11 @@ class ReadinessTracker:
 
     def _first_stat_time(self, record: _Tracked) -> float:
         quiet = self.close_quiet if record.closed else self.settle
-        # Take the first stat so that the second, stat_interval later, lands when the quiet period ends.
-        return record.last_event + max(quiet - self.stat_interval, 0.0)
+        # The first stat opens the window the second must confirm; open it early so the two agreeing
+        # stats span (nearly) the whole quiet period: a writer the observer cannot see (network
+        # mount, mmap) that pauses for less than the quiet period is then still caught.
+        delay = min(self.stat_interval, quiet - self.stat_interval)
+        return record.last_event + max(delay, 0.0)
 
     def _schedule(self, record: _Tracked, when: float) -> None:
         """Arm ``record`` at ``when`` unless it is already armed earlier (caller holds the lock)."""
