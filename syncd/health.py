@@ -83,6 +83,10 @@ class _RegisteredProbe:
     name: str
     probe: Probe
     timeout_s: float
+    # The run that timed out and is still going, with when it started: a hung probe
+    # is not started again until it returns, so hung threads cannot pile up.
+    hung: threading.Thread | None = None
+    hung_since: float = 0.0
 
 
 @dataclass
@@ -135,6 +139,12 @@ class HealthCheck:
 
 def _run_probe(registered: _RegisteredProbe) -> ProbeOutcome:
     """Run one probe in a helper thread so that a hung probe cannot hang the caller."""
+    hung = registered.hung
+    if hung is not None:
+        if hung.is_alive():
+            stuck_for = time.monotonic() - registered.hung_since
+            return ProbeOutcome(registered.name, False, f"probe still running after {stuck_for:.0f}s", 0.0)
+        registered.hung = None
     box: dict[str, object] = {}
 
     def target() -> None:
@@ -149,6 +159,7 @@ def _run_probe(registered: _RegisteredProbe) -> ProbeOutcome:
     thread.join(registered.timeout_s)
     duration = time.monotonic() - started
     if thread.is_alive():
+        registered.hung, registered.hung_since = thread, started
         return ProbeOutcome(
             registered.name, False, f"probe did not answer within {registered.timeout_s:g}s", duration
         )

@@ -69,6 +69,31 @@ def test_a_hung_probe_fails_after_its_timeout_instead_of_hanging_the_check() -> 
     assert elapsed < 2
 
 
+def test_a_hung_probe_is_not_started_again_until_it_returns() -> None:
+    release = threading.Event()
+    calls = []
+
+    def stuck() -> tuple[bool, str]:
+        calls.append(1)
+        release.wait(10)
+        return True, "answered at last"
+
+    health = HealthCheck()
+    health.register("stuck", stuck, timeout_s=0.05)
+    assert not health.check().healthy
+    report = health.check()
+    assert report.probes[0].detail.startswith("probe still running after")
+    assert len(calls) == 1  # no second thread piled up behind the first
+    release.set()
+    deadline = time.monotonic() + 5
+    while any(t.name == "health-probe:stuck" for t in threading.enumerate()):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    report = health.check()
+    assert report.healthy, report.summary()
+    assert len(calls) == 2
+
+
 def test_a_probe_returning_the_wrong_shape_fails() -> None:
     health = HealthCheck()
     health.register("sloppy", lambda: True)  # type: ignore[arg-type, return-value]
