@@ -258,7 +258,29 @@ def _render_journald(logger: object, method_name: str, event_dict: dict[str, Any
     return json.dumps(journald_fields(event_dict), ensure_ascii=False)
 
 
-class JournaldHandler(logging.Handler):
+class _QuietFailure:
+    """handleError that names the failure but never prints the record.
+
+    logging.Handler.handleError prints the record's message and arguments to
+    stderr, unredacted, which would leak a secret logged as a %-argument.
+    """
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 (stdlib name)
+        if not logging.raiseExceptions:
+            return
+        error = sys.exc_info()[1]
+        try:
+            sys.stderr.write(f"syncd.logs: could not emit a {record.levelname} record from {record.name} "
+                             f"({type(error).__name__})\n")
+        except Exception:
+            pass
+
+
+class SafeStreamHandler(_QuietFailure, logging.StreamHandler):
+    """StreamHandler whose failures never echo the (unredacted) record."""
+
+
+class JournaldHandler(_QuietFailure, logging.Handler):
     """Sends each formatted record to journald as native fields (via systemd-python)."""
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -267,6 +289,8 @@ class JournaldHandler(logging.Handler):
 
             fields = json.loads(self.format(record))
             message = fields.pop("MESSAGE")
+            if "CODE_LINE" in fields:
+                fields["CODE_LINE"] = int(fields["CODE_LINE"])
             journal.send(message, **fields)
         except Exception:
             self.handleError(record)
@@ -339,10 +363,10 @@ def configure_logging(format: str = "auto", level: str = "info", *, stream: Text
         handler: logging.Handler = JournaldHandler()
         final = [_render_journald]
     elif chosen == "console":
-        handler = logging.StreamHandler(stream)
+        handler = SafeStreamHandler(stream)
         final = [_drop_meta, structlog.dev.ConsoleRenderer(colors=_isatty(stream))]
     else:
-        handler = logging.StreamHandler(stream)
+        handler = SafeStreamHandler(stream)
         final = [render_json]
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(foreign_pre_chain=pre_chain, processors=[redact_event_dict, *final])

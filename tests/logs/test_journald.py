@@ -1,0 +1,56 @@
+"""journald output, read back from a real systemd-journald with ``journalctl -o json``.
+
+The journald runs in a private mount namespace (``unshare --mount``, tmpfs over
+/run) started by journald_probe.py, so it neither sees nor touches the machine's journal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from syncd import __version__
+
+PROBE = Path(__file__).with_name("journald_probe.py")
+REPO = PROBE.parents[2]
+SECRET = "journald-secret-4f9c2b"
+
+
+@pytest.fixture(scope="module")
+def entries() -> list[dict[str, str]]:
+    result = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", sys.executable, str(PROBE), "3"],
+        capture_output=True, text=True, timeout=60, cwd=REPO, env={**os.environ, "SYNCD_PROBE_SECRET": SECRET},
+    )
+    assert result.returncode == 0, f"probe failed (needs root for unshare/mount):\n{result.stderr}"
+    assert SECRET not in result.stdout + result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def test_each_event_is_one_entry_with_native_fields(entries: list[dict[str, str]]) -> None:
+    assert [e["MESSAGE"].split(" ")[0] for e in entries] == ["upload", "upload", '"POST']
+    committed = entries[0]
+    assert committed["SYSLOG_IDENTIFIER"] == "syncd" and committed["PRIORITY"] == "6"
+    assert committed["MESSAGE"].startswith('upload committed path="/srv/in/a b.pdf" size=1234 sha1=')
+    assert committed["SYNCD_PATH"] == "/srv/in/a b.pdf"
+    assert (committed["SYNCD_SIZE"], committed["SYNCD_FILE_ID"], committed["SYNCD_DURATION_MS"]) == ("1234", "42", "17.5")
+    assert committed["SYNCD_SHA1"] == "ab" * 20 and committed["SYNCD_VERSION"] == __version__
+    assert committed["CODE_FILE"] == str(PROBE) and committed["CODE_FUNC"] == "_log_events"
+    assert committed["_TRANSPORT"] == "journal"
+
+
+def test_secrets_are_redacted_in_fields_messages_and_tracebacks(entries: list[dict[str, str]]) -> None:
+    assert json.loads(entries[0]["SYNCD_NESTED"]) == {"token": "***", "note": "has *** inside"}
+    failed = entries[1]
+    assert failed["PRIORITY"] == "3" and failed["SYNCD_ATTEMPT"] == "3" and failed["SYNCD_ERROR_CODE"] == "invalid_grant"
+    assert failed["SYNCD_EXCEPTION"].endswith("RuntimeError: refresh failed with ***")
+    assert "Traceback (most recent call last)" in failed["MESSAGE"]
+    library = entries[2]
+    assert library["SYNCD_LOGGER"] == "urllib3.connectionpool" and library["PRIORITY"] == "7"
+    assert library["MESSAGE"] == '"POST /oauth2/token?refresh_token=*** HTTP/1.1" 200'
+    assert all(SECRET not in value for entry in entries for value in entry.values() if isinstance(value, str))
