@@ -62,7 +62,9 @@ class Throttle:
         if not rate:
             return
         now = time.monotonic()
-        self._allowance = min(float(rate), self._allowance + (now - self._last) * rate)
+        # A burst of at most 50 ms worth of bytes: an idle connection must not
+        # save up credit and then exceed the cap.
+        self._allowance = min(rate * 0.05, self._allowance + (now - self._last) * rate)
         self._last = now
         self._allowance -= count
         if self._allowance < 0:
@@ -287,7 +289,8 @@ class BoxRequestHandler(BaseHTTPRequestHandler):
             except ValueError:
                 raise BoxError(400, "bad_request", "Invalid Content-Length header") from None
         cut_at = None
-        if (chunked or length) and self.server.app.faults.should_drop():
+        admin = self.path.startswith("/_emulator/")  # tests must always be able to reach the knobs
+        if (chunked or length) and not admin and self.server.app.faults.should_drop():
             cut_at = self.server.app.faults.randint(0, (length or 65536) - 1)
         return BodyReader(self.rfile, length, chunked, self._in, cut_at)
 
