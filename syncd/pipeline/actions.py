@@ -13,10 +13,11 @@ import enum
 import errno
 import os
 import shutil
+import stat as stat_module
 import time
 from pathlib import Path
 
-from syncd.pipeline.identity import FileIdentity, current_identity
+from syncd.pipeline.scanner import FileStat
 
 
 class AfterUpload(enum.StrEnum):
@@ -33,7 +34,7 @@ def apply_after_upload(
     action: AfterUpload,
     path: Path,
     *,
-    hashed: FileIdentity,
+    hashed: FileStat,
     local_sha1: str,
     box_sha1: str,
     archive_target: Path | None = None,
@@ -49,7 +50,7 @@ def apply_after_upload(
         return None
     if box_sha1.lower() != local_sha1.lower():
         raise SourceActionRefused(f"Box has SHA-1 {box_sha1}, the local file {local_sha1}")
-    if current_identity(path) != hashed:
+    if current_stat(path) != hashed:
         raise SourceActionRefused("the file changed after it was hashed")
     if action is AfterUpload.DELETE:
         _delete_verified(path, hashed)
@@ -59,16 +60,25 @@ def apply_after_upload(
     return _move_verified(path, hashed, archive_target)
 
 
-def _set_aside(path: Path, hashed: FileIdentity) -> Path:
+def current_stat(path: Path) -> FileStat | None:
+    """The file's size/mtime/inode now, or None when it is gone or not a regular file."""
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return FileStat.from_stat(st) if stat_module.S_ISREG(st.st_mode) else None
+
+
+def _set_aside(path: Path, hashed: FileStat) -> Path:
     aside = path.with_name(f".{path.name}.syncd-{os.getpid()}-{time.monotonic_ns()}")
     os.rename(path, aside)
-    if current_identity(aside) != hashed:
+    if current_stat(aside) != hashed:
         os.rename(aside, path)
         raise SourceActionRefused("the file changed while it was being set aside")
     return aside
 
 
-def _delete_verified(path: Path, hashed: FileIdentity) -> None:
+def _delete_verified(path: Path, hashed: FileStat) -> None:
     aside = _set_aside(path, hashed)
     os.unlink(aside)
 
@@ -83,7 +93,7 @@ def _free_target(target: Path) -> Path:
     raise SourceActionRefused(f"no free archive name next to {target}")
 
 
-def _move_verified(path: Path, hashed: FileIdentity, target: Path) -> Path:
+def _move_verified(path: Path, hashed: FileStat, target: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     target = _free_target(target)
     aside = _set_aside(path, hashed)

@@ -5,13 +5,13 @@ from pathlib import Path
 import pytest
 
 from syncd.pipeline.actions import AfterUpload, SourceActionRefused, apply_after_upload
-from syncd.pipeline.identity import FileIdentity
+from syncd.pipeline.scanner import FileStat
 
-def _drop(tmp_path: Path, name: str = "scan.pdf", data: bytes = b"payload") -> tuple[Path, FileIdentity, str]:
+def _drop(tmp_path: Path, name: str = "scan.pdf", data: bytes = b"payload") -> tuple[Path, FileStat, str]:
     path = tmp_path / "inbox" / name
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
-    return path, FileIdentity.of(path), hashlib.sha1(data).hexdigest()
+    return path, FileStat.from_stat(path.stat()), hashlib.sha1(data).hexdigest()
 
 
 def test_keep_leaves_file(tmp_path):
