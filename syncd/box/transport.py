@@ -11,6 +11,7 @@ resolve by looking at Box.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import random
 import threading
 import time
@@ -26,6 +27,8 @@ from .. import __version__
 from .auth import Auth
 from .errors import BoxAPIError, BoxConnectionError, OutcomeUnknown, redact_url
 from .ratelimit import RateLimiter
+
+log = logging.getLogger(__name__)
 
 USER_AGENT = f"syncd/{__version__}"
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -214,7 +217,10 @@ class Transport:
                     if _body_may_have_been_sent(exc):
                         raise OutcomeUnknown(method, url, f"{cause} after {attempt + 1} attempts") from None
                     raise BoxConnectionError(method, url, f"{cause} after {attempt + 1} attempts") from None
-                self._sleep(self._delay(attempt, None))
+                wait = self._delay(attempt, None)
+                log.info("box request failed, retrying", extra={
+                    "method": method, "url": redact_url(url), "cause": cause, "attempt": attempt + 1, "wait_s": wait})
+                self._sleep(wait)
                 attempt += 1
                 continue
             status = response.status_code
@@ -240,6 +246,9 @@ class Transport:
                 if attempt + 1 >= self.retry.max_attempts or time.monotonic() - started + wait > self.retry.deadline:
                     raise error
                 response.close()
+                log.info("box answered %s, retrying", status, extra={
+                    "method": method, "url": redact_url(url), "code": error.code, "request_id": error.request_id,
+                    "attempt": attempt + 1, "wait_s": wait})
                 self._sleep(wait)
                 attempt += 1
                 continue

@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -245,3 +246,15 @@ def test_jwt_wrong_passphrase_is_a_clear_error(emulator, tmp_path: Path) -> None
     config["boxAppSettings"]["appAuth"]["passphrase"] = "wrong"
     with pytest.raises(ValueError, match="private key"):
         JWTAuth.from_config(config, token_url=emulator.token_url)
+
+
+def test_access_token_is_refreshed_shortly_before_expiry(emulator_factory, tmp_path: Path) -> None:
+    emulator = emulator_factory("--token-ttl", "2")
+    store = TokenStore(tmp_path / "t.json")
+    store.save(emulator.mint_refresh_token())
+    with make_client(emulator, _oauth(emulator, store)) as client:
+        client.get_current_user()
+        time.sleep(1.9)  # still valid on the server, but inside the refresh margin
+        client.get_current_user()
+    stats = emulator.stats()
+    assert count(stats, "oauth.token", "200") == 2 and count(stats, "users.me", "401") == 0

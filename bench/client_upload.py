@@ -1,0 +1,250 @@
+"""Box client upload benchmark (issue 3 quality bars). Reports figures, never asserts.
+
+Run: ``python -m bench.client_upload [--size 1GiB] [--wan-size 1GiB] [--rss-size 4GiB] [--quick]``
+
+Against fresh emulators started for the purpose:
+
+* **loopback**: one chunked upload of ``--size`` bytes (4 parts in flight) on an
+  unthrottled loopback, against the time ``sha1sum`` takes to read the same file
+  twice (warm page cache). Target: upload <= 2x that time (reading, hashing and
+  sending overlap).
+* **wan**: the same upload of ``--wan-size`` bytes against an emulator with
+  ``--latency-ms 40 --bandwidth 12000000`` (per connection), with 4 parallel parts
+  and with 1. Target: 4 parts >= 3.5x faster.
+* **rss**: peak RSS of a child process uploading a sparse ``--rss-size`` file with
+  4 x 32 MiB parts. Target < 150 MiB + 4 x 32 MiB.
+
+``--quick`` uses 256 MiB for every size. A table is printed and the figures are
+written to ``bench/results/client-<UTC date>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Sequence
+
+MIB = 1024 * 1024
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+_LISTENING = re.compile(r"api=(?P<api>\S+) upload=(?P<upload>\S+) token=(?P<token>\S+)")
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(|B|KB|KiB|MB|MiB|GB|GiB)\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "kb": 1000, "kib": 1024, "mb": 10**6, "mib": MIB, "gb": 10**9, "gib": 1024 * MIB}
+WAN_LATENCY_MS = 40
+WAN_BANDWIDTH = 12_000_000
+
+
+def parse_size(text: str) -> int:
+    """``1GiB`` -> 1073741824; plain numbers are bytes."""
+    match = _SIZE.match(text)
+    if match is None:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 1GiB, 256MiB, 1000000)")
+    return int(float(match[1]) * _UNITS[match[2].lower()])
+
+
+class Emulator:
+    """A fresh ``python -m syncd emulator`` process on an ephemeral port."""
+
+    def __init__(self, data_dir: Path, *extra_args: str) -> None:
+        command = [sys.executable, "-m", "syncd", "emulator", "--host", "127.0.0.1", "--port", "0",
+                   "--data", str(data_dir), "--token", "bench-token", *extra_args]
+        self.process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                                        stderr=subprocess.DEVNULL, text=True)
+        line = self.process.stdout.readline() if self.process.stdout else ""
+        match = _LISTENING.search(line)
+        if match is None:
+            self.stop()
+            raise RuntimeError(f"emulator did not start: {line!r}")
+        self.api_url, self.upload_url = match["api"], match["upload"]
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+
+def upload_once(api_url: str, upload_url: str, path: Path, name: str, concurrency: int) -> float:
+    """Chunked upload of ``path``; returns seconds."""
+    from syncd.box import BoxClient, DeveloperTokenAuth, RateLimits, Uploader
+
+    client = BoxClient(DeveloperTokenAuth("bench-token"), api_url=api_url, upload_url=upload_url,
+                       concurrency=concurrency, rate_limits=RateLimits(None, None), timeout=(10, 600))
+    uploader = Uploader(client, chunked_threshold=20_000_000, concurrency=concurrency)
+    started = time.perf_counter()
+    result = uploader.upload(path, "0", name)
+    elapsed = time.perf_counter() - started
+    client.close()
+    if result.size != path.stat().st_size:
+        raise RuntimeError(f"uploaded size {result.size} != {path.stat().st_size}")
+    return elapsed
+
+
+def make_random_file(path: Path, size: int) -> None:
+    with open(path, "wb") as handle:
+        remaining = size
+        block = os.urandom(16 * MIB)
+        counter = 0
+        while remaining:
+            # Vary every block cheaply so that no two parts are alike.
+            chunk = counter.to_bytes(8, "little") + block[8:]
+            n = min(remaining, len(chunk))
+            handle.write(chunk[:n])
+            remaining -= n
+            counter += 1
+
+
+def sha1sum_seconds(path: Path) -> float:
+    started = time.perf_counter()
+    for _ in range(2):
+        subprocess.run(["sha1sum", str(path)], check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
+@dataclass
+class Figures:
+    size: int
+    loopback_upload_s: float | None = None
+    sha1sum_twice_s: float | None = None
+    loopback_ratio: float | None = None
+    wan_size: int | None = None
+    wan_1_part_s: float | None = None
+    wan_4_parts_s: float | None = None
+    wan_speedup: float | None = None
+    rss_size: int | None = None
+    rss_part_size: int = 32 * MIB
+    rss_peak_mib: float | None = None
+    rss_limit_mib: float = 150 + 4 * 32
+
+
+def bench_loopback(work: Path, size: int, figures: Figures) -> None:
+    path = work / "loopback.bin"
+    make_random_file(path, size)
+    subprocess.run(["cat", str(path)], check=True, stdout=subprocess.DEVNULL)  # warm the page cache
+    figures.sha1sum_twice_s = sha1sum_seconds(path)
+    emulator = Emulator(work / "emu-loopback")
+    try:
+        figures.loopback_upload_s = upload_once(emulator.api_url, emulator.upload_url, path, "loopback.bin", 4)
+    finally:
+        emulator.stop()
+        shutil.rmtree(work / "emu-loopback", ignore_errors=True)
+    figures.loopback_ratio = figures.loopback_upload_s / figures.sha1sum_twice_s
+    path.unlink()
+
+
+def bench_wan(work: Path, size: int, figures: Figures) -> None:
+    path = work / "wan.bin"
+    make_random_file(path, size)
+    figures.wan_size = size
+    times = {}
+    for concurrency in (4, 1):
+        data = work / f"emu-wan-{concurrency}"
+        emulator = Emulator(data, "--latency-ms", str(WAN_LATENCY_MS), "--bandwidth", str(WAN_BANDWIDTH))
+        try:
+            times[concurrency] = upload_once(emulator.api_url, emulator.upload_url, path, "wan.bin", concurrency)
+        finally:
+            emulator.stop()
+            shutil.rmtree(data, ignore_errors=True)
+    figures.wan_4_parts_s, figures.wan_1_part_s = times[4], times[1]
+    figures.wan_speedup = times[1] / times[4]
+    path.unlink()
+
+
+def bench_rss(work: Path, size: int, figures: Figures) -> None:
+    path = work / "sparse.bin"
+    with open(path, "wb") as handle:
+        handle.truncate(size)  # sparse: costs no disk, reads as zeros
+    figures.rss_size = size
+    data = work / "emu-rss"
+    emulator = Emulator(data, "--part-sizes", "*=32MiB")
+    try:
+        child = subprocess.run(
+            [sys.executable, "-m", "bench.client_upload", "--child-upload", emulator.api_url, emulator.upload_url,
+             str(path)],
+            cwd=REPO_ROOT, check=True, capture_output=True, text=True,
+        )
+        figures.rss_peak_mib = json.loads(child.stdout.strip().splitlines()[-1])["peak_rss_mib"]
+    finally:
+        emulator.stop()
+        shutil.rmtree(data, ignore_errors=True)
+    path.unlink()
+
+
+def child_upload(api_url: str, upload_url: str, path: str) -> None:
+    """Runs in a child process so that its peak RSS is the client's alone."""
+    upload_once(api_url, upload_url, Path(path), "sparse.bin", 4)
+    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"peak_rss_mib": round(peak_kib / 1024, 1)}))
+
+
+def fmt(value: float | None, unit: str = "") -> str:
+    return "-" if value is None else f"{value:.2f}{unit}"
+
+
+def report(figures: Figures) -> str:
+    rows = [
+        ("loopback upload", fmt(figures.loopback_upload_s, " s"), f"{figures.size / MIB:.0f} MiB, 4 parts"),
+        ("sha1sum x2", fmt(figures.sha1sum_twice_s, " s"), "warm cache"),
+        ("loopback ratio", fmt(figures.loopback_ratio, "x"), "target <= 2x"),
+        ("wan 1 part", fmt(figures.wan_1_part_s, " s"),
+         f"{(figures.wan_size or 0) / MIB:.0f} MiB, {WAN_LATENCY_MS} ms, {WAN_BANDWIDTH / 1e6:.0f} MB/s/conn"),
+        ("wan 4 parts", fmt(figures.wan_4_parts_s, " s"), ""),
+        ("wan speed-up", fmt(figures.wan_speedup, "x"), "target >= 3.5x"),
+        ("peak client RSS", fmt(figures.rss_peak_mib, " MiB"),
+         f"{(figures.rss_size or 0) / MIB:.0f} MiB sparse, 4 x 32 MiB parts; target < {figures.rss_limit_mib:.0f} MiB"),
+    ]
+    width = max(len(r[0]) for r in rows)
+    return "\n".join(f"{name:<{width}}  {value:>12}  {note}" for name, value, note in rows)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.client_upload", description=__doc__.split("\n")[0])
+    parser.add_argument("--size", type=parse_size, default=1024 * MIB, help="loopback upload size (default 1GiB)")
+    parser.add_argument("--wan-size", type=parse_size, default=None, help="WAN upload size (default: --size)")
+    parser.add_argument("--rss-size", type=parse_size, default=4 * 1024 * MIB, help="sparse file for RSS (4GiB)")
+    parser.add_argument("--quick", action="store_true", help="256 MiB everywhere")
+    parser.add_argument("--skip", action="append", default=[], choices=["loopback", "wan", "rss"])
+    parser.add_argument("--child-upload", nargs=3, metavar=("API", "UPLOAD", "PATH"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child_upload:
+        child_upload(*args.child_upload)
+        return 0
+    if args.quick:
+        args.size = args.rss_size = 256 * MIB
+        args.wan_size = args.wan_size or 256 * MIB
+    figures = Figures(size=args.size)
+    with tempfile.TemporaryDirectory(prefix="syncd-bench-") as tmp:
+        work = Path(tmp)
+        if "loopback" not in args.skip:
+            bench_loopback(work, args.size, figures)
+        if "wan" not in args.skip:
+            bench_wan(work, args.wan_size or args.size, figures)
+        if "rss" not in args.skip:
+            bench_rss(work, args.rss_size, figures)
+    print(report(figures))
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    out = RESULTS_DIR / f"client-{datetime.now(timezone.utc):%Y-%m-%d}.json"
+    out.write_text(json.dumps({"figures": asdict(figures), "argv": list(argv or sys.argv[1:]),
+                               "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+                               "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}, indent=2) + "\n")
+    print(f"written {out.relative_to(REPO_ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
