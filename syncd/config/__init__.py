@@ -33,6 +33,7 @@ from syncd.config.model import (
 )
 from syncd.config.problems import ConfigError, Problem
 from syncd.config.secret import Secret
+from syncd.config.summary import summarize_config
 from syncd.config.units import format_duration, format_size, parse_duration, parse_size
 
 __all__ = [
@@ -67,4 +68,5 @@ __all__ = [
     "parse_duration",
     "parse_listen_address",
     "parse_size",
+    "summarize_config",
 ]

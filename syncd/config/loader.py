@@ -94,7 +94,8 @@ def load_config(path: str | os.PathLike[str], *, environ: Mapping[str, str] | No
         document = parse_yaml(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
-        reason = getattr(error, "problem", None) or str(error)
+        # Only the short reason: str(error) quotes the offending lines, which may hold a secret.
+        reason = getattr(error, "problem", None) or type(error).__name__
         line = mark.line + 1 if mark is not None else None
         raise ConfigError(source, [Problem("", f"is not valid YAML: {reason}", line=line)]) from None
     context = _Context(
@@ -128,6 +129,8 @@ class _Context:
         self.warnings: list[str] = []
         # Files that must never be uploaded (journal, secrets): checked against the watches.
         self.private_paths: list[tuple[str, Path]] = []
+        # Inline secrets are only worth a warning when they can reach a real Box.
+        self.remote_box = True
 
     def problem(self, key: str, message: str, expected: str | None = None, hint: str | None = None) -> None:
         self.problems.append(Problem(key, message, expected, hint, self.line_of(key)))
@@ -316,6 +319,8 @@ class _Section:
         return self._secret_from_credential(key, where)
 
     def _warn_inline_secret(self, name: str) -> None:
+        if not self.context.remote_box:
+            return
         try:
             mode = self.context.config_file.stat().st_mode
         except OSError:
@@ -486,6 +491,7 @@ def _read_box(section: _Section, context: _Context) -> BoxConfig:
     api_parts = urlsplit(api_url)
     derived_token_url = f"{api_parts.scheme}://{api_parts.netloc}/oauth2/token"
     token_url = _read_url(section, "token_url", derived_token_url)
+    context.remote_box = not all(is_loopback_host(urlsplit(u).hostname or "") for u in (api_url, upload_url, token_url))
     auth = _read_auth(section.section("auth"), context)
     as_user = section.box_id("as_user", None, what="Box user id")
     connect_timeout = section.duration("connect_timeout", 10.0)

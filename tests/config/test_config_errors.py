@@ -200,3 +200,8 @@ def test_wrong_type_for_a_secret_does_not_echo_it(write_config) -> None:
     error = load_problems(write_config(MINIMAL.replace("token: dev-token", "token: [s3cr3t-value, x]")))
     assert "s3cr3t-value" not in str(error)
     assert "{file: PATH}" in problem_for(error, "box.auth.token")
+
+
+def test_yaml_syntax_error_does_not_quote_the_file(write_config) -> None:
+    error = load_problems(write_config(MINIMAL.replace("token: dev-token}", "token: \"leaky-9d1\t}\n  x: [")))
+    assert "leaky-9d1" not in str(error) and "is not valid YAML" in str(error)

@@ -158,3 +158,27 @@ def test_secret_values_cannot_be_pickled() -> None:
     with pytest.raises(TypeError):
         pickle.dumps(Secret("abc-secret"))
     assert Secret("a", "inline") == Secret("a", "env X") and Secret("a") != Secret("b")
+
+
+def test_summary_names_secret_sources_not_values(write_config, tmp_path: Path) -> None:
+    from syncd.config import summarize_config
+
+    config = load_ok(write_config(MINIMAL.replace("token: dev-token", "token: {env: BOX_TOKEN}")),
+                     environ={"BOX_TOKEN": "summary-secret-77"})
+    lines = summarize_config(config)
+    assert "auth: developer_token (token from env BOX_TOKEN)" in lines
+    assert f"watch inbox: {tmp_path / 'inbox'} -> folder 0 (recursive, native, conflict version, after upload keep)" in lines
+    assert "summary-secret-77" not in "\n".join(lines)
+
+
+def test_inline_secret_warning_only_for_a_remote_box(write_config) -> None:
+    path = write_config(MINIMAL)
+    os.chmod(path, 0o644)
+    assert not any("inline secret" in w for w in load_ok(path).warnings)
+    remote = write_config(MINIMAL.replace("http://127.0.0.1:8765/2.0", "https://api.box.com/2.0")
+                          .replace("http://127.0.0.1:8765/api/2.0", "https://upload.box.com/api/2.0"), "remote.yaml")
+    os.chmod(remote, 0o644)
+    (warning,) = [w for w in load_ok(remote).warnings if "inline secret" in w]
+    assert warning.startswith("box.auth.token: an inline secret in a config file readable by others (mode 0644)")
+    os.chmod(remote, 0o600)
+    assert not any("inline secret" in w for w in load_ok(remote).warnings)
