@@ -22,7 +22,9 @@ from syncd.journal.records import (
     SessionRecord,
 )
 from syncd.journal.schema import SCHEMA_VERSION
-from syncd.journal.store import ALLOWED_TRANSITIONS, Journal, Role
+from syncd.journal.rows import ALLOWED_TRANSITIONS
+from syncd.journal.sqlite_file import Role
+from syncd.journal.store import Journal
 
 __all__ = [
     "ALLOWED_TRANSITIONS",

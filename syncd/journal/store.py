@@ -26,19 +26,17 @@ start-up scan never blocks the workers.
 from __future__ import annotations
 
 import os
-import re
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from syncd.journal import queries
-from syncd.journal.errors import InvalidTransition, JournalError, StaleClaim, UnknownFile
+from syncd.journal.errors import InvalidTransition, JournalError
 from syncd.journal.lock import DaemonLock, live_holder
-from syncd.journal.migrations import apply_migrations, schema_version
 from syncd.journal.records import (
     FileRecord,
     FileState,
@@ -51,33 +49,31 @@ from syncd.journal.records import (
     PartRecord,
     SessionRecord,
 )
-from syncd.journal.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
-
-Role = Literal["daemon", "reader", "operator"]
-"""daemon: the single writer (takes the lock, creates and migrates the journal).
-reader: `syncd status/history`, read-only, no lock. operator: short-lived commands
-such as `syncd retry/forget` that write beside a running daemon, no lock."""
-
-ROLES: frozenset[str] = frozenset({"daemon", "reader", "operator"})
-
-_P = FileState
-# The state machine. A removal (row deleted, history kept) is allowed from any state.
-ALLOWED_TRANSITIONS: Mapping[FileState, frozenset[FileState]] = {
-    _P.PENDING: frozenset({_P.PENDING, _P.UPLOADING, _P.FAILED, _P.QUARANTINED, _P.SKIPPED}),
-    _P.UPLOADING: frozenset({_P.UPLOADING, _P.PENDING, _P.UPLOADED, _P.FAILED, _P.QUARANTINED, _P.SKIPPED}),
-    _P.UPLOADED: frozenset({_P.PENDING}),
-    _P.FAILED: frozenset({_P.PENDING}),
-    _P.QUARANTINED: frozenset({_P.PENDING}),
-    _P.SKIPPED: frozenset({_P.PENDING}),
-}
-
-# Columns a transition may set (they are spliced into SQL, so never from callers).
-_SETTABLE_COLUMNS = frozenset(queries.FILE_COLUMNS) - {"id", "watch", "relpath", "state", "updated_at"}
-
-_FLOAT_COLUMNS = ("next_attempt_at", "detected_at", "ready_at", "updated_at", "uploaded_at")
-_SHA1_HEX = re.compile(r"^[0-9a-f]{40}$")
-_U64 = 1 << 64
-_I64_MAX = (1 << 63) - 1
+from syncd.journal.rows import (
+    append_history,
+    claimed_row,
+    delete_row,
+    describe_change,
+    error_detail,
+    fetch_file,
+    fetch_files,
+    fetch_session,
+    file_record,
+    history_entry,
+    require_file,
+    transition,
+)
+from syncd.journal.sqlite_file import ROLES, Role, connect, create_journal_file, database_error, prepare_connection
+from syncd.journal.validation import (
+    check_limit,
+    check_part,
+    check_path,
+    check_session,
+    check_sha1,
+    check_stat,
+    from_i64,
+    to_i64,
+)
 
 
 class Journal:
@@ -151,10 +147,10 @@ class Journal:
                         f"no journal at {journal_path}: has the syncd daemon run with this config yet?",
                         path=journal_path,
                     )
-                _create_journal_file(journal_path)
-            conn = _connect(journal_path, busy_timeout)
+                create_journal_file(journal_path)
+            conn = connect(journal_path, busy_timeout)
             try:
-                _prepare(conn, journal_path, role)
+                prepare_connection(conn, journal_path, role)
             except BaseException:
                 conn.close()
                 raise
@@ -212,7 +208,7 @@ class Journal:
                     raise
                 conn.execute("COMMIT")
             except sqlite3.Error as exc:
-                raise _database_error(self.path, exc) from exc
+                raise database_error(self.path, exc) from exc
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
@@ -227,7 +223,7 @@ class Journal:
                     if conn.in_transaction:
                         conn.execute("COMMIT")
             except sqlite3.Error as exc:
-                raise _database_error(self.path, exc) from exc
+                raise database_error(self.path, exc) from exc
 
     def _set_synchronous(self, *, full: bool) -> None:
         # SQLite refuses to change the safety level inside a transaction, so this is
@@ -255,7 +251,7 @@ class Journal:
         saved upload session is dropped; an upload in progress is invalidated).
         Unchanged: nothing is written.
         """
-        _check_stat(watch, relpath, size, mtime_ns, inode)
+        check_stat(watch, relpath, size, mtime_ns, inode)
         with self._write(durable=False) as conn:
             return self._observe(conn, watch, relpath, size, mtime_ns, inode, float(now))
 
@@ -269,7 +265,7 @@ class Journal:
         """
         entries = list(files)
         for relpath, size, mtime_ns, inode in entries:
-            _check_stat(watch, relpath, size, mtime_ns, inode)
+            check_stat(watch, relpath, size, mtime_ns, inode)
         with self._write(durable=False) as conn:
             results = (self._observe(conn, watch, *entry, float(now)) for entry in entries)
             return [obs for obs in results if obs.kind is not ObservationKind.UNCHANGED]
@@ -277,25 +273,25 @@ class Journal:
     def _observe(
         self, conn: sqlite3.Connection, watch: str, relpath: str, size: int, mtime_ns: int, inode: int, now: float
     ) -> Observation:
-        row = _fetch_file(conn, "watch = ? AND relpath = ?", (watch, relpath))
+        row = fetch_file(conn, "watch = ? AND relpath = ?", (watch, relpath))
         if row is None:
-            created = _file_record(
+            created = file_record(
                 conn.execute(
                     "INSERT INTO files (watch, relpath, size, mtime_ns, inode, state, attempts, next_attempt_at,"
                     " detected_at, ready_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?)"
                     f" RETURNING {queries.FILE_SELECT}",
-                    (watch, relpath, size, mtime_ns, _to_i64(inode), now, now, now, now),
+                    (watch, relpath, size, mtime_ns, to_i64(inode), now, now, now, now),
                 ).fetchone()
             )
-            _append_history(conn, now, created, HistoryEvent.ARRIVED, None, FileState.PENDING, f"size {size}")
+            append_history(conn, now, created, HistoryEvent.ARRIVED, None, FileState.PENDING, f"size {size}")
             return Observation(ObservationKind.NEW, created, None)
         if (row.size, row.mtime_ns, row.inode) == (size, mtime_ns, inode):
             return Observation(ObservationKind.UNCHANGED, row, row.state)
-        changes = _describe_change(row, size, mtime_ns, inode)
+        changes = describe_change(row, size, mtime_ns, inode)
         if row.state is FileState.UPLOADING:
             changes += "; changed during upload, that upload is discarded"
         conn.execute("DELETE FROM upload_sessions WHERE file_id = ?", (row.id,))
-        updated = _transition(
+        updated = transition(
             conn,
             row,
             FileState.PENDING,
@@ -304,8 +300,8 @@ class Journal:
             now,
             {
                 "size": size,
-                "mtime_ns": _to_i64(mtime_ns),
-                "inode": _to_i64(inode),
+                "mtime_ns": to_i64(mtime_ns),
+                "inode": to_i64(inode),
                 "sha1": None,
                 "attempts": 0,
                 "next_attempt_at": now,
@@ -325,15 +321,15 @@ class Journal:
         name is uploaded again (as a new version, by the conflict policy); the
         history keeps the story. Returns the removed row, or None if unknown.
         """
-        _check_path(watch, relpath)
+        check_path(watch, relpath)
         with self._write(durable=False) as conn:
-            return _delete_row(conn, watch, relpath, HistoryEvent.REMOVED, reason, self._now(now))
+            return delete_row(conn, watch, relpath, HistoryEvent.REMOVED, reason, self._now(now))
 
     def forget(self, watch: str, relpath: str, *, now: float | None = None) -> bool:
         """Operator command: drop a file's row whatever its state. True if there was one."""
-        _check_path(watch, relpath)
+        check_path(watch, relpath)
         with self._write(durable=True) as conn:
-            removed = _delete_row(conn, watch, relpath, HistoryEvent.FORGOTTEN, "forgotten by operator", self._now(now))
+            removed = delete_row(conn, watch, relpath, HistoryEvent.FORGOTTEN, "forgotten by operator", self._now(now))
             return removed is not None
 
     # --------------------------------------------------------------- working
@@ -359,8 +355,8 @@ class Journal:
                 found = conn.execute(sql, params).fetchone()
                 if found is None:
                     return None
-                row = _require_file(conn, found[0])
-                return _transition(
+                row = require_file(conn, found[0])
+                return transition(
                     conn,
                     row,
                     FileState.UPLOADING,
@@ -382,19 +378,19 @@ class Journal:
 
     def record_sha1(self, file_id: int, sha1: str, *, claim_seq: int | None = None) -> FileRecord:
         """Store the SHA-1 (hex) of the content being uploaded."""
-        digest = _check_sha1(sha1)
+        digest = check_sha1(sha1)
         with self._write(durable=True) as conn:
-            row = _claimed_row(conn, file_id, claim_seq)
+            row = claimed_row(conn, file_id, claim_seq)
             conn.execute("UPDATE files SET sha1 = ? WHERE id = ?", (digest, row.id))
-            return _require_file(conn, file_id)
+            return require_file(conn, file_id)
 
     def save_session(
         self, file_id: int, session: SessionRecord, *, claim_seq: int | None = None, now: float | None = None
     ) -> None:
         """Save the chunked-upload session of an uploading file, replacing any earlier one."""
-        _check_session(session)
+        check_session(session)
         with self._write(durable=True) as conn:
-            row = _claimed_row(conn, file_id, claim_seq)
+            row = claimed_row(conn, file_id, claim_seq)
             if row.state is not FileState.UPLOADING:
                 raise JournalError(f"journal row {file_id} is {row.state}, not uploading: cannot save a session")
             conn.execute("DELETE FROM upload_sessions WHERE file_id = ?", (file_id,))
@@ -407,7 +403,7 @@ class Journal:
                     session.part_size,
                     session.total_parts,
                     session.file_size,
-                    None if session.sha1 is None else _check_sha1(session.sha1),
+                    None if session.sha1 is None else check_sha1(session.sha1),
                     float(session.expires_at),
                     self._now(session.created_at if session.created_at is not None else now),
                 ),
@@ -416,11 +412,11 @@ class Journal:
     def add_part(self, file_id: int, part: PartRecord, *, claim_seq: int | None = None) -> None:
         """Record a part Box acknowledged (replaces a part saved at the same offset)."""
         with self._write(durable=True) as conn:
-            _claimed_row(conn, file_id, claim_seq)
-            session = _fetch_session(conn, file_id)
+            claimed_row(conn, file_id, claim_seq)
+            session = fetch_session(conn, file_id)
             if session is None:
                 raise JournalError(f"journal row {file_id} has no upload session: save_session first")
-            _check_part(part, session)
+            check_part(part, session)
             conn.execute(
                 "INSERT OR REPLACE INTO session_parts (file_id, part_offset, part_id, size, sha1)"
                 " VALUES (?, ?, ?, ?, ?)",
@@ -430,7 +426,7 @@ class Journal:
     def load_session(self, file_id: int) -> tuple[SessionRecord, list[PartRecord]] | None:
         """The saved session of a file and its parts in offset order, or None."""
         with self._read() as conn:
-            session = _fetch_session(conn, file_id)
+            session = fetch_session(conn, file_id)
             if session is None:
                 return None
             parts = [
@@ -464,17 +460,17 @@ class Journal:
         Raises JournalError if a SHA-1 was recorded for this content and `sha1` differs
         (the verified bytes are not the ones hashed).
         """
-        digest = _check_sha1(sha1)
+        digest = check_sha1(sha1)
         if not box_file_id:
             raise ValueError("box_file_id must be a non-empty string")
         with self._write(durable=True) as conn:
-            row = _claimed_row(conn, file_id, claim_seq)
+            row = claimed_row(conn, file_id, claim_seq)
             if row.sha1 is not None and row.sha1 != digest:
                 raise JournalError(
                     f"journal row {file_id}: uploaded SHA-1 {digest} differs from the recorded {row.sha1}"
                 )
             conn.execute("DELETE FROM upload_sessions WHERE file_id = ?", (file_id,))
-            return _transition(
+            return transition(
                 conn,
                 row,
                 FileState.UPLOADED,
@@ -507,15 +503,15 @@ class Journal:
         The saved session (if any) is kept, so the next attempt can resume it.
         """
         with self._write(durable=True) as conn:
-            row = _claimed_row(conn, file_id, claim_seq)
+            row = claimed_row(conn, file_id, claim_seq)
             if row.state is not FileState.UPLOADING:
                 raise InvalidTransition(file_id, row.state, FileState.PENDING)
-            return _transition(
+            return transition(
                 conn,
                 row,
                 FileState.PENDING,
                 HistoryEvent.RETRY_SCHEDULED,
-                _error_detail(error, code),
+                error_detail(error, code),
                 self._now(now),
                 {"last_error": error, "last_error_code": code, "next_attempt_at": float(next_attempt_at)},
             )
@@ -553,10 +549,10 @@ class Journal:
         if not reason:
             raise ValueError(f"a reason is required to mark a file {state}")
         with self._write(durable=True) as conn:
-            row = _claimed_row(conn, file_id, claim_seq)
+            row = claimed_row(conn, file_id, claim_seq)
             conn.execute("DELETE FROM upload_sessions WHERE file_id = ?", (file_id,))
-            return _transition(
-                conn, row, state, event, _error_detail(reason, code), self._now(now),
+            return transition(
+                conn, row, state, event, error_detail(reason, code), self._now(now),
                 {"last_error": reason, "last_error_code": code},
             )
 
@@ -573,9 +569,9 @@ class Journal:
             raise JournalError("only the daemon may recover interrupted uploads", path=self.path)
         with self._write(durable=True) as conn:
             stamp = self._now(now)
-            rows = _fetch_files(conn, "state = 'uploading' ORDER BY id", ())
+            rows = fetch_files(conn, "state = 'uploading' ORDER BY id", ())
             for row in rows:
-                _append_history(
+                append_history(
                     conn, stamp, row, HistoryEvent.INTERRUPTED, FileState.UPLOADING, FileState.UPLOADING,
                     "daemon stopped during upload; to be reconciled with Box",
                 )
@@ -624,12 +620,12 @@ class Journal:
     def get(self, file_id: int) -> FileRecord | None:
         """The row with this id, or None."""
         with self._read() as conn:
-            return _fetch_file(conn, "id = ?", (file_id,))
+            return fetch_file(conn, "id = ?", (file_id,))
 
     def find(self, watch: str, relpath: str) -> FileRecord | None:
         """The row of one file, or None."""
         with self._read() as conn:
-            return _fetch_file(conn, "watch = ? AND relpath = ?", (watch, relpath))
+            return fetch_file(conn, "watch = ? AND relpath = ?", (watch, relpath))
 
     def counts_by_state(self, watch: str | None = None) -> dict[FileState, int]:
         """How many files are in each state (every state present, zeros included)."""
@@ -649,13 +645,13 @@ class Journal:
                 found = conn.execute(queries.OLDEST_PENDING).fetchone()
             else:
                 found = conn.execute(queries.OLDEST_PENDING_IN_WATCH, {"watch": watch}).fetchone()
-        return None if found is None else _file_record(found)
+        return None if found is None else file_record(found)
 
     def recent_failures(self, limit: int = 20) -> list[FileRecord]:
         """Failed and quarantined files, most recent first."""
-        _check_limit(limit)
+        check_limit(limit)
         with self._read() as conn:
-            return [_file_record(r) for r in conn.execute(queries.RECENT_FAILURES, {"limit": limit})]
+            return [file_record(r) for r in conn.execute(queries.RECENT_FAILURES, {"limit": limit})]
 
     def last_uploaded(self, watch: str | None = None) -> HistoryEntry | None:
         """The latest upload, from the history (it outlives rows of deleted sources)."""
@@ -664,7 +660,7 @@ class Journal:
                 found = conn.execute(queries.LAST_UPLOADED).fetchone()
             else:
                 found = conn.execute(queries.LAST_UPLOADED_IN_WATCH, {"watch": watch}).fetchone()
-        return None if found is None else _history_entry(found)
+        return None if found is None else history_entry(found)
 
     def last_arrival(self, watch: str) -> float | None:
         """When a new or changed file was last observed in `watch` (None if never)."""
@@ -679,7 +675,7 @@ class Journal:
             rows = conn.execute(queries.IN_FLIGHT).fetchall()
         return [
             InFlight(
-                file=_file_record(r[:n]),
+                file=file_record(r[:n]),
                 session_id=r[n],
                 total_parts=r[n + 1] or 0,
                 parts_done=r[n + 2],
@@ -692,7 +688,7 @@ class Journal:
         self, watch: str | None = None, relpath: str | None = None, limit: int = 100
     ) -> list[HistoryEntry]:
         """History entries, newest first: all, of one watch, or of one file."""
-        _check_limit(limit)
+        check_limit(limit)
         if relpath is not None and watch is None:
             raise ValueError("history of a relpath needs its watch")
         with self._read() as conn:
@@ -702,7 +698,7 @@ class Journal:
                 rows = conn.execute(queries.HISTORY_IN_WATCH, {"watch": watch, "limit": limit})
             else:
                 rows = conn.execute(queries.HISTORY_OF_PATH, {"watch": watch, "relpath": relpath, "limit": limit})
-            return [_history_entry(r) for r in rows]
+            return [history_entry(r) for r in rows]
 
     def prune_history(self, before: float) -> int:
         """Delete history entries older than `before` (retention). Returns how many."""
@@ -716,338 +712,14 @@ class Journal:
         of 100,000 files neither holds the journal's lock nor builds a big list.
         """
         self._check_open()
-        conn = _connect(self.path, self._busy_timeout)
+        conn = connect(self.path, self._busy_timeout)
         try:
             conn.execute("PRAGMA query_only = ON")
             cursor = conn.execute(queries.KNOWN_FILES, {"watch": watch})
             while batch := cursor.fetchmany(2000):
                 for relpath, size, mtime_ns, inode, state in batch:
-                    yield KnownFile(relpath, size, mtime_ns, _from_i64(inode), FileState(state))
+                    yield KnownFile(relpath, size, mtime_ns, from_i64(inode), FileState(state))
         except sqlite3.Error as exc:
-            raise _database_error(self.path, exc) from exc
+            raise database_error(self.path, exc) from exc
         finally:
             conn.close()
-
-
-# ------------------------------------------------------------------ opening
-
-
-def _connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
-    try:
-        # isolation_level=None: we issue BEGIN/COMMIT ourselves. check_same_thread=False:
-        # the connection is shared by threads, serialised by Journal._mutex.
-        return sqlite3.connect(str(path), timeout=busy_timeout, isolation_level=None, check_same_thread=False)
-    except sqlite3.Error as exc:
-        raise _database_error(path, exc) from exc
-
-
-def _create_journal_file(path: Path) -> None:
-    """Build a fresh, fully migrated journal beside `path`, then rename it into place.
-
-    So an existing journal file is always a complete one: a file that exists but is
-    empty or unmarked is treated as damaged, never as "new".
-    """
-    staging = path.with_name(path.name + ".new")
-    for leftover in (staging, Path(f"{staging}-journal"), Path(f"{staging}-wal"), Path(f"{staging}-shm")):
-        leftover.unlink(missing_ok=True)
-    conn = _connect(staging, 5.0)
-    try:
-        conn.execute("PRAGMA journal_mode = DELETE")  # no -wal file to carry along the rename
-        conn.execute("PRAGMA synchronous = FULL")
-        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-        apply_migrations(conn, MIGRATIONS)
-    finally:
-        conn.close()
-    os.replace(staging, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # make the rename itself durable
-    finally:
-        os.close(dir_fd)
-
-
-def _prepare(conn: sqlite3.Connection, path: Path, role: Role) -> None:
-    """Configure the connection, identify and check the file, migrate (daemon only)."""
-    try:
-        conn.execute("PRAGMA foreign_keys = ON")
-        application_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
-        version = schema_version(conn)
-        if application_id != APPLICATION_ID:
-            what = "an empty or unfinished database" if version == 0 else "another program's database"
-            raise JournalError(
-                f"{path} is not a syncd journal ({what}); syncd will not overwrite it. "
-                "Point `journal:` at another path, or move this file aside if it is a damaged journal.",
-                path=path,
-            )
-        if version > SCHEMA_VERSION:
-            raise JournalError(
-                f"journal {path} has schema version {version}, newer than this syncd understands "
-                f"({SCHEMA_VERSION}); run the newer syncd that wrote it, or restore a backup made "
-                "before the upgrade",
-                path=path,
-            )
-        if role == "daemon":
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise JournalError(
-                    f"journal {path}: the filesystem does not support SQLite WAL mode (got {mode!r}); "
-                    "put the journal on a local filesystem",
-                    path=path,
-                )
-            conn.execute("PRAGMA journal_size_limit = 67108864")
-            _quick_check(conn, path)
-            apply_migrations(conn, MIGRATIONS)
-        else:
-            if version < SCHEMA_VERSION:
-                raise JournalError(
-                    f"journal {path} has schema version {version}, older than this syncd's "
-                    f"{SCHEMA_VERSION}; start the syncd daemon once to migrate it",
-                    path=path,
-                )
-            if role == "operator":
-                _quick_check(conn, path)
-            else:
-                conn.execute("PRAGMA query_only = ON")
-        conn.execute("PRAGMA synchronous = FULL")
-    except sqlite3.Error as exc:
-        raise _database_error(path, exc) from exc
-
-
-def _quick_check(conn: sqlite3.Connection, path: Path) -> None:
-    problems = [row[0] for row in conn.execute("PRAGMA quick_check(5)")]
-    if problems != ["ok"]:
-        raise JournalError(
-            f"journal {path} is corrupt ({'; '.join(problems)}). " + _CORRUPT_ADVICE.format(path=path),
-            path=path,
-        )
-
-
-_CORRUPT_ADVICE = (
-    "syncd will not start from an empty journal. Stop syncd, move {path} (and its -wal/-shm files) "
-    "aside for inspection and restore a backup; or, to start afresh, remove them, knowing that files "
-    "already in Box will then be uploaded again as new versions."
-)
-
-
-def _database_error(path: Path, exc: sqlite3.Error) -> JournalError:
-    text = str(exc)
-    if isinstance(exc, sqlite3.DatabaseError) and (
-        "not a database" in text or "malformed" in text or "corrupt" in text
-    ):
-        return JournalError(
-            f"journal {path} is unreadable or corrupt ({text}). " + _CORRUPT_ADVICE.format(path=path), path=path
-        )
-    if "database is locked" in text:
-        return JournalError(f"journal {path} stayed locked by another connection too long ({text})", path=path)
-    if "unable to open" in text:
-        return JournalError(
-            f"cannot open journal {path} ({text}); check that the directory exists and is writable", path=path
-        )
-    return JournalError(f"journal {path}: {text}", path=path)
-
-
-# ------------------------------------------------------------ row plumbing
-
-
-def _file_record(row: tuple[Any, ...]) -> FileRecord:
-    values = dict(zip(queries.FILE_COLUMNS, row, strict=True))
-    values["state"] = FileState(values["state"])
-    values["inode"] = _from_i64(values["inode"])
-    # RETURNING hands back bound values before column affinity applies (100.0 -> 100).
-    for key in _FLOAT_COLUMNS:
-        if values[key] is not None:
-            values[key] = float(values[key])
-    return FileRecord(**values)
-
-
-def _history_entry(row: tuple[Any, ...]) -> HistoryEntry:
-    values = dict(zip(queries.HISTORY_COLUMNS, row, strict=True))
-    values["event"] = HistoryEvent(values["event"])
-    for key in ("from_state", "to_state"):
-        values[key] = None if values[key] is None else FileState(values[key])
-    return HistoryEntry(**values)
-
-
-def _fetch_file(conn: sqlite3.Connection, where: str, params: tuple[Any, ...]) -> FileRecord | None:
-    found = conn.execute(f"SELECT {queries.FILE_SELECT} FROM files WHERE {where}", params).fetchone()
-    return None if found is None else _file_record(found)
-
-
-def _fetch_files(conn: sqlite3.Connection, where: str, params: tuple[Any, ...]) -> list[FileRecord]:
-    return [_file_record(r) for r in conn.execute(f"SELECT {queries.FILE_SELECT} FROM files WHERE {where}", params)]
-
-
-def _require_file(conn: sqlite3.Connection, file_id: int) -> FileRecord:
-    row = _fetch_file(conn, "id = ?", (file_id,))
-    if row is None:
-        raise UnknownFile(file_id)
-    return row
-
-
-def _claimed_row(conn: sqlite3.Connection, file_id: int, claim_seq: int | None) -> FileRecord:
-    row = _require_file(conn, file_id)
-    if claim_seq is not None and claim_seq != row.claim_seq:
-        raise StaleClaim(file_id, claim_seq, row.claim_seq)
-    return row
-
-
-def _fetch_session(conn: sqlite3.Connection, file_id: int) -> SessionRecord | None:
-    found = conn.execute(
-        "SELECT session_id, part_size, total_parts, file_size, expires_at, sha1, created_at"
-        " FROM upload_sessions WHERE file_id = ?",
-        (file_id,),
-    ).fetchone()
-    return None if found is None else SessionRecord(*found)
-
-
-def _transition(
-    conn: sqlite3.Connection,
-    row: FileRecord,
-    to_state: FileState,
-    event: HistoryEvent,
-    detail: str | None,
-    now: float,
-    columns: Mapping[str, Any],
-    *,
-    attempt: int | None = None,
-) -> FileRecord:
-    """The one way a row changes state: validate, update, append history, atomically.
-
-    Must run inside the caller's write transaction.
-    """
-    if to_state not in ALLOWED_TRANSITIONS[row.state]:
-        raise InvalidTransition(row.id, row.state, to_state)
-    unknown = set(columns) - _SETTABLE_COLUMNS
-    if unknown:
-        raise ValueError(f"not settable by a transition: {sorted(unknown)}")
-    assignments = ", ".join(f"{name} = ?" for name in columns)
-    updated = conn.execute(
-        f"UPDATE files SET state = ?, updated_at = ?, {assignments} WHERE id = ? RETURNING {queries.FILE_SELECT}"
-        if columns
-        else f"UPDATE files SET state = ?, updated_at = ? WHERE id = ? RETURNING {queries.FILE_SELECT}",
-        (to_state.value, now, *columns.values(), row.id),
-    ).fetchone()
-    record = _file_record(updated)
-    _append_history(conn, now, record, event, row.state, to_state, detail, attempt=attempt)
-    return record
-
-
-def _delete_row(
-    conn: sqlite3.Connection, watch: str, relpath: str, event: HistoryEvent, detail: str, now: float
-) -> FileRecord | None:
-    row = _fetch_file(conn, "watch = ? AND relpath = ?", (watch, relpath))
-    if row is None:
-        return None
-    conn.execute("DELETE FROM files WHERE id = ?", (row.id,))  # sessions and parts cascade
-    _append_history(conn, now, row, event, row.state, None, detail)
-    return row
-
-
-def _append_history(
-    conn: sqlite3.Connection,
-    now: float,
-    row: FileRecord,
-    event: HistoryEvent,
-    from_state: FileState | None,
-    to_state: FileState | None,
-    detail: str | None,
-    *,
-    attempt: int | None = None,
-) -> None:
-    conn.execute(
-        "INSERT INTO history (ts, file_id, watch, relpath, event, from_state, to_state, detail, attempt)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            now,
-            row.id,
-            row.watch,
-            row.relpath,
-            event.value,
-            None if from_state is None else from_state.value,
-            None if to_state is None else to_state.value,
-            detail,
-            row.attempts if attempt is None else attempt,
-        ),
-    )
-
-
-def _describe_change(row: FileRecord, size: int, mtime_ns: int, inode: int) -> str:
-    parts = []
-    if row.size != size:
-        parts.append(f"size {row.size} -> {size}")
-    if row.mtime_ns != mtime_ns:
-        parts.append("mtime changed")
-    if row.inode != inode:
-        parts.append("replaced (new inode)")
-    return ", ".join(parts)
-
-
-def _error_detail(message: str, code: str | None) -> str:
-    return f"{code}: {message}" if code else message
-
-
-# -------------------------------------------------------------- validation
-
-
-def _to_i64(value: int) -> int:
-    # st_ino is unsigned 64-bit; SQLite integers are signed. Store the same bits.
-    return value - _U64 if value > _I64_MAX else value
-
-
-def _from_i64(value: int) -> int:
-    return value + _U64 if value < 0 else value
-
-
-def _check_path(watch: str, relpath: str) -> None:
-    if not isinstance(watch, str) or not watch:
-        raise ValueError(f"watch must be a non-empty string, not {watch!r}")
-    if not isinstance(relpath, str) or not relpath or "\x00" in relpath:
-        raise ValueError(f"relpath must be a non-empty string without NUL, not {relpath!r}")
-    if relpath.startswith("/") or any(part in ("", ".", "..") for part in relpath.split("/")):
-        raise ValueError(f"relpath must be a normalised relative path inside the watch, not {relpath!r}")
-
-
-def _check_stat(watch: str, relpath: str, size: int, mtime_ns: int, inode: int) -> None:
-    _check_path(watch, relpath)
-    if not isinstance(size, int) or size < 0:
-        raise ValueError(f"size of {relpath!r} must be an int >= 0, not {size!r}")
-    if not isinstance(mtime_ns, int) or not -(1 << 63) <= mtime_ns <= _I64_MAX:
-        raise ValueError(f"mtime_ns of {relpath!r} must be a 64-bit int, not {mtime_ns!r}")
-    if not isinstance(inode, int) or not 0 <= inode < _U64:
-        raise ValueError(f"inode of {relpath!r} must be an unsigned 64-bit int, not {inode!r}")
-
-
-def _check_sha1(sha1: str) -> str:
-    digest = sha1.lower() if isinstance(sha1, str) else ""
-    if not _SHA1_HEX.match(digest):
-        raise ValueError(f"sha1 must be 40 hex digits, not {sha1!r}")
-    return digest
-
-
-def _check_limit(limit: int) -> None:
-    if not isinstance(limit, int) or limit < 1:
-        raise ValueError(f"limit must be a positive int, not {limit!r}")
-
-
-def _check_session(session: SessionRecord) -> None:
-    if not session.session_id:
-        raise ValueError("session_id must be a non-empty string")
-    if session.part_size <= 0 or session.total_parts <= 0 or session.file_size < 0:
-        raise ValueError(f"session {session.session_id}: part_size and total_parts must be > 0, file_size >= 0")
-    if session.part_size * session.total_parts < session.file_size:
-        raise ValueError(
-            f"session {session.session_id}: {session.total_parts} parts of {session.part_size} bytes "
-            f"cannot hold {session.file_size} bytes"
-        )
-
-
-def _check_part(part: PartRecord, session: SessionRecord) -> None:
-    if not part.part_id:
-        raise ValueError("part_id must be a non-empty string")
-    if part.offset < 0 or part.offset % session.part_size:
-        raise ValueError(f"part {part.part_id}: offset {part.offset} is not a multiple of {session.part_size}")
-    if not 0 < part.size <= session.part_size or part.offset + part.size > session.file_size:
-        raise ValueError(
-            f"part {part.part_id}: {part.size} bytes at {part.offset} do not fit parts of "
-            f"{session.part_size} in a file of {session.file_size}"
-        )

@@ -1,0 +1,179 @@
+"""Rows in and out of the journal's tables, and the one function that changes a state.
+
+All functions here run on a connection inside the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Mapping
+from typing import Any
+
+from syncd.journal import queries
+from syncd.journal.errors import InvalidTransition, StaleClaim, UnknownFile
+from syncd.journal.records import FileRecord, FileState, HistoryEntry, HistoryEvent, SessionRecord
+from syncd.journal.validation import from_i64
+
+_P = FileState
+# The state machine. A removal (row deleted, history kept) is allowed from any state.
+ALLOWED_TRANSITIONS: Mapping[FileState, frozenset[FileState]] = {
+    _P.PENDING: frozenset({_P.PENDING, _P.UPLOADING, _P.FAILED, _P.QUARANTINED, _P.SKIPPED}),
+    _P.UPLOADING: frozenset({_P.UPLOADING, _P.PENDING, _P.UPLOADED, _P.FAILED, _P.QUARANTINED, _P.SKIPPED}),
+    _P.UPLOADED: frozenset({_P.PENDING}),
+    _P.FAILED: frozenset({_P.PENDING}),
+    _P.QUARANTINED: frozenset({_P.PENDING}),
+    _P.SKIPPED: frozenset({_P.PENDING}),
+}
+
+# Columns a transition may set (they are spliced into SQL, so never from callers).
+_SETTABLE_COLUMNS = frozenset(queries.FILE_COLUMNS) - {"id", "watch", "relpath", "state", "updated_at"}
+
+_FLOAT_COLUMNS = ("next_attempt_at", "detected_at", "ready_at", "updated_at", "uploaded_at")
+
+
+def file_record(row: tuple[Any, ...]) -> FileRecord:
+    """Build a FileRecord from a row selected with queries.FILE_SELECT."""
+    values = dict(zip(queries.FILE_COLUMNS, row, strict=True))
+    values["state"] = FileState(values["state"])
+    values["inode"] = from_i64(values["inode"])
+    # RETURNING hands back bound values before column affinity applies (100.0 -> 100).
+    for key in _FLOAT_COLUMNS:
+        if values[key] is not None:
+            values[key] = float(values[key])
+    return FileRecord(**values)
+
+
+def history_entry(row: tuple[Any, ...]) -> HistoryEntry:
+    """Build a HistoryEntry from a row selected with queries.HISTORY_SELECT."""
+    values = dict(zip(queries.HISTORY_COLUMNS, row, strict=True))
+    values["event"] = HistoryEvent(values["event"])
+    for key in ("from_state", "to_state"):
+        values[key] = None if values[key] is None else FileState(values[key])
+    return HistoryEntry(**values)
+
+
+def fetch_file(conn: sqlite3.Connection, where: str, params: tuple[Any, ...]) -> FileRecord | None:
+    """The one file row matching `where`, or None."""
+    found = conn.execute(f"SELECT {queries.FILE_SELECT} FROM files WHERE {where}", params).fetchone()
+    return None if found is None else file_record(found)
+
+
+def fetch_files(conn: sqlite3.Connection, where: str, params: tuple[Any, ...]) -> list[FileRecord]:
+    """All file rows matching `where` (which may end with ORDER BY)."""
+    return [file_record(r) for r in conn.execute(f"SELECT {queries.FILE_SELECT} FROM files WHERE {where}", params)]
+
+
+def require_file(conn: sqlite3.Connection, file_id: int) -> FileRecord:
+    """The row with this id, or raise UnknownFile."""
+    row = fetch_file(conn, "id = ?", (file_id,))
+    if row is None:
+        raise UnknownFile(file_id)
+    return row
+
+
+def claimed_row(conn: sqlite3.Connection, file_id: int, claim_seq: int | None) -> FileRecord:
+    """The row with this id, checked against the claim the caller holds (if it gave one)."""
+    row = require_file(conn, file_id)
+    if claim_seq is not None and claim_seq != row.claim_seq:
+        raise StaleClaim(file_id, claim_seq, row.claim_seq)
+    return row
+
+
+def fetch_session(conn: sqlite3.Connection, file_id: int) -> SessionRecord | None:
+    """The saved upload session of a file, or None."""
+    found = conn.execute(
+        "SELECT session_id, part_size, total_parts, file_size, expires_at, sha1, created_at"
+        " FROM upload_sessions WHERE file_id = ?",
+        (file_id,),
+    ).fetchone()
+    return None if found is None else SessionRecord(*found)
+
+
+def transition(
+    conn: sqlite3.Connection,
+    row: FileRecord,
+    to_state: FileState,
+    event: HistoryEvent,
+    detail: str | None,
+    now: float,
+    columns: Mapping[str, Any],
+    *,
+    attempt: int | None = None,
+) -> FileRecord:
+    """The one way a row changes state: validate, update, append history, atomically.
+
+    Must run inside the caller's write transaction.
+    """
+    if to_state not in ALLOWED_TRANSITIONS[row.state]:
+        raise InvalidTransition(row.id, row.state, to_state)
+    unknown = set(columns) - _SETTABLE_COLUMNS
+    if unknown:
+        raise ValueError(f"not settable by a transition: {sorted(unknown)}")
+    assignments = ", ".join(f"{name} = ?" for name in columns)
+    updated = conn.execute(
+        f"UPDATE files SET state = ?, updated_at = ?, {assignments} WHERE id = ? RETURNING {queries.FILE_SELECT}"
+        if columns
+        else f"UPDATE files SET state = ?, updated_at = ? WHERE id = ? RETURNING {queries.FILE_SELECT}",
+        (to_state.value, now, *columns.values(), row.id),
+    ).fetchone()
+    record = file_record(updated)
+    append_history(conn, now, record, event, row.state, to_state, detail, attempt=attempt)
+    return record
+
+
+def delete_row(
+    conn: sqlite3.Connection, watch: str, relpath: str, event: HistoryEvent, detail: str, now: float
+) -> FileRecord | None:
+    """Delete a file row (sessions and parts cascade) and append its last history line."""
+    row = fetch_file(conn, "watch = ? AND relpath = ?", (watch, relpath))
+    if row is None:
+        return None
+    conn.execute("DELETE FROM files WHERE id = ?", (row.id,))  # sessions and parts cascade
+    append_history(conn, now, row, event, row.state, None, detail)
+    return row
+
+
+def append_history(
+    conn: sqlite3.Connection,
+    now: float,
+    row: FileRecord,
+    event: HistoryEvent,
+    from_state: FileState | None,
+    to_state: FileState | None,
+    detail: str | None,
+    *,
+    attempt: int | None = None,
+) -> None:
+    """Append one history line describing `row`."""
+    conn.execute(
+        "INSERT INTO history (ts, file_id, watch, relpath, event, from_state, to_state, detail, attempt)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            now,
+            row.id,
+            row.watch,
+            row.relpath,
+            event.value,
+            None if from_state is None else from_state.value,
+            None if to_state is None else to_state.value,
+            detail,
+            row.attempts if attempt is None else attempt,
+        ),
+    )
+
+
+def describe_change(row: FileRecord, size: int, mtime_ns: int, inode: int) -> str:
+    """Say, for the history, how a file on disk differs from its row."""
+    parts = []
+    if row.size != size:
+        parts.append(f"size {row.size} -> {size}")
+    if row.mtime_ns != mtime_ns:
+        parts.append("mtime changed")
+    if row.inode != inode:
+        parts.append("replaced (new inode)")
+    return ", ".join(parts)
+
+
+def error_detail(message: str, code: str | None) -> str:
+    """A history detail for an error, prefixed by its code when there is one."""
+    return f"{code}: {message}" if code else message
