@@ -360,6 +360,9 @@ def configure_logging(format: str = "auto", level: str = "info", *, stream: Text
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     if chosen == "journald":
+        # Fail now, not on the first event, if systemd-python is missing.
+        from systemd import journal  # noqa: F401
+
         handler: logging.Handler = JournaldHandler()
         final = [_render_journald]
     elif chosen == "console":

@@ -173,18 +173,18 @@ class _Section:
         self.asked.append(name)
         return self.raw.get(name, _MISSING)
 
-    def _fail(self, name: str, message: str, expected: str | None = None, hint: str | None = None) -> None:
+    def fail(self, name: str, message: str, expected: str | None = None, hint: str | None = None) -> None:
         self.context.problem(self.key(name), message, expected, hint)
 
-    def _required(self, name: str, expected: str) -> None:
-        self._fail(name, "is required but missing", expected)
+    def required(self, name: str, expected: str) -> None:
+        self.fail(name, "is required but missing", expected)
 
     def section(self, name: str) -> _Section:
         value = self.take(name)
         if value is _MISSING or value is None:
             return _Section(self.context, self.key(name), {})
         if not isinstance(value, dict):
-            self._fail(name, f"is {_kind(value)}", "a mapping of settings")
+            self.fail(name, f"is {_kind(value)}", "a mapping of settings")
             return _Section(self.context, self.key(name), {})
         return _Section(self.context, self.key(name), value)
 
@@ -192,11 +192,11 @@ class _Section:
         value = self.take(name)
         if value is _MISSING or (value is None and default is None):
             if default is _MISSING:
-                self._required(name, expected)
+                self.required(name, expected)
                 return None
             return default
         if not isinstance(value, str) or not value.strip():
-            self._fail(name, f"is {_kind(value)}", expected)
+            self.fail(name, f"is {_kind(value)}", expected)
             return None if default is _MISSING else default
         return value
 
@@ -205,7 +205,7 @@ class _Section:
         if value is _MISSING:
             return default
         if not isinstance(value, bool):
-            self._fail(name, f"is {_kind(value)}", "true or false")
+            self.fail(name, f"is {_kind(value)}", "true or false")
             return default
         return value
 
@@ -215,10 +215,10 @@ class _Section:
             return default
         expected = f"a whole number >= {minimum}" + (f" and <= {maximum}" if maximum is not None else "")
         if isinstance(value, bool) or not isinstance(value, int):
-            self._fail(name, f"is {_kind(value)}", expected)
+            self.fail(name, f"is {_kind(value)}", expected)
             return default
         if value < minimum or (maximum is not None and value > maximum):
-            self._fail(name, f"is {value}, out of range", expected)
+            self.fail(name, f"is {value}, out of range", expected)
             return default
         return value
 
@@ -229,10 +229,10 @@ class _Section:
         try:
             size = parse_size(value)
         except ValueError as error:
-            self._fail(name, str(error), SIZE_EXPECTED)
+            self.fail(name, str(error), SIZE_EXPECTED)
             return default
         if size < minimum:
-            self._fail(name, f"is {size:,} bytes, too small", f"at least {minimum:,} bytes")
+            self.fail(name, f"is {size:,} bytes, too small", f"at least {minimum:,} bytes")
             return default
         return size
 
@@ -246,10 +246,10 @@ class _Section:
         try:
             seconds = parse_duration(value)
         except ValueError as error:
-            self._fail(name, str(error), expected)
+            self.fail(name, str(error), expected)
             return default
         if positive and seconds <= 0:
-            self._fail(name, "is zero", "a duration above zero")
+            self.fail(name, "is zero", "a duration above zero")
             return default
         return seconds
 
@@ -258,11 +258,11 @@ class _Section:
         expected = "one of " + ", ".join(options)
         if value is _MISSING:
             if default is _MISSING:
-                self._required(name, expected)
+                self.required(name, expected)
                 return None
             return default
         if not isinstance(value, str) or value not in options:
-            self._fail(name, f"is {_kind(value)}, not allowed", expected, _did_you_mean(value, options))
+            self.fail(name, f"is {_kind(value)}, not allowed", expected, _did_you_mean(value, options))
             return None if default is _MISSING else default
         return value
 
@@ -275,7 +275,7 @@ class _Section:
         expected = f'a {what}: a quoted string of digits such as "123456"'
         if value is _MISSING or (value is None and default is None):
             if default is _MISSING:
-                self._required(name, expected)
+                self.required(name, expected)
                 return None
             return default
         if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
@@ -283,7 +283,7 @@ class _Section:
             self.context.warnings.append(f'{self.key(name)}: {value} should be quoted ("{value}")')
             return str(value)
         if not isinstance(value, str) or not _DIGITS.match(value):
-            self._fail(name, f"is {_kind(value)}", expected)
+            self.fail(name, f"is {_kind(value)}", expected)
             return None
         return value
 
@@ -292,16 +292,16 @@ class _Section:
         expected = "a string, {file: PATH}, {env: NAME} or {credential: NAME}"
         if value is _MISSING or value is None:
             if required:
-                self._required(name, expected)
+                self.required(name, expected)
             return None
         if isinstance(value, str):
             if not value.strip():
-                self._fail(name, "is empty", expected)
+                self.fail(name, "is empty", expected)
                 return None
             self._warn_inline_secret(name)
             return self.context.add_secret(value, "inline")
         if not isinstance(value, dict) or len(value) != 1:
-            self._fail(name, f"is {_kind_redacted(value)}", expected)
+            self.fail(name, f"is {_kind_redacted(value)}", expected)
             return None
         ((kind, where),) = value.items()
         key = f"{self.key(name)}.{kind}"
@@ -446,6 +446,9 @@ def _read_config(top: _Section, context: _Context, source: Path) -> Config:
     alerts_section.finish()
     top.finish()
     _check_private_paths(context, watches)
+    if box.auth is None and not context.problems:
+        # Every path that yields no auth records why; this is the backstop if one ever does not.
+        context.problem("box.auth", "could not be read", "a complete auth mapping for its type")
     return Config(
         box=box,
         journal=journal,
@@ -470,13 +473,13 @@ def _read_url(section: _Section, name: str, default: str) -> str:
         return default
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        section._fail(name, f"{value!r} is not an http(s) URL", "an http(s) URL such as https://api.box.com/2.0")
+        section.fail(name, f"{value!r} is not an http(s) URL", "an http(s) URL such as https://api.box.com/2.0")
         return default
     if parts.query or parts.fragment:
-        section._fail(name, f"{value!r} has a query or fragment", "a base URL without ? or #")
+        section.fail(name, f"{value!r} has a query or fragment", "a base URL without ? or #")
         return default
     if parts.scheme == "http" and not is_loopback_host(parts.hostname):
-        section._fail(
+        section.fail(
             name, f"{value!r} is plain http to a non-loopback host, which would send tokens in clear",
             "https, or http only to 127.0.0.1/localhost",
         )
@@ -669,7 +672,7 @@ def _read_retry(section: _Section) -> RetryConfig:
     initial = section.duration("initial_backoff", 5.0)
     maximum = section.duration("max_backoff", 3600.0)
     if maximum < initial:
-        section._fail("max_backoff", f"is shorter than initial_backoff ({maximum:g}s < {initial:g}s)",
+        section.fail("max_backoff", f"is shorter than initial_backoff ({maximum:g}s < {initial:g}s)",
                       "max_backoff >= initial_backoff")
     section.finish()
     return RetryConfig(max_attempts, initial, maximum)
@@ -680,7 +683,7 @@ def _read_readiness(section: _Section) -> ReadinessConfig:
     closed_settle = section.duration("closed_settle", 0.3, positive=False)
     never = section.duration("never_settles_after", 3600.0)
     if never <= settle:
-        section._fail("never_settles_after", f"is not longer than settle ({never:g}s <= {settle:g}s)",
+        section.fail("never_settles_after", f"is not longer than settle ({never:g}s <= {settle:g}s)",
                       "never_settles_after > settle")
     section.finish()
     return ReadinessConfig(settle, closed_settle, never)
@@ -725,20 +728,20 @@ def _read_watch(section: _Section, context: _Context) -> WatchConfig | None:
     name = section.string("name", None)
     section.finish()
     if after_upload == "move" and archive_dir is None:
-        section._fail("archive_dir", "is required when after_upload is move", "the folder to move uploaded files into")
+        section.fail("archive_dir", "is required when after_upload is move", "the folder to move uploaded files into")
     if after_upload != "move" and archive_dir is not None:
-        section._fail("archive_dir", f"is set but after_upload is {after_upload}", "archive_dir only with after_upload: move")
+        section.fail("archive_dir", f"is set but after_upload is {after_upload}", "archive_dir only with after_upload: move")
     if archive_template is not None:
         _check_archive_template(section, archive_template)
     if path is not None:
         if path.exists() and not path.is_dir():
-            section._fail("path", f"{path} is not a folder", "a folder to watch")
+            section.fail("path", f"{path} is not a folder", "a folder to watch")
         elif not path.exists():
             context.warnings.append(f"{section.key('path')}: {path} does not exist (yet)")
     if name is None and path is not None:
         name = path.name or "root"
     if name is not None and (not name.strip() or "/" in name or any(ord(c) < 32 for c in name)):
-        section._fail("name", f"{name!r} is not a usable watch name", "a non-empty name without '/' or control characters")
+        section.fail("name", f"{name!r} is not a usable watch name", "a non-empty name without '/' or control characters")
     if path is None:
         return None
     # Even with a bad folder_id or name the watch is kept, so that the checks
@@ -770,7 +773,7 @@ def _read_patterns(section: _Section, name: str, default: tuple[str, ...]) -> tu
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or not all(isinstance(p, str) and p for p in value):
-        section._fail(name, f"is {_kind(value)}", "a list of glob patterns such as ['*.pdf', 'scans/*']")
+        section.fail(name, f"is {_kind(value)}", "a list of glob patterns such as ['*.pdf', 'scans/*']")
         return default
     return tuple(value)
 
@@ -780,20 +783,20 @@ def _check_archive_template(section: _Section, template: str) -> None:
     try:
         fields = [field for _, field, _, _ in string.Formatter().parse(template) if field is not None]
     except ValueError as error:
-        section._fail("archive_template", f"{template!r} is not a valid template: {error}", expected)
+        section.fail("archive_template", f"{template!r} is not a valid template: {error}", expected)
         return
     unknown = [field for field in fields if field not in model.ARCHIVE_TEMPLATE_FIELDS]
     if unknown:
-        section._fail("archive_template", f"uses unknown field {{{unknown[0]}}}", expected,
+        section.fail("archive_template", f"uses unknown field {{{unknown[0]}}}", expected,
                       _did_you_mean(unknown[0], model.ARCHIVE_TEMPLATE_FIELDS))
         return
     if not {"relpath", "name", "stem"} & set(fields):
-        section._fail("archive_template", "would put every file at the same path", "a template containing {relpath} or {name}")
+        section.fail("archive_template", "would put every file at the same path", "a template containing {relpath} or {name}")
         return
     try:
         model.render_archive_template(template, "sub/file.txt", datetime(2024, 1, 2, 3, 4, 5), "watch")
     except (ValueError, TypeError, IndexError, KeyError) as error:
-        section._fail("archive_template", str(error), expected)
+        section.fail("archive_template", str(error), expected)
 
 
 def _check_watch_set(context: _Context, watches: list[tuple[int, WatchConfig]]) -> None:
@@ -846,10 +849,10 @@ def _read_metrics(section: _Section) -> MetricsConfig:
         return MetricsConfig(None, allow_remote)
     listen = parse_listen_address(raw)
     if listen is None:
-        section._fail("listen", f"{raw!r} is not HOST:PORT", '"HOST:PORT" such as "127.0.0.1:9108", or null for off')
+        section.fail("listen", f"{raw!r} is not HOST:PORT", '"HOST:PORT" such as "127.0.0.1:9108", or null for off')
         return MetricsConfig(None, allow_remote)
     if not listen.is_loopback and not allow_remote:
-        section._fail("listen", f"{raw!r} is reachable from other machines", "a loopback address such as 127.0.0.1:9108",
+        section.fail("listen", f"{raw!r} is reachable from other machines", "a loopback address such as 127.0.0.1:9108",
                       "set metrics.allow_remote: true if that is intended")
     elif not listen.is_loopback:
         section.context.warnings.append(f"metrics.listen: {listen} serves metrics to other machines")

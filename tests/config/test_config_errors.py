@@ -10,10 +10,6 @@ import pytest
 from syncd.config import ConfigError, load_config
 from tests.config.conftest import MINIMAL, load_ok, load_problems, problem_for
 
-AUTH_LINE = "auth: {type: developer_token, token: dev-token}"
-
-
-
 CASES = [
     # (id, yaml text, key, fragments that must all appear in the rendered problem)
     ("unknown key with suggestion", MINIMAL + "workerz: 3\n", "workerz",
