@@ -241,7 +241,7 @@ class AuthError(BoxError):
 
 
 class BoxConnectionError(BoxError):
-    """No answer at all, and the request is known not to have reached Box (safe to retry)."""
+    """No answer after every retry, for a request that is safe to repeat (retry later)."""
 
     error_class = ErrorClass.RETRY_LATER
 

@@ -168,7 +168,6 @@ class Transport:
         headers: Mapping[str, str] | None = None,
         replay_safe: bool | None = None,
         upload: bool = False,
-        retry_202: bool = False,
         ok: Iterable[int] | None = None,
         timeout: tuple[float, float] | None = None,
     ) -> requests.Response:
@@ -180,10 +179,9 @@ class Transport:
         - ``body_factory``: builds a fresh (body, extra headers) per attempt, for
           streamed bodies that cannot be replayed.
         - ``upload``: counts against the per-user upload rate limit.
-        - ``retry_202``: a 202 answer means "not yet": wait Retry-After and send again,
-          until the policy's deadline.
         - ``ok``: statuses returned to the caller; any other status raises BoxAPIError.
-          Default: every 2xx.
+          Default: every 2xx. (A 202 from a commit is returned, and the upload layer
+          waits its ``Retry-After`` up to a deadline.)
         """
         method = method.upper()
         if replay_safe is None:
@@ -214,8 +212,6 @@ class Transport:
                 if _body_may_have_been_sent(exc) and not replay_safe:
                     raise OutcomeUnknown(method, url, cause) from None
                 if attempt + 1 >= self.retry.max_attempts or time.monotonic() - started > self.retry.deadline:
-                    if _body_may_have_been_sent(exc):
-                        raise OutcomeUnknown(method, url, f"{cause} after {attempt + 1} attempts") from None
                     raise BoxConnectionError(method, url, f"{cause} after {attempt + 1} attempts") from None
                 wait = self._delay(attempt, None)
                 log.info("box request failed, retrying", extra={
@@ -229,14 +225,6 @@ class Transport:
                 response.close()
                 self.auth.invalidate(token)
                 refreshed = True
-                continue
-            if status == 202 and retry_202 and (accepted is None or 202 not in accepted):
-                retry_after = BoxAPIError.from_response(response).retry_after
-                wait = retry_after if retry_after is not None else self._delay(attempt, None)
-                if time.monotonic() - started + wait > self.retry.deadline:
-                    raise BoxAPIError.from_response(response)
-                response.close()
-                self._sleep(wait)
                 continue
             if status in RETRYABLE_STATUSES:
                 error = BoxAPIError.from_response(response)

@@ -594,7 +594,8 @@ class ChunkedUpload(_UploadBase):
                     stored = remote.get(offset)
                     if stored is not None:
                         slots.release()
-                        if stored.size != length or stored.sha1.lower() != hashlib.sha1(data).hexdigest():
+                        if stored.size != length or (
+                                stored.sha1 and stored.sha1.lower() != hashlib.sha1(data).hexdigest()):
                             raise SourceChanged(self.path, f"part at offset {offset} differs from the stored one")
                         with done_lock:
                             done.append(stored)
@@ -748,7 +749,8 @@ class Uploader:
 
         ``sha1``: the SHA-1 the caller hashed; the upload fails with SourceChanged if
         the bytes differ. ``progress``: resume state for chunked uploads (a saved
-        session forces the chunked path). ``on_bytes(n)``: called as bytes are sent.
+        session forces the chunked path). ``on_bytes(n)``: called as bytes are sent (from
+        worker threads for chunked uploads; a retried attempt may report its bytes again).
 
         Raises BoxAPIError (see ``error_class``), SourceChanged, OutcomeUnknown,
         IntegrityError or AuthError.

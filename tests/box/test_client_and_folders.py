@@ -110,3 +110,21 @@ def test_no_tls_downgrade_for_remote_hosts(client) -> None:
     client.transport.verify = False
     assert client.transport._verify_for("https://api.box.com/2.0") is True
     assert client.transport._verify_for("https://127.0.0.1:8443/2.0") is False
+
+
+def test_lost_answer_to_a_post_is_not_blindly_repeated(emulator, client) -> None:
+    from syncd.box import BoxConnectionError, OutcomeUnknown
+
+    from .conftest import stop_dropping
+
+    emulator.faults(drop_rate=1.0)
+    with pytest.raises(OutcomeUnknown):
+        client.transport.request("POST", f"{client.upload_url}/files/content", data=b"x" * 10_000,
+                                 headers={"Content-Type": "application/octet-stream"}, replay_safe=False)
+    # A request that is safe to repeat is retried, then reported as a connection failure.
+    with pytest.raises(BoxConnectionError):
+        client.transport.request("PUT", f"{client.api_url}/files/1", data=b"{}" * 100)
+    stop_dropping(emulator)
+    stats = emulator.stats()
+    assert count(stats, "files.upload") == 1  # sent once, never repeated
+    assert count(stats, "files.update") == client.transport.retry.max_attempts

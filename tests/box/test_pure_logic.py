@@ -210,3 +210,28 @@ def test_bad_configuration_is_a_clear_error() -> None:
         ClientCredentialsAuth("a", "b", subject_type="group", subject_id="1")
     with pytest.raises(ValueError):
         DeveloperTokenAuth("")
+
+
+def test_saved_session_round_trips_through_json() -> None:
+    import json
+
+    from syncd.box import SavedSession, UploadedPart
+
+    raw = {"id": "ABC", "part_size": 8, "total_parts": 3, "session_expires_at": "2026-01-01T00:00:00+00:00",
+           "session_endpoints": {"upload_part": "http://h/s/ABC", "commit": "http://h/s/ABC/commit",
+                                 "list_parts": "http://h/s/ABC/parts", "abort": "http://h/s/ABC",
+                                 "status": "http://h/s/ABC"}}
+    session = SavedSession.from_json(raw, file_size=20)
+    session = SavedSession(**{**vars(session), "parts": (UploadedPart("p1", 0, 8, "aa"),)})
+    again = SavedSession.from_saved_json(json.loads(json.dumps(session.to_json())))
+    assert again == session and again.commit_url.endswith("/commit")
+
+
+def test_fingerprint_differences() -> None:
+    from syncd.box import SourceFingerprint
+
+    base = SourceFingerprint(10, 100, 5, 1)
+    assert base.difference(base) is None
+    assert "inode" in base.difference(SourceFingerprint(10, 100, 6, 1))
+    assert "size" in base.difference(SourceFingerprint(11, 100, 5, 1))
+    assert "modification" in base.difference(SourceFingerprint(10, 101, 5, 1))
