@@ -114,3 +114,14 @@ def test_bad_format_or_level_is_a_clear_error() -> None:
         logs.configure_logging("xml", "info")
     with pytest.raises(ValueError, match="unknown log level 'loud'"):
         logs.configure_logging("json", "loud")
+
+
+def test_module_level_structlog_loggers_created_before_configuration_follow_it() -> None:
+    import structlog
+
+    early = structlog.get_logger("syncd.early")  # as modules do at import time
+    buffer = io.StringIO()
+    logs.configure_logging("json", "info", stream=buffer)
+    early.info("part uploaded", part=3, session_id="S9")
+    line = json.loads(buffer.getvalue())
+    assert (line["logger"], line["event"], line["part"], line["session_id"]) == ("syncd.early", "part uploaded", 3, "S9")
