@@ -1,0 +1,1 @@
+"""Benchmarks: they print a table and write JSON under bench/results/; they never assert."""
