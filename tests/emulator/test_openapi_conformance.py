@@ -17,6 +17,7 @@ import hashlib
 import json
 import secrets
 import time
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -390,6 +391,8 @@ def test_chunked_session_full_sequence(box: BoxWire) -> None:
     _, page = box.call("GET", list_url, 200, params={"offset": 1, "limit": 1})
     assert [p["part_id"] for p in page["entries"]] == [parts[1]["part_id"]] and page["total_count"] == 3
 
+    box.call("GET", list_url, 400, params={"offset": 10001})
+
     _, status = box.call("GET", session["session_endpoints"]["status"], 200)
     assert status["num_parts_processed"] == 3 and status["id"] == session["id"]
 
@@ -473,6 +476,40 @@ def test_parallel_commit_202_then_201(emulator_factory: Any) -> None:
     assert files["entries"][0]["sha1"] == sha1_hex(data)
 
 
+def test_commit_name_clash_is_409_with_conflict_object(box: BoxWire) -> None:
+    name = unique("raced.bin")
+    data = secrets.token_bytes(2048)
+    _, session = box.create_session(name, len(data))
+    _, answer = box.put_part(session, data, 0, len(data))
+    _, winner = box.upload(name, b"got there first")  # the name is taken while the session is open
+    _, clash = box.commit(session, [answer["part"]], data, expect=409, code="item_name_in_use")
+    assert clash["context_info"]["conflicts"]["id"] == winner["entries"][0]["id"]
+
+
+def test_size_cap_and_storage_quota_are_403(emulator_factory: Any) -> None:
+    emulator = emulator_factory(*PART_SIZE_ARGS, "--max-file-size", "5000", "--storage-quota", "12000")
+    box = BoxWire(emulator, emulator.token)
+    box.upload(unique("huge.bin"), b"h" * 5001, expect=403, code="file_size_limit_exceeded")
+    box.create_session(unique("huge.bin"), 5001, expect=403, code="file_size_limit_exceeded")
+    preflight = {"name": unique("huge.bin"), "size": 5001, "parent": {"id": "0"}}
+    box.call("OPTIONS", f"{emulator.api_url}/files/content", 403, code="file_size_limit_exceeded", json=preflight)
+    box.upload(unique("fill-1.bin"), b"f" * 5000)
+    box.upload(unique("fill-2.bin"), b"f" * 5000)
+    box.upload(unique("over.bin"), b"o" * 4000, expect=403, code="storage_limit_exceeded")
+    box.create_session(unique("over.bin"), 4000, expect=403, code="storage_limit_exceeded")
+    box.call("OPTIONS", f"{emulator.api_url}/files/content", 403, code="storage_limit_exceeded", json={**preflight, "size": 4000})
+
+
+def test_upload_rate_limit_is_429_with_retry_after(emulator_factory: Any) -> None:
+    emulator = emulator_factory("--upload-rate-limit", "3")
+    box = BoxWire(emulator, emulator.token)
+    for index in range(3):
+        box.upload(unique(f"rl-{index}"), b"r")
+    response, _ = box.upload(unique("rl-over"), b"r", expect=429, code="rate_limit_exceeded")
+    assert int(response.headers["Retry-After"]) >= 1
+    box.call("GET", f"{emulator.api_url}/users/me", 200)  # only uploads are limited
+
+
 def test_session_expiry_after_seven_days(emulator_factory: Any) -> None:
     emulator = emulator_factory(*PART_SIZE_ARGS)
     box = BoxWire(emulator, emulator.token)
@@ -505,6 +542,7 @@ def test_folders_create_get_and_list(box: BoxWire) -> None:
     assert got["etag"] == folder["etag"]
     box.call("GET", f"{box.emulator.api_url}/folders/{folder['id']}", 304, headers={"If-None-Match": folder["etag"]})
     box.call("GET", f"{box.emulator.api_url}/folders/123456789", 404, code="not_found")
+    box.call("GET", f"{box.emulator.api_url}/folders/not-an-id", 405)  # malformed folder id (spec)
 
     # 5 items: 2 folders then 3 files; offset and marker paging
     make_folder(box, "sub-a", folder["id"])
@@ -529,6 +567,8 @@ def test_folders_create_get_and_list(box: BoxWire) -> None:
         params["marker"] = marked["next_marker"]
     assert len(seen) == 5 and len(set(seen)) == 5
     box.call("GET", f"{box.emulator.api_url}/folders/123456789/items", 404)
+    _, capped = box.call("GET", items_url, 200, params={"limit": 5000})
+    assert capped["limit"] == 1000 and len(capped["entries"]) == 5  # silently reduced (REFERENCE.md §3.7)
 
 
 def test_files_get_update_download_delete(box: BoxWire) -> None:
@@ -591,6 +631,25 @@ def test_oauth_grants(box: BoxWire) -> None:
     assert bad["error"]
     assert _token(box, {"grant_type": "password", **client}, 400, valid_request=False)["error"]
 
+    wrong_secret = {"client_id": client["client_id"], "client_secret": "not-the-secret"}
+    fresh = box.emulator.mint_refresh_token()
+    assert _token(box, {"grant_type": "refresh_token", "refresh_token": fresh, **wrong_secret}, 400)["error"]
+
+    # authorization_code: authorize auto-approves and redirects with code and state
+    redirect = box.http.get(
+        f"{box.emulator.origin}/api/oauth2/authorize",
+        params={"response_type": "code", "client_id": client["client_id"], "redirect_uri": "http://localhost:9/cb", "state": "xyz"},
+        allow_redirects=False,
+        timeout=30,
+    )
+    assert redirect.status_code == 302
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(redirect.headers["Location"]).query)
+    assert query["state"] == ["xyz"]
+    code_grant = {"grant_type": "authorization_code", "code": query["code"][0], **client}
+    granted = _token(box, code_grant, 200)
+    assert granted["refresh_token"] and granted["token_type"] == "bearer"
+    assert _token(box, code_grant, 400)["error"] == "invalid_grant"  # codes are single use
+
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
     box.emulator.register_jwt_key("conformance-kid", pem)
@@ -602,6 +661,13 @@ def test_oauth_grants(box: BoxWire) -> None:
     form = {"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": assertion, **client}
     assert _token(box, form, 200)["access_token"]
     assert _token(box, form, 400)["error"] == "invalid_grant"  # jti reused
+    too_far = {**claims, "jti": secrets.token_hex(16), "exp": int(time.time()) + 600}
+    form_far = {**form, "assertion": jwt.encode(too_far, key, algorithm="RS256", headers={"kid": "conformance-kid"})}
+    assert _token(box, form_far, 400)["error"] == "invalid_grant"  # exp more than 60 s ahead
+    other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    forged = {**claims, "jti": secrets.token_hex(16)}
+    form_forged = {**form, "assertion": jwt.encode(forged, other_key, algorithm="RS256", headers={"kid": "conformance-kid"})}
+    assert _token(box, form_forged, 400)["error"] == "invalid_grant"  # signature does not verify
 
 
 def test_expired_token_is_401_with_www_authenticate(emulator: EmulatorProcess) -> None:
