@@ -117,8 +117,8 @@ def quick_check(conn: sqlite3.Connection, path: Path) -> None:
 
 _CORRUPT_ADVICE = (
     "syncd will not start from an empty journal. Stop syncd, move {path} (and its -wal/-shm files) "
-    "aside for inspection and restore a backup; or, to start afresh, remove them, knowing that files "
-    "already in Box will then be uploaded again as new versions."
+    "aside for inspection and restore a backup; or, to start afresh, remove them, knowing that every "
+    "file still in the watched folders will then be uploaded again (per each watch's conflict policy)."
 )
 
 

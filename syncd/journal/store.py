@@ -302,7 +302,7 @@ class Journal:
             now,
             {
                 "size": size,
-                "mtime_ns": to_i64(mtime_ns),
+                "mtime_ns": mtime_ns,
                 "inode": to_i64(inode),
                 "sha1": None,
                 "attempts": 0,
