@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
 from werkzeug.http import parse_options_header
-from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 
 from syncd.emulator.clock import parse_iso
 from syncd.emulator.context import Context
 from syncd.emulator.errors import BoxError, bad_request, not_found
+from syncd.emulator.multipart import End, MultipartError, MultipartParser, PartData, PartStart
 from syncd.emulator.names import validate_name
 from syncd.emulator.server import CHUNK, Request, Response
 from syncd.emulator.shapes import file_mini, folder_mini, part_body, session_body
@@ -73,9 +73,9 @@ def check_new_file(ctx: Context, user: User, parent_id: int, name: str, size: in
 
 
 def check_caps(ctx: Context, user: User, size: int) -> None:
+    """Early size/quota check (read only); store_file checks again atomically."""
     settings = ctx.faults.settings
-    with ctx.store.write() as db:
-        ctx.store.check_capacity(db, user.id, size, settings.max_file_size, settings.storage_quota)
+    ctx.store.check_capacity(ctx.store.read(), user.id, size, settings.max_file_size, settings.storage_quota)
 
 
 def expected_sha1(request: Request) -> str | None:
@@ -168,25 +168,26 @@ def receive_multipart(ctx: Context, request: Request,
         raise bad_request("Content-Type must be multipart/form-data with a boundary", "content-type")
     if not request.body.present:
         raise BoxError(411, "length_required", "Content-Length or chunked body required")
-    decoder = MultipartDecoder(boundary.encode("latin-1"))
+    try:
+        parser = MultipartParser(boundary.encode("latin-1"))
+    except (MultipartError, UnicodeEncodeError):
+        raise bad_request("Invalid multipart boundary", "content-type") from None
     attributes_raw: bytearray | None = None
     attributes: dict[str, Any] | None = None
     role = "none"
     early_part = False
     sink: ContentSink | None = None
     try:
-        done = False
-        while not done:
+        while not parser.finished:
             data = request.body.read(CHUNK)
-            decoder.receive_data(data if data else None)
-            while True:
-                try:
-                    event = decoder.next_event()
-                except ValueError:
-                    raise bad_request("Malformed multipart body", "body") from None
-                if isinstance(event, NeedData):
-                    break
-                if isinstance(event, (Field, File)):
+            if not data:
+                raise bad_request("Malformed multipart body: no closing boundary", "body")
+            try:
+                events = parser.feed(data)
+            except MultipartError as exc:
+                raise bad_request(f"Malformed multipart body: {exc}", "body") from None
+            for event in events:
+                if isinstance(event, PartStart):
                     if attributes_raw is None:
                         if event.name == "attributes":
                             if early_part:
@@ -204,7 +205,7 @@ def receive_multipart(ctx: Context, request: Request,
                         role = "file"
                     else:
                         role = "ignore"
-                elif isinstance(event, Data):
+                elif isinstance(event, PartData):
                     if role == "attributes":
                         assert attributes_raw is not None
                         attributes_raw.extend(event.data)
@@ -213,11 +214,8 @@ def receive_multipart(ctx: Context, request: Request,
                     elif role == "file":
                         assert sink is not None
                         sink.write(event.data)
-                elif isinstance(event, Epilogue):
-                    done = True
+                elif isinstance(event, End):
                     break
-            if not data and not done:
-                raise bad_request("Malformed multipart body: no closing boundary", "body")
         if attributes_raw is None:
             raise bad_request("The attributes part is missing", "attributes")
         if sink is None:

@@ -238,6 +238,8 @@ class BoxRequestHandler(BaseHTTPRequestHandler):
     sys_version = ""
     server: EmulatorServer
     rbufsize = 256 * 1024
+    # An idle keep-alive connection holds a thread; reap it after 5 minutes.
+    timeout = 300
 
     def setup(self) -> None:
         super().setup()
