@@ -14,10 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from syncd import __version__
-
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
+from syncd.commands.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 
 
 @dataclass(frozen=True)
@@ -35,6 +32,13 @@ class Command:
 # Each module exposes `add_arguments(parser)` and `run(args) -> int`, and may
 # set EPILOG (examples shown by --help).
 COMMANDS: tuple[Command, ...] = (
+    Command("run", "syncd.commands.run", "run the daemon in the foreground until SIGTERM/SIGINT"),
+    Command("once", "syncd.commands.once", "scan, upload everything pending, then exit"),
+    Command("status", "syncd.commands.status", "what the daemon is doing and what went wrong"),
+    Command("history", "syncd.commands.history", "the state changes of all files or of one file"),
+    Command("retry", "syncd.commands.retry", "make failed files pending again"),
+    Command("forget", "syncd.commands.forget", "drop a file from the journal"),
+    Command("check-config", "syncd.commands.check_config", "validate a configuration file"),
     Command("emulator", "syncd.emulator.command", "serve a local Box API emulator"),
 )
 
@@ -43,7 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="syncd",
         description="Watch drop folders and ingest every file into Box exactly once.",
-        epilog=f"Exit codes: {EXIT_OK} success, {EXIT_FAILURE} failure, {EXIT_USAGE} usage or configuration error.",
+        epilog=(
+            f"Exit codes: {EXIT_OK} success; {EXIT_FAILURE} failure (e.g. `once` left files pending or failed, "
+            f"the journal is locked by another daemon or unreadable); {EXIT_USAGE} usage or configuration error. "
+            "Run `syncd COMMAND --help` for each command's options and examples."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"syncd {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

@@ -1,0 +1,45 @@
+"""Drop one file from the journal, whatever its state (its history stays).
+
+The next scan sees it as a new file: use it to upload again a file that was
+deleted in Box, or to stop tracking one. PATH is a local path inside a watch,
+or WATCH:RELPATH.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from syncd.commands.common import (
+    EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_config_argument, load_or_explain, locate, open_journal_or_explain,
+)
+
+EPILOG = """examples:
+  syncd forget -c /etc/syncd/syncd.yaml /srv/drop/scans/invoice-17.pdf
+
+exit codes: 0 forgotten; 1 the journal did not know the file or cannot be
+written; 2 invalid configuration or path.
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_argument(parser)
+    parser.add_argument("path", help="the file (local path or WATCH:RELPATH)")
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_or_explain(args.config)
+    if config is None:
+        return EXIT_USAGE
+    try:
+        watch, relpath = locate(config, args.path)
+    except ValueError as exc:
+        print(f"syncd: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    journal = open_journal_or_explain(config, "operator")
+    if journal is None:
+        return EXIT_FAILURE
+    with journal:
+        forgotten = journal.forget(watch, relpath)
+    print(f"{watch}:{relpath} {'forgotten' if forgotten else 'was not in the journal'}")
+    return EXIT_OK if forgotten else EXIT_FAILURE

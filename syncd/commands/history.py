@@ -1,0 +1,61 @@
+"""Show the history of state changes, newest first: of every file, of one
+watch, or of one file (a local path inside a watch, or WATCH:RELPATH).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime
+
+from syncd.commands.common import (
+    EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_config_argument, load_or_explain, locate, open_journal_or_explain,
+)
+
+EPILOG = """examples:
+  syncd history -c /etc/syncd/syncd.yaml
+  syncd history -c /etc/syncd/syncd.yaml /srv/drop/scans/2026/invoice-17.pdf
+  syncd history -c /etc/syncd/syncd.yaml scans:2026/invoice-17.pdf --json
+
+exit codes: 0 shown; 1 the journal cannot be read; 2 invalid configuration or path.
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_argument(parser)
+    parser.add_argument("path", nargs="?", help="a file (local path or WATCH:RELPATH); all files when omitted")
+    parser.add_argument("--watch", help="only this watch")
+    parser.add_argument("--limit", type=int, default=100, metavar="N", help="most entries to show (default 100)")
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+
+
+def run(args: argparse.Namespace) -> int:
+    config = load_or_explain(args.config)
+    if config is None:
+        return EXIT_USAGE
+    watch, relpath = args.watch, None
+    if args.path:
+        try:
+            watch, relpath = locate(config, args.path)
+        except ValueError as exc:
+            print(f"syncd: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    journal = open_journal_or_explain(config, "reader")
+    if journal is None:
+        return EXIT_FAILURE
+    with journal:
+        entries = journal.history(watch=watch, relpath=relpath, limit=args.limit)
+    for e in entries:
+        if args.json:
+            print(json.dumps({"ts": e.ts, "watch": e.watch, "path": e.relpath, "event": str(e.event),
+                              "from": e.from_state and str(e.from_state), "to": e.to_state and str(e.to_state),
+                              "attempt": e.attempt, "detail": e.detail}))
+        else:
+            when = datetime.fromtimestamp(e.ts).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+            move = f"{e.from_state or '-'} -> {e.to_state or '-'}"
+            detail = f"  {e.detail}" if e.detail else ""
+            print(f"{when}  {e.watch}:{e.relpath}  {e.event}  {move}  attempt {e.attempt}{detail}")
+    if not entries and not args.json:
+        print("no history" + (f" for {watch}:{relpath}" if relpath else ""))
+    return EXIT_OK

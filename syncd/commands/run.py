@@ -1,0 +1,40 @@
+"""Run the daemon in the foreground: watch the configured drop folders and
+upload every file that lands there into Box, until SIGTERM or SIGINT.
+
+SIGHUP reloads the configuration (an invalid one is rejected and the running
+one kept). A second SIGTERM/SIGINT stops at once; the journal stays
+consistent and interrupted uploads resume at the next start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from syncd.commands.common import EXIT_FAILURE, EXIT_USAGE, add_config_argument, load_or_explain
+
+EPILOG = """examples:
+  syncd run --config /etc/syncd/syncd.yaml
+  syncd run -c config/demo.yaml
+
+exit codes: 0 stopped cleanly; 1 the journal is held by another daemon or
+unreadable, or Box refused the credentials at start; 2 invalid configuration.
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_argument(parser)
+
+
+def run(args: argparse.Namespace, *, once: bool = False) -> int:
+    config = load_or_explain(args.config)
+    if config is None:
+        return EXIT_USAGE
+    from syncd.daemon import run_daemon
+    from syncd.journal import JournalError
+
+    try:
+        return run_daemon(config, once=once)
+    except JournalError as exc:
+        print(f"syncd: {exc}", file=sys.stderr)
+        return EXIT_FAILURE

@@ -1,0 +1,375 @@
+"""The daemon: wiring, lifecycle, signals, systemd notify, metrics.
+
+    config ─▶ Journal (single writer) ─▶ BoxClient/Uploader ─▶ Ingest
+           ─▶ WorkerPool (claims from the journal, runs Ingest)
+           ─▶ Intake (observers, readiness, scanner ─▶ journal, wakes the pool)
+           ─▶ systemd notify + watchdog, /metrics + /healthz
+
+Lifecycle: rows a crash left `uploading` are handed to the workers first (they
+reconcile with Box before sending anything); intake starts; READY=1 is sent
+once every watch is observed and its start-up scan queued. SIGTERM/SIGINT stop
+intake, let in-flight uploads reach a safe point within `shutdown_timeout`, and
+exit 0; a second signal exits at once (the journal is consistent at every
+instant, so nothing is lost). SIGHUP reloads the config; an invalid one is
+rejected and the old one keeps running.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from types import FrameType
+
+import structlog
+
+from syncd import __version__
+from syncd.box import (
+    Auth,
+    BoxClient,
+    ClientCredentialsAuth,
+    DeveloperTokenAuth,
+    FolderTree,
+    JWTAuth,
+    OAuthRefreshAuth,
+    RateLimits,
+    TokenStore,
+    Uploader,
+)
+from syncd.box.transport import RetryPolicy as HttpRetryPolicy
+from syncd.config import Config, ConfigError, diff_configs, load_config
+from syncd.config import ClientCredentialsAuth as CcgConfig
+from syncd.config import DeveloperTokenAuth as DevTokenConfig
+from syncd.config import JwtAuth as JwtConfig
+from syncd.config import OAuthAuth as OAuthConfig
+from syncd.health import HealthCheck
+from syncd.journal import FileRecord, FileState, Journal
+from syncd.logs import configure_logging, register_secret
+from syncd.metrics import Metrics, MetricsServer
+from syncd.notify import SystemdNotifier, WatchdogPinger
+from syncd.pipeline.ingest import Ingest, Outcome
+from syncd.pipeline.intake import Intake
+from syncd.pipeline.worker import WorkerPool
+
+log = structlog.get_logger("syncd.daemon")
+
+#: A worker busy this long without a byte of progress makes the pipeline unhealthy.
+STUCK_AFTER_SECONDS = 600.0
+#: Top-level settings a reload cannot apply to a running daemon.
+NEEDS_RESTART = frozenset({"box", "journal", "workers", "metrics"})
+#: How often the STATUS= line, alerts and gauges are refreshed.
+TICK_SECONDS = 1.0
+
+
+@dataclass
+class BoxConnection:
+    """Everything that talks to Box, built from `config.box`."""
+
+    client: BoxClient
+    uploader: Uploader
+    folders: FolderTree
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def build_auth(config: Config) -> Auth:
+    """The syncd.box auth object for the configured method."""
+    box = config.box
+    auth = box.auth
+    if isinstance(auth, DevTokenConfig):
+        return DeveloperTokenAuth(auth.token.reveal(), as_user=box.as_user)
+    if isinstance(auth, OAuthConfig):
+        return OAuthRefreshAuth(auth.client_id, auth.client_secret.reveal(), TokenStore(auth.token_store),
+                                token_url=box.token_url, as_user=box.as_user)
+    if isinstance(auth, CcgConfig):
+        return ClientCredentialsAuth(auth.client_id, auth.client_secret.reveal(), subject_type=auth.subject_type,
+                                     subject_id=auth.subject_id, token_url=box.token_url, as_user=box.as_user)
+    if isinstance(auth, JwtConfig):
+        from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+        passphrase = auth.private_key_passphrase.reveal().encode() if auth.private_key_passphrase else None
+        key = load_pem_private_key(auth.private_key.reveal().encode(), passphrase)
+        return JWTAuth(auth.client_id, auth.client_secret.reveal(), key_id=auth.public_key_id, private_key=key,
+                       subject_type=auth.subject_type, subject_id=auth.subject_id, token_url=box.token_url,
+                       as_user=box.as_user)
+    raise TypeError(f"unknown auth configuration {type(auth).__name__}")
+
+
+def connect_box(config: Config) -> BoxConnection:
+    """A client, uploader and folder cache for `config`, sized to its concurrency."""
+    box = config.box
+    concurrency = config.workers * box.part_concurrency + 2
+    client = BoxClient(
+        build_auth(config),
+        api_url=box.api_url,
+        upload_url=box.upload_url,
+        concurrency=concurrency,
+        timeout=(box.connect_timeout, box.read_timeout),
+        retry=HttpRetryPolicy(),
+        rate_limits=RateLimits(api_calls_per_minute=box.calls_per_minute, uploads_per_minute=box.uploads_per_minute),
+    )
+    uploader = Uploader(client, chunked_threshold=box.direct_upload_max, concurrency=box.part_concurrency)
+    return BoxConnection(client, uploader, FolderTree(client))
+
+
+class Daemon:
+    """One running syncd: `run()` blocks until stopped and returns the exit code."""
+
+    def __init__(self, config: Config, *, once: bool = False) -> None:
+        self.config = config
+        self.once = once
+        self.notifier = SystemdNotifier()
+        self.health = HealthCheck()
+        self.metrics = Metrics()
+        self._stop = threading.Event()
+        self._signals = 0
+        self._reload_requested = threading.Event()
+        self._interrupted: collections.deque[FileRecord] = collections.deque()
+        self._interrupted_lock = threading.Lock()
+        self.journal: Journal | None = None
+        self.box: BoxConnection | None = None
+        self.pool: WorkerPool[FileRecord] | None = None
+        self.intake: Intake | None = None
+        self.ingest: Ingest | None = None
+        self._metrics_server: MetricsServer | None = None
+        self._pinger: WatchdogPinger | None = None
+        self._alerted: set[str] = set()
+
+    # --------------------------------------------------------------- lifecycle
+
+    def run(self) -> int:
+        self.journal = Journal.open(self.config.journal, role="daemon")
+        try:
+            self._start()
+            self._main_loop()
+            return self._shutdown()
+        finally:
+            self.journal.close()
+
+    def _start(self) -> None:
+        assert self.journal is not None
+        config = self.config
+        self.box = connect_box(config)
+        self.ingest = Ingest(config, self.journal, self.box.client, self.box.uploader, self.box.folders,
+                             on_uploaded=self._uploaded, on_bytes=lambda n: self.pool and self.pool.progress())
+        self.pool = WorkerPool(self._claim, self._process, workers=config.workers,
+                               small_file_max=config.box.direct_upload_max,
+                               describe=lambda r: f"{r.watch}:{r.relpath}")
+        interrupted = self.journal.recover_interrupted()
+        self._interrupted.extend(interrupted)
+        if interrupted:
+            log.info("reconciling_interrupted_uploads", files=len(interrupted))
+        self.intake = Intake(config, self.journal, on_new_work=self.pool.wake,
+                             on_scan=lambda watch, at: self.metrics.record_scan(watch, at),
+                             on_observer_restart=self.metrics.record_observer_restart,
+                             observe_events=not self.once)
+        self._register_health()
+        self.metrics.attach_journal(self.journal.counts_by_state, self._oldest_pending_age)
+        self._install_signals()
+        self.pool.start()
+        self.intake.start()
+        if config.metrics.listen is not None:
+            self._metrics_server = MetricsServer(self.metrics, self.health, config.metrics.listen.host,
+                                                 config.metrics.listen.port,
+                                                 allow_non_loopback=config.metrics.allow_remote)
+            self._metrics_server.start()
+            log.info("metrics_listening", url=self._metrics_server.url)
+        self.notifier.ready(self.status_line())
+        self._pinger = WatchdogPinger.from_environment(self.notifier, self.health.check, self.status_line)
+        if self._pinger is not None:
+            self._pinger.start()
+        log.info("daemon_started", version=__version__, watches=[w.name for w in config.watches],
+                 workers=config.workers, pid=os.getpid(), once=self.once)
+
+    def _main_loop(self) -> None:
+        idle_since: float | None = None
+        while not self._stop.wait(TICK_SECONDS):
+            if self._reload_requested.is_set():
+                self._reload_requested.clear()
+                self.reload()
+            self.notifier.status(self.status_line())
+            self._check_alerts()
+            if self.once:
+                if self._nothing_left():
+                    idle_since = idle_since or time.monotonic()
+                    if time.monotonic() - idle_since >= 1.0:
+                        return
+                else:
+                    idle_since = None
+
+    def _shutdown(self) -> int:
+        assert self.pool is not None and self.intake is not None and self.journal is not None
+        self.notifier.stopping("stopping: finishing in-flight uploads")
+        log.info("daemon_stopping", timeout_s=self.config.shutdown_timeout)
+        if self._pinger is not None:
+            self._pinger.stop()
+        self.intake.stop()
+        finished = self.pool.stop(self.config.shutdown_timeout)
+        if not finished:
+            log.warning("shutdown_timeout", detail="uploads still running were left to resume at next start")
+        if self._metrics_server is not None:
+            self._metrics_server.stop()
+        if self.box is not None:
+            self.box.close()
+        counts = self.journal.counts_by_state()
+        log.info("daemon_stopped", **{str(k): v for k, v in counts.items()})
+        if self.once:
+            left = counts.get(FileState.PENDING, 0) + counts.get(FileState.FAILED, 0) + counts.get(FileState.UPLOADING, 0)
+            return 0 if left == 0 else 1
+        return 0
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # ----------------------------------------------------------------- signals
+
+    def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        signal.signal(signal.SIGTERM, self._on_stop_signal)
+        signal.signal(signal.SIGINT, self._on_stop_signal)
+        signal.signal(signal.SIGHUP, lambda signum, frame: self._reload_requested.set())
+
+    def _on_stop_signal(self, signum: int, frame: FrameType | None) -> None:
+        self._signals += 1
+        if self._signals > 1:
+            # The journal records intent before every remote step: stopping now loses nothing.
+            os.write(2, b"syncd: second signal, stopping at once\n")
+            os._exit(0)
+        self._stop.set()
+
+    def reload(self) -> None:
+        """SIGHUP: load the config file again and apply it, or keep the old one."""
+        assert self.intake is not None and self.ingest is not None
+        source = self.config.source
+        self.notifier.reloading("reloading configuration")
+        try:
+            new = load_config(source) if source else None
+        except ConfigError as exc:
+            log.error("reload_rejected", reason=str(exc), problems=len(exc.problems))
+            self.notifier.ready(self.status_line())
+            return
+        if new is None:
+            return
+        changes = diff_configs(self.config, new)
+        for secret in new.secrets:
+            register_secret(secret)
+        # The Box connection, journal and worker pool are built once; say so rather than half-apply.
+        later = [c.key for c in changes.settings_changed if c.key.split(".")[0] in NEEDS_RESTART]
+        if later:
+            log.warning("reload_needs_restart", keys=later, detail="these settings take effect at the next restart")
+        self.config = new
+        self.ingest.reconfigure(new)
+        self.intake.reconfigure(new, changes)
+        log.info("config_reloaded", changes=changes.describe())
+        self.notifier.ready(self.status_line())
+
+    # ------------------------------------------------------------------- work
+
+    def _claim(self, max_size: int | None) -> FileRecord | None:
+        with self._interrupted_lock:
+            if self._interrupted:
+                return self._interrupted.popleft()
+        assert self.journal is not None
+        return self.journal.claim_next(time.time(), max_size=max_size)
+
+    def _process(self, record: FileRecord, stopping: threading.Event) -> None:
+        assert self.ingest is not None
+        with self.metrics.upload_in_flight():
+            outcome: Outcome = self.ingest.process(record, stopping)
+        if outcome.kind in ("failed", "quarantined"):
+            self.metrics.record_failure(record.watch, outcome.kind)
+        elif outcome.kind == "retry":
+            self.metrics.record_retry(outcome.detail.split(":", 1)[0][:60] or "unknown")
+
+    def _uploaded(self, record: FileRecord, result, duration: float) -> None:
+        method = "chunked" if result.size >= self.config.box.direct_upload_max else "direct"
+        self.metrics.record_upload(record.watch, result.size, method, duration,
+                                   detect_to_commit_s=max(0.0, time.time() - record.detected_at))
+
+    def _nothing_left(self) -> bool:
+        assert self.journal is not None and self.intake is not None and self.pool is not None
+        if self.intake.busy() or any(s.busy_since is not None for s in self.pool.states) or self._interrupted:
+            return False
+        due = self.journal.next_attempt_time()
+        return due is None or due > time.time() + 30
+
+    # ----------------------------------------------------------------- health
+
+    def _register_health(self) -> None:
+        assert self.intake is not None and self.pool is not None and self.journal is not None
+        intake, pool = self.intake, self.pool
+
+        def observers() -> tuple[bool, str]:
+            dead = [h.watch for h in intake.health() if not h.alive and h.root_present]
+            return (not dead, f"observers dead: {', '.join(dead)}" if dead else "observers alive")
+
+        def workers() -> tuple[bool, str]:
+            if not pool.alive():
+                return False, "a worker thread died"
+            stuck = pool.stuck(STUCK_AFTER_SECONDS)
+            if stuck:
+                return False, f"stuck without progress: {', '.join(f'{s.name} on {s.current}' for s in stuck)}"
+            return True, f"{sum(s.busy_since is not None for s in pool.states)} busy"
+
+        def journal() -> tuple[bool, str]:
+            self.journal.counts_by_state()  # raises if the database became unreadable
+            return True, "readable"
+
+        if not self.once:
+            self.health.register("observers", observers)
+        self.health.register("workers", workers)
+        self.health.register("journal", journal)
+
+    def _oldest_pending_age(self) -> float:
+        assert self.journal is not None
+        oldest = self.journal.oldest_pending()
+        return 0.0 if oldest is None else max(0.0, time.time() - oldest.detected_at)
+
+    def status_line(self) -> str:
+        """One line for systemd's STATUS=: what the daemon is doing now."""
+        if self.journal is None:
+            return "starting"
+        counts = self.journal.counts_by_state()
+        busy = sum(s.busy_since is not None for s in self.pool.states) if self.pool else 0
+        parts = [f"uploading {busy}", f"pending {counts.get(FileState.PENDING, 0)}",
+                 f"uploaded {counts.get(FileState.UPLOADED, 0)}"]
+        for state in (FileState.FAILED, FileState.QUARANTINED):
+            if counts.get(state):
+                parts.append(f"{state} {counts[state]}")
+        return ", ".join(parts)
+
+    def _check_alerts(self) -> None:
+        assert self.journal is not None
+        threshold = self.config.alerts.pending_older_than
+        now = time.time()
+        if threshold is not None:
+            oldest = self.journal.oldest_pending()
+            key = f"pending:{oldest.id}" if oldest else None
+            if oldest is not None and now - oldest.detected_at > threshold and key not in self._alerted:
+                self._alerted.add(key)
+                log.warning("alert_pending_too_long", watch=oldest.watch, path=oldest.relpath,
+                            pending_s=round(now - oldest.detected_at), threshold_s=threshold)
+        for watch in self.config.watches:
+            if watch.expect_files_every is None:
+                continue
+            last = self.journal.last_arrival(watch.name)
+            key = f"quiet:{watch.name}:{last}"
+            if (last is None or now - last > watch.expect_files_every) and key not in self._alerted:
+                self._alerted.add(key)
+                log.warning("alert_no_files_arrived", watch=watch.name, window_s=watch.expect_files_every,
+                            last_arrival=last)
+
+
+def run_daemon(config: Config, *, once: bool = False) -> int:
+    """Set up logging and run the daemon; the `syncd run`/`once` entry point."""
+    for secret in config.secrets:
+        register_secret(secret)
+    configure_logging(config.logging.format, config.logging.level)
+    for warning in config.warnings:
+        log.warning("config_warning", detail=warning)
+    return Daemon(config, once=once).run()

@@ -1,0 +1,437 @@
+"""One file from claim to verified commit: the work a worker does.
+
+The journal has already marked the row `uploading` (intent) when `Ingest.process`
+runs; every outcome is written back before it returns:
+
+    claimed row ─▶ still on disk, unchanged? ─▶ acceptable name? ─▶ Box folder
+      ─▶ reconcile (a previous attempt may have finished remotely)
+      ─▶ upload (resuming a saved session) ─▶ conflict policy
+      ─▶ mark_uploaded ─▶ after-upload action (keep / delete / move)
+
+Failures become a scheduled retry, `failed`, `quarantined` or `skipped`, each
+with a reason a person can act on. A file that changed under us goes back to
+`pending` without costing an attempt: the new content is what must go up.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path, PurePosixPath
+
+import structlog
+
+from syncd.box import (
+    BoxAPIError,
+    BoxClient,
+    BoxError,
+    Conflict,
+    ErrorClass,
+    FolderTree,
+    OutcomeUnknown,
+    SavedSession,
+    SourceChanged,
+    UploadedFile,
+    UploadedPart,
+    Uploader,
+)
+from syncd.box.uploads import hash_file
+from syncd.config import Config, WatchConfig
+from syncd.journal import FileRecord, Journal, JournalError, PartRecord, SessionRecord, StaleClaim
+from syncd.pipeline.actions import AfterUpload, SourceActionRefused, apply_after_upload
+from syncd.pipeline.names import name_problem, sanitize_name
+from syncd.pipeline.retry import RetryPolicy
+from syncd.pipeline.scanner import FileStat, ProblemKind, ScanProblem, stat_candidate
+
+log = structlog.get_logger("syncd.ingest")
+
+#: Box error codes that mean "Box can never take this file as it is".
+QUARANTINE_CODES = frozenset(
+    {"item_name_invalid", "item_name_too_long", "file_size_limit_exceeded", "request_entity_too_large"}
+)
+#: How many alternative names the `rename` conflict policy tries.
+MAX_RENAMES = 100
+
+
+class JournalProgress:
+    """`syncd.box.UploadProgress` backed by the journal, so a chunked upload survives a crash."""
+
+    def __init__(self, journal: Journal, record: FileRecord, upload_url: str) -> None:
+        self._journal = journal
+        self._record = record
+        self._upload_url = upload_url.rstrip("/")
+
+    def load(self) -> SavedSession | None:
+        saved = self._journal.load_session(self._record.id)
+        if saved is None:
+            return None
+        session, parts = saved
+        url = session.endpoint or f"{self._upload_url}/files/upload_sessions/{session.session_id}"
+        return SavedSession(
+            session_id=session.session_id,
+            file_size=session.file_size,
+            part_size=session.part_size,
+            total_parts=session.total_parts,
+            expires_at=datetime.fromtimestamp(session.expires_at, timezone.utc).isoformat(),
+            upload_part_url=url,
+            commit_url=f"{url}/commit",
+            list_parts_url=f"{url}/parts",
+            abort_url=url,
+            status_url=url,
+            parts=tuple(UploadedPart(p.part_id, p.offset, p.size, p.sha1) for p in parts),
+        )
+
+    def session_created(self, session: SavedSession) -> None:
+        self._journal.save_session(
+            self._record.id,
+            SessionRecord(
+                session_id=session.session_id,
+                part_size=session.part_size,
+                total_parts=session.total_parts,
+                file_size=session.file_size,
+                expires_at=_epoch(session.expires_at),
+                endpoint=session.upload_part_url,
+            ),
+            claim_seq=self._record.claim_seq,
+        )
+        log.info("upload_session_created", path=self._record.relpath, session_id=session.session_id,
+                 part_size=session.part_size, total_parts=session.total_parts)
+
+    def part_uploaded(self, part: UploadedPart) -> None:
+        self._journal.add_part(
+            self._record.id, PartRecord(part.part_id, part.offset, part.size, part.sha1),
+            claim_seq=self._record.claim_seq,
+        )
+
+    def session_discarded(self) -> None:
+        self._journal.drop_session(self._record.id)
+
+
+def _epoch(iso: str | None) -> float:
+    if not iso:
+        return time.time() + 7 * 86400
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What happened to one claimed file (for metrics and tests)."""
+
+    kind: str  # uploaded | reconciled | retry | failed | quarantined | skipped | changed | gone | stale
+    detail: str = ""
+    uploaded: UploadedFile | None = None
+
+
+class Ingest:
+    """Processes claimed journal rows: the policy layer between the journal and syncd.box."""
+
+    def __init__(
+        self,
+        config: Config,
+        journal: Journal,
+        client: BoxClient,
+        uploader: Uploader,
+        folders: FolderTree,
+        *,
+        on_uploaded: Callable[[FileRecord, UploadedFile, float], None] | None = None,
+        on_bytes: Callable[[int], None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.journal = journal
+        self.client = client
+        self.uploader = uploader
+        self.folders = folders
+        self.retry_policy = RetryPolicy(
+            config.retry.max_attempts, config.retry.initial_backoff, config.retry.max_backoff
+        )
+        self._on_uploaded = on_uploaded
+        self._on_bytes = on_bytes
+        self._clock = clock
+
+    def reconfigure(self, config: Config) -> None:
+        """Use a reloaded configuration for the files claimed from now on."""
+        self.config = config
+        self.retry_policy = RetryPolicy(
+            config.retry.max_attempts, config.retry.initial_backoff, config.retry.max_backoff
+        )
+
+    # ------------------------------------------------------------------ entry
+
+    def process(self, record: FileRecord, stopping: threading.Event | None = None) -> Outcome:
+        """Take one claimed (`uploading`) row to its next recorded state; never raises."""
+        bound = log.bind(watch=record.watch, path=record.relpath, file_row=record.id, attempt=record.attempts)
+        try:
+            outcome = self._process(record, bound)
+        except StaleClaim:
+            outcome = Outcome("stale", "the file changed during the upload; its new content is pending")
+            bound.info("upload_superseded", reason=outcome.detail)
+        except JournalError:
+            bound.exception("journal_write_failed")
+            raise
+        except Exception as exc:  # a bug must not strand the row in `uploading`
+            bound.exception("ingest_crashed")
+            outcome = self._retry(record, f"internal error: {type(exc).__name__}: {exc}", "internal_error", None, bound)
+        return outcome
+
+    def _process(self, record: FileRecord, log_: structlog.BoundLogger) -> Outcome:
+        try:
+            watch = self.config.watch_named(record.watch)
+        except KeyError:
+            reason = f"watch {record.watch!r} is no longer in the configuration"
+            self.journal.mark_failed(record.id, reason, "watch_removed", claim_seq=record.claim_seq)
+            return Outcome("failed", reason)
+        path = watch.path / record.relpath
+        current = stat_candidate(watch.path, record.relpath)
+        if isinstance(current, ScanProblem):
+            return self._unusable(record, watch, current, log_)
+        claimed = FileStat(record.size, record.mtime_ns, record.inode)
+        if current != claimed:
+            self.journal.observe(watch.name, record.relpath, current.size, current.mtime_ns, current.inode, self._clock())
+            log_.info("file_changed_before_upload")
+            return Outcome("changed")
+
+        relpath = PurePosixPath(record.relpath)
+        name = relpath.name
+        problem = name_problem(name)
+        if problem is not None:
+            if watch.invalid_names == "quarantine":
+                reason = f"Box cannot take this name: {problem}"
+                self.journal.mark_quarantined(record.id, reason, code="item_name_invalid", claim_seq=record.claim_seq)
+                log_.warning("file_quarantined", reason=reason)
+                return Outcome("quarantined", reason)
+            name = sanitize_name(name)
+        started = time.monotonic()
+        try:
+            folder_id = self._folder_for(watch, relpath.parent.parts)
+            result = self._upload(record, watch, path, folder_id, name, log_)
+        except SourceChanged as exc:
+            return self._changed_during_upload(record, watch, str(exc), log_)
+        except BoxAPIError as exc:
+            return self._box_error(record, exc, log_)
+        except OutcomeUnknown as exc:
+            # The next attempt reconciles with Box before sending anything again.
+            return self._retry(record, str(exc), "outcome_unknown", None, log_)
+        except BoxError as exc:
+            return self._retry(record, str(exc), type(exc).__name__, getattr(exc, "retry_after", None), log_)
+        except OSError as exc:
+            return self._retry(record, f"cannot read the file: {exc.strerror or exc}", "unreadable", None, log_)
+        if isinstance(result, Outcome):
+            return result
+        return self._committed(record, watch, path, result, time.monotonic() - started, log_)
+
+    # --------------------------------------------------------------- stages
+
+    def _folder_for(self, watch: WatchConfig, parents: tuple[str, ...]) -> str:
+        if not watch.mirror_subfolders or not parents:
+            return watch.folder_id
+        return self.folders.ensure(watch.folder_id, tuple(sanitize_name(p) if name_problem(p) else p for p in parents))
+
+    def _upload(
+        self, record: FileRecord, watch: WatchConfig, path: Path, folder_id: str, name: str,
+        log_: structlog.BoundLogger,
+    ) -> UploadedFile | Outcome:
+        sha1: str | None = record.sha1
+        if record.attempts > 1 or record.box_file_id:
+            # A previous attempt may have finished remotely (crash or lost answer
+            # after commit): look before sending anything, so it is never sent twice.
+            sha1 = sha1 or self._hash(record, path)
+            existing = self._already_in_box(record, folder_id, name, sha1)
+            if existing is not None:
+                log_.info("upload_reconciled", file_id=existing.file_id, sha1=sha1)
+                return existing
+        progress = JournalProgress(self.journal, record, self.client.upload_url)
+        log_.info("upload_started", size=record.size, folder_id=folder_id,
+                  new_version_of=record.box_file_id)
+        target_id = record.box_file_id
+        for attempt_name in self._candidate_names(name, watch):
+            try:
+                return self.uploader.upload(
+                    path, folder_id, attempt_name, existing_file_id=target_id, sha1=sha1,
+                    progress=progress, on_bytes=self._on_bytes,
+                )
+            except BoxAPIError as exc:
+                if exc.status == 404 and target_id is not None:
+                    # The earlier version was deleted in Box: upload as a new file.
+                    target_id = None
+                    return self.uploader.upload(path, folder_id, attempt_name, sha1=sha1, progress=progress,
+                                                on_bytes=self._on_bytes)
+                if exc.error_class is not ErrorClass.NAME_CONFLICT or target_id is not None:
+                    raise
+                conflict = _file_or_folder(exc.conflicts)
+                decision = self._resolve_conflict(record, watch, conflict, attempt_name, exc, log_)
+                if isinstance(decision, Outcome):
+                    return decision
+                if decision == "version":
+                    assert conflict is not None
+                    return self.uploader.upload(path, folder_id, attempt_name, existing_file_id=conflict.id,
+                                                sha1=sha1, progress=progress, on_bytes=self._on_bytes)
+                # "rename": try the next candidate name
+        reason = f"no free name after {MAX_RENAMES} attempts"
+        self.journal.mark_failed(record.id, reason, "item_name_in_use", claim_seq=record.claim_seq)
+        return Outcome("failed", reason)
+
+    def _candidate_names(self, name: str, watch: WatchConfig):
+        yield name
+        if watch.conflict != "rename":
+            return
+        stem, dot, ext = name.rpartition(".")
+        if not dot or not stem:
+            stem, ext = name, ""
+        for n in range(1, MAX_RENAMES):
+            yield f"{stem} ({n}).{ext}" if ext else f"{stem} ({n})"
+
+    def _resolve_conflict(
+        self, record: FileRecord, watch: WatchConfig, conflict: Conflict | None, name: str,
+        exc: BoxAPIError, log_: structlog.BoundLogger,
+    ) -> str | Outcome:
+        what = f"Box already has {'a folder' if conflict and conflict.type == 'folder' else 'a file'} named {name!r}"
+        if conflict is not None:
+            what += f" (id {conflict.id})"
+        policy = watch.conflict
+        if policy == "rename":
+            return "rename"
+        if policy == "version" and conflict is not None and conflict.type == "file":
+            log_.info("uploading_new_version", file_id=conflict.id, reason=what)
+            return "version"
+        if policy == "skip":
+            self.journal.mark_skipped(record.id, what, claim_seq=record.claim_seq)
+            log_.info("file_skipped", reason=what)
+            return Outcome("skipped", what)
+        reason = f"{what}; conflict policy is {policy!r}"
+        self.journal.mark_failed(record.id, reason, exc.code, claim_seq=record.claim_seq)
+        log_.warning("upload_failed", reason=reason, error_code=exc.code, request_id=exc.request_id)
+        return Outcome("failed", reason)
+
+    def _hash(self, record: FileRecord, path: Path) -> str:
+        sha1, _ = hash_file(path)
+        self.journal.record_sha1(record.id, sha1, claim_seq=record.claim_seq)
+        return sha1
+
+    def _already_in_box(self, record: FileRecord, folder_id: str, name: str, sha1: str) -> UploadedFile | None:
+        try:
+            if record.box_file_id:
+                item = self.client.get_file(record.box_file_id)
+            else:
+                found = self.client.find_file(folder_id, name)
+                item = self.client.get_file(str(found["id"])) if found else None
+        except BoxAPIError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        if item and str(item.get("sha1", "")).lower() == sha1.lower():
+            return UploadedFile.from_json(item)
+        return None
+
+    def _committed(
+        self, record: FileRecord, watch: WatchConfig, path: Path, result: UploadedFile, duration: float,
+        log_: structlog.BoundLogger,
+    ) -> Outcome:
+        uploaded = self.journal.mark_uploaded(
+            record.id, result.file_id, result.version_id, result.etag, result.sha1, self._clock(),
+            claim_seq=record.claim_seq,
+        )
+        log_.info("upload_committed", size=result.size, sha1=result.sha1, file_id=result.file_id,
+                  version_id=result.version_id, duration_ms=round(duration * 1000))
+        if self._on_uploaded is not None:
+            self._on_uploaded(uploaded, result, duration)
+        self._after_upload(watch, path, record, result, log_)
+        return Outcome("uploaded", uploaded=result)
+
+    def _after_upload(
+        self, watch: WatchConfig, path: Path, record: FileRecord, result: UploadedFile,
+        log_: structlog.BoundLogger,
+    ) -> None:
+        action = AfterUpload(watch.after_upload)
+        if action is AfterUpload.KEEP:
+            return
+        hashed = FileStat(record.size, record.mtime_ns, record.inode)
+        target = watch.archive_path(record.relpath, datetime.now().astimezone()) if action is AfterUpload.MOVE else None
+        try:
+            moved = apply_after_upload(action, path, hashed=hashed, local_sha1=result.sha1, box_sha1=result.sha1,
+                                       archive_target=target)
+        except (SourceActionRefused, OSError) as exc:
+            log_.warning("source_action_refused", action=str(action), reason=str(exc))
+            return
+        if moved is None:
+            log_.info("source_deleted")
+        else:
+            log_.info("source_moved", archive=str(moved))
+
+    # ------------------------------------------------------------- failures
+
+    def _unusable(self, record: FileRecord, watch: WatchConfig, problem: ScanProblem,
+                  log_: structlog.BoundLogger) -> Outcome:
+        if problem.kind is ProblemKind.VANISHED:
+            self.journal.remove(watch.name, record.relpath, "file disappeared before upload")
+            log_.info("file_gone_before_upload")
+            return Outcome("gone")
+        reason = str(problem)
+        return self._retry(record, reason, str(problem.kind), None, log_)
+
+    def _changed_during_upload(self, record: FileRecord, watch: WatchConfig, reason: str,
+                               log_: structlog.BoundLogger) -> Outcome:
+        current = stat_candidate(watch.path, record.relpath)
+        log_.info("upload_discarded_file_changed", reason=reason)
+        if isinstance(current, ScanProblem):
+            return self._unusable(record, watch, current, log_)
+        observation = self.journal.observe(
+            watch.name, record.relpath, current.size, current.mtime_ns, current.inode, self._clock()
+        )
+        if observation.kind == "unchanged":
+            # Changed and changed back (or truncated and rewritten to the same stat):
+            # hash again on the next attempt rather than trust anything read.
+            return self._retry(record, f"file changed during upload: {reason}", "source_changed", None, log_)
+        return Outcome("changed", reason)
+
+    def _box_error(self, record: FileRecord, exc: BoxAPIError, log_: structlog.BoundLogger) -> Outcome:
+        if exc.code in QUARANTINE_CODES:
+            reason = f"Box cannot take this file: {exc.message} ({exc.code})"
+            self.journal.mark_quarantined(record.id, reason, code=exc.code, claim_seq=record.claim_seq)
+            log_.warning("file_quarantined", reason=reason, error_code=exc.code, request_id=exc.request_id)
+            return Outcome("quarantined", reason)
+        klass = exc.error_class
+        if klass is ErrorClass.PERMANENT_CONFIG and exc.code != "storage_limit_exceeded":
+            reason = _config_reason(exc)
+            self.journal.mark_failed(record.id, reason, exc.code, claim_seq=record.claim_seq)
+            log_.error("upload_failed", reason=reason, error_code=exc.code, request_id=exc.request_id,
+                       status=exc.status)
+            return Outcome("failed", reason)
+        if klass is ErrorClass.PERMANENT_FILE:
+            reason = f"Box refused the upload: {exc}"
+            self.journal.mark_failed(record.id, reason, exc.code, claim_seq=record.claim_seq)
+            log_.warning("upload_failed", reason=reason, error_code=exc.code, request_id=exc.request_id)
+            return Outcome("failed", reason)
+        return self._retry(record, str(exc), exc.code or str(exc.status), exc.retry_after, log_,
+                           request_id=exc.request_id)
+
+    def _retry(self, record: FileRecord, reason: str, code: str | None, retry_after: float | None,
+               log_: structlog.BoundLogger, *, request_id: str | None = None) -> Outcome:
+        if self.retry_policy.exhausted(record.attempts):
+            final = f"gave up after {record.attempts} attempts: {reason}"
+            self.journal.mark_failed(record.id, final, code, claim_seq=record.claim_seq)
+            log_.error("upload_failed", reason=final, error_code=code, request_id=request_id)
+            return Outcome("failed", final)
+        delay = self.retry_policy.delay(record.attempts, retry_after=retry_after)
+        self.journal.schedule_retry(record.id, reason, code, self._clock() + delay, claim_seq=record.claim_seq)
+        log_.warning("upload_retry_scheduled", reason=reason, error_code=code, request_id=request_id,
+                     retry_in_s=round(delay, 1))
+        return Outcome("retry", reason)
+
+
+def _file_or_folder(conflicts: list[Conflict]) -> Conflict | None:
+    for conflict in conflicts:
+        if conflict.type == "file":
+            return conflict
+    return conflicts[0] if conflicts else None
+
+
+def _config_reason(exc: BoxAPIError) -> str:
+    if exc.status == 404:
+        return f"the Box folder or file does not exist or is not visible to this account: {exc}"
+    if exc.status in (401, 403) or exc.code in {"invalid_grant", "invalid_client"}:
+        return f"Box refused the credentials or permissions: {exc}"
+    return f"configuration problem: {exc}"

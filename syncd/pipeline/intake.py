@@ -1,0 +1,329 @@
+"""Intake: what happens in the drop folders becomes journal rows.
+
+    WatchObserver ─nominations─┐
+    Scanner (start-up, backstop, rescans, moved-in directories) ─┤
+                               ▼
+                     one intake thread ──touch/gone──▶ ReadinessTracker
+                               ▲                              │
+                               └──────── ready candidates ◀───┘
+                               │
+                               ▼
+                     Journal.observe_many  ──new work──▶ workers woken
+
+Events only nominate paths; the tracker decides when a file is stable; the
+journal decides whether a stable file is new work. One thread owns the queue
+so that nominations from watchdog's threads stay cheap and journal writes are
+batched (a cold start-up scan of 100,000 files is a few transactions, not
+100,000).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import structlog
+
+from syncd.config import Config, ConfigChanges, WatchConfig
+from syncd.journal import FileState, Journal, ObservationKind
+from syncd.pipeline.filters import PathFilter
+from syncd.pipeline.readiness import ReadinessTracker, ReadyCandidate, UnsettledFile
+from syncd.pipeline.scanner import ScanProblem, Scanner
+from syncd.pipeline.watcher import Nomination, NominationKind, WatchHealth, WatchObserver
+
+log = structlog.get_logger("syncd.intake")
+
+#: Most ready candidates written to the journal in one transaction.
+OBSERVE_BATCH = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class _Scan:
+    watch: str
+    subdir: str = ""
+    reason: str = ""
+
+
+@dataclass
+class WatchRuntime:
+    """The live parts of one watch."""
+
+    config: WatchConfig
+    observer: WatchObserver
+    scanner: Scanner
+    last_scan_at: float | None = None
+    last_scan_files: int = 0
+    unsettled: dict[str, UnsettledFile] = field(default_factory=dict)
+
+
+class Intake:
+    """Owns the observers, the readiness tracker and the scanners of every watch."""
+
+    def __init__(
+        self,
+        config: Config,
+        journal: Journal,
+        *,
+        on_new_work: Callable[[], None],
+        on_scan: Callable[[str, float], None] | None = None,
+        on_observer_restart: Callable[[str], None] | None = None,
+        observe_events: bool = True,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.journal = journal
+        self.observe_events = observe_events
+        self._on_new_work = on_new_work
+        self._on_scan = on_scan
+        self._on_observer_restart = on_observer_restart
+        self._clock = clock
+        self._queue: queue.SimpleQueue[Nomination | ReadyCandidate | _Scan | None] = queue.SimpleQueue()
+        self._stopping = threading.Event()
+        self._handling = False
+        self._thread: threading.Thread | None = None
+        self._backstop: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.watches: dict[str, WatchRuntime] = {}
+        self.scan_interval = config.scan_interval
+        self.tracker = ReadinessTracker(
+            self._queue.put,
+            settle=config.readiness.settle,
+            close_quiet=config.readiness.closed_settle,
+            unsettled_after=config.readiness.never_settles_after,
+            on_gone=lambda watch, relpath: self._queue.put(Nomination(NominationKind.GONE, watch, relpath)),
+            on_problem=self._problem,
+            on_unsettled=self._unsettled,
+        )
+        self._config = config
+
+    # -------------------------------------------------------------- lifecycle
+
+    def start(self) -> None:
+        """Start the tracker, one observer per watch, and queue a start-up scan of each."""
+        self.tracker.start()
+        self._thread = threading.Thread(target=self._run, name="intake", daemon=True)
+        self._thread.start()
+        for watch in self._config.watches:
+            self.add_watch(watch)
+        self._backstop = threading.Thread(target=self._backstop_loop, name="backstop-scan", daemon=True)
+        self._backstop.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop intake: observers first (no new nominations), then the queue and tracker."""
+        self._stopping.set()
+        for runtime in list(self.watches.values()):
+            runtime.observer.stop(timeout)
+        self._queue.put(None)
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self.tracker.stop(timeout)
+
+    def add_watch(self, watch: WatchConfig) -> None:
+        """Start watching one more root (also used by a config reload)."""
+        path_filter = PathFilter(watch.include, watch.exclude, use_default_excludes=False)
+        observer = WatchObserver(
+            watch.name, watch.path, self._queue.put, recursive=watch.recursive, path_filter=path_filter,
+            polling=watch.observer == "polling", poll_interval=watch.poll_interval,
+        )
+        scanner = Scanner(watch.path, recursive=watch.recursive, path_filter=path_filter,
+                          on_problem=lambda problem, name=watch.name: self._problem(name, problem))
+        with self._lock:
+            self.watches[watch.name] = WatchRuntime(watch, observer, scanner)
+        self.tracker.add_watch(watch.name, watch.path)
+        if self.observe_events:
+            observer.start()
+        self.request_scan(watch.name, reason="start-up")
+        log.info("watch_started", watch=watch.name, root=str(watch.path), folder_id=watch.folder_id,
+                 mode="polling" if watch.observer == "polling" else "inotify")
+
+    def remove_watch(self, name: str) -> None:
+        """Stop watching a root; its journal rows stay (a re-added watch picks them up)."""
+        with self._lock:
+            runtime = self.watches.pop(name, None)
+        if runtime is not None:
+            runtime.observer.stop()
+            self.tracker.forget_watch(name)
+            log.info("watch_stopped", watch=name)
+
+    def reconfigure(self, config: Config, changes: ConfigChanges) -> None:
+        """Apply a reloaded config: watches added, removed or changed are (re)started."""
+        self._config = config
+        self.scan_interval = config.scan_interval
+        self.tracker.settle = config.readiness.settle
+        self.tracker.close_quiet = config.readiness.closed_settle
+        for watch in changes.watches_removed:
+            self.remove_watch(watch.name)
+        for change in changes.watches_changed:
+            self.remove_watch(change.old.name)
+            self.add_watch(change.new)
+        for watch in changes.watches_added:
+            self.add_watch(watch)
+
+    def request_scan(self, watch: str, subdir: str = "", *, reason: str = "") -> None:
+        """Queue a scan of a watch (or one directory of it)."""
+        self._queue.put(_Scan(watch, subdir, reason))
+
+    # ----------------------------------------------------------------- health
+
+    def health(self) -> list[WatchHealth]:
+        with self._lock:
+            runtimes = list(self.watches.values())
+        return [r.observer.health() for r in runtimes]
+
+    def alive(self) -> bool:
+        """The intake thread, the tracker and every observer are running."""
+        return (
+            self._thread is not None and self._thread.is_alive() and self.tracker.is_alive()
+            and (not self.observe_events or all(h.alive or not h.root_present for h in self.health()))
+        )
+
+    def busy(self) -> bool:
+        """Files are being looked at: queued nominations or scans, or files not yet settled."""
+        return not self._queue.empty() or self._handling or self.tracker.tracked_count() > 0
+
+    def unsettled(self) -> list[UnsettledFile]:
+        with self._lock:
+            return [u for r in self.watches.values() for u in r.unsettled.values()]
+
+    # ------------------------------------------------------------- the thread
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            self._handling = True
+            batch: list[ReadyCandidate] = []
+            while True:
+                if item is None:
+                    self._flush(batch)
+                    return
+                if isinstance(item, ReadyCandidate):
+                    batch.append(item)
+                    if len(batch) >= OBSERVE_BATCH:
+                        self._flush(batch)
+                        batch = []
+                else:
+                    try:
+                        self._handle(item)
+                    except Exception:
+                        log.exception("intake_error", item=repr(item))
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            self._flush(batch)
+            self._handling = False
+
+    def _flush(self, batch: list[ReadyCandidate]) -> None:
+        try:
+            self._observe(batch)
+        except Exception:
+            # The files stay on disk: the next backstop scan nominates them again.
+            log.exception("intake_observe_failed", files=len(batch))
+
+    def _handle(self, item: Nomination | _Scan) -> None:
+        if isinstance(item, _Scan):
+            self._scan(item)
+            return
+        if item.watch not in self.watches:
+            return
+        if item.kind is NominationKind.TOUCH:
+            self.tracker.touch(item.watch, item.relpath, closed=item.closed)
+        elif item.kind is NominationKind.GONE:
+            self.tracker.gone(item.watch, item.relpath, is_directory=item.is_directory)
+            self._forget_gone(item.watch, item.relpath, item.is_directory)
+        elif item.kind is NominationKind.SCAN_DIRECTORY:
+            self._scan(_Scan(item.watch, item.relpath, "directory appeared"))
+        elif item.kind is NominationKind.RESCAN:
+            if self._on_observer_restart is not None:
+                self._on_observer_restart(item.watch)
+            self._scan(_Scan(item.watch, "", item.reason or "events may have been lost"))
+
+    def _observe(self, batch: list[ReadyCandidate]) -> None:
+        if not batch:
+            return
+        by_watch: dict[str, list[tuple[str, int, int, int]]] = {}
+        for c in batch:
+            by_watch.setdefault(c.watch, []).append((c.relpath, c.size, c.mtime_ns, c.inode))
+        new_work = False
+        now = self._clock()
+        for watch, files in by_watch.items():
+            runtime = self.watches.get(watch)
+            if runtime is None:
+                continue
+            for relpath, *_ in files:
+                runtime.unsettled.pop(relpath, None)
+            for observation in self.journal.observe_many(watch, files, now):
+                new_work = True
+                row = observation.file
+                log.info("file_ready", watch=watch, path=row.relpath, size=row.size,
+                         change=str(observation.kind), previous_state=observation.previous_state)
+        if new_work:
+            self._on_new_work()
+
+    def _forget_gone(self, watch: str, relpath: str, is_directory: bool) -> None:
+        prefix = f"{relpath}/" if relpath else ""
+        if is_directory:
+            victims = [k.relpath for k in self.journal.known_files(watch)
+                       if (k.relpath.startswith(prefix) or not relpath) and k.state is not FileState.UPLOADING]
+        else:
+            row = self.journal.find(watch, relpath)
+            victims = [relpath] if row is not None and row.state is not FileState.UPLOADING else []
+        for victim in victims:
+            if self.journal.remove(watch, victim, "deleted from the drop folder") is not None:
+                log.info("file_removed", watch=watch, path=victim)
+
+    def _scan(self, scan: _Scan) -> None:
+        runtime = self.watches.get(scan.watch)
+        if runtime is None:
+            return
+        started = time.monotonic()
+        known = {k.relpath: k for k in self.journal.known_files(scan.watch)}
+        seen: set[str] = set()
+        nominated = 0
+        for entry in runtime.scanner.scan(scan.subdir):
+            seen.add(entry.relpath)
+            row = known.get(entry.relpath)
+            if row is not None and (row.size, row.mtime_ns, row.inode) == (entry.size, entry.mtime_ns, entry.inode):
+                continue
+            if not self.tracker.is_tracking(scan.watch, entry.relpath):
+                self.tracker.touch(scan.watch, entry.relpath)
+                nominated += 1
+        removed = 0
+        if not scan.subdir and runtime.config.path.is_dir():
+            for relpath, row in known.items():
+                if relpath not in seen and row.state is not FileState.UPLOADING:
+                    if self.journal.remove(scan.watch, relpath, "no longer in the drop folder") is not None:
+                        removed += 1
+        finished = self._clock()
+        if not scan.subdir:
+            runtime.last_scan_at = finished
+            runtime.last_scan_files = len(seen)
+            if self._on_scan is not None:
+                self._on_scan(scan.watch, finished)
+        log.info("scan_finished", watch=scan.watch, subdir=scan.subdir or None, reason=scan.reason or None,
+                 files=len(seen), nominated=nominated, removed=removed,
+                 duration_ms=round((time.monotonic() - started) * 1000))
+
+    def _backstop_loop(self) -> None:
+        while not self._stopping.wait(min(self.scan_interval, 60.0)):
+            now = self._clock()
+            with self._lock:
+                due = [r.config.name for r in self.watches.values()
+                       if r.last_scan_at is None or now - r.last_scan_at >= self.scan_interval]
+            for name in due:
+                self.request_scan(name, reason="backstop")
+
+    # -------------------------------------------------------------- callbacks
+
+    def _problem(self, watch: str, problem: ScanProblem) -> None:
+        log.warning("path_problem", watch=watch, path=problem.relpath, kind=str(problem.kind), detail=problem.detail)
+
+    def _unsettled(self, unsettled: UnsettledFile) -> None:
+        runtime = self.watches.get(unsettled.watch)
+        if runtime is not None:
+            runtime.unsettled[unsettled.relpath] = unsettled
+        log.warning("file_never_settles", watch=unsettled.watch, path=unsettled.relpath,
+                    tracked_s=round(unsettled.tracked_seconds), reason=unsettled.reason)
+
