@@ -51,6 +51,14 @@ def unique(stem: str) -> str:
     return f"{stem}-{uuid.uuid4().hex[:10]}"
 
 
+def _hint(response: requests.Response) -> str:
+    """The start of a JSON body for assertion messages, credentials masked."""
+    try:
+        return json.dumps(openapi.redact(response.json()))[:300]
+    except ValueError:
+        return ""
+
+
 @dataclass
 class BoxWire:
     """Raw HTTP against the emulator; every response is validated against openapi.json."""
@@ -75,7 +83,7 @@ class BoxWire:
             headers.setdefault("Authorization", f"Bearer {self.token}")
         response = self.http.request(method, url, headers=headers, timeout=30, **kwargs)
         expected = (expect,) if isinstance(expect, int) else expect
-        body_hint = response.text[:300] if response.headers.get("Content-Type", "").startswith("application/json") else ""
+        body_hint = _hint(response)
         assert response.status_code in expected, f"{method} {url}: {response.status_code} {body_hint}"
         # The template comes from the URL asked for, not a redirect's target.
         body = openapi.validate_http_response(response, template or openapi.path_template_for(method, url))
@@ -200,6 +208,8 @@ def test_violation_messages_never_carry_tokens() -> None:
         openapi.validate_response("POST", "/oauth2/token", 200, {"access_token": [secret], "refresh_token": 7})
     assert secret not in str(caught.value)
     assert "access_token" in str(caught.value)
+    masked = openapi.redact({"access_token": secret, "entries": [{"refresh_token": secret, "id": "7"}]})
+    assert secret not in json.dumps(masked) and masked["entries"][0]["id"] == "7"
 
 
 def test_exceptions_table_documents_every_patch() -> None:

@@ -18,6 +18,7 @@ Public entry points:
   method, path template, status, checks content type and the 401 header).
 * :func:`validate_component` — a body against a named component schema.
 * :func:`path_template_for` — the spec path template matching a concrete URL path.
+* :func:`redact` — a body with credential fields masked, for assertion messages.
 
 Violations raise :class:`SpecViolation` (an ``AssertionError``, so pytest reports it
 as a test failure). Its message never carries token-like values.
@@ -545,6 +546,18 @@ def validate_http_response(response: Any, path_template: str | None = None) -> A
         raise SpecViolation(where, ["401 without a WWW-Authenticate header"])
     validate_response(method, template, response.status_code, body)
     return body
+
+
+def redact(value: Any) -> Any:
+    """A copy of a JSON value with credential fields (access_token, refresh_token, ...) masked.
+
+    For assertion messages that show a body: token answers must never reach test output.
+    """
+    if isinstance(value, dict):
+        return {k: "<redacted>" if k in _SECRET_KEYS else redact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(item) for item in value]
+    return value
 
 
 def iter_exception_rows() -> Iterable[tuple[str, str]]:
