@@ -47,7 +47,7 @@ class EmulatorProcess:
         """Start the process and wait for its start line (reuses the port after a restart)."""
         if self.process is not None and self.process.poll() is None:
             raise EmulatorError("emulator already running")
-        command = [sys.executable, "-m", "syncd", "emulator", "--host", "127.0.0.1", "--port", str(self.port),
+        command = [sys.executable, "-m", "syncd.emulator", "--host", "127.0.0.1", "--port", str(self.port),
                    "--data", str(self.data_dir), "--token", self.token, *self.extra_args]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
