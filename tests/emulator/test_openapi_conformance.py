@@ -442,7 +442,7 @@ def test_session_part_errors(box: BoxWire) -> None:
     _, ok = box.put_part(session, chunk, 0, total, headers={"Digest": f"SHA={sha1_b64(chunk)}"})
     assert ok["part"]["sha1"] == sha1_hex(chunk)
     # malformed and unknown session ids
-    box.call("GET", f"{box.emulator.upload_url}/files/upload_sessions/not-a-session", (400, 404))
+    box.call("GET", f"{box.emulator.upload_url}/files/upload_sessions/not-a-session", 400, code="invalid_upload_session_id")
     box.call("GET", f"{box.emulator.upload_url}/files/upload_sessions/{'A' * 32}", 404)
     box.call("DELETE", session["session_endpoints"]["abort"], 204)
 
@@ -450,12 +450,14 @@ def test_session_part_errors(box: BoxWire) -> None:
 def test_create_session_errors(box: BoxWire) -> None:
     url = f"{box.emulator.upload_url}/files/upload_sessions"
     name = unique("s.bin")
-    box.call("POST", url, 400, json={"file_size": 5000, "file_name": name})  # missing_destination / bad_request
-    box.call("POST", url, 400, json={"folder_id": "0", "file_name": name})  # missing_file_size
-    box.call("POST", url, 400, json={"folder_id": "0", "file_size": 5000})  # missing_file_name
-    box.call("POST", url, 400, json={"folder_id": "0", "file_size": -1, "file_name": name})
+    # the create-session codes REFERENCE.md §2 lists
+    box.call("POST", url, 400, code="missing_destination", json={"file_size": 5000, "file_name": name})
+    box.call("POST", url, 400, code="invalid_folder_id", json={"folder_id": "abc", "file_size": 5000, "file_name": name})
+    box.call("POST", url, 400, code="missing_file_size", json={"folder_id": "0", "file_name": name})
+    box.call("POST", url, 400, code="invalid_file_size", json={"folder_id": "0", "file_size": -1, "file_name": name})
+    box.call("POST", url, 400, code="missing_file_name", json={"folder_id": "0", "file_size": 5000})
     box.call("POST", url, 400, code="file_size_too_small", json={"folder_id": "0", "file_size": MIN_CHUNKED - 1, "file_name": name})
-    box.call("POST", url, 404, json={"folder_id": "424242", "file_size": 5000, "file_name": name})
+    box.call("POST", url, 404, code="invalid_parameter", json={"folder_id": "424242", "file_size": 5000, "file_name": name})
     box.call("POST", url, 400, data="{", headers={"Content-Type": "application/json"})
     _, files = box.upload(name, b"exists")
     _, clash = box.call(
