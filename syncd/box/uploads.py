@@ -430,7 +430,7 @@ class ChunkedUpload(_UploadBase):
                  *, existing_file_id: str | None = None, etag: str | None = None, sha1: str | None = None,
                  progress: UploadProgress | None = None, on_bytes: OnBytes | None = None,
                  concurrency: int = DEFAULT_CONCURRENCY, commit_deadline: float = 900.0,
-                 parts_mismatch_window: float = 30.0, sleep: Callable[[float], None] = time.sleep) -> None:
+                 parts_mismatch_window: float = 10.0, sleep: Callable[[float], None] = time.sleep) -> None:
         super().__init__(client, path, _Target(parent_folder_id, name, existing_file_id, etag), on_bytes)
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")

@@ -262,3 +262,18 @@ def test_new_version_through_a_session_with_if_match(chunky, make_file) -> None:
     assert v2.file_id == v1.file_id and v2.version_id != v1.version_id
     assert emulator.download(v1.file_id) == v2_path.read_bytes()
     assert count(emulator.stats(), "sessions.create_version", "201") == 1
+
+
+def test_parts_mismatch_is_retried_briefly_then_reported(chunky, make_file) -> None:
+    emulator, client = chunky
+    path = make_file("mismatch.bin", 2 * MiB)
+    upload = _upload(client, path, parts_mismatch_window=1.0)
+    session = upload._create_session(path.stat().st_size)
+    data = path.read_bytes()
+    stored = upload._put_part(session, 0, data[:MiB])  # the second part never reaches Box
+    missing = UploadedPart("DEADBEEF", MiB, MiB, hashlib.sha1(data[MiB:]).hexdigest())
+    started = time.monotonic()
+    with pytest.raises(BoxAPIError) as caught:
+        upload._commit(session, [stored, missing], hashlib.sha1(data).hexdigest())
+    assert caught.value.code == "parts_mismatch" and 1.0 <= time.monotonic() - started < 5.0
+    assert count(emulator.stats(), "sessions.commit", "400") >= 2  # retried, not given up at once
