@@ -17,7 +17,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from box_sdk_gen import BoxClient, BoxDeveloperTokenAuth
+from box_sdk_gen import BoxCCGAuth, BoxClient, BoxDeveloperTokenAuth, BoxJWTAuth, CCGConfig, JWTConfig
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from box_sdk_gen.box.errors import BoxAPIError
 from box_sdk_gen.managers.folders import CreateFolderParent
 from box_sdk_gen.managers.uploads import (
@@ -38,14 +40,23 @@ PART_SIZE = 1024 * 1024  # small parts keep the big-file tests at a few MiB
 EMULATOR_ARGS = ("--min-chunked-size", "1024", "--part-sizes", f"*={PART_SIZE}")
 
 
-def sdk_client(emulator: EmulatorProcess) -> BoxClient:
-    """A BoxClient whose API, upload and OAuth base URLs all point at the emulator."""
+CLIENT_ID = "syncd-emulator-client"
+CLIENT_SECRET = "syncd-emulator-secret"  # the emulator's documented default, not a real secret
+
+
+def emulator_network(emulator: EmulatorProcess) -> NetworkSession:
+    """SDK network settings whose API, upload and OAuth base URLs all point at the emulator."""
     base_urls = BaseUrls(
-        base_url=emulator.origin,  # the SDK appends /2.0/...
+        base_url=emulator.origin,  # the SDK appends /2.0/... and /oauth2/token
         upload_url=f"{emulator.origin}/api",  # ... and /2.0/files/... here
         oauth_2_url=f"{emulator.origin}/api/oauth2",
     )
-    return BoxClient(auth=BoxDeveloperTokenAuth(token=emulator.token), network_session=NetworkSession(base_urls=base_urls))
+    return NetworkSession(base_urls=base_urls)
+
+
+def sdk_client(emulator: EmulatorProcess) -> BoxClient:
+    """A BoxClient on the emulator's developer token."""
+    return BoxClient(auth=BoxDeveloperTokenAuth(token=emulator.token), network_session=emulator_network(emulator))
 
 
 def sha1_hex(data: bytes) -> str:
@@ -184,3 +195,41 @@ def test_sdk_urls_point_at_the_emulator(sdk_emulator: EmulatorProcess) -> None:
     urls = client.network_session.base_urls
     assert urls.base_url + "/2.0" == sdk_emulator.api_url
     assert urls.upload_url + "/2.0" == sdk_emulator.upload_url
+
+
+def test_sdk_client_credentials_auth_and_refresh_after_expiry(emulator: EmulatorProcess) -> None:
+    # its own emulator: expiring tokens would also expire the module's developer token
+    auth = BoxCCGAuth(config=CCGConfig(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, enterprise_id="1234567"))
+    client = BoxClient(auth=auth, network_session=emulator_network(emulator))
+    before = client.users.get_user_me()
+    first_token = auth.token_storage.get().access_token
+    emulator.expire_tokens()
+    # the SDK sees 401, fetches a new token through /oauth2/token and retries
+    after = client.users.get_user_me()
+    assert after.id == before.id
+    assert auth.token_storage.get().access_token != first_token
+
+
+def test_sdk_jwt_auth(sdk_emulator: EmulatorProcess) -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    passphrase = secrets.token_hex(8)
+    private_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(passphrase.encode()),
+    ).decode()
+    public_pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+    sdk_emulator.register_jwt_key("sdk-test-kid", public_pem)
+    config = JWTConfig(
+        client_id=CLIENT_ID,
+        client_secret=CLIENT_SECRET,
+        jwt_key_id="sdk-test-kid",
+        private_key=private_pem,
+        private_key_passphrase=passphrase,
+        enterprise_id="1234567",
+    )
+    client = BoxClient(auth=BoxJWTAuth(config=config), network_session=emulator_network(sdk_emulator))
+    folder = client.folders.create_folder(unique("jwt-folder"), CreateFolderParent(id="0"))
+    assert folder.id
