@@ -446,7 +446,15 @@ class ChunkedUpload(_UploadBase):
     def run(self) -> UploadedFile:
         """Upload (resuming a saved session when there is one) and commit."""
         fingerprint = SourceFingerprint.of_path(self.path)
+        had_saved = self.progress is not None and self.progress.load() is not None
         session, remote = self._resume(fingerprint.size)
+        if had_saved and session is None:
+            # The saved session is gone: maybe because our commit went through before a
+            # crash. Box holding our bytes already means done (no second version).
+            sha1, _ = hash_file(self.path)
+            own = self._find_own(sha1)
+            if own is not None:
+                return own
         for _ in range(3):
             if session is None:
                 created = self._create_session(fingerprint.size)

@@ -277,3 +277,25 @@ def test_parts_mismatch_is_retried_briefly_then_reported(chunky, make_file) -> N
         upload._commit(session, [stored, missing], hashlib.sha1(data).hexdigest())
     assert caught.value.code == "parts_mismatch" and 1.0 <= time.monotonic() - started < 5.0
     assert count(emulator.stats(), "sessions.commit", "400") >= 2  # retried, not given up at once
+
+
+@pytest.mark.parametrize("as_version", [False, True])
+def test_resume_after_a_commit_whose_result_was_lost(chunky, make_file, as_version: bool) -> None:
+    """Crash after Box committed but before the caller recorded it: the saved
+    session is resumed, found finished, and Box's file is the result (no re-upload,
+    no second version)."""
+    emulator, client = chunky
+    target = {}
+    if as_version:
+        v1 = _upload(client, make_file("v1.bin", 2 * MiB, seed=9), "doc.bin").run()
+        target = {"existing_file_id": v1.file_id, "etag": v1.etag}
+    path = make_file("done.bin", 3 * MiB)
+    progress = MemoryProgress()
+    first = ChunkedUpload(client, path, "0", "doc.bin", progress=progress, **target).run()
+    assert progress.saved is not None  # the caller never got to drop it
+    emulator.reset_stats()
+    again = ChunkedUpload(client, path, "0", "doc.bin", progress=progress, **target).run()
+    assert (again.file_id, again.version_id, again.sha1) == (first.file_id, first.version_id, first.sha1)
+    stats = emulator.stats()
+    assert count(stats, "sessions.upload_part") == 0 and count(stats, "sessions.commit") == 0
+    assert len(emulator.file_versions(first.file_id)) == (1 if as_version else 0)
