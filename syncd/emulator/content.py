@@ -566,7 +566,7 @@ def commit_session(ctx: Context, request: Request, user: User, params: dict[str,
                 raise BoxError(404, "not_found", "Upload session was committed")
             return _files_response(ctx, request, item)
         ordered = _match_parts(session, body["parts"], ctx.store.parts(session.id))
-        sha1 = _assemble(ctx, session, ordered)
+        sha1 = _whole_file_sha1(ctx, session, ordered)
         expected = digests["sha"]
         if bytes.fromhex(sha1) != expected:
             raise BoxError(400, "digest_mismatch",
@@ -580,7 +580,9 @@ def commit_session(ctx: Context, request: Request, user: User, params: dict[str,
         name = attributes.get("name") if isinstance(attributes.get("name"), str) else session.file_name
         if name is not None:
             validate_name(name)
-        content = NewContent(ctx.store.assembled_path(session.id), session.file_size, sha1)
+        parts_dir = ctx.store.session_dir(session.id)
+        parts_dir.mkdir(parents=True, exist_ok=True)  # a 0-byte session has no part files
+        content = NewContent(parts_dir, session.file_size, sha1)
         try:
             item = ctx.store.store_file(user.id, session.folder_id, session.file_id, name, content,
                                         ctx.clock.now(), created, modified, settings.max_file_size,
@@ -638,23 +640,21 @@ def _match_parts(session: Session, listed: list[Any], stored: list[Part]) -> lis
     return chosen
 
 
-def _assemble(ctx: Context, session: Session, parts: list[Part]) -> str:
-    """Concatenate the parts into one file while hashing; cached across commit retries."""
+def _whole_file_sha1(ctx: Context, session: Session, parts: list[Part]) -> str:
+    """SHA-1 of the parts in offset order, read from disk; cached across commit retries."""
     key = ",".join(part.part_id for part in parts)
-    target = ctx.store.assembled_path(session.id)
-    if session.assembled_key == key and session.assembled_sha1 and target.exists():
+    if session.assembled_key == key and session.assembled_sha1:
         return session.assembled_sha1
-    target.parent.mkdir(parents=True, exist_ok=True)
     sha1 = hashlib.sha1()
-    with open(target, "wb") as out:
-        for part in parts:
-            with open(ctx.store.part_path(session.id, part.offset), "rb") as source:
-                while True:
-                    data = source.read(CHUNK)
-                    if not data:
-                        break
-                    sha1.update(data)
-                    out.write(data)
+    buffer = bytearray(CHUNK)
+    view = memoryview(buffer)
+    for part in parts:
+        with open(ctx.store.part_path(session.id, part.offset), "rb", buffering=0) as source:
+            while True:
+                count = source.readinto(buffer)
+                if not count:
+                    break
+                sha1.update(view[:count])
     digest = sha1.hexdigest()
     ctx.store.set_assembled(session.id, key, digest)
     return digest

@@ -212,10 +212,10 @@ def download_file(ctx: Context, request: Request, user: User, params: dict[str, 
             raise not_found("Not Found")
         version_id = version.id
     assert version_id is not None
-    path = ctx.store.blob_path(version_id)
+    files = ctx.store.blob_files(version_id)
     return Response(200, headers={"Content-Type": "application/octet-stream",
                                   "Content-Disposition": f"attachment; filename*=UTF-8''{_quote(item.name)}"},
-                    file=path, file_size=path.stat().st_size)
+                    files=files, file_size=sum(path.stat().st_size for path in files))
 
 
 def _quote(name: str) -> str:

@@ -195,7 +195,7 @@ class Response:
     status: int
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
-    file: Path | None = None  # streamed instead of `body` (downloads)
+    files: list[Path] | None = None  # streamed one after the other instead of `body` (downloads)
     file_size: int = 0
     close: bool = False
 
@@ -354,7 +354,7 @@ class BoxRequestHandler(BaseHTTPRequestHandler):
         lines = [f"HTTP/1.1 {response.status} {self.responses.get(response.status, ('',))[0]}"]
         headers = dict(response.headers)
         headers.setdefault("box-request-id", secrets.token_hex(8))
-        length = response.file_size if response.file is not None else len(response.body)
+        length = response.file_size if response.files is not None else len(response.body)
         if response.status not in (204, 304):
             headers["Content-Length"] = str(length)
         headers["Date"] = self.date_time_string()
@@ -364,19 +364,20 @@ class BoxRequestHandler(BaseHTTPRequestHandler):
         for name, value in headers.items():
             lines.append(f"{name}: {value}")
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        if response.file is None:
+        if response.files is None:
             payload = head if head_only else head + response.body
             self._send(payload)
             return
         self._send(head)
         if head_only:
             return
-        with open(response.file, "rb") as source:
-            while True:
-                data = source.read(self._out.chunk_size(CHUNK))
-                if not data:
-                    break
-                self._send(data)
+        for path in response.files:
+            with open(path, "rb") as source:
+                while True:
+                    data = source.read(self._out.chunk_size(CHUNK))
+                    if not data:
+                        break
+                    self._send(data)
 
     def _send(self, data: bytes) -> None:
         if not self.server.app.faults.settings.bandwidth:

@@ -4,7 +4,8 @@ Layout under `--data DIR`:
   box.db            SQLite (WAL, synchronous=NORMAL): users, items, versions,
                     upload sessions and parts, tokens, JWT keys, clock offset
   blobs/<version>   content of each file version
-  parts/<session>/  one file per uploaded part, named by its byte offset
+  parts/<session>/  one file per uploaded part, named by its byte offset; on
+                    commit the directory becomes blobs/<version>/ (no copy)
   tmp/              request bodies while they stream in (cleared on start)
 
 Every mutation runs in one short transaction under a process-wide lock, so
@@ -230,6 +231,17 @@ class Store:
 
     def blob_path(self, version_id: int) -> Path:
         return self.blobs / str(version_id)
+
+    def blob_files(self, version_id: int) -> list[Path]:
+        """The files whose concatenation is the version's content.
+
+        A direct upload is one file; a committed upload session keeps its part
+        files (a directory, names = byte offsets), so commit never copies data.
+        """
+        path = self.blob_path(version_id)
+        if path.is_dir():
+            return sorted(path.iterdir(), key=lambda part: int(part.name))
+        return [path]
 
     def part_path(self, session_id: str, offset: int) -> Path:
         return self.parts_dir / session_id / str(offset)
@@ -505,8 +517,9 @@ class Store:
         with self.write() as db:
             db.execute("UPDATE sessions SET assembled_key=?, assembled_sha1=? WHERE id=?", (key, sha1, session_id))
 
-    def assembled_path(self, session_id: str) -> Path:
-        return self.parts_dir / session_id / "assembled"
+    def session_dir(self, session_id: str) -> Path:
+        """Where the session's part files live (moved whole into the blob store on commit)."""
+        return self.parts_dir / session_id
 
     def finish_session(self, session_id: str, state: str, result_file_id: int | None) -> None:
         """Mark the session committed/aborted and delete its part files."""
