@@ -399,6 +399,29 @@ def measure_direct(upload_url: str, token: str, uploads: int, clients: int = 8) 
     return uploads / (time.perf_counter() - started)
 
 
+class CpuMeter:
+    """CPU seconds used by the emulator and by this (client) process over a block."""
+
+    def __init__(self, pid: int) -> None:
+        self._emulator = psutil.Process(pid)
+        self._client = psutil.Process()
+        self.emulator_seconds = self.client_seconds = self.wall_seconds = 0.0
+
+    @staticmethod
+    def _cpu(process: psutil.Process) -> float:
+        times = process.cpu_times()
+        return times.user + times.system
+
+    def __enter__(self) -> CpuMeter:
+        self._start = (self._cpu(self._emulator), self._cpu(self._client), time.perf_counter())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.emulator_seconds = self._cpu(self._emulator) - self._start[0]
+        self.client_seconds = self._cpu(self._client) - self._start[1]
+        self.wall_seconds = time.perf_counter() - self._start[2]
+
+
 @dataclass
 class BenchReport:
     """Medians over runs, plus every raw figure."""
@@ -415,9 +438,19 @@ class BenchReport:
     raw: dict[str, list[float]] = field(default_factory=dict)
 
 
+def _record_cpu(raw: dict[str, list[float]], kind: str, cpu: CpuMeter) -> None:
+    """CPU used per wall second (1.0 = one core busy): who was working, emulator or client."""
+    raw[f"{kind}_emulator_cpu_share"].append(cpu.emulator_seconds / cpu.wall_seconds)
+    raw[f"{kind}_client_cpu_share"].append(cpu.client_seconds / cpu.wall_seconds)
+
+
 def run_bench(runs: int, stream_size: int, parts_bytes: int, direct_uploads: int) -> BenchReport:
     """Start a fresh emulator per measurement kind and collect medians over ``runs``."""
-    raw: dict[str, list[float]] = {"parts_mb_per_s": [], "direct_uploads_per_s": [], "stream_mb_per_s": [], "peak_rss_mib": []}
+    raw: dict[str, list[float]] = {
+        "parts_mb_per_s": [], "direct_uploads_per_s": [], "stream_mb_per_s": [], "peak_rss_mib": [],
+        "parts_emulator_cpu_share": [], "parts_client_cpu_share": [],
+        "direct_emulator_cpu_share": [], "direct_client_cpu_share": [], "load_average_1m": [],
+    }
     workdir = Path(tempfile.mkdtemp(prefix="syncd-bench-"))
     try:
         for run in range(runs):
@@ -426,10 +459,15 @@ def run_bench(runs: int, stream_size: int, parts_bytes: int, direct_uploads: int
             emulator = EmulatorRun(data_dir).start()
             try:
                 with RssSampler(emulator.pid) as sampler:
-                    raw["parts_mb_per_s"].append(measure_parts(emulator.upload_url, emulator.token, parts_bytes))
-                    raw["direct_uploads_per_s"].append(measure_direct(emulator.upload_url, emulator.token, direct_uploads))
+                    with CpuMeter(emulator.pid) as cpu:
+                        raw["parts_mb_per_s"].append(measure_parts(emulator.upload_url, emulator.token, parts_bytes))
+                    _record_cpu(raw, "parts", cpu)
+                    with CpuMeter(emulator.pid) as cpu:
+                        raw["direct_uploads_per_s"].append(measure_direct(emulator.upload_url, emulator.token, direct_uploads))
+                    _record_cpu(raw, "direct", cpu)
                     result = stream_chunked_upload(emulator.upload_url, emulator.token, stream_size)
                 raw["stream_mb_per_s"].append(result.mb_per_s)
+                raw["load_average_1m"].append(os.getloadavg()[0])
                 raw["peak_rss_mib"].append(sampler.peak_bytes / MIB)
             finally:
                 emulator.stop()
@@ -466,7 +504,14 @@ def format_table(report: BenchReport) -> str:
     width = max(len(r[0]) for r in rows)
     lines = [f"{'measurement':<{width}}  {'median':>9}  target", "-" * (width + 20)]
     lines += [f"{name:<{width}}  {value:>9}  {target}" for name, value, target in rows]
-    lines.append(f"({report.runs} runs; peak RSS is the maximum over runs)")
+    raw = report.raw
+    for kind in ("parts", "direct"):
+        lines.append(
+            f"{kind}: emulator used {statistics.median(raw[f'{kind}_emulator_cpu_share']):.2f} cores, "
+            f"client {statistics.median(raw[f'{kind}_client_cpu_share']):.2f} cores (of {os.cpu_count()})"
+        )
+    lines.append(f"({report.runs} runs; peak RSS is the maximum over runs; 1-min load average "
+                 f"{statistics.median(raw['load_average_1m']):.1f})")
     return "\n".join(lines)
 
 
