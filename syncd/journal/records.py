@@ -85,6 +85,7 @@ class SessionRecord:
     expires_at: float
     sha1: str | None = None  # SHA-1 of the whole file, when known before the commit
     created_at: float | None = None  # filled in by the journal when saving
+    endpoint: str | None = None  # the session URL Box returned (parts, commit, status hang off it)
 
 
 @dataclass(frozen=True, slots=True)

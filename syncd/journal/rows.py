@@ -82,7 +82,7 @@ def claimed_row(conn: sqlite3.Connection, file_id: int, claim_seq: int | None) -
 def fetch_session(conn: sqlite3.Connection, file_id: int) -> SessionRecord | None:
     """The saved upload session of a file, or None."""
     found = conn.execute(
-        "SELECT session_id, part_size, total_parts, file_size, expires_at, sha1, created_at"
+        "SELECT session_id, part_size, total_parts, file_size, expires_at, sha1, created_at, endpoint"
         " FROM upload_sessions WHERE file_id = ?",
         (file_id,),
     ).fetchone()

@@ -104,6 +104,11 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        version=3,
+        description="the upload session's URL, which Box may place on another host than the upload base",
+        statements=("ALTER TABLE upload_sessions ADD COLUMN endpoint TEXT",),
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

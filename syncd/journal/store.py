@@ -398,7 +398,7 @@ class Journal:
             conn.execute("DELETE FROM upload_sessions WHERE file_id = ?", (file_id,))
             conn.execute(
                 "INSERT INTO upload_sessions (file_id, session_id, part_size, total_parts, file_size, sha1,"
-                " expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " expires_at, created_at, endpoint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     file_id,
                     session.session_id,
@@ -408,6 +408,7 @@ class Journal:
                     None if session.sha1 is None else check_sha1(session.sha1),
                     float(session.expires_at),
                     self._now(session.created_at if session.created_at is not None else now),
+                    session.endpoint,
                 ),
             )
 

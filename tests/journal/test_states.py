@@ -420,3 +420,14 @@ def test_closed_journal_says_so(journal: Journal) -> None:
     journal.close()
     with pytest.raises(JournalError, match="closed"):
         journal.counts_by_state()
+
+
+def test_session_endpoint_round_trips(journal: Journal) -> None:
+    # Box may put a session on another host than the upload base: resume must use its URL.
+    journal.observe("w", "big.bin", 20, 1, 1, now=100.0)
+    claimed = journal.claim_next(101.0)
+    assert claimed is not None
+    url = "https://upload-las.app.box.com/api/2.0/files/upload_sessions/S9"
+    journal.save_session(claimed.id, SessionRecord("S9", 8, 3, 20, 9999.0, endpoint=url))
+    saved = journal.load_session(claimed.id)
+    assert saved is not None and saved[0].endpoint == url
