@@ -165,17 +165,18 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"syncd emulator: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
+
+    def stop(signum: int, frame: object) -> None:
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    # Handlers first: whoever read the start line may signal us right away.
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     host, port = server.server_address[:2]
     display = f"[{host}]" if ":" in host else host
     origin = f"http://{display}:{port}"
     print(f"syncd emulator listening: api={origin}/2.0 upload={origin}/api/2.0 token={origin}/oauth2/token",
           flush=True)
-
-    def stop(signum: int, frame: object) -> None:
-        threading.Thread(target=server.shutdown, daemon=True).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
     try:
         server.serve_forever(poll_interval=0.2)
     finally:
