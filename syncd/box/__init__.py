@@ -33,7 +33,8 @@ Folders: ``FolderTree(client).ensure(parent_id, ("a", "b")) -> folder_id``.
 Uploads: ``Uploader(client, chunked_threshold=50 MiB, concurrency=4).upload(path,
 parent_folder_id, name, *, existing_file_id=None, etag=None, sha1=None, progress=None,
 on_bytes=None) -> UploadedFile``; lower level ``DirectUpload`` and ``ChunkedUpload``;
-resume values ``SavedSession``/``UploadedPart`` through the ``UploadProgress`` protocol.
+resume values ``SavedSession``/``UploadedPart`` through the ``UploadProgress`` protocol;
+``Uploader.discard(saved_session)`` abandons a saved session on Box.
 
 Errors: ``BoxAPIError`` (status, code, message, request_id, context_info, retry_after,
 ``error_class``: ``ErrorClass``, ``conflicts``), ``AuthError``, ``OutcomeUnknown``,

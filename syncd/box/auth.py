@@ -57,6 +57,9 @@ class Auth:
     def invalidate(self, token: str) -> None:
         """Box refused ``token`` (401): forget it so the next ``access_token`` fetches a new one."""
 
+    def bind_session(self, http: requests.Session) -> None:
+        """Use the transport's pooled session for token requests too (no-op without any)."""
+
     @property
     def identity(self) -> str:
         """A non-secret key naming the Box user requests run as (for per-user rate limits)."""
@@ -87,9 +90,17 @@ class TokenEndpoint:
     def __init__(self, token_url: str = BOX_TOKEN_URL, *, http: requests.Session | None = None,
                  timeout: tuple[float, float] = (10.0, 60.0), user_agent: str | None = None) -> None:
         self.token_url = token_url
+        self._own_http = http is None
         self._http = http or requests.Session()
         self._timeout = timeout
         self._user_agent = user_agent
+
+    def bind_session(self, http: requests.Session) -> None:
+        """Share the client's pooled session (unless one was given explicitly)."""
+        if self._own_http:
+            self._http.close()
+            self._http = http
+            self._own_http = False
 
     def request_token(self, form: Mapping[str, str]) -> dict[str, Any]:
         """Send one grant; raise AuthError (never echoing the form) on failure."""
@@ -135,6 +146,9 @@ class _GrantAuth(Auth):
 
     def _fetch(self) -> AccessToken:
         raise NotImplementedError
+
+    def bind_session(self, http: requests.Session) -> None:
+        self._endpoint.bind_session(http)
 
     def _token_from(self, body: Mapping[str, Any]) -> AccessToken:
         try:

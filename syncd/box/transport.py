@@ -142,6 +142,7 @@ class Transport:
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self.session.headers["User-Agent"] = user_agent
+        auth.bind_session(self.session)
 
     def close(self) -> None:
         self.session.close()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import os
 import threading
 import time
@@ -27,6 +28,8 @@ from requests_toolbelt.multipart.encoder import MultipartEncoder, MultipartEncod
 
 from .client import BoxClient, validate_id, validate_name
 from .errors import BoxAPIError, IntegrityError, OutcomeUnknown, SourceChanged
+
+log = logging.getLogger(__name__)
 
 MiB = 1024 * 1024
 BOX_CHUNKED_MINIMUM = 20_000_000  # Box refuses upload sessions for smaller files
@@ -474,10 +477,7 @@ class ChunkedUpload(_UploadBase):
 
     def abort(self, session: SavedSession) -> None:
         """Abandon ``session`` on Box (DELETE); a session already gone is fine."""
-        try:
-            self.client.transport.request("DELETE", session.abort_url, ok=(200, 204, 404, 410))
-        except BoxAPIError:
-            pass
+        abort_session(self.client, session)
 
     # session lifecycle ---------------------------------------------------------------
 
@@ -725,6 +725,14 @@ class ChunkedUpload(_UploadBase):
             return self._checked(_single_entry(response.json(), "commit"), sha1)
 
 
+def abort_session(client: BoxClient, session: SavedSession) -> None:
+    """DELETE an upload session that will never be committed (best effort: it expires anyway)."""
+    try:
+        client.transport.request("DELETE", session.abort_url, ok=(200, 204, 404, 410))
+    except BoxAPIError as exc:
+        log.info("could not abort upload session", extra={"session_id": session.session_id, "status": exc.status})
+
+
 # -- the facade ---------------------------------------------------------------------------
 
 
@@ -781,9 +789,13 @@ class Uploader:
             sha1=sha1, on_bytes=on_bytes, preflight=self.preflight,
         ).run()
 
+    def discard(self, session: SavedSession) -> None:
+        """Abandon a saved session for good (e.g. the local file is gone): DELETE it on Box."""
+        abort_session(self.client, session)
+
 
 __all__ = [
     "BOX_CHUNKED_MINIMUM", "DEFAULT_CHUNKED_THRESHOLD", "ChunkedUpload", "DirectUpload", "SavedSession",
-    "SourceFingerprint", "UploadProgress", "UploadedFile", "UploadedPart", "Uploader", "box_time",
+    "SourceFingerprint", "UploadProgress", "UploadedFile", "UploadedPart", "Uploader", "abort_session", "box_time",
     "content_range", "file_times", "hash_file", "part_ranges", "sha_digest_header",
 ]

@@ -299,3 +299,17 @@ def test_resume_after_a_commit_whose_result_was_lost(chunky, make_file, as_versi
     stats = emulator.stats()
     assert count(stats, "sessions.upload_part") == 0 and count(stats, "sessions.commit") == 0
     assert len(emulator.file_versions(first.file_id)) == (1 if as_version else 0)
+
+
+def test_discarding_a_saved_session_deletes_it_on_box(chunky, make_file) -> None:
+    from syncd.box import Uploader
+
+    emulator, client = chunky
+    path = make_file("gone.bin", 3 * MiB)
+    progress = MemoryProgress()
+    _partial_upload(client, path, progress, parts_before_crash=1)
+    Uploader(client).discard(progress.saved)
+    with pytest.raises(BoxAPIError) as caught:
+        client.transport.request("GET", progress.saved.status_url)
+    assert caught.value.status in (404, 410)
+    assert count(emulator.stats(), "sessions.abort", "204") == 1
