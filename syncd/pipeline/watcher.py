@@ -250,6 +250,7 @@ class WatchObserver:
         self._overflows = 0
         self._watch_limit_reached = False
         self._switch_to_polling = False
+        self._limit_reported = False
         self._last_error: str | None = None
         self._failed_starts = 0
         self._next_start_attempt = 0.0
@@ -333,6 +334,7 @@ class WatchObserver:
     def _start_observer(self) -> bool:
         """Create, schedule and start an observer (caller holds the lock); False on failure."""
         self._watched_path = os.path.realpath(self.root_given)
+        self._limit_reported = False
         observer = self._new_observer()
         observer.name = f"syncd-observer-{self.name}"
         try:
@@ -450,6 +452,9 @@ class WatchObserver:
         self.request_rescan("inotify event queue overflowed")
 
     def _on_watch_limit(self, path: bytes, exc: OSError) -> None:
+        if self._limit_reported:
+            return  # one report per observer: every further sub-directory fails the same way
+        self._limit_reported = True
         self._watch_limit_reached = True
         self._last_error = f"inotify watch limit reached at {os.fsdecode(path)} (fs.inotify.max_user_watches)"
         if self.fallback_to_polling and not self._polling:
