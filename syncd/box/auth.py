@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import secrets
 import tempfile
 import threading
@@ -21,7 +22,7 @@ from typing import Any, Callable, Mapping
 
 import requests
 
-from .errors import AuthError
+from .errors import AuthError, ErrorClass
 
 BOX_TOKEN_URL = "https://api.box.com/oauth2/token"
 # Box's own audience for JWT assertions, whatever host the token is fetched from.
@@ -101,6 +102,24 @@ class TokenEndpoint:
             self._http.close()
             self._http = http
             self._own_http = False
+
+    def request_token_with_retries(self, build_form: Callable[[], Mapping[str, str]], *, attempts: int = 4,
+                                   sleep: Callable[[float], None] = time.sleep) -> dict[str, Any]:
+        """:meth:`request_token` with a fresh form per attempt, retried on transient
+        failures (429, 5xx, no answer) with full-jitter backoff.
+
+        Only for grants that can be repeated (client credentials; JWT, whose form
+        carries a new assertion and ``jti`` each time). Never for refresh tokens,
+        which a lost answer may already have spent.
+        """
+        for attempt in range(attempts):
+            try:
+                return self.request_token(build_form())
+            except AuthError as exc:
+                if exc.error_class is not ErrorClass.RETRY_LATER or attempt + 1 >= attempts:
+                    raise
+                sleep(random.uniform(0.0, min(10.0, 0.5 * 2**attempt)))
+        raise AssertionError("unreachable")
 
     def request_token(self, form: Mapping[str, str]) -> dict[str, Any]:
         """Send one grant; raise AuthError (never echoing the form) on failure."""
@@ -297,7 +316,7 @@ class ClientCredentialsAuth(_GrantAuth):
         self.subject_id = str(subject_id)
 
     def _fetch(self) -> AccessToken:
-        return self._token_from(self._endpoint.request_token({
+        return self._token_from(self._endpoint.request_token_with_retries(lambda: {
             "grant_type": "client_credentials", "client_id": self.client_id,
             "client_secret": self._client_secret, "box_subject_type": self.subject_type,
             "box_subject_id": self.subject_id,
@@ -390,7 +409,7 @@ class JWTAuth(_GrantAuth):
         return jwt.encode(claims, self._private_key, algorithm=self.algorithm, headers={"kid": self.key_id})
 
     def _fetch(self) -> AccessToken:
-        return self._token_from(self._endpoint.request_token({
+        return self._token_from(self._endpoint.request_token_with_retries(lambda: {
             "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": self.assertion(),
             "client_id": self.client_id, "client_secret": self._client_secret,
         }))

@@ -258,3 +258,20 @@ def test_access_token_is_refreshed_shortly_before_expiry(emulator_factory, tmp_p
         client.get_current_user()
     stats = emulator.stats()
     assert count(stats, "oauth.token", "200") == 2 and count(stats, "users.me", "401") == 0
+
+
+def test_token_endpoint_hiccups_are_retried_for_repeatable_grants(emulator, tmp_path: Path) -> None:
+    emulator.faults(reject_next={"count": 2, "status": 503, "endpoint": "oauth.token"})
+    ccg = ClientCredentialsAuth(CLIENT_ID, CLIENT_SECRET, subject_id=ENTERPRISE, token_url=emulator.token_url)
+    assert ccg.access_token()
+    path = _app_config(tmp_path, emulator, "pw")
+    emulator.faults(reject_next={"count": 2, "status": 502, "endpoint": "oauth.token"})
+    assert JWTAuth.from_config_file(path, token_url=emulator.token_url).access_token()
+    # A refresh token is never sent twice: a lost or failed answer may have spent it.
+    store = TokenStore(tmp_path / "t.json")
+    store.save(emulator.mint_refresh_token())
+    emulator.faults(reject_next={"count": 1, "status": 503, "endpoint": "oauth.token"})
+    with pytest.raises(AuthError) as caught:
+        _oauth(emulator, store).access_token()
+    assert caught.value.error_class is ErrorClass.RETRY_LATER
+    assert count(emulator.stats(), "oauth.token", "503") == 3 and count(emulator.stats(), "oauth.token", "502") == 2
