@@ -48,7 +48,11 @@ choices where Box is undocumented or its sources disagree (REFERENCE.md sec. 7):
   - name rules: 1-255 chars, no / or \\, no non-printable chars, not . or .., no trailing
     space; leading spaces accepted; uniqueness is case-insensitive across files and folders.
   - list parts: default limit 1000; folder items: default limit 100, max 1000, sort by name
-    with folders first; marker paging ends with next_marker null.
+    with folders first; on the last marker page next_marker is absent.
+  - never returned: 409 session_conflict (every create makes a new session),
+    410 upload_failed (no part limit), 409 name_temporarily_reserved / operation_blocked_temporary.
+    Session /log endpoints answer 404.
+  - admin stats count a connection cut by --drop-rate under status "0".
   - GET /files/{id}/versions lists past versions only (not the current one), newest first.
   - GET /files/{id}/content streams the bytes with 200 (no redirect to a download host).
   - DELETE /files/{id} moves the file to the trash (204); it then disappears from listings.

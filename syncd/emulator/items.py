@@ -96,8 +96,11 @@ def _collection(ctx: Context, request: Request, user: User, folder_id: int) -> d
     order = [{"by": "type", "direction": "ASC"}, {"by": sort, "direction": "DESC" if descending else "ASC"}]
     if marker_mode:
         next_offset = offset + len(page)
-        next_marker = _encode_marker(next_offset) if next_offset < total and page else None
-        return {"entries": entries, "limit": limit, "next_marker": next_marker, "prev_marker": None}
+        body: dict[str, Any] = {"entries": entries, "limit": limit}
+        if next_offset < total and page:
+            # Absent on the last page: rclone loops forever on "" (REFERENCE.md §3.7).
+            body["next_marker"] = _encode_marker(next_offset)
+        return body
     return {"total_count": total, "entries": entries, "offset": offset, "limit": limit, "order": order}
 
 

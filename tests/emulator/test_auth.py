@@ -153,6 +153,19 @@ def test_jwt_bearer_grant(box: EmulatorProcess, rsa_key: rsa.RSAPrivateKey) -> N
     assert token(box, grant_type=grant, assertion=hs, **CLIENT).json()["error"] == "invalid_grant"
 
 
+def test_jwt_key_from_the_command_line(emulator_factory, rsa_key: rsa.RSAPrivateKey, tmp_path) -> None:
+    pem_file = tmp_path / "public.pem"
+    pem_file.write_bytes(rsa_key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                           serialization.PublicFormat.SubjectPublicKeyInfo))
+    box = emulator_factory("--jwt-public-key", str(pem_file), "--jwt-key-id", "cli-kid",
+                           "--client-id", "my-app", "--client-secret", "my-secret")
+    assertion = _assertion(rsa_key, kid="cli-kid", iss="my-app", sub="11446498", box_sub_type="user")
+    reply = token(box, grant_type="urn:ietf:params:oauth:grant-type:jwt-bearer", assertion=assertion,
+                  client_id="my-app", client_secret="my-secret")
+    assert reply.status_code == 200, reply.text
+    assert me(box, reply.json()["access_token"]).json()["id"] == "11446498"
+
+
 def test_token_ttl_knob(emulator_factory) -> None:
     box = emulator_factory("--token-ttl", "60")
     reply = token(box, grant_type="refresh_token", refresh_token=box.mint_refresh_token(), **CLIENT)

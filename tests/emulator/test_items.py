@@ -82,9 +82,10 @@ def test_items_offset_and_marker_paging(box: EmulatorProcess) -> None:
         chunk = get(box, f"/folders/{parent}/items", **params).json()
         marker_names += [entry["name"] for entry in chunk["entries"]]
         assert all("modified_at" in entry and "size" in entry for entry in chunk["entries"])
-        marker = chunk.get("next_marker")
-        if not marker:
+        if "next_marker" not in chunk:
             break
+        marker = chunk["next_marker"]
+        assert marker
     assert marker_names == names
     big = get(box, f"/folders/{parent}/items", limit=5000).json()
     assert big["limit"] == 1000

@@ -58,6 +58,12 @@ def test_malformed_json_bodies(box: EmulatorProcess) -> None:
         assert reply.status_code == 400, body
 
 
+def test_oversized_json_body_is_413(box: EmulatorProcess) -> None:
+    reply = requests.post(f"{box.api_url}/folders", data=b"[" + b"0," * 600_000 + b"0]", headers=auth(box),
+                          timeout=30)
+    assert reply.status_code == 413 and reply.json()["code"] == "request_entity_too_large"
+
+
 def test_missing_headers_and_wrong_content_range(box: EmulatorProcess) -> None:
     data = os.urandom(1500)
     session = create_session(box, "robust.bin", len(data)).json()

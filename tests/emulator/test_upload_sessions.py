@@ -237,6 +237,15 @@ def test_abort_discards_and_expiry_gives_410(box: EmulatorProcess) -> None:
     assert fresh["sha1"] == hashlib.sha1(data).hexdigest()
 
 
+def test_clock_offset_survives_restart(emulator_factory) -> None:
+    box = emulator_factory(*SMALL_SESSIONS)
+    session = new_session(box, "clock.bin", 2000)
+    box.advance_clock(7 * 24 * 3600 + 5)
+    box.restart()
+    expired = requests.get(session["session_endpoints"]["status"], headers=auth(box), timeout=30)
+    assert code(expired) == (410, "session_expired")
+
+
 def test_sessions_and_parts_survive_restart(emulator_factory) -> None:
     box = emulator_factory(*SMALL_SESSIONS)
     data = os.urandom(3000)
