@@ -21,30 +21,13 @@ import os
 import signal
 import threading
 import time
-from dataclasses import dataclass
 from types import FrameType
 
 import structlog
 
 from syncd import __version__
-from syncd.box import (
-    Auth,
-    BoxClient,
-    ClientCredentialsAuth,
-    DeveloperTokenAuth,
-    FolderTree,
-    JWTAuth,
-    OAuthRefreshAuth,
-    RateLimits,
-    TokenStore,
-    Uploader,
-)
-from syncd.box.transport import RetryPolicy as HttpRetryPolicy
 from syncd.config import Config, ConfigError, diff_configs, load_config
-from syncd.config import ClientCredentialsAuth as CcgConfig
-from syncd.config import DeveloperTokenAuth as DevTokenConfig
-from syncd.config import JwtAuth as JwtConfig
-from syncd.config import OAuthAuth as OAuthConfig
+from syncd.connection import BoxConnection, connect_box
 from syncd.health import HealthCheck
 from syncd.journal import FileRecord, FileState, Journal
 from syncd.logs import configure_logging, register_secret
@@ -62,58 +45,6 @@ STUCK_AFTER_SECONDS = 600.0
 NEEDS_RESTART = frozenset({"box", "journal", "workers", "metrics"})
 #: How often the STATUS= line, alerts and gauges are refreshed.
 TICK_SECONDS = 1.0
-
-
-@dataclass
-class BoxConnection:
-    """Everything that talks to Box, built from `config.box`."""
-
-    client: BoxClient
-    uploader: Uploader
-    folders: FolderTree
-
-    def close(self) -> None:
-        self.client.close()
-
-
-def build_auth(config: Config) -> Auth:
-    """The syncd.box auth object for the configured method."""
-    box = config.box
-    auth = box.auth
-    if isinstance(auth, DevTokenConfig):
-        return DeveloperTokenAuth(auth.token.reveal(), as_user=box.as_user)
-    if isinstance(auth, OAuthConfig):
-        return OAuthRefreshAuth(auth.client_id, auth.client_secret.reveal(), TokenStore(auth.token_store),
-                                token_url=box.token_url, as_user=box.as_user)
-    if isinstance(auth, CcgConfig):
-        return ClientCredentialsAuth(auth.client_id, auth.client_secret.reveal(), subject_type=auth.subject_type,
-                                     subject_id=auth.subject_id, token_url=box.token_url, as_user=box.as_user)
-    if isinstance(auth, JwtConfig):
-        from cryptography.hazmat.primitives.serialization import load_pem_private_key
-
-        passphrase = auth.private_key_passphrase.reveal().encode() if auth.private_key_passphrase else None
-        key = load_pem_private_key(auth.private_key.reveal().encode(), passphrase)
-        return JWTAuth(auth.client_id, auth.client_secret.reveal(), key_id=auth.public_key_id, private_key=key,
-                       subject_type=auth.subject_type, subject_id=auth.subject_id, token_url=box.token_url,
-                       as_user=box.as_user)
-    raise TypeError(f"unknown auth configuration {type(auth).__name__}")
-
-
-def connect_box(config: Config) -> BoxConnection:
-    """A client, uploader and folder cache for `config`, sized to its concurrency."""
-    box = config.box
-    concurrency = config.workers * box.part_concurrency + 2
-    client = BoxClient(
-        build_auth(config),
-        api_url=box.api_url,
-        upload_url=box.upload_url,
-        concurrency=concurrency,
-        timeout=(box.connect_timeout, box.read_timeout),
-        retry=HttpRetryPolicy(),
-        rate_limits=RateLimits(api_calls_per_minute=box.calls_per_minute, uploads_per_minute=box.uploads_per_minute),
-    )
-    uploader = Uploader(client, chunked_threshold=box.direct_upload_max, concurrency=box.part_concurrency)
-    return BoxConnection(client, uploader, FolderTree(client))
 
 
 class Daemon:

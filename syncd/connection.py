@@ -1,0 +1,74 @@
+"""Everything that talks to Box, built from the configuration (daemon, push, auth check)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from syncd.box import (
+    Auth,
+    BoxClient,
+    ClientCredentialsAuth,
+    DeveloperTokenAuth,
+    FolderTree,
+    JWTAuth,
+    OAuthRefreshAuth,
+    RateLimits,
+    TokenStore,
+    Uploader,
+)
+from syncd.config import ClientCredentialsAuth as CcgConfig
+from syncd.config import Config
+from syncd.config import DeveloperTokenAuth as DevTokenConfig
+from syncd.config import JwtAuth as JwtConfig
+from syncd.config import OAuthAuth as OAuthConfig
+
+
+@dataclass
+class BoxConnection:
+    """Everything that talks to Box, built from `config.box`."""
+
+    client: BoxClient
+    uploader: Uploader
+    folders: FolderTree
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def build_auth(config: Config) -> Auth:
+    """The syncd.box auth object for the configured method."""
+    box = config.box
+    auth = box.auth
+    if isinstance(auth, DevTokenConfig):
+        return DeveloperTokenAuth(auth.token.reveal(), as_user=box.as_user)
+    if isinstance(auth, OAuthConfig):
+        return OAuthRefreshAuth(auth.client_id, auth.client_secret.reveal(), TokenStore(auth.token_store),
+                                token_url=box.token_url, as_user=box.as_user)
+    if isinstance(auth, CcgConfig):
+        return ClientCredentialsAuth(auth.client_id, auth.client_secret.reveal(), subject_type=auth.subject_type,
+                                     subject_id=auth.subject_id, token_url=box.token_url, as_user=box.as_user)
+    if isinstance(auth, JwtConfig):
+        from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+        passphrase = auth.private_key_passphrase.reveal().encode() if auth.private_key_passphrase else None
+        key = load_pem_private_key(auth.private_key.reveal().encode(), passphrase)
+        return JWTAuth(auth.client_id, auth.client_secret.reveal(), key_id=auth.public_key_id, private_key=key,
+                       subject_type=auth.subject_type, subject_id=auth.subject_id, token_url=box.token_url,
+                       as_user=box.as_user)
+    raise TypeError(f"unknown auth configuration {type(auth).__name__}")
+
+
+def connect_box(config: Config, *, workers: int | None = None) -> BoxConnection:
+    """A client, uploader and folder cache for `config`, its pool sized to the concurrency."""
+    box = config.box
+    concurrency = (workers or config.workers) * box.part_concurrency + 2
+    client = BoxClient(
+        build_auth(config),
+        api_url=box.api_url,
+        upload_url=box.upload_url,
+        concurrency=concurrency,
+        timeout=(box.connect_timeout, box.read_timeout),
+        rate_limits=RateLimits(api_calls_per_minute=box.calls_per_minute, uploads_per_minute=box.uploads_per_minute),
+    )
+    uploader = Uploader(client, chunked_threshold=box.direct_upload_max, concurrency=box.part_concurrency)
+    return BoxConnection(client, uploader, FolderTree(client))
