@@ -307,15 +307,14 @@ class DirectUpload(_UploadBase):
     it; the answer's SHA-1 is checked too.
     """
 
-    #: How many times a lost answer is resolved by looking and retrying.
-    max_unknown_outcomes = 3
-
     def __init__(self, client: BoxClient, path: str | os.PathLike[str], parent_folder_id: str | None, name: str,
                  *, existing_file_id: str | None = None, etag: str | None = None, sha1: str | None = None,
-                 on_bytes: OnBytes | None = None, preflight: bool = True) -> None:
+                 on_bytes: OnBytes | None = None, preflight: bool = True, max_unknown_outcomes: int = 3) -> None:
         super().__init__(client, path, _Target(parent_folder_id, name, existing_file_id, etag), on_bytes)
         self.sha1 = sha1
         self.preflight = preflight
+        #: How many lost answers are resolved (look at Box, then send again) before giving up.
+        self.max_unknown_outcomes = max(1, max_unknown_outcomes)
 
     def run(self) -> UploadedFile:
         """Upload and return the new file or version."""

@@ -97,7 +97,7 @@ def test_5xx_and_429_on_upload_are_retried(emulator, client, make_file) -> None:
 def test_dropped_connections_on_direct_upload(emulator, client, make_file) -> None:
     emulator.faults(drop_rate=0.5, seed=3)
     paths = [make_file(f"d{i}.bin", 300_000, seed=i) for i in range(4)]
-    results = [Uploader(client).upload(p, "0", p.name) for p in paths]
+    results = [DirectUpload(client, p, "0", p.name, max_unknown_outcomes=10).run() for p in paths]
     stop_dropping(emulator)
     assert [r.sha1 for r in results] == [_sha1(p) for p in paths]
     assert count(emulator.stats(), "files.upload", "0") >= 1  # some uploads really were cut
