@@ -23,7 +23,9 @@ MIGRATIONS: tuple[Migration, ...] = (
         statements=(
             """
             CREATE TABLE files (
-                id INTEGER PRIMARY KEY,
+                -- AUTOINCREMENT: an id is never reused, so a worker still holding the id
+                -- of a removed row can never touch another file that took its place.
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
                 watch TEXT NOT NULL,
                 relpath TEXT NOT NULL,
                 size INTEGER NOT NULL CHECK (size >= 0),

@@ -4,7 +4,7 @@ Usage: python -m tests.journal.journal_child MODE JOURNAL_PATH
   hold   open as daemon, print "locked", keep the lock until stdin closes
   try    open as daemon; print "opened", or "locked-by PID" and exit 3
   churn  open as daemon and write without pause (observe, claim, hash, sessions,
-         parts, outcomes) until killed; print "ready" once writing
+         parts, outcomes) until killed; print "ready", then "tick N" after each round
 """
 
 from __future__ import annotations
@@ -58,6 +58,8 @@ def churn(path: str) -> int:
             journal.mark_uploaded(claimed.id, str(claimed.id), f"v{n}", "1", f"{n % 16:x}" * 40, now)
         if n % 11 == 0:
             journal.remove("inbox", f"{prefix}/f{n // 3}.bin", "deleted locally")
+        if n < 50:  # enough for the parent to know writing is under way; then no pipe to fill
+            print(f"tick {n}", flush=True)
     return 0
 
 

@@ -431,3 +431,16 @@ def test_session_endpoint_round_trips(journal: Journal) -> None:
     journal.save_session(claimed.id, SessionRecord("S9", 8, 3, 20, 9999.0, endpoint=url))
     saved = journal.load_session(claimed.id)
     assert saved is not None and saved[0].endpoint == url
+
+
+def test_ids_of_removed_rows_are_never_reused(journal: Journal) -> None:
+    add(journal, "a.txt")
+    add(journal, "b.txt")
+    claimed = journal.claim_next(now=100.0)
+    assert claimed is not None and claimed.relpath == "a.txt"
+    journal.remove("inbox", "b.txt", "deleted locally")
+    journal.remove("inbox", "a.txt", "deleted locally")
+    newcomer = journal.observe("inbox", "c.txt", 1, 1, 1, now=110.0).file
+    assert newcomer.id not in (1, 2)
+    with pytest.raises(UnknownFile):
+        journal.mark_uploaded(claimed.id, "F1", "V1", None, SHA_A, 120.0, claim_seq=claimed.claim_seq)
