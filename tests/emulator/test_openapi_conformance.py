@@ -429,7 +429,7 @@ def test_session_part_errors(box: BoxWire) -> None:
     size = session["part_size"]
     chunk = b"a" * size
     # wrong digest; digest missing; content-range missing / not fitting the part size
-    resp, body = box.put_part(session, chunk, 0, total, headers={"Digest": f"sha={sha1_b64(b'other')}"}, expect=(400, 412))
+    box.put_part(session, chunk, 0, total, headers={"Digest": f"sha={sha1_b64(b'other')}"}, expect=(400, 412))
     box.call(
         "PUT", session["session_endpoints"]["upload_part"], (400, 412), data=chunk,
         headers={"Content-Range": f"bytes 0-{size - 1}/{total}"},
@@ -438,6 +438,11 @@ def test_session_part_errors(box: BoxWire) -> None:
     box.put_part(session, chunk[:100], 0, total, expect=(400, 416))
     box.put_part(session, chunk, 1, total, expect=(400, 416))
     box.put_part(session, chunk, 0, total + 5, expect=(400, 416))
+    # a body shorter than its content-range
+    box.call(
+        "PUT", session["session_endpoints"]["upload_part"], (400, 416), data=chunk[:1000],
+        headers={"Digest": f"sha={sha1_b64(chunk)}", "Content-Range": f"bytes 0-{size - 1}/{total}"},
+    )
     # SHA= and upper-case algorithm names are accepted (REFERENCE.md §5)
     _, ok = box.put_part(session, chunk, 0, total, headers={"Digest": f"SHA={sha1_b64(chunk)}"})
     assert ok["part"]["sha1"] == sha1_hex(chunk)
@@ -550,7 +555,7 @@ def test_folders_create_get_and_list(box: BoxWire) -> None:
 
     _, root = box.call("GET", f"{box.emulator.api_url}/folders/0", 200)
     assert root["id"] == "0" and root["etag"] is None and root["sequence_id"] is None
-    response, got = box.call("GET", f"{box.emulator.api_url}/folders/{folder['id']}", 200)
+    _, got = box.call("GET", f"{box.emulator.api_url}/folders/{folder['id']}", 200)
     assert got["etag"] == folder["etag"]
     box.call("GET", f"{box.emulator.api_url}/folders/{folder['id']}", 304, headers={"If-None-Match": folder["etag"]})
     box.call("GET", f"{box.emulator.api_url}/folders/123456789", 404, code="not_found")

@@ -91,8 +91,7 @@ def spec_path() -> Path:
     return repo.parent / "shared" / "box-api" / "openapi.json"
 
 
-@functools.cache
-def _raw_spec(path: Path) -> Spec:
+def _read_spec(path: Path) -> Spec:
     try:
         with path.open("rb") as handle:
             spec = json.load(handle)
@@ -108,7 +107,7 @@ def _raw_spec(path: Path) -> Spec:
 @functools.cache
 def load_spec() -> Spec:
     """The spec with :data:`SPEC_EXCEPTIONS` applied (loaded and patched once per process)."""
-    spec = copy.deepcopy(_raw_spec(spec_path()))
+    spec = _read_spec(spec_path())
     for exception in SPEC_EXCEPTIONS:
         exception.apply(spec)
     return spec
