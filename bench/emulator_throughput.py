@@ -505,10 +505,15 @@ def format_table(report: BenchReport) -> str:
     lines = [f"{'measurement':<{width}}  {'median':>9}  target", "-" * (width + 20)]
     lines += [f"{name:<{width}}  {value:>9}  {target}" for name, value, target in rows]
     raw = report.raw
-    for kind in ("parts", "direct"):
+    for kind, figure, unit in (("parts", report.parts_mb_per_s, "MB"), ("direct", report.direct_uploads_per_s, "uploads")):
+        emulator_cores = statistics.median(raw[f"{kind}_emulator_cpu_share"])
+        # Per emulator CPU-second: what one fully available core would sustain, which
+        # separates "the emulator is slow" from "the machine was busy with other work".
+        per_core = figure / emulator_cores if emulator_cores else float("nan")
         lines.append(
-            f"{kind}: emulator used {statistics.median(raw[f'{kind}_emulator_cpu_share']):.2f} cores, "
-            f"client {statistics.median(raw[f'{kind}_client_cpu_share']):.2f} cores (of {os.cpu_count()})"
+            f"{kind}: emulator used {emulator_cores:.2f} cores, client "
+            f"{statistics.median(raw[f'{kind}_client_cpu_share']):.2f} cores (of {os.cpu_count()}); "
+            f"{per_core:.0f} {unit} per emulator CPU-second"
         )
     lines.append(f"({report.runs} runs; peak RSS is the maximum over runs; 1-min load average "
                  f"{statistics.median(raw['load_average_1m']):.1f})")
