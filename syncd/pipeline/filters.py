@@ -148,7 +148,8 @@ class PathFilter:
         use_default_excludes: bool = True,
     ) -> None:
         if isinstance(include, str) or isinstance(exclude, str):
-            raise FilterPatternError(include if isinstance(include, str) else exclude, "give a list of patterns, not a string")
+            given = include if isinstance(include, str) else exclude
+            raise FilterPatternError(given, "give a list of patterns, not a string")
         include_patterns = tuple(include)
         exclude_patterns = tuple(exclude) + (DEFAULT_EXCLUDES if use_default_excludes else ())
         object.__setattr__(self, "include", include_patterns)

@@ -37,6 +37,9 @@ from pathlib import Path
 
 from syncd.pipeline.filters import PathFilter
 
+DEFAULT_BACKSTOP_INTERVAL = 600.0
+"""Seconds between backstop scans of every root (the daemon schedules them; see DESIGN.md invariant 2)."""
+
 
 @dataclass(frozen=True, slots=True)
 class FileStat:
@@ -100,6 +103,8 @@ class RelativePathError(ValueError):
 
 
 ProblemCallback = Callable[[ScanProblem], None]
+
+_NOT_REGULAR = "is not a regular file (FIFO, socket or device)"
 
 
 def normalize_relpath(relpath: str) -> str:
@@ -169,7 +174,7 @@ def stat_candidate(root: Path, relpath: str, *, follow_symlinks: bool = False) -
     if not stat_module.S_ISREG(st.st_mode):
         if stat_module.S_ISDIR(st.st_mode):
             return ScanProblem(relpath, ProblemKind.NOT_REGULAR_FILE, "is a directory")
-        return ScanProblem(relpath, ProblemKind.NOT_REGULAR_FILE, "is not a regular file (FIFO, socket or device)")
+        return ScanProblem(relpath, ProblemKind.NOT_REGULAR_FILE, _NOT_REGULAR)
     return FileStat.from_stat(st)
 
 
@@ -296,8 +301,7 @@ class Scanner:
                         if stat_module.S_ISREG(st.st_mode):
                             yield ScanEntry(relpath, st.st_size, st.st_mtime_ns, st.st_ino)
                         else:
-                            self._report(ScanProblem(relpath, ProblemKind.NOT_REGULAR_FILE,
-                                                     "is not a regular file (FIFO, socket or device)"))
+                            self._report(ScanProblem(relpath, ProblemKind.NOT_REGULAR_FILE, _NOT_REGULAR))
                 except OSError as exc:
                     self._report(_problem_from_oserror(relpath, exc))
 
@@ -324,7 +328,8 @@ class Scanner:
                 return
             key = (st.st_dev, st.st_ino)
             if key in visited:
-                self._report(ScanProblem(relpath, ProblemKind.SYMLINK_LOOP, "directory already visited through another path"))
+                self._report(ScanProblem(relpath, ProblemKind.SYMLINK_LOOP,
+                                         "directory already visited through another path"))
                 return
             visited.add(key)
             stack.append((entry.path, relpath + "/"))
@@ -332,7 +337,7 @@ class Scanner:
             if self.path_filter.accepts_file(relpath, check_parents=False):
                 yield ScanEntry(relpath, st.st_size, st.st_mtime_ns, st.st_ino)
         else:
-            self._report(ScanProblem(relpath, ProblemKind.NOT_REGULAR_FILE, "is not a regular file (FIFO, socket or device)"))
+            self._report(ScanProblem(relpath, ProblemKind.NOT_REGULAR_FILE, _NOT_REGULAR))
 
     def _report(self, problem: ScanProblem) -> None:
         if self._on_problem is not None:

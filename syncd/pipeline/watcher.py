@@ -74,7 +74,8 @@ from watchdog.events import (
 )
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.inotify import InotifyEmitter
-from watchdog.observers.inotify_c import InotifyEvent, InotifyFD
+# watchdog >= 7: InotifyFD (one reader thread per inotify instance) is what this module extends.
+from watchdog.observers.inotify_c import CallbackId, InotifyEvent, InotifyFD, Mask, WatchCallback, WatchDescriptor
 from watchdog.observers.polling import PollingObserver
 
 from syncd.pipeline.filters import PathFilter
@@ -140,7 +141,7 @@ class _ReportingInotifyFD(InotifyFD):
         self._report_overflow = on_overflow
         self._report_watch_limit = on_watch_limit
 
-    def add_callback(self, path, mask, callback, id_):  # type: ignore[no-untyped-def]  # signature is watchdog's
+    def add_callback(self, path: bytes, mask: Mask, callback: WatchCallback, id_: CallbackId) -> WatchDescriptor:
         try:
             return super().add_callback(path, mask, callback, id_)
         except OSError as exc:

@@ -59,8 +59,11 @@ def root(tmp_path: Path) -> Path:
     return path
 
 
+Watching = tuple[WatchObserver, Recorder]
+
+
 @pytest.fixture
-def watching(root: Path) -> Iterator[tuple[WatchObserver, Recorder]]:
+def watching(root: Path) -> Iterator[Watching]:
     recorder = Recorder()
     observer = WatchObserver("inbox", root, recorder, check_interval=0.1)
     with observer:
@@ -71,7 +74,7 @@ def _touch_of(relpath: str) -> Callable[[Nomination], bool]:
     return lambda n: n.kind is NominationKind.TOUCH and n.relpath == relpath
 
 
-def test_events_are_translated_into_nominations(watching: tuple[WatchObserver, Recorder], root: Path) -> None:
+def test_events_are_translated_into_nominations(watching: Watching, root: Path) -> None:
     observer, recorder = watching
     (root / "sub").mkdir()
     recorder.wait_for(lambda n: n == Nomination(NominationKind.SCAN_DIRECTORY, "inbox", "sub"))
@@ -101,7 +104,7 @@ def test_non_recursive_watch_ignores_subdirectories(root: Path) -> None:
     assert not any(n.relpath.startswith(("deep", "new-dir", "top.txt")) for n in recorder.seen)
 
 
-def test_root_deleted_and_recreated_is_gone_then_rescanned(watching: tuple[WatchObserver, Recorder], root: Path) -> None:
+def test_root_deleted_and_recreated_is_gone_then_rescanned(watching: Watching, root: Path) -> None:
     observer, recorder = watching
     shutil.rmtree(root)
     recorder.wait_for(lambda n: n.kind is NominationKind.GONE and n.relpath == "" and n.is_directory)
@@ -130,7 +133,7 @@ def test_root_swapped_between_checks_is_noticed_by_identity(root: Path, tmp_path
         assert observer.health().restarts == 1
 
 
-def test_dead_observer_threads_are_restarted_with_a_rescan(watching: tuple[WatchObserver, Recorder], root: Path) -> None:
+def test_dead_observer_threads_are_restarted_with_a_rescan(watching: Watching, root: Path) -> None:
     observer, recorder = watching
     emitters = [t for t in threading.enumerate() if isinstance(t, EventEmitter) and t.watch.path == str(root)]
     assert len(emitters) == 1
@@ -264,8 +267,11 @@ class Child:
                 self.proc.wait(5)
 
 
+Spawn = Callable[[list[str]], Child]
+
+
 @pytest.fixture
-def spawn() -> Iterator[Callable[[list[str]], Child]]:
+def spawn() -> Iterator[Spawn]:
     children: list[Child] = []
 
     def start(prefix: list[str]) -> Child:
@@ -282,7 +288,7 @@ def _in_user_namespace(*extra: str) -> list[str]:
     return ["unshare", "--user", "--map-root-user", *extra, "--"]
 
 
-def test_kernel_queue_overflow_is_followed_by_a_rescan(spawn: Callable[[list[str]], Child], root: Path) -> None:
+def test_kernel_queue_overflow_is_followed_by_a_rescan(spawn: Spawn, root: Path) -> None:
     max_queued = int(Path("/proc/sys/fs/inotify/max_queued_events").read_text())
     child = spawn([sys.executable, "-c", _CHILD, str(root)])
     child.wait_for(lambda r: "started" in r)
@@ -305,7 +311,7 @@ def test_kernel_queue_overflow_is_followed_by_a_rescan(spawn: Callable[[list[str
     child.nomination("touch", "after-overflow")
 
 
-def test_watch_limit_reached_falls_back_to_polling_with_a_rescan(spawn: Callable[[list[str]], Child], root: Path) -> None:
+def test_watch_limit_reached_falls_back_to_polling_with_a_rescan(spawn: Spawn, root: Path) -> None:
     for i in range(8):
         (root / f"dir{i}").mkdir()
     limit = "echo 4 > /proc/sys/user/max_inotify_watches"  # only in the child's user namespace
@@ -321,10 +327,10 @@ def test_watch_limit_reached_falls_back_to_polling_with_a_rescan(spawn: Callable
     child.nomination("touch", "dir7/deep.txt")
 
 
-def test_mount_gone_and_back_restarts_the_observer(spawn: Callable[[list[str]], Child], root: Path) -> None:
+def test_mount_gone_and_back_restarts_the_observer(spawn: Spawn, root: Path) -> None:
     # A private mount namespace: the tmpfs on the root exists only for the child.
-    child = spawn(_in_user_namespace("--mount") + ["sh", "-c", 'mount -t tmpfs syncd-test "$2" && exec "$0" -c "$1" "$2"',
-                                                    sys.executable, _CHILD, str(root)])
+    mount_then_watch = 'mount -t tmpfs syncd-test "$2" && exec "$0" -c "$1" "$2"'
+    child = spawn(_in_user_namespace("--mount") + ["sh", "-c", mount_then_watch, sys.executable, _CHILD, str(root)])
     child.wait_for(lambda r: "started" in r)
     child.run(f"echo on-tmpfs > {root}/m1.txt")
     child.nomination("touch", "m1.txt")

@@ -89,7 +89,7 @@ def test_small_file_closed_in_one_go_is_ready_well_under_a_second_with_defaults(
         closed_at = time.monotonic()
         got = rig.next_ready(timeout=5)
     assert got.candidate.relpath == "invoice.pdf" and got.candidate.size == 14
-    assert got.at - closed_at < 0.8
+    assert got.at - closed_at < 0.9  # close_quiet is 0.4 s; the rest is slack for a loaded CI box
 
 
 def test_write_then_rename_is_picked_up_under_the_final_name_only(intake: Intake) -> None:
