@@ -22,7 +22,7 @@ from syncd.emulator.multipart import End, MultipartError, MultipartParser, PartD
 from syncd.emulator.names import validate_name
 from syncd.emulator.server import CHUNK, Request, Response
 from syncd.emulator.shapes import file_mini, folder_mini, part_body, session_body
-from syncd.emulator.store import ROOT_ID, Item, NameInUse, NewContent, Part, Session, User
+from syncd.emulator.store import ROOT_ID, Item, NameInUse, NewContent, Part, Session, User, check_if_match
 
 SESSION_ID_RE = re.compile(r"^[0-9A-Fa-f]{32}$")
 CONTENT_RANGE_RE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+)\s*$", re.IGNORECASE)
@@ -240,9 +240,7 @@ def _parse_attributes(raw: bytearray) -> dict[str, Any]:
 
 
 def _files_response(ctx: Context, request: Request, item: Item, status: int = 201) -> Response:
-    from syncd.emulator.items import fields_arg, item_with_fields
-
-    entry = item_with_fields(ctx, item, fields_arg(request))
+    entry = ctx.shapes.item_fields(item, request.fields())
     return Response.json(status, {"total_count": 1, "entries": [entry]})
 
 
@@ -294,8 +292,6 @@ def upload_version(ctx: Context, request: Request, user: User, params: dict[str,
 
     def check(attributes: dict[str, Any]) -> None:
         item = ctx.store.get_item(file_id, user.id)
-        from syncd.emulator.store import check_if_match
-
         check_if_match(item, if_match)
         if item is None or item.type != "file":
             raise not_found("Not Found")

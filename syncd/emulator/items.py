@@ -17,18 +17,6 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 
 
-def fields_arg(request: Request) -> list[str] | None:
-    raw = request.arg("fields")
-    if raw is None:
-        return None
-    return [name.strip() for name in raw.split(",") if name.strip()]
-
-
-def item_with_fields(ctx: Context, item: Item, fields: list[str] | None) -> dict[str, Any]:
-    full = ctx.shapes.item(item)
-    return select_fields(full, mini(item), fields)
-
-
 def _folder_id(raw: str) -> int:
     """A malformed folder id gets 405, as the live API answers (REFERENCE.md §2)."""
     if not raw.isdigit() or len(raw) > 18:
@@ -79,7 +67,7 @@ def _sort(request: Request) -> tuple[str, bool]:
 
 def _collection(ctx: Context, request: Request, user: User, folder_id: int) -> dict[str, Any]:
     """The items of a folder, in offset or marker paging."""
-    fields = fields_arg(request)
+    fields = request.fields()
     sort, descending = _sort(request)
     limit = min(_paging_int(request, "limit", DEFAULT_LIMIT), MAX_LIMIT) or DEFAULT_LIMIT
     marker_mode = (request.arg("usemarker") or "").lower() == "true"
@@ -136,7 +124,7 @@ def create_folder(ctx: Context, request: Request, user: User, params: dict[str, 
         raise BoxError(409, "item_name_in_use", "Item with the same name already exists",
                        {"conflicts": [mini(clash.existing)]}) from None
     full = ctx.shapes.folder(item, user.id)
-    return Response.json(201, select_fields(full, folder_mini(item), fields_arg(request)))
+    return Response.json(201, select_fields(full, folder_mini(item), request.fields()))
 
 
 def get_folder(ctx: Context, request: Request, user: User, params: dict[str, str]) -> Response:
@@ -149,7 +137,7 @@ def get_folder(ctx: Context, request: Request, user: User, params: dict[str, str
     items = _collection(ctx, request, user, ROOT_ID if folder is None else folder.id)
     full = ctx.shapes.folder(folder, user.id, with_items=items)
     base = root_mini() if folder is None else folder_mini(folder)
-    return Response.json(200, select_fields(full, base, fields_arg(request)))
+    return Response.json(200, select_fields(full, base, request.fields()))
 
 
 def folder_items(ctx: Context, request: Request, user: User, params: dict[str, str]) -> Response:
@@ -164,7 +152,7 @@ def get_file(ctx: Context, request: Request, user: User, params: dict[str, str])
     if_none_match = request.header("If-None-Match")
     if if_none_match is not None and if_none_match.strip().strip('"') == str(item.etag):
         return Response(304)
-    return Response.json(200, item_with_fields(ctx, item, fields_arg(request)))
+    return Response.json(200, ctx.shapes.item_fields(item, request.fields()))
 
 
 def update_file(ctx: Context, request: Request, user: User, params: dict[str, str]) -> Response:
@@ -192,7 +180,7 @@ def update_file(ctx: Context, request: Request, user: User, params: dict[str, st
         updated = ctx.store.update_item(item, changes, ctx.clock.now(), request.header("If-Match"))
     except NameInUse as clash:
         raise file_conflict(clash.existing) from None
-    return Response.json(200, item_with_fields(ctx, updated, fields_arg(request)))
+    return Response.json(200, ctx.shapes.item_fields(updated, request.fields()))
 
 
 def delete_file(ctx: Context, request: Request, user: User, params: dict[str, str]) -> Response:
@@ -242,6 +230,6 @@ def users_me(ctx: Context, request: Request, user: User, params: dict[str, str])
     """GET /2.0/users/me"""
     settings = ctx.faults.settings
     full = ctx.shapes.user(user, settings.storage_quota, settings.max_file_size)
-    fields = fields_arg(request)
+    fields = request.fields()
     base = {"type": "user", "id": user.id, "name": user.name, "login": user.login}
     return Response.json(200, select_fields(full, base, fields))

@@ -181,6 +181,13 @@ class Request:
         values = self.query.get(name)
         return values[0] if values else None
 
+    def fields(self) -> list[str] | None:
+        """Box's `fields` query parameter as a list (None when absent)."""
+        raw = self.arg("fields")
+        if raw is None:
+            return None
+        return [name.strip() for name in raw.split(",") if name.strip()]
+
     def json(self) -> Any:
         """The body parsed as JSON; 400 bad_request if it is not."""
         raw = self.body.read_all(MAX_JSON_BODY)

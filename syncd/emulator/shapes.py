@@ -92,6 +92,10 @@ class Shapes:
     def item(self, item: Item) -> dict[str, Any]:
         return self.file(item) if item.type == "file" else self.folder(item, item.owner_id)
 
+    def item_fields(self, item: Item, fields: list[str] | None) -> dict[str, Any]:
+        """The full item, or with `fields` the mini set plus those fields."""
+        return select_fields(self.item(item), mini(item), fields)
+
     def version(self, version: Version) -> dict[str, Any]:
         return {
             "type": "file_version", "id": str(version.id), "sha1": version.sha1, "name": version.name,
