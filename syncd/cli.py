@@ -39,6 +39,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("retry", "syncd.commands.retry", "make failed files pending again"),
     Command("forget", "syncd.commands.forget", "drop a file from the journal"),
     Command("push", "syncd.commands.push", "upload files to a Box folder once, with progress bars"),
+    Command("auth", "syncd.commands.auth", "OAuth login bootstrap and credential check"),
     Command("check-config", "syncd.commands.check_config", "validate a configuration file"),
     Command("emulator", "syncd.emulator.command", "serve a local Box API emulator"),
 )
