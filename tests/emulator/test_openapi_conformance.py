@@ -479,7 +479,7 @@ def test_create_session_errors(box: BoxWire) -> None:
     box.call("DELETE", version_session["session_endpoints"]["abort"], 204)
 
 
-def test_parallel_commit_202_then_201(emulator_factory: Any) -> None:
+def test_commit_answers_202_with_retry_after_then_201(emulator_factory: Any) -> None:
     emulator = emulator_factory(*PART_SIZE_ARGS, "--commit-202", "2", "--commit-retry-after", "1")
     box = BoxWire(emulator, emulator.token)
     data = secrets.token_bytes(4096)
