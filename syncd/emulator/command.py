@@ -49,8 +49,10 @@ choices where Box is undocumented or its sources disagree (REFERENCE.md sec. 7):
     space; leading spaces accepted; uniqueness is case-insensitive across files and folders.
   - list parts: default limit 1000; folder items: default limit 100, max 1000, sort by name
     with folders first; on the last marker page next_marker is absent.
+  - a direct upload holds its name while its body streams in: a second upload of the same
+    name into the same folder meanwhile gets 409 name_temporarily_reserved.
   - never returned: 409 session_conflict (every create makes a new session),
-    410 upload_failed (no part limit), 409 name_temporarily_reserved / operation_blocked_temporary.
+    410 upload_failed (no part limit), 409 operation_blocked_temporary, 403 insufficient_scope.
     Session /log endpoints answer 404.
   - admin stats count a connection cut by --drop-rate under status "0".
   - GET /files/{id}/versions lists past versions only (not the current one), newest first.

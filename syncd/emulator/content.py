@@ -267,19 +267,23 @@ def upload_file(ctx: Context, request: Request, user: User, params: dict[str, st
         modified = optional_time(attributes.get("content_modified_at"), "content_modified_at")
         size = attributes.get("size") if isinstance(attributes.get("size"), int) else None
         check_new_file(ctx, user, parent_id, name, size)
-        target.update(name=name, parent_id=parent_id, created=created, modified=modified)
+        target.update(name=name, parent_id=parent_id, created=created, modified=modified,
+                      reservation=ctx.reserve_name(user.id, parent_id, name))
 
-    upload = receive_multipart(ctx, request, check)
     try:
-        content = _finish_upload(ctx, request, upload)
-        settings = ctx.faults.settings
-        item = ctx.store.store_file(user.id, target["parent_id"], None, target["name"], content, ctx.clock.now(),
-                                    target["created"], target["modified"], settings.max_file_size,
-                                    settings.storage_quota)
-    except NameInUse as clash:
-        raise file_conflict(clash.existing) from None
+        upload = receive_multipart(ctx, request, check)
+        try:
+            content = _finish_upload(ctx, request, upload)
+            settings = ctx.faults.settings
+            item = ctx.store.store_file(user.id, target["parent_id"], None, target["name"], content,
+                                        ctx.clock.now(), target["created"], target["modified"],
+                                        settings.max_file_size, settings.storage_quota)
+        except NameInUse as clash:
+            raise file_conflict(clash.existing) from None
+        finally:
+            upload.sink.discard()  # no-op once moved into the blob store
     finally:
-        upload.sink.discard()  # no-op once moved into the blob store
+        ctx.release_name(target.get("reservation"))
     return _files_response(ctx, request, item)
 
 
@@ -346,7 +350,9 @@ def preflight(ctx: Context, request: Request, user: User, params: dict[str, str]
         parent = body.get("parent")
         if not isinstance(parent, dict) or "id" not in parent:
             raise bad_request("parent.id is required", "parent")
-        check_new_file(ctx, user, parse_folder_id(parent.get("id")), name, size)
+        parent_id = parse_folder_id(parent.get("id"))
+        check_new_file(ctx, user, parent_id, name, size)
+        ctx.check_not_reserved(user.id, parent_id, name)
         url = f"{upload_base}/files/content"
     token = secrets.token_hex(16)
     return Response.json(200, {"upload_url": f"{url}?upload_session_id={token}", "upload_token": token})

@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 
 from syncd.emulator.auth import Authenticator
 from syncd.emulator.clock import Clock
+from syncd.emulator.errors import BoxError
 from syncd.emulator.faults import Faults
+from syncd.emulator.names import name_key
 from syncd.emulator.shapes import Shapes
 from syncd.emulator.store import Store
 
@@ -69,6 +71,26 @@ class Context:
     session_lifetime: float = 7 * 24 * 3600
     _session_locks: dict[str, threading.Lock] = field(default_factory=dict)
     _locks_guard: threading.Lock = field(default_factory=threading.Lock)
+    _reserved_names: set[tuple[str, int, str]] = field(default_factory=set)
+
+    def reserve_name(self, owner_id: str, parent_id: int, name: str) -> tuple[str, int, str]:
+        """Hold a name while its direct upload is in flight; a second one gets 409 name_temporarily_reserved."""
+        key = (owner_id, parent_id, name_key(name))
+        with self._locks_guard:
+            if key in self._reserved_names:
+                raise BoxError(409, "name_temporarily_reserved",
+                               "An upload of an item with this name is already in progress; retry later")
+            self._reserved_names.add(key)
+        return key
+
+    def check_not_reserved(self, owner_id: str, parent_id: int, name: str) -> None:
+        """The preflight's view of reservations: 409 while an upload of that name is in flight."""
+        self.release_name(self.reserve_name(owner_id, parent_id, name))
+
+    def release_name(self, key: tuple[str, int, str] | None) -> None:
+        if key is not None:
+            with self._locks_guard:
+                self._reserved_names.discard(key)
 
     def session_lock(self, session_id: str) -> threading.Lock:
         """Serialises commits of one session (they assemble the same file)."""

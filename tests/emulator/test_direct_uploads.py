@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -236,3 +238,37 @@ def test_truncated_upload_leaves_no_file(box: EmulatorProcess, tmp_path: Path) -
     names = {item["name"] for item in box.folder_items("0")}
     assert "truncated.bin" not in names
     assert upload(box, "truncated.bin", b"whole").status_code == 201
+
+
+def test_concurrent_upload_of_the_same_name_is_temporarily_reserved(box: EmulatorProcess) -> None:
+    boundary = "slowboundary"
+    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"attributes\"\r\n\r\n"
+            + json.dumps({"name": "in-flight.bin", "parent": {"id": "0"}})
+            + f"\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x\"\r\n\r\n").encode()
+    release = threading.Event()
+
+    def slow_body() -> Iterator[bytes]:
+        yield head
+        yield b"first half "
+        release.wait(10)
+        yield b"second half" + f"\r\n--{boundary}--\r\n".encode()
+
+    result: list[requests.Response] = []
+    sender = threading.Thread(target=lambda: result.append(requests.post(
+        f"{box.upload_url}/files/content", data=slow_body(), timeout=30,
+        headers={**auth(box), "Content-Type": f"multipart/form-data; boundary={boundary}"})))
+    sender.start()
+    try:
+        for _ in range(200):  # until the slow upload's attributes have been read
+            check = preflight(box, {"name": "in-flight.BIN", "parent": {"id": "0"}})
+            if check.status_code == 409:
+                break
+            time.sleep(0.02)
+        assert error_of(check) == (409, "name_temporarily_reserved")
+        assert error_of(upload(box, "IN-FLIGHT.bin", b"other")) == (409, "name_temporarily_reserved")
+    finally:
+        release.set()
+        sender.join(30)
+    assert result[0].status_code == 201
+    assert box.download(result[0].json()["entries"][0]["id"]) == b"first half second half"
+    assert error_of(upload(box, "in-flight.bin", b"again")) == (409, "item_name_in_use")
