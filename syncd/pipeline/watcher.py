@@ -111,14 +111,19 @@ class Nomination:
 class WatchHealth:
     """A snapshot of one watcher's state for status output and the systemd watchdog ping.
 
-    ``alive``: an observer is running and all its threads are alive.
-    ``mode``: ``"inotify"`` or ``"polling"``. Times are Unix timestamps.
+    ``alive``: an observer is running and all its threads are alive (False
+    while the root is missing). ``supervised``: the supervisor thread that
+    restarts the observer is running; this is what the daemon's systemd
+    watchdog ping should require, since restarting the daemon would not bring
+    a missing root back. ``mode``: ``"inotify"`` or ``"polling"``. Times are
+    Unix timestamps.
     """
 
     watch: str
     root: str
     mode: str
     alive: bool
+    supervised: bool
     root_present: bool
     started_at: float | None
     restarts: int
@@ -314,6 +319,7 @@ class WatchObserver:
                 root=self.root_given,
                 mode="polling" if self._polling else "inotify",
                 alive=self._observer_alive(),
+                supervised=self._supervisor is not None and self._supervisor.is_alive(),
                 root_present=self._root_present,
                 started_at=self._started_at,
                 restarts=self._restarts,

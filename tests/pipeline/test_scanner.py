@@ -181,7 +181,8 @@ def test_files_and_directories_vanishing_mid_scan_are_reported_and_the_scan_goes
 _UNPRIVILEGED_SCAN = """
 import json, os, sys
 from syncd.pipeline.scanner import Scanner  # imported first: 'nobody' cannot read root's Python install
-os.setgid(65534); os.setuid(65534)  # 'nobody': root would read anything
+if os.geteuid() == 0:
+    os.setgid(65534); os.setuid(65534)  # 'nobody': root would read anything
 problems = []
 entries = sorted(e.relpath for e in Scanner(sys.argv[1], on_problem=problems.append).scan())
 print(json.dumps({"entries": entries, "problems": [[p.relpath, p.kind.value] for p in problems]}))
@@ -195,7 +196,7 @@ def test_permission_denied_is_reported_and_the_rest_is_listed() -> None:
         _write(root / "open/a.txt").chmod(0o644)
         (root / "open").chmod(0o755)
         _write(root / "locked/b.txt")
-        (root / "locked").chmod(0o700)  # owned by root: 'nobody' cannot list it
+        (root / "locked").chmod(0o700 if os.geteuid() == 0 else 0o000)  # 'nobody' (or we) cannot list it
         _write(root / "c.txt").chmod(0o644)
         result = subprocess.run(
             [sys.executable, "-c", _UNPRIVILEGED_SCAN, str(root)],
@@ -204,4 +205,5 @@ def test_permission_denied_is_reported_and_the_rest_is_listed() -> None:
         report = json.loads(result.stdout)
         assert report == {"entries": ["c.txt", "open/a.txt"], "problems": [["locked", "permission_denied"]]}
     finally:
+        (root / "locked").chmod(0o700)
         shutil.rmtree(root)
