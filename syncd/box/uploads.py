@@ -593,7 +593,6 @@ class ChunkedUpload(_UploadBase):
                     if len(data) != length:
                         slots.release()
                         raise SourceChanged(self.path, f"short read at offset {offset}")
-                    whole.update(data)
                     reason = fingerprint.difference(SourceFingerprint.of(os.fstat(handle.fileno())))
                     if reason:
                         slots.release()
@@ -601,6 +600,7 @@ class ChunkedUpload(_UploadBase):
                     stored = remote.get(offset)
                     if stored is not None:
                         slots.release()
+                        whole.update(data)
                         if stored.size != length or (
                                 stored.sha1 and stored.sha1.lower() != hashlib.sha1(data).hexdigest()):
                             raise SourceChanged(self.path, f"part at offset {offset} differs from the stored one")
@@ -610,9 +610,12 @@ class ChunkedUpload(_UploadBase):
                             self.on_bytes(length)
                         continue
                     future = pool.submit(self._put_part, session, offset, data)
-                    del data  # only the worker holds the part now
                     future.add_done_callback(finished)
                     futures.append(future)
+                    # Hash for the whole-file digest while the worker hashes and sends the part
+                    # (hashlib releases the GIL): the same bytes, read once.
+                    whole.update(data)
+                    del data  # only the worker holds the part now
                 if not failed.is_set() and handle.read(1):
                     raise SourceChanged(self.path, "file grew while uploading")
             except BaseException:
