@@ -52,7 +52,8 @@ class BoxClient:
     """Box API calls over one pooled, authenticated, rate-limited transport.
 
     ``api_url`` and ``upload_url`` default to Box's; point them at the
-    emulator for tests. ``concurrency`` sizes the connection pool.
+    emulator for tests. ``concurrency`` sizes the connection pool. ``verify``
+    is a CA bundle path or a bool; False is ignored for non-loopback hosts.
     """
 
     def __init__(
@@ -65,12 +66,14 @@ class BoxClient:
         timeout: tuple[float, float] = (10.0, 120.0),
         retry: RetryPolicy = RetryPolicy(),
         rate_limits: RateLimits = RateLimits(),
+        verify: bool | str = True,
         transport: Transport | None = None,
     ) -> None:
         self.api_url = api_url.rstrip("/")
         self.upload_url = upload_url.rstrip("/")
         self.transport = transport or Transport(
-            auth, concurrency=concurrency, timeout=timeout, retry=retry, rate_limiter=RateLimiter(rate_limits)
+            auth, concurrency=concurrency, timeout=timeout, retry=retry, rate_limiter=RateLimiter(rate_limits),
+            verify=verify,
         )
 
     def close(self) -> None:
