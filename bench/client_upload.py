@@ -12,7 +12,8 @@ Against fresh emulators started for the purpose:
   ``--latency-ms 40 --bandwidth 12000000`` (per connection), with 4 parallel parts
   and with 1. Target: 4 parts >= 3.5x faster.
 * **rss**: peak RSS of a child process uploading a sparse ``--rss-size`` file with
-  4 x 32 MiB parts. Target < 150 MiB + 4 x 32 MiB.
+  4 x 32 MiB parts. Target < 150 MiB + 4 x 32 MiB. Also the peak RSS of a direct
+  (multipart) upload of a file just under 50 MiB, which must be streamed.
 
 ``--quick`` uses 256 MiB for every size. A table is printed and the figures are
 written to ``bench/results/client-<UTC date>.json``.
@@ -79,13 +80,14 @@ class Emulator:
                 self.process.wait(5)
 
 
-def upload_once(api_url: str, upload_url: str, path: Path, name: str, concurrency: int) -> float:
-    """Chunked upload of ``path``; returns seconds."""
+def upload_once(api_url: str, upload_url: str, path: Path, name: str, concurrency: int,
+                threshold: int = 20_000_000) -> float:
+    """Upload of ``path`` (chunked from ``threshold`` bytes up); returns seconds."""
     from syncd.box import BoxClient, DeveloperTokenAuth, RateLimits, Uploader
 
     client = BoxClient(DeveloperTokenAuth("bench-token"), api_url=api_url, upload_url=upload_url,
                        concurrency=concurrency, rate_limits=RateLimits(None, None), timeout=(10, 600))
-    uploader = Uploader(client, chunked_threshold=20_000_000, concurrency=concurrency)
+    uploader = Uploader(client, chunked_threshold=threshold, concurrency=concurrency)
     started = time.perf_counter()
     result = uploader.upload(path, "0", name)
     elapsed = time.perf_counter() - started
@@ -130,6 +132,8 @@ class Figures:
     rss_part_size: int = 32 * MIB
     rss_peak_mib: float | None = None
     rss_limit_mib: float = 150 + 4 * 32
+    direct_size: int = 50 * MIB - 1
+    direct_rss_peak_mib: float | None = None
 
 
 def bench_loopback(work: Path, size: int, figures: Figures) -> None:
@@ -165,29 +169,39 @@ def bench_wan(work: Path, size: int, figures: Figures) -> None:
     path.unlink()
 
 
+def _child_peak_rss(api_url: str, upload_url: str, path: Path, threshold: int) -> float:
+    child = subprocess.run(
+        [sys.executable, "-m", "bench.client_upload", "--child-upload", api_url, upload_url, str(path),
+         str(threshold)],
+        cwd=REPO_ROOT, check=True, capture_output=True, text=True,
+    )
+    return float(json.loads(child.stdout.strip().splitlines()[-1])["peak_rss_mib"])
+
+
 def bench_rss(work: Path, size: int, figures: Figures) -> None:
     path = work / "sparse.bin"
     with open(path, "wb") as handle:
         handle.truncate(size)  # sparse: costs no disk, reads as zeros
+    direct = work / "direct.bin"
+    with open(direct, "wb") as handle:
+        handle.truncate(figures.direct_size)
     figures.rss_size = size
     data = work / "emu-rss"
     emulator = Emulator(data, "--part-sizes", "*=32MiB")
     try:
-        child = subprocess.run(
-            [sys.executable, "-m", "bench.client_upload", "--child-upload", emulator.api_url, emulator.upload_url,
-             str(path)],
-            cwd=REPO_ROOT, check=True, capture_output=True, text=True,
-        )
-        figures.rss_peak_mib = json.loads(child.stdout.strip().splitlines()[-1])["peak_rss_mib"]
+        figures.rss_peak_mib = _child_peak_rss(emulator.api_url, emulator.upload_url, path, 20_000_000)
+        # Just under the default threshold: one streamed multipart POST.
+        figures.direct_rss_peak_mib = _child_peak_rss(emulator.api_url, emulator.upload_url, direct, 50 * MIB)
     finally:
         emulator.stop()
         shutil.rmtree(data, ignore_errors=True)
     path.unlink()
+    direct.unlink()
 
 
-def child_upload(api_url: str, upload_url: str, path: str) -> None:
+def child_upload(api_url: str, upload_url: str, path: str, threshold: str) -> None:
     """Runs in a child process so that its peak RSS is the client's alone."""
-    upload_once(api_url, upload_url, Path(path), "sparse.bin", 4)
+    upload_once(api_url, upload_url, Path(path), Path(path).name, 4, int(threshold))
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"peak_rss_mib": round(peak_kib / 1024, 1)}))
 
@@ -207,6 +221,8 @@ def report(figures: Figures) -> str:
         ("wan speed-up", fmt(figures.wan_speedup, "x"), "target >= 3.5x"),
         ("peak client RSS", fmt(figures.rss_peak_mib, " MiB"),
          f"{(figures.rss_size or 0) / MIB:.0f} MiB sparse, 4 x 32 MiB parts; target < {figures.rss_limit_mib:.0f} MiB"),
+        ("direct upload RSS", fmt(figures.direct_rss_peak_mib, " MiB"),
+         f"{figures.direct_size / MIB:.0f} MiB file, streamed multipart"),
     ]
     width = max(len(r[0]) for r in rows)
     return "\n".join(f"{name:<{width}}  {value:>12}  {note}" for name, value, note in rows)
@@ -219,7 +235,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rss-size", type=parse_size, default=4 * 1024 * MIB, help="sparse file for RSS (4GiB)")
     parser.add_argument("--quick", action="store_true", help="256 MiB everywhere")
     parser.add_argument("--skip", action="append", default=[], choices=["loopback", "wan", "rss"])
-    parser.add_argument("--child-upload", nargs=3, metavar=("API", "UPLOAD", "PATH"), help=argparse.SUPPRESS)
+    parser.add_argument("--child-upload", nargs=4, metavar=("API", "UPLOAD", "PATH", "THRESHOLD"),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child_upload:
         child_upload(*args.child_upload)
