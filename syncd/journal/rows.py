@@ -100,9 +100,11 @@ def transition(
     *,
     attempt: int | None = None,
 ) -> FileRecord:
-    """The one way a row changes state: validate, update, append history, atomically.
+    """The one way an existing row changes state: validate, update, append history.
 
-    Must run inside the caller's write transaction.
+    Must run inside the caller's write transaction, so the row and its history line
+    commit together. (A row is born in Journal._observe and dies in delete_row,
+    each also with its history line in the same transaction.)
     """
     if to_state not in ALLOWED_TRANSITIONS[row.state]:
         raise InvalidTransition(row.id, row.state, to_state)

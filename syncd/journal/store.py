@@ -575,13 +575,13 @@ class Journal:
             raise JournalError("only the daemon may recover interrupted uploads", path=self.path)
         with self._write(durable=True) as conn:
             stamp = self._now(now)
-            rows = fetch_files(conn, "state = 'uploading' ORDER BY id", ())
-            for row in rows:
-                append_history(
-                    conn, stamp, row, HistoryEvent.INTERRUPTED, FileState.UPLOADING, FileState.UPLOADING,
-                    "daemon stopped during upload; to be reconciled with Box",
+            return [
+                transition(
+                    conn, row, FileState.UPLOADING, HistoryEvent.INTERRUPTED,
+                    "daemon stopped during upload; to be reconciled with Box", stamp, {},
                 )
-            return rows
+                for row in fetch_files(conn, "state = 'uploading' ORDER BY id", ())
+            ]
 
     def retry(
         self,
@@ -609,17 +609,13 @@ class Journal:
             params.append(relpath)
         with self._write(durable=True) as conn:
             stamp = self._now(now)
-            conn.execute(
-                "INSERT INTO history (ts, file_id, watch, relpath, event, from_state, to_state, detail, attempt)"
-                " SELECT ?, id, watch, relpath, 'retried', state, 'pending', 'retry requested', attempts"
-                f" FROM files WHERE {where}",
-                (stamp, *params),
-            )
-            return conn.execute(
-                "UPDATE files SET state = 'pending', attempts = 0, next_attempt_at = ?, updated_at = ?"
-                f" WHERE {where}",
-                (stamp, stamp, *params),
-            ).rowcount
+            rows = fetch_files(conn, where, tuple(params))
+            for row in rows:
+                transition(
+                    conn, row, FileState.PENDING, HistoryEvent.RETRIED, "retry requested", stamp,
+                    {"attempts": 0, "next_attempt_at": stamp},
+                )
+            return len(rows)
 
     # ------------------------------------------------------------- reporting
 

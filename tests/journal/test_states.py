@@ -444,3 +444,10 @@ def test_ids_of_removed_rows_are_never_reused(journal: Journal) -> None:
     assert newcomer.id not in (1, 2)
     with pytest.raises(UnknownFile):
         journal.mark_uploaded(claimed.id, "F1", "V1", None, SHA_A, 120.0, claim_seq=claimed.claim_seq)
+
+
+def test_every_state_has_transition_rules_and_only_uploading_reaches_uploaded() -> None:
+    from syncd.journal import ALLOWED_TRANSITIONS
+
+    assert set(ALLOWED_TRANSITIONS) == set(FileState)
+    assert [s for s, targets in ALLOWED_TRANSITIONS.items() if FileState.UPLOADED in targets] == [FileState.UPLOADING]
