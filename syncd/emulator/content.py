@@ -467,7 +467,7 @@ def abort_session(ctx: Context, request: Request, user: User, params: dict[str, 
     session = _load_session(ctx, user, params["session_id"], allow_finished=True)
     if session.state == "open":
         with ctx.session_lock(session.id):
-            ctx.store.finish_session(session.id, "aborted", None)
+            ctx.store.abort_session(session.id)
     return Response(204)
 
 
@@ -584,14 +584,13 @@ def commit_session(ctx: Context, request: Request, user: User, params: dict[str,
             validate_name(name)
         parts_dir = ctx.store.session_dir(session.id)
         parts_dir.mkdir(parents=True, exist_ok=True)  # a 0-byte session has no part files
-        content = NewContent(parts_dir, session.file_size, sha1)
+        content = NewContent(parts_dir, session.file_size, sha1, session_id=session.id)
         try:
             item = ctx.store.store_file(user.id, session.folder_id, session.file_id, name, content,
                                         ctx.clock.now(), created, modified, settings.max_file_size,
                                         settings.storage_quota, if_match=None)
         except NameInUse as clash:
             raise file_conflict(clash.existing) from None
-        ctx.store.finish_session(session.id, "committed", item.id)
     return _files_response(ctx, request, item)
 
 

@@ -3,9 +3,10 @@
 Layout under `--data DIR`:
   box.db            SQLite (WAL, synchronous=NORMAL): users, items, versions,
                     upload sessions and parts, tokens, JWT keys, clock offset
-  blobs/<version>   content of each file version
-  parts/<session>/  one file per uploaded part, named by its byte offset; on
-                    commit the directory becomes blobs/<version>/ (no copy)
+  blobs/<random>    content of a directly uploaded version
+  parts/<session>/  one file per uploaded part, named by its byte offset; a
+                    committed session's directory stays and is the version's
+                    content (versions.blob names it), so commit copies nothing
   tmp/              request bodies while they stream in (cleared on start)
 
 Every mutation runs in one short transaction under a process-wide lock, so
@@ -57,7 +58,7 @@ CREATE INDEX IF NOT EXISTS items_parent ON items(parent_id, owner_id, status);
 CREATE TABLE IF NOT EXISTS versions(
   id INTEGER PRIMARY KEY AUTOINCREMENT, file_id INTEGER NOT NULL, sha1 TEXT NOT NULL,
   size INTEGER NOT NULL, name TEXT NOT NULL, created_at REAL NOT NULL,
-  modified_at REAL NOT NULL, modified_by TEXT NOT NULL);
+  modified_at REAL NOT NULL, modified_by TEXT NOT NULL, blob TEXT);
 CREATE INDEX IF NOT EXISTS versions_file ON versions(file_id);
 CREATE TABLE IF NOT EXISTS sessions(
   id TEXT PRIMARY KEY, owner_id TEXT NOT NULL, folder_id INTEGER, file_id INTEGER,
@@ -123,6 +124,7 @@ class Version:
     created_at: float
     modified_at: float
     modified_by: str
+    blob: str | None = None  # path of the content, relative to the data directory
 
 
 @dataclass(frozen=True)
@@ -165,11 +167,12 @@ class TokenRecord:
 
 @dataclass(frozen=True)
 class NewContent:
-    """A fully received upload body sitting in a temp file."""
+    """Received content: a temp file (moved into blobs/) or, for a session, its part directory."""
 
     path: Path
     size: int
     sha1: str
+    session_id: str | None = None  # set: commit this session; its part directory is the content
 
 
 def token_hash(token: str) -> str:
@@ -194,6 +197,9 @@ class Store:
         self.lock = threading.RLock()
         with self.lock:
             self._db().executescript(_SCHEMA)
+            columns = {row["name"] for row in self._db().execute("PRAGMA table_info(versions)")}
+            if "blob" not in columns:  # data directories written before versions.blob existed
+                self._db().execute("ALTER TABLE versions ADD COLUMN blob TEXT")
         with self.write() as db:
             for table, first in (("items", _FIRST_ITEM_ID), ("versions", _FIRST_VERSION_ID)):
                 if db.execute("SELECT 1 FROM sqlite_sequence WHERE name=?", (table,)).fetchone() is None:
@@ -229,18 +235,16 @@ class Store:
     def temp_path(self) -> Path:
         return self.tmp / secrets.token_hex(12)
 
-    def blob_path(self, version_id: int) -> Path:
-        return self.blobs / str(version_id)
-
     def blob_files(self, version_id: int) -> list[Path]:
         """The files whose concatenation is the version's content.
 
-        A direct upload is one file; a committed upload session keeps its part
-        files (a directory, names = byte offsets), so commit never copies data.
+        A direct upload is one file; a committed upload session is its part
+        directory (file names = byte offsets), read in offset order.
         """
-        path = self.blob_path(version_id)
+        row = self.read().execute("SELECT blob FROM versions WHERE id=?", (version_id,)).fetchone()
+        path = self.data_dir / row["blob"] if row is not None and row["blob"] else self.blobs / str(version_id)
         if path.is_dir():
-            return sorted(path.iterdir(), key=lambda part: int(part.name))
+            return sorted((part for part in path.iterdir() if part.name.isdigit()), key=lambda part: int(part.name))
         return [path]
 
     def part_path(self, session_id: str, offset: int) -> Path:
@@ -388,8 +392,11 @@ class Store:
                    max_file_size: int, quota: int, if_match: str | None = None) -> Item:
         """Create a new file in `parent_id`, or a new version of `file_id` (renamed if `name`).
 
-        The temp file in `content` is moved into the blob store; on any error it
-        is left for the caller to delete.
+        A temp file in `content` is moved into the blob store as the last step
+        of the transaction (a crash before COMMIT leaves an unreferenced blob, never
+        a version without content); on any error it is left for the caller to
+        delete. For an upload session the session is marked committed in the same
+        transaction and its part directory becomes the content.
         """
         with self.write() as db:
             if file_id is None:
@@ -417,13 +424,23 @@ class Store:
                            "modified_by=? WHERE id=?",
                            (name, name_key(name), modified if modified is not None else now, now, owner_id,
                             item_id))
+            if content.session_id is not None:
+                blob = str(content.path.relative_to(self.data_dir))
+            else:
+                blob = f"blobs/{secrets.token_hex(16)}"
             cursor = db.execute(
-                "INSERT INTO versions(file_id, sha1, size, name, created_at, modified_at, modified_by) "
-                "VALUES(?, ?, ?, ?, ?, ?, ?)", (item_id, content.sha1, content.size, name, now, now, owner_id))
+                "INSERT INTO versions(file_id, sha1, size, name, created_at, modified_at, modified_by, blob) "
+                "VALUES(?, ?, ?, ?, ?, ?, ?, ?)",
+                (item_id, content.sha1, content.size, name, now, now, owner_id, blob))
             version_id = int(cursor.lastrowid)
             db.execute("UPDATE items SET version_id=?, size=?, sha1=?, etag=? WHERE id=?",
                        (version_id, content.size, content.sha1, etag, item_id))
-            os.replace(content.path, self.blob_path(version_id))
+            if content.session_id is not None:
+                db.execute("UPDATE sessions SET state='committed', result_file_id=? WHERE id=?",
+                           (item_id, content.session_id))
+                db.execute("DELETE FROM parts WHERE session_id=?", (content.session_id,))
+            else:
+                os.replace(content.path, self.data_dir / blob)
             return self.get_item(item_id, owner_id, db)  # type: ignore[return-value]
 
     def update_item(self, item: Item, changes: dict[str, object], now: float, if_match: str | None) -> Item:
@@ -518,16 +535,15 @@ class Store:
             db.execute("UPDATE sessions SET assembled_key=?, assembled_sha1=? WHERE id=?", (key, sha1, session_id))
 
     def session_dir(self, session_id: str) -> Path:
-        """Where the session's part files live (moved whole into the blob store on commit)."""
+        """Where the session's part files live (and stay, once committed)."""
         return self.parts_dir / session_id
 
-    def finish_session(self, session_id: str, state: str, result_file_id: int | None) -> None:
-        """Mark the session committed/aborted and delete its part files."""
+    def abort_session(self, session_id: str) -> None:
+        """Mark the session aborted and delete its parts."""
         with self.write() as db:
-            db.execute("UPDATE sessions SET state=?, result_file_id=? WHERE id=?",
-                       (state, result_file_id, session_id))
+            db.execute("UPDATE sessions SET state='aborted' WHERE id=? AND state='open'", (session_id,))
             db.execute("DELETE FROM parts WHERE session_id=?", (session_id,))
-        shutil.rmtree(self.parts_dir / session_id, ignore_errors=True)
+        shutil.rmtree(self.session_dir(session_id), ignore_errors=True)
 
     # -- tokens ------------------------------------------------------------
     def save_token(self, token: str, record: TokenRecord) -> None:
