@@ -181,6 +181,7 @@ class EmulatorApp:
             raise ValueError("advance_seconds must be a number")
         offset = self.ctx.clock.advance(float(seconds))
         self.ctx.store.set_meta("clock_offset", repr(offset))
+        self.ctx.store.purge_expired_sessions(self.ctx.clock.now())
         return Response.json(200, {"now": iso(self.ctx.clock.now())})
 
     def _register_key(self, request: Request) -> Response:

@@ -157,6 +157,7 @@ def run(args: argparse.Namespace) -> int:
     store = Store(data_dir)
     offset = store.get_meta("clock_offset")
     clock = Clock(float(offset) if offset else 0.0)
+    store.purge_expired_sessions(clock.now())
     store.ensure_user(User(DEFAULT_USER_ID, DEFAULT_USER_NAME, DEFAULT_USER_LOGIN, DEFAULT_ENTERPRISE_ID,
                            "admin", clock.now()))
     auth = Authenticator(store, OAuthClient(args.client_id, args.client_secret, args.enterprise_id), clock.now,

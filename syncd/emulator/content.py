@@ -450,7 +450,7 @@ def _load_session(ctx: Context, user: User, raw_id: str, allow_finished: bool = 
         return session
     if session.state == "committed":
         raise BoxError(404, "not_found", "Upload session was committed")
-    if ctx.clock.now() >= session.expires_at:
+    if session.state == "expired" or ctx.clock.now() >= session.expires_at:
         raise BoxError(410, "session_expired", "Upload session has expired")
     return session
 

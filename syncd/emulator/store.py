@@ -139,7 +139,7 @@ class Session:
     total_parts: int
     created_at: float
     expires_at: float
-    state: str  # open | committed | aborted
+    state: str  # open | committed | aborted | expired (parts purged)
     commits: int
     result_file_id: int | None
     assembled_key: str | None
@@ -537,6 +537,17 @@ class Store:
     def session_dir(self, session_id: str) -> Path:
         """Where the session's part files live (and stay, once committed)."""
         return self.parts_dir / session_id
+
+    def purge_expired_sessions(self, now: float) -> int:
+        """Free the disk of open sessions past expiry (they keep answering 410); returns how many."""
+        rows = self.read().execute("SELECT id FROM sessions WHERE state='open' AND expires_at <= ?",
+                                   (now,)).fetchall()
+        for row in rows:
+            with self.write() as db:
+                db.execute("UPDATE sessions SET state='expired' WHERE id=?", (row["id"],))
+                db.execute("DELETE FROM parts WHERE session_id=?", (row["id"],))
+            shutil.rmtree(self.session_dir(row["id"]), ignore_errors=True)
+        return len(rows)
 
     def abort_session(self, session_id: str) -> None:
         """Mark the session aborted and delete its parts."""

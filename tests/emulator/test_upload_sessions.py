@@ -237,10 +237,13 @@ def test_abort_discards_and_expiry_gives_410(box: EmulatorProcess) -> None:
     assert fresh["sha1"] == hashlib.sha1(data).hexdigest()
 
 
-def test_clock_offset_survives_restart(emulator_factory) -> None:
+def test_clock_offset_survives_restart_and_expired_parts_are_purged(emulator_factory) -> None:
     box = emulator_factory(*SMALL_SESSIONS)
     session = new_session(box, "clock.bin", 2000)
+    assert put_part(box, session, os.urandom(PART), 0, 2000).status_code == 200
+    assert (box.data_dir / "parts" / session["id"]).is_dir()
     box.advance_clock(7 * 24 * 3600 + 5)
+    assert not (box.data_dir / "parts" / session["id"]).exists()
     box.restart()
     expired = requests.get(session["session_endpoints"]["status"], headers=auth(box), timeout=30)
     assert code(expired) == (410, "session_expired")
