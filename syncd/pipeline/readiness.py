@@ -164,6 +164,7 @@ class ReadinessTracker:
         self._heap: list[_HeapEntry] = []
         self._next_token = 1
         self._stopping = False
+        self._kicked = False
         self._thread: threading.Thread | None = None
 
     # ----------------------------------------------------------------- setup
@@ -402,8 +403,13 @@ class ReadinessTracker:
         token = self._next_token
         self._next_token += 1
         record.token, record.scheduled_at = token, when
-        heapq.heappush(self._heap, _HeapEntry(when, token, (record.watch, record.relpath)))
-        self._wakeup.notify()
+        entry = _HeapEntry(when, token, (record.watch, record.relpath))
+        heapq.heappush(self._heap, entry)
+        if self._heap[0] is entry:
+            # New earliest deadline: the thread may be sleeping on a later one (or on none). The flag
+            # covers the gap between process_due() computing its wait and the thread starting to wait.
+            self._kicked = True
+            self._wakeup.notify()
 
     def _seconds_to_next(self, now: float) -> float | None:
         while self._heap:
@@ -424,7 +430,9 @@ class ReadinessTracker:
             with self._wakeup:
                 if self._stopping:
                     return
-                self._wakeup.wait(timeout=wait)
+                if not self._kicked:
+                    self._wakeup.wait(timeout=wait)
+                self._kicked = False
                 if self._stopping:
                     return
 
