@@ -1,11 +1,28 @@
 """The journal: syncd's durable, crash-safe record of every file (SQLite, WAL).
 
-It knows SQLite only (no Box, no pipeline, no config). Entry point:
+It knows SQLite only (no Box, no pipeline, no config). How the daemon uses it:
 
-    journal = Journal.open(path, role="daemon")   # or "reader" / "operator"
+    journal = Journal.open(path, role="daemon")       # JournalLocked if another daemon runs
+    for row in journal.recover_interrupted():          # left `uploading` by a crash:
+        ...                                            # reconcile with Box, then an outcome below
+    for known in journal.known_files(watch): ...       # start-up scan: compare disk with this
+    journal.observe(watch, relpath, size, mtime_ns, inode, now)   # a stable file (new/changed)
+    journal.remove(watch, relpath, "deleted locally")
 
-See `syncd.journal.store` for durability and threading, `schema` for the tables,
-`records` for what comes out.
+    row = journal.claim_next(now, max_size=None)       # a worker owns `row` from here
+    journal.record_sha1(row.id, sha1, claim_seq=row.claim_seq)
+    journal.save_session(row.id, SessionRecord(...), claim_seq=row.claim_seq)   # chunked only,
+    journal.add_part(row.id, PartRecord(...), claim_seq=row.claim_seq)          # before/after
+    journal.mark_uploaded(row.id, box_file_id, version_id, etag, sha1, now, claim_seq=row.claim_seq)
+    # or schedule_retry / mark_failed / mark_quarantined / mark_skipped
+
+Workers should always pass `claim_seq`: if the file changed (or was claimed again)
+meanwhile, the outcome method raises StaleClaim instead of recording a stale upload.
+`syncd status/history` open it with role="reader" (read-only, no lock) and
+`syncd retry/forget` with role="operator" (writes beside a running daemon).
+
+Modules: `store` (Journal; durability and threading notes), `schema` (tables,
+indexes, migrations), `records` (what comes out), `lock` (single-writer lock).
 """
 
 from syncd.journal.errors import InvalidTransition, JournalError, JournalLocked, StaleClaim, UnknownFile
