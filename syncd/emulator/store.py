@@ -195,6 +195,7 @@ class Store:
         self._path = data_dir / "box.db"
         self._local = threading.local()
         self.lock = threading.RLock()
+        self._users: dict[str, User] = {}
         with self.lock:
             self._db().executescript(_SCHEMA)
             columns = {row["name"] for row in self._db().execute("PRAGMA table_info(versions)")}
@@ -277,8 +278,16 @@ class Store:
         return User(user_id, name, login, enterprise_id, role, now)
 
     def get_user(self, user_id: str) -> User | None:
+        # Users never change once created, so every request need not query them.
+        cached = self._users.get(user_id)
+        if cached is not None:
+            return cached
         row = self.read().execute("SELECT * FROM users WHERE id=?", (user_id,)).fetchone()
-        return None if row is None else User(**dict(row))
+        if row is None:
+            return None
+        user = User(**dict(row))
+        self._users[user_id] = user
+        return user
 
     def service_account(self, enterprise_id: str, now: float) -> User:
         """The enterprise's service account (created on first use)."""
