@@ -136,13 +136,15 @@ class _Context:
         self.problems.append(Problem(key, message, expected, hint, self.line_of(key)))
 
     def line_of(self, key: str) -> int | None:
+        # The key itself, else its closest parent that is in the file (a missing key has no line).
         probe = key
         while probe:
             if probe in self.lines:
                 return self.lines[probe]
-            probe = re.sub(r"(\.[^.\[\]]+|\[\d+\])$", "", probe)
-            if probe == key:
-                break
+            parent = re.sub(r"(\.[^.\[\]]+|\[\d+\])$", "", probe)
+            if parent == probe:
+                return None
+            probe = parent
         return None
 
     def resolve(self, raw: str) -> Path:

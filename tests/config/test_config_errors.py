@@ -10,6 +10,10 @@ import pytest
 from syncd.config import ConfigError, load_config
 from tests.config.conftest import MINIMAL, load_ok, load_problems, problem_for
 
+# Loading is pure computation on tiny files: anything slow is a bug (a missing
+# section once sent the line lookup into an endless loop).
+pytestmark = pytest.mark.timeout(20)
+
 CASES = [
     # (id, yaml text, key, fragments that must all appear in the rendered problem)
     ("unknown key with suggestion", MINIMAL + "workerz: 3\n", "workerz",
@@ -45,6 +49,8 @@ CASES = [
     ("missing required in a watch", MINIMAL.replace('    folder_id: "0"\n', ""), "watches[0].folder_id",
      ["is required but missing", "Box folder id"]),
     ("missing auth secret", MINIMAL.replace(", token: dev-token", ""), "box.auth.token", ["is required"]),
+    ("missing section", MINIMAL.split("journal:")[0].replace("box:", "bix:") + "journal: j.db\nwatches: [{path: inbox, folder_id: '0'}]\n",
+     "box.auth.type", ["is required but missing", "developer_token, oauth"]),
     ("missing watches", MINIMAL.split("watches:")[0], "watches", ["at least one watch"]),
     ("empty watches", MINIMAL.split("watches:")[0] + "watches: []\n", "watches", ["at least one watch"]),
     ("folder id not digits", MINIMAL.replace('folder_id: "0"', 'folder_id: "abc"'), "watches[0].folder_id",
