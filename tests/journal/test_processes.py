@@ -93,6 +93,11 @@ def test_daemon_killed_mid_write_leaves_a_consistent_journal(journal_path: Path)
         wait_for_line(child, "ready")
         for n in range(20):  # progress, not a timer: the machine may be busy
             wait_for_line(child, f"tick {n}")
+        # `syncd status` beside a busy daemon: WAL readers never wait for the writer.
+        with Journal.open(journal_path, role="reader") as status:
+            assert status.daemon_pid() == child.pid
+            assert sum(status.counts_by_state().values()) > 0
+            assert status.history(limit=5) and isinstance(status.in_flight(), list)
         time.sleep(rng.uniform(0.0, 0.05))
         kill_and_reap(child)
         # Reopening runs quick_check and takes the lock the dead process held.
