@@ -180,6 +180,35 @@ class ReadinessTracker:
         with self._lock:
             self._watches[name] = _Watch(root=Path(root), follow_symlinks=follow_symlinks)
 
+    def reconfigure(
+        self,
+        *,
+        settle: float | None = None,
+        close_quiet: float | None = None,
+        stat_interval: float | None = None,
+        recheck_max: float | None = None,
+        unsettled_after: float | None = None,
+    ) -> None:
+        """Change durations at run time (config reload); None keeps a value.
+
+        Validated together like the constructor's (raises :class:`ReadinessError`
+        and changes nothing on a bad combination). Files already waiting use
+        the new values from their next check on.
+        """
+        with self._wakeup:
+            new = {
+                "settle": self.settle if settle is None else settle,
+                "close_quiet": self.close_quiet if close_quiet is None else close_quiet,
+                "stat_interval": self.stat_interval if stat_interval is None else stat_interval,
+                "recheck_max": self.recheck_max if recheck_max is None else recheck_max,
+                "unsettled_after": self.unsettled_after if unsettled_after is None else unsettled_after,
+            }
+            _check_durations(**new)
+            self.settle, self.close_quiet, self.stat_interval = new["settle"], new["close_quiet"], new["stat_interval"]
+            self.recheck_max, self.unsettled_after = new["recheck_max"], new["unsettled_after"]
+            self._kicked = True  # shorter periods may make some files due earlier than planned
+            self._wakeup.notify()
+
     def start(self) -> None:
         """Start the tracker thread (idempotent)."""
         with self._lock:

@@ -285,3 +285,77 @@ def test_tracker_thread_reports_in_real_time_and_stops(tmp_path: Path) -> None:
     assert not tracker.is_alive()
     assert got[0].relpath == "now.txt" and got[0].size == 3
     assert 0.35 <= latency < 1.0
+
+
+def test_reconfigure_validates_and_applies_to_waiting_files(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path)
+    (tmp_path / "a.txt").write_bytes(b"a")
+    start = rig.clock.now
+    rig.tracker.touch("inbox", "a.txt")
+    with pytest.raises(ReadinessError, match="close_quiet"):
+        rig.tracker.reconfigure(settle=0.3, close_quiet=0.4)
+    assert (rig.tracker.settle, rig.tracker.close_quiet) == (2.0, 0.4)  # nothing changed
+    rig.tracker.reconfigure(settle=1.0)
+    rig.advance(1.5)
+    assert rig.elapsed_until_ready(start) == pytest.approx(1.0, abs=0.001)
+
+
+def test_tracker_thread_under_concurrent_nominations_reports_every_file_once(tmp_path: Path) -> None:
+    """Four producer threads touch, re-touch and cancel files while the tracker thread works."""
+    got: list[str] = []
+    lock = threading.Lock()
+
+    def on_ready(candidate: ReadyCandidate) -> None:
+        with lock:
+            got.append(candidate.relpath)
+
+    tracker = ReadinessTracker(on_ready, settle=0.1, close_quiet=0.03, stat_interval=0.02)
+    tracker.add_watch("inbox", tmp_path)
+    expected = set()
+    for worker in range(4):
+        for i in range(150):
+            (tmp_path / f"w{worker}-{i}").write_bytes(b"x" * i)
+            if i % 10 != 9:
+                expected.add(f"w{worker}-{i}")
+
+    def produce(worker: int) -> None:
+        for i in range(150):
+            name = f"w{worker}-{i}"
+            tracker.touch("inbox", name)
+            if i % 10 == 9:
+                tracker.gone("inbox", name)
+            else:
+                tracker.touch("inbox", name, closed=True)
+            if i % 25 == 0:
+                time.sleep(0.01)  # let the tracker thread fall idle and be woken again
+
+    with tracker:
+        producers = [threading.Thread(target=produce, args=(w,)) for w in range(4)]
+        for thread in producers:
+            thread.start()
+        for thread in producers:
+            thread.join()
+        deadline = time.monotonic() + 5.0
+        while tracker.tracked_count() and time.monotonic() < deadline:
+            time.sleep(0.02)
+    assert sorted(got) == sorted(expected)  # each exactly once, none of the cancelled ones
+
+
+class _SlowToSleep(ReadinessTracker):
+    """Widens the gap between computing the next wait and starting to wait to 0.3 s."""
+
+    def process_due(self) -> float | None:
+        wait = super().process_due()
+        time.sleep(0.3)
+        return wait
+
+
+def test_a_nomination_arriving_while_the_thread_is_about_to_sleep_is_not_lost(tmp_path: Path) -> None:
+    done = threading.Event()
+    tracker = _SlowToSleep(lambda c: done.set(), settle=0.2, close_quiet=0.05, stat_interval=0.02)
+    tracker.add_watch("inbox", tmp_path)
+    (tmp_path / "late.txt").write_bytes(b"x")
+    with tracker:
+        time.sleep(0.1)  # the idle thread has computed "nothing to wait for" and is in the gap
+        tracker.touch("inbox", "late.txt", closed=True)
+        assert done.wait(3.0), "the wake-up was lost: the tracker sleeps with a file due"
