@@ -99,6 +99,12 @@ def _body_may_have_been_sent(exc: requests.RequestException) -> bool:
     return True
 
 
+# Mistakes in the request itself: retrying cannot help.
+_CALLER_ERRORS = (
+    requests.exceptions.InvalidURL, requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema,
+    requests.exceptions.InvalidHeader, requests.exceptions.URLRequired,
+)
+
 Body = bytes | str | None
 BodyFactory = Callable[[], tuple[Any, Mapping[str, str]]]
 
@@ -208,6 +214,8 @@ class Transport:
                     method, url, params=params, json=json, data=body, headers=send_headers,
                     timeout=timeout or self.timeout, verify=self._verify_for(url), allow_redirects=False,
                 )
+            except _CALLER_ERRORS as exc:
+                raise ValueError(f"bad request to {redact_url(url)}: {type(exc).__name__}") from None
             except requests.RequestException as exc:
                 cause = type(exc).__name__
                 if _body_may_have_been_sent(exc) and not replay_safe:

@@ -235,3 +235,13 @@ def test_fingerprint_differences() -> None:
     assert "inode" in base.difference(SourceFingerprint(10, 100, 6, 1))
     assert "size" in base.difference(SourceFingerprint(11, 100, 5, 1))
     assert "modification" in base.difference(SourceFingerprint(10, 101, 5, 1))
+
+
+def test_malformed_urls_fail_at_once_without_retries() -> None:
+    from syncd.box import Transport
+
+    slept: list[float] = []
+    transport = Transport(DeveloperTokenAuth("t"), sleep=slept.append)
+    with pytest.raises(ValueError, match="bad request"):
+        transport.request("GET", "no-scheme/2.0/users/me")
+    assert slept == []
