@@ -31,8 +31,9 @@ _WWW_AUTHENTICATE = ('Bearer realm="Service", error="invalid_token", '
                      'error_description="The access token provided is invalid."')
 
 
-def unauthorized() -> BoxError:
-    return BoxError(401, "unauthorized", "Unauthorized", None, {"WWW-Authenticate": _WWW_AUTHENTICATE})
+def unauthorized(empty_body: bool = False) -> BoxError:
+    return BoxError(401, "unauthorized", "Unauthorized", None, {"WWW-Authenticate": _WWW_AUTHENTICATE},
+                    empty_body=empty_body)
 
 
 @dataclass(frozen=True)
@@ -49,8 +50,9 @@ class Authenticator:
     """Issues and checks tokens; `now` is the emulator clock, `ttl` the current token lifetime."""
 
     def __init__(self, store: Store, client: OAuthClient, now: Callable[[], float],
-                 ttl: Callable[[], int], default_user_id: str) -> None:
+                 ttl: Callable[[], int], default_user_id: str, empty_401_body: bool = False) -> None:
         self.store = store
+        self.empty_401_body = empty_401_body
         self.client = client
         self.now = now
         self.ttl = ttl
@@ -64,16 +66,16 @@ class Authenticator:
     def authenticate(self, authorization: str | None, as_user: str | None) -> User:
         """The user a request acts as; raises 401/403/400 Box errors."""
         if not authorization or not authorization.lower().startswith("bearer "):
-            raise unauthorized()
+            raise unauthorized(self.empty_401_body)
         token = authorization[7:].strip()
         record = self.store.get_token(token) if token else None
         if record is None or record.kind not in ("access", "developer"):
-            raise unauthorized()
+            raise unauthorized(self.empty_401_body)
         if record.expires_at is not None and record.expires_at <= self.now():
-            raise unauthorized()
+            raise unauthorized(self.empty_401_body)
         user = self.store.get_user(record.user_id)
         if user is None:
-            raise unauthorized()
+            raise unauthorized(self.empty_401_body)
         if as_user is None:
             return user
         if user.role not in ("admin", "service_account"):

@@ -30,8 +30,9 @@ admin API (no auth, JSON) under /_emulator/:
 
 choices where Box is undocumented or its sources disagree (REFERENCE.md sec. 7):
   - file 409s (upload, preflight, create session, rename) carry context_info.conflicts as ONE
-    object; POST /folders carries an ARRAY of folder minis.
-  - part re-upload / overlap: 416 range_overlaps_existing_part with context_info.conflicting_part.
+    object (--file-conflicts array for the spec's form); POST /folders carries an ARRAY.
+  - part re-upload / overlap: 416 range_overlaps_existing_part with context_info.conflicting_part
+    (--part-overlap-status 409 for the spec's status).
   - part digest mismatch: 412 precondition_failed. Content-Range not fitting the session
     (offset not a multiple of part_size, wrong size, wrong total): 416
     requested_range_not_satisfiable. Missing/garbled Content-Range or Digest: 400 bad_request.
@@ -41,7 +42,7 @@ choices where Box is undocumented or its sources disagree (REFERENCE.md sec. 7):
     --commit-202 -> 201. Commit without Retry-After body: 202 has an empty body.
   - a commit repeated after success answers 201 with the same file; GET/PUT on a committed
     session answer 404; DELETE answers 204 after commit, 404 after abort.
-  - new versions (direct or committed) answer 201; chunked uploads need >= --min-chunked-size
+  - new versions answer 201 (--version-upload-status 200 for the spec's status); chunked uploads need >= --min-chunked-size
     bytes (default 20,000,000 is accepted), below it 400 file_size_too_small.
   - upload-rate-limit counts direct uploads, version uploads and session creations (not parts);
     api-rate-limit counts every authenticated call. Retry-After is integer seconds.
@@ -58,7 +59,7 @@ choices where Box is undocumented or its sources disagree (REFERENCE.md sec. 7):
   - GET /files/{id}/versions lists past versions only (not the current one), newest first.
   - GET /files/{id}/content streams the bytes with 200 (no redirect to a download host).
   - DELETE /files/{id} moves the file to the trash (204); it then disappears from listings.
-  - 401 carries WWW-Authenticate and also a JSON error body. The --token developer token
+  - 401 carries WWW-Authenticate and a JSON error body (--unauthorized-body empty: none, as live). The --token developer token
     does not expire by time; POST /_emulator/tokens/expire expires it until restart.
   - as-user needs a token of an admin (the default user is one) or service account, else
     403 access_denied_insufficient_permissions; an unknown user id gives 400 bad_request.
@@ -87,6 +88,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jwt-public-key", default=None, metavar="PEM_FILE",
                         help="public key verifying JWT assertions (with --jwt-key-id)")
     parser.add_argument("--jwt-key-id", default=None, metavar="KID", help="key id (kid) of --jwt-public-key")
+    compat = parser.add_argument_group("where Box's sources disagree (defaults follow the live API)")
+    compat.add_argument("--file-conflicts", choices=("object", "array"), default="object",
+                        help="shape of context_info.conflicts in file 409s (default object; the spec says array)")
+    compat.add_argument("--part-overlap-status", type=int, choices=(416, 409), default=416,
+                        help="status for a re-uploaded or overlapping part (default 416; the spec says 409)")
+    compat.add_argument("--version-upload-status", type=int, choices=(201, 200), default=201,
+                        help="status of POST /files/{id}/content (default 201; the spec says 200)")
+    compat.add_argument("--unauthorized-body", choices=("json", "empty"), default="json",
+                        help="401 body: a Box JSON error (default) or empty, as seen live")
     knobs = parser.add_argument_group("fault knobs (all off by default; also PUT /_emulator/faults)")
     knobs.add_argument("--latency-ms", type=float, default=0, metavar="N", help="delay added to every request")
     knobs.add_argument("--bandwidth", type=int, default=0, metavar="BYTES",
@@ -125,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
     from syncd.emulator.auth import Authenticator, OAuthClient
     from syncd.emulator.app import EmulatorApp, load_public_key
     from syncd.emulator.clock import Clock
-    from syncd.emulator.context import Context, PartSizeTable
+    from syncd.emulator.context import Compat, Context, PartSizeTable
     from syncd.emulator.faults import Faults, FaultSettings
     from syncd.emulator.server import serve
     from syncd.emulator.shapes import Shapes
@@ -161,11 +171,15 @@ def run(args: argparse.Namespace) -> int:
     store.ensure_user(User(DEFAULT_USER_ID, DEFAULT_USER_NAME, DEFAULT_USER_LOGIN, DEFAULT_ENTERPRISE_ID,
                            "admin", clock.now()))
     auth = Authenticator(store, OAuthClient(args.client_id, args.client_secret, args.enterprise_id), clock.now,
-                         lambda: faults.settings.token_ttl, DEFAULT_USER_ID)
+                         lambda: faults.settings.token_ttl, DEFAULT_USER_ID,
+                         empty_401_body=args.unauthorized_body == "empty")
     auth.register_developer_token(args.token)
     if pem is not None:
         store.save_jwt_key(args.jwt_key_id, pem)
-    ctx = Context(store=store, shapes=Shapes(store), clock=clock, faults=faults, auth=auth, part_sizes=part_sizes)
+    compat = Compat(file_conflicts=args.file_conflicts, part_overlap_status=args.part_overlap_status,
+                    version_upload_status=args.version_upload_status, unauthorized_body=args.unauthorized_body)
+    ctx = Context(store=store, shapes=Shapes(store), clock=clock, faults=faults, auth=auth, part_sizes=part_sizes,
+                  compat=compat)
     app = EmulatorApp(ctx, args.public_url)
     try:
         server = serve(app, args.host, args.port)

@@ -31,10 +31,11 @@ MAX_ATTRIBUTES = 64 * 1024
 
 
 # -- shared checks ----------------------------------------------------------
-def file_conflict(existing: Item) -> BoxError:
-    """409 for files: `conflicts` is one object (live behaviour, REFERENCE.md §4)."""
+def file_conflict(existing: Item, shape: str = "object") -> BoxError:
+    """409 for files: `conflicts` is one object (live behaviour, REFERENCE.md §4) or, on request, an array."""
+    conflict = file_mini(existing) if existing.type == "file" else folder_mini(existing)
     return BoxError(409, "item_name_in_use", "Item with the same name already exists",
-                    {"conflicts": file_mini(existing) if existing.type == "file" else folder_mini(existing)})
+                    {"conflicts": [conflict] if shape == "array" else conflict})
 
 
 def parse_item_id(raw: str) -> int:
@@ -67,7 +68,7 @@ def check_new_file(ctx: Context, user: User, parent_id: int, name: str, size: in
         raise not_found("Not Found")
     existing = store.find_by_name(user.id, parent_id, name)
     if existing is not None:
-        raise file_conflict(existing)
+        raise file_conflict(existing, ctx.compat.file_conflicts)
     if size is not None:
         check_caps(ctx, user, size)
 
@@ -279,7 +280,7 @@ def upload_file(ctx: Context, request: Request, user: User, params: dict[str, st
                                         ctx.clock.now(), target["created"], target["modified"],
                                         settings.max_file_size, settings.storage_quota)
         except NameInUse as clash:
-            raise file_conflict(clash.existing) from None
+            raise file_conflict(clash.existing, ctx.compat.file_conflicts) from None
         finally:
             upload.sink.discard()  # no-op once moved into the blob store
     finally:
@@ -304,7 +305,7 @@ def upload_version(ctx: Context, request: Request, user: User, params: dict[str,
             validate_name(name, "name")
             existing = ctx.store.find_by_name(user.id, item.parent_id, name)
             if existing is not None and existing.id != item.id:
-                raise file_conflict(existing)
+                raise file_conflict(existing, ctx.compat.file_conflicts)
         target.update(name=name, modified=optional_time(attributes.get("content_modified_at"),
                                                        "content_modified_at"))
 
@@ -316,10 +317,10 @@ def upload_version(ctx: Context, request: Request, user: User, params: dict[str,
                                     target["modified"], settings.max_file_size, settings.storage_quota,
                                     if_match=if_match)
     except NameInUse as clash:
-        raise file_conflict(clash.existing) from None
+        raise file_conflict(clash.existing, ctx.compat.file_conflicts) from None
     finally:
         upload.sink.discard()
-    return _files_response(ctx, request, item, status=201)
+    return _files_response(ctx, request, item, status=ctx.compat.version_upload_status)
 
 
 def preflight(ctx: Context, request: Request, user: User, params: dict[str, str]) -> Response:
@@ -341,7 +342,7 @@ def preflight(ctx: Context, request: Request, user: User, params: dict[str, str]
             validate_name(name)
             existing = ctx.store.find_by_name(user.id, item.parent_id, name)
             if existing is not None and existing.id != item.id:
-                raise file_conflict(existing)
+                raise file_conflict(existing, ctx.compat.file_conflicts)
         if size is not None:
             check_caps(ctx, user, size)
         url = f"{upload_base}/files/{file_id}/content"
@@ -413,7 +414,7 @@ def create_session(ctx: Context, request: Request, user: User, params: dict[str,
     check_caps(ctx, user, size)
     existing = ctx.store.find_by_name(user.id, folder_id, name)
     if existing is not None:
-        raise file_conflict(existing)
+        raise file_conflict(existing, ctx.compat.file_conflicts)
     return _new_session(ctx, request, user, size, folder_id, None, name)
 
 
@@ -432,7 +433,7 @@ def create_version_session(ctx: Context, request: Request, user: User, params: d
         validate_name(name, "file_name")
         existing = ctx.store.find_by_name(user.id, item.parent_id, name)
         if existing is not None and existing.id != item.id:
-            raise file_conflict(existing)
+            raise file_conflict(existing, ctx.compat.file_conflicts)
     if size >= ctx.faults.settings.min_chunked_size:
         check_caps(ctx, user, size)
     return _new_session(ctx, request, user, size, None, file_id, name)
@@ -516,7 +517,7 @@ def upload_part(ctx: Context, request: Request, user: User, params: dict[str, st
         raise bad_request("Content-Length does not match the content-range", "content-length")
     clash = ctx.store.overlapping_part(session.id, first, last)
     if clash is not None:
-        raise _overlap(clash)
+        raise _overlap(clash, ctx.compat.part_overlap_status)
     sink = ContentSink(ctx.store.temp_path(), sha256="sha-256" in digests)
     try:
         while sink.size <= size:
@@ -534,14 +535,14 @@ def upload_part(ctx: Context, request: Request, user: User, params: dict[str, st
         part = Part(session.id, first, secrets.token_hex(4).upper(), size, sink.sha1().hex())
         clash = ctx.store.add_part(part, sink.path)
         if clash is not None:
-            raise _overlap(clash)
+            raise _overlap(clash, ctx.compat.part_overlap_status)
     finally:
         sink.discard()
     return Response.json(200, {"part": part_body(part)})
 
 
-def _overlap(clash: Part) -> BoxError:
-    return BoxError(416, "range_overlaps_existing_part", "Part overlaps a part that was already uploaded",
+def _overlap(clash: Part, status: int) -> BoxError:
+    return BoxError(status, "range_overlaps_existing_part", "Part overlaps a part that was already uploaded",
                     {"conflicting_part": part_body(clash)})
 
 
@@ -590,7 +591,7 @@ def commit_session(ctx: Context, request: Request, user: User, params: dict[str,
                                         ctx.clock.now(), created, modified, settings.max_file_size,
                                         settings.storage_quota, if_match=None)
         except NameInUse as clash:
-            raise file_conflict(clash.existing) from None
+            raise file_conflict(clash.existing, ctx.compat.file_conflicts) from None
     return _files_response(ctx, request, item)
 
 

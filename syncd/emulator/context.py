@@ -60,6 +60,16 @@ class PartSizeTable:
         return self.rows[-1][1]
 
 
+@dataclass(frozen=True)
+class Compat:
+    """Switches for behaviour on which Box's sources (or real clients) disagree; defaults = live API."""
+
+    file_conflicts: str = "object"       # context_info.conflicts for file 409s: "object" | "array"
+    part_overlap_status: int = 416       # re-uploaded/overlapping part: 416 (live, Android) | 409 (spec)
+    version_upload_status: int = 201     # POST /files/{id}/content: 201 | 200 (spec)
+    unauthorized_body: str = "json"      # 401 body: "json" (Box error) | "empty" (as observed live)
+
+
 @dataclass
 class Context:
     store: Store
@@ -68,6 +78,7 @@ class Context:
     faults: Faults
     auth: Authenticator
     part_sizes: PartSizeTable
+    compat: Compat = field(default_factory=Compat)
     session_lifetime: float = 7 * 24 * 3600
     _session_locks: dict[str, threading.Lock] = field(default_factory=dict)
     _locks_guard: threading.Lock = field(default_factory=threading.Lock)

@@ -23,6 +23,7 @@ class BoxError(Exception):
     message: str
     context_info: dict[str, Any] | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    empty_body: bool = False  # the live 401 has no body, only WWW-Authenticate
 
     def __str__(self) -> str:
         return f"{self.status} {self.code}: {self.message}"

@@ -179,7 +179,7 @@ def update_file(ctx: Context, request: Request, user: User, params: dict[str, st
     try:
         updated = ctx.store.update_item(item, changes, ctx.clock.now(), request.header("If-Match"))
     except NameInUse as clash:
-        raise file_conflict(clash.existing) from None
+        raise file_conflict(clash.existing, ctx.compat.file_conflicts) from None
     return Response.json(200, ctx.shapes.item_fields(updated, request.fields()))
 
 

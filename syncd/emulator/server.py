@@ -215,6 +215,8 @@ class Response:
 def error_response(error: BoxError | OAuthError, request_id: str) -> Response:
     if isinstance(error, OAuthError):
         return Response.json(error.status, error.body())
+    if error.empty_body:
+        return Response(error.status, b"", dict(error.headers))
     return Response.json(error.status, error.body(request_id), error.headers)
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import requests
+
+from tests.emulator.wire import auth, create_session, put_part, upload
 from tests.support.emulator import REPO_ROOT, EmulatorProcess
 
 
@@ -21,7 +25,8 @@ def run_cli(*args: str, timeout: float = 30, full_cli: bool = False) -> subproce
 def test_help_documents_every_knob_and_the_choices() -> None:
     result = run_cli("--help", full_cli=True)
     assert result.returncode == 0
-    for option in ("--host", "--port", "--data", "--token", "--public-url", "--latency-ms", "--bandwidth",
+    for option in ("--file-conflicts", "--part-overlap-status", "--version-upload-status", "--unauthorized-body",
+                   "--host", "--port", "--data", "--token", "--public-url", "--latency-ms", "--bandwidth",
                    "--upload-rate-limit", "--api-rate-limit", "--commit-202", "--commit-retry-after",
                    "--fail-rate", "--drop-rate", "--token-ttl", "--max-file-size", "--storage-quota",
                    "--min-chunked-size", "--part-sizes", "--seed", "--jwt-public-key", "--jwt-key-id"):
@@ -50,3 +55,23 @@ def test_port_in_use_and_clean_sigterm(tmp_path: Path) -> None:
     box.process.send_signal(signal.SIGTERM)
     assert box.process.wait(10) == 0
     assert "dev-token" not in box.stderr
+
+
+def test_compatibility_switches(emulator_factory) -> None:
+    box = emulator_factory("--file-conflicts", "array", "--part-overlap-status", "409",
+                           "--version-upload-status", "200", "--unauthorized-body", "empty",
+                           "--min-chunked-size", "1000", "--part-sizes", "*=1KiB")
+    first = upload(box, "same.txt", b"1").json()["entries"][0]
+    clash = upload(box, "same.txt", b"2")
+    assert clash.status_code == 409 and clash.json()["context_info"]["conflicts"][0]["id"] == first["id"]
+    files = [("attributes", (None, "{}")), ("file", ("f", b"v2"))]
+    version = requests.post(f"{box.upload_url}/files/{first['id']}/content", files=files, headers=auth(box),
+                            timeout=30)
+    assert version.status_code == 200
+    session = create_session(box, "parts.bin", 2000).json()
+    data = os.urandom(1024)
+    assert put_part(box, session, data, 0, 2000).status_code == 200
+    overlap = put_part(box, session, data, 0, 2000)
+    assert overlap.status_code == 409 and overlap.json()["code"] == "range_overlaps_existing_part"
+    denied = requests.get(f"{box.api_url}/users/me", timeout=30)
+    assert denied.status_code == 401 and denied.content == b"" and "invalid_token" in denied.headers["WWW-Authenticate"]
