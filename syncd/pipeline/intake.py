@@ -36,8 +36,9 @@ from syncd.pipeline.watcher import Nomination, NominationKind, WatchHealth, Watc
 
 log = structlog.get_logger("syncd.intake")
 
-#: Most ready candidates written to the journal in one transaction.
-OBSERVE_BATCH = 2000
+#: Most ready candidates written to the journal in one transaction (a larger one holds
+#: the journal long enough to delay workers recording progress).
+OBSERVE_BATCH = 500
 
 
 @dataclass(frozen=True, slots=True)
