@@ -1,0 +1,16 @@
+"""A local emulator of Box's upload API (`syncd emulator`), independent of syncd's Box client.
+
+Modules, top down:
+  command    CLI options (`add_arguments`) and `run`; light imports only
+  app        routing, and what runs before every handler (faults, auth, rate limits); admin API
+  content    upload endpoints: direct uploads, preflight, upload sessions, parts, commit
+  items      folders, file metadata, downloads, versions, users/me
+  auth       bearer tokens and the OAuth grants (code, refresh, client credentials, JWT)
+  server     threaded HTTP/1.1 server: keep-alive, TCP_NODELAY, streamed bodies, shaping, drops
+  multipart  incremental multipart/form-data parser
+  store      SQLite metadata + content files under --data; survives restarts
+  shapes     Box JSON representations
+  faults     fault knobs, rate-limit windows, request statistics
+  context    what handlers share; part-size table; compatibility switches
+  errors, names, clock   Box errors, item-name rules, the movable clock
+"""
