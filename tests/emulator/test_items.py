@@ -150,3 +150,15 @@ def test_unknown_paths_and_methods(box: EmulatorProcess) -> None:
     assert code(requests.get(f"{box.origin}/favicon.ico", timeout=30)) == (404, "not_found")
     patch = requests.patch(f"{box.api_url}/folders/0", headers=auth(box), timeout=30)
     assert code(patch) == (405, "method_not_allowed")
+
+
+def test_conditional_get_head_and_fields(box: EmulatorProcess) -> None:
+    item = upload(box, "cond.txt", b"conditional").json()["entries"][0]
+    not_modified = requests.get(f"{box.api_url}/files/{item['id']}",
+                                headers={**auth(box), "If-None-Match": item["etag"]}, timeout=30)
+    assert not_modified.status_code == 304
+    head = requests.head(f"{box.api_url}/files/{item['id']}/content", headers=auth(box), timeout=30)
+    assert head.status_code == 200 and head.headers["Content-Length"] == "11" and head.content == b""
+    folder = get(box, "/folders/0", fields="name,size").json()
+    assert set(folder) == {"type", "id", "etag", "sequence_id", "name", "size"}
+    assert code(get(box, f"/files/{item['id']}/content", version="999")) == (404, "not_found")
