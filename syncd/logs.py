@@ -392,6 +392,31 @@ def configure_logging(format: str = "auto", level: str = "info", *, stream: Text
     return chosen
 
 
+def route_uncaught_exceptions() -> None:
+    """Send uncaught exceptions (main thread and other threads) through the redacting log chain.
+
+    Python's default hooks print tracebacks straight to stderr, where a token in
+    an exception message would escape the redactor. Call after configure_logging.
+    """
+    log = get_logger("syncd.uncaught")
+
+    def main_hook(kind: type[BaseException], error: BaseException, trace: Any) -> None:
+        if issubclass(kind, KeyboardInterrupt):
+            sys.__excepthook__(kind, error, trace)
+            return
+        log.critical("uncaught exception", exc_info=(kind, error, trace))
+
+    def thread_hook(args: threading.ExceptHookArgs) -> None:
+        if args.exc_type is SystemExit:
+            return
+        thread = args.thread.name if args.thread is not None else "?"
+        log.critical("uncaught exception in thread", thread=thread,
+                     exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
+
+    sys.excepthook = main_hook
+    threading.excepthook = thread_hook
+
+
 def get_logger(name: str = "syncd", **initial_fields: Any) -> structlog.stdlib.BoundLogger:
     """A structlog logger named *name* (``syncd.pipeline.worker``) with *initial_fields* bound."""
     return structlog.stdlib.get_logger(name, **initial_fields)
