@@ -136,7 +136,7 @@ class _Context:
         self.problems.append(Problem(key, message, expected, hint, self.line_of(key)))
 
     def line_of(self, key: str) -> int | None:
-        # The key itself, else its closest parent that is in the file (a missing key has no line).
+        # The line of the key, else of its closest enclosing key present in the file.
         probe = key
         while probe:
             if probe in self.lines:
