@@ -35,7 +35,8 @@ been lost. How watchdog 7 surfaces each case, and how it is caught here:
   ``InotifyFD`` subclass sees the ``OSError`` in ``add_callback``. The root is
   then watched with the polling observer instead (``fallback_to_polling``),
   because a tree inotify cannot fully cover would otherwise only be seen by
-  backstop scans.
+  backstop scans. Running out of inotify instances (``inotify_init`` ->
+  ``EMFILE``; each watch uses one) is handled the same way.
 * observer, emitter or inotify reader thread dead (crash, or the emitter
   stopping itself after ``IN_DELETE_SELF`` on the root): found by a supervisor
   thread that checks every ``check_interval`` seconds, which restarts the
@@ -85,6 +86,12 @@ logger = logging.getLogger(__name__)
 DEFAULT_POLL_INTERVAL = 1.0
 DEFAULT_CHECK_INTERVAL = 1.0
 
+# errno -> (reason, the kernel limit to raise): the two ways inotify runs out for this user.
+_INOTIFY_LIMITS: dict[int, tuple[str, str]] = {
+    errno.ENOSPC: ("inotify watch limit reached", "fs.inotify.max_user_watches"),
+    errno.EMFILE: ("inotify instance limit reached", "fs.inotify.max_user_instances"),
+}
+
 
 class NominationKind(StrEnum):
     """What a :class:`Nomination` asks the pipeline to do."""
@@ -130,7 +137,7 @@ class WatchHealth:
     last_restart_at: float | None
     last_restart_reason: str | None
     overflows: int
-    watch_limit_reached: bool
+    inotify_limit_reached: bool
     last_error: str | None
 
 
@@ -254,7 +261,7 @@ class WatchObserver:
         self._last_restart_at: float | None = None
         self._last_restart_reason: str | None = None
         self._overflows = 0
-        self._watch_limit_reached = False
+        self._inotify_limit_reached = False
         self._switch_to_polling = False
         self._limit_reported = False
         self._last_error: str | None = None
@@ -326,7 +333,7 @@ class WatchObserver:
                 last_restart_at=self._last_restart_at,
                 last_restart_reason=self._last_restart_reason,
                 overflows=self._overflows,
-                watch_limit_reached=self._watch_limit_reached,
+                inotify_limit_reached=self._inotify_limit_reached,
                 last_error=self._last_error,
             )
 
@@ -342,24 +349,29 @@ class WatchObserver:
         """Create, schedule and start an observer (caller holds the lock); False on failure."""
         self._watched_path = os.path.realpath(self.root_given)
         self._limit_reported = False
-        observer = self._new_observer()
-        observer.name = f"syncd-observer-{self.name}"
+        observer: BaseObserver | None = None
         try:
+            observer = self._new_observer()  # EMFILE here: no inotify instance left for this user
+            observer.name = f"syncd-observer-{self.name}"
             observer.schedule(_EventTranslator(self), self._watched_path, recursive=self.recursive)
             observer.start()
         except OSError as exc:
+            if observer is not None:
+                observer.stop()  # also stops the inotify reader thread, which started in the constructor
+            limit = _INOTIFY_LIMITS.get(exc.errno or 0) if not self._polling else None
+            if limit is not None:
+                self._report_inotify_limit(limit, str(self.root_given))
+                if self.fallback_to_polling:
+                    self._polling, self._switch_to_polling = True, False
+                    return self._start_observer()
             self._last_error = f"cannot watch {self.root_given}: {exc.strerror or exc}"
             logger.error("watch %s: %s", self.name, self._last_error)
-            observer.stop()  # also stops the inotify reader thread, which started in the constructor
-            if exc.errno == errno.ENOSPC and not self._polling and self.fallback_to_polling:
-                self._polling, self._switch_to_polling = True, False
-                return self._start_observer()
             self._failed_starts += 1
             self._next_start_attempt = time.monotonic() + min(2.0 ** self._failed_starts, 60.0)
             return False
         self._observer = observer
         self._failed_starts = 0
-        if not self._watch_limit_reached:
+        if not self._inotify_limit_reached:
             self._last_error = None
         return True
 
@@ -426,7 +438,7 @@ class WatchObserver:
             elif identity != self._root_ident:
                 reason = "watched root was replaced or a mount on it changed"
             elif self._switch_to_polling and not self._polling:
-                reason = "inotify watch limit reached; watching by polling instead"
+                reason = "inotify limit reached; watching by polling instead"
             elif not self._observer_alive():
                 if self._observer is None and time.monotonic() < self._next_start_attempt:
                     return  # the last start failed; retry with a backoff instead of every check
@@ -459,15 +471,19 @@ class WatchObserver:
         self.request_rescan("inotify event queue overflowed")
 
     def _on_watch_limit(self, path: bytes, exc: OSError) -> None:
+        self._report_inotify_limit(_INOTIFY_LIMITS[errno.ENOSPC], os.fsdecode(path))
+
+    def _report_inotify_limit(self, limit: tuple[str, str], where: str) -> None:
         if self._limit_reported:
             return  # one report per observer: every further sub-directory fails the same way
+        reason, sysctl = limit
         self._limit_reported = True
-        self._watch_limit_reached = True
-        self._last_error = f"inotify watch limit reached at {os.fsdecode(path)} (fs.inotify.max_user_watches)"
+        self._inotify_limit_reached = True
+        self._last_error = f"{reason} at {where} ({sysctl})"
         if self.fallback_to_polling and not self._polling:
             self._switch_to_polling = True
         logger.error("watch %s: %s", self.name, self._last_error)
-        self.request_rescan("inotify watch limit reached")
+        self.request_rescan(reason)
         self._check_now.set()
 
     # ----------------------------------------------------------- translation

@@ -312,15 +312,15 @@ def test_kernel_queue_overflow_is_followed_by_a_rescan(spawn: Spawn, root: Path)
     child.nomination("touch", "after-overflow")
 
 
-def test_watch_limit_reached_falls_back_to_polling_with_a_rescan(spawn: Spawn, root: Path) -> None:
+def test_inotify_limit_reached_falls_back_to_polling_with_a_rescan(spawn: Spawn, root: Path) -> None:
     for i in range(8):
         (root / f"dir{i}").mkdir()
     limit = "echo 4 > /proc/sys/user/max_inotify_watches"  # only in the child's user namespace
     child = spawn(_in_user_namespace() + ["sh", "-c", f'{limit} && exec "$0" -c "$1" "$2"',
                                            sys.executable, _CHILD, str(root)])
     started = child.wait_for(lambda r: "started" in r)["started"]
-    assert started["watch_limit_reached"]
-    child.wait_for(lambda r: (r.get("nomination") or {}).get("reason", "").startswith("inotify watch limit reached;"))
+    assert started["inotify_limit_reached"]
+    child.wait_for(lambda r: (r.get("nomination") or {}).get("reason", "").startswith("inotify limit reached;"))
     reasons = [r["nomination"]["reason"] for r in child.seen if "nomination" in r]
     assert reasons.count("inotify watch limit reached") == 1  # once, not once per unwatchable directory
     health = child.health()
@@ -329,13 +329,23 @@ def test_watch_limit_reached_falls_back_to_polling_with_a_rescan(spawn: Spawn, r
     child.nomination("touch", "dir7/deep.txt")
 
 
-def test_watch_limit_hit_on_the_root_itself_starts_polling_at_once(spawn: Spawn, root: Path) -> None:
-    no_watches = "echo 0 > /proc/sys/user/max_inotify_watches"
-    child = spawn(_in_user_namespace() + ["sh", "-c", f'{no_watches} && exec "$0" -c "$1" "$2"',
+@pytest.mark.parametrize(
+    ("limit", "reason", "sysctl"),
+    [
+        ("max_inotify_watches", "inotify watch limit reached", "fs.inotify.max_user_watches"),
+        ("max_inotify_instances", "inotify instance limit reached", "fs.inotify.max_user_instances"),
+    ],
+)
+def test_inotify_exhausted_for_the_root_itself_starts_polling_at_once(
+    spawn: Spawn, root: Path, limit: str, reason: str, sysctl: str
+) -> None:
+    exhaust = f"echo 0 > /proc/sys/user/{limit}"
+    child = spawn(_in_user_namespace() + ["sh", "-c", f'{exhaust} && exec "$0" -c "$1" "$2"',
                                            sys.executable, _CHILD, str(root)])
     started = child.wait_for(lambda r: "started" in r)["started"]
-    assert started["mode"] == "polling" and started["alive"] and started["watch_limit_reached"]
-    assert child.nomination("rescan")["reason"] == "inotify watch limit reached"
+    assert started["mode"] == "polling" and started["alive"] and started["inotify_limit_reached"]
+    assert sysctl in started["last_error"]
+    assert child.nomination("rescan")["reason"] == reason
     (root / "polled.txt").write_bytes(b"p")
     child.nomination("touch", "polled.txt")
 
