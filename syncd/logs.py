@@ -17,6 +17,7 @@ Standard event fields (use these names so logs, journald fields and dashboards a
 
 =============  ==================================================================
 ``watch``      name of the watch the file belongs to
+``relpath``    path of the file relative to its watch ('/'-separated)
 ``path``       absolute local path of the file
 ``size``       size in bytes
 ``sha1``       hex SHA-1 of the content
@@ -29,12 +30,13 @@ Standard event fields (use these names so logs, journald fields and dashboards a
 ``status``     HTTP status code
 ``request_id`` Box request id (from the error body or the ``box-request-id`` header)
 ``duration_ms`` how long the step took, in milliseconds
+``reason``     a human-readable why (failures, quarantine, skips)
 =============  ==================================================================
 
-Events are short lowercase phrases naming the state change, e.g. ``file
-detected``, ``file ready``, ``upload started``, ``part uploaded``, ``upload
-committed``, ``upload retried``, ``upload failed``, ``file quarantined``,
-``source deleted``, ``source moved``.
+Events are snake_case names of the state change, e.g. ``file_detected``,
+``file_ready``, ``upload_started``, ``part_uploaded``, ``upload_committed``,
+``upload_retry_scheduled``, ``upload_failed``, ``file_quarantined``,
+``source_deleted``, ``source_moved``.
 
 Under journald each event becomes one entry with ``MESSAGE`` (the event and its
 fields as ``key=value``), ``PRIORITY``, ``SYSLOG_IDENTIFIER=syncd``, the code
@@ -404,13 +406,13 @@ def route_uncaught_exceptions() -> None:
         if issubclass(kind, KeyboardInterrupt):
             sys.__excepthook__(kind, error, trace)
             return
-        log.critical("uncaught exception", exc_info=(kind, error, trace))
+        log.critical("uncaught_exception", exc_info=(kind, error, trace))
 
     def thread_hook(args: threading.ExceptHookArgs) -> None:
         if args.exc_type is SystemExit:
             return
         thread = args.thread.name if args.thread is not None else "?"
-        log.critical("uncaught exception in thread", thread=thread,
+        log.critical("uncaught_exception_in_thread", thread=thread,
                      exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
 
     sys.excepthook = main_hook

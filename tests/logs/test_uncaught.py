@@ -36,8 +36,8 @@ def test_uncaught_exceptions_are_logged_redacted() -> None:
     assert result.returncode == 1
     assert SECRET not in result.stderr + result.stdout
     thread_event, main_event = (json.loads(line) for line in result.stderr.splitlines())
-    assert thread_event["event"] == "uncaught exception in thread" and thread_event["thread"] == "uploader-1"
+    assert thread_event["event"] == "uncaught_exception_in_thread" and thread_event["thread"] == "uploader-1"
     assert thread_event["level"] == "critical"
     assert thread_event["exception"].endswith("ValueError: worker saw ***")
-    assert main_event["event"] == "uncaught exception"
+    assert main_event["event"] == "uncaught_exception"
     assert main_event["exception"].endswith("RuntimeError: main saw ***")
