@@ -298,12 +298,17 @@ class JournaldHandler(_QuietFailure, logging.Handler):
             self.handleError(record)
 
 
-def running_under_journald(stream: TextIO | None = None, environ: Mapping[str, str] | None = None) -> bool:
+JOURNAL_SOCKET = "/run/systemd/journal/socket"
+
+
+def running_under_journald(stream: TextIO | None = None, environ: Mapping[str, str] | None = None,
+                           journal_socket: str = JOURNAL_SOCKET) -> bool:
     """Whether *stream* (default stderr) is connected to journald.
 
     True when ``$JOURNAL_STREAM`` names the device:inode of *stream* (what
-    systemd sets for StandardError=journal), or, failing a usable stream, when
-    ``$INVOCATION_ID`` says we run as a systemd unit and stderr is not a terminal.
+    systemd sets for StandardError=journal), or, when *stream* has no file
+    descriptor to compare, when ``$INVOCATION_ID`` says we run as a systemd unit
+    and journald's socket exists (so that events are not sent into the void).
     """
     env = os.environ if environ is None else environ
     stream = sys.stderr if stream is None else stream
@@ -316,7 +321,7 @@ def running_under_journald(stream: TextIO | None = None, environ: Mapping[str, s
             return (info.st_dev, info.st_ino) == (device, inode)
         except (OSError, ValueError):
             return False
-    return bool(env.get("INVOCATION_ID")) and fd is None
+    return bool(env.get("INVOCATION_ID")) and fd is None and os.path.exists(journal_socket)
 
 
 def _fileno(stream: TextIO) -> int | None:

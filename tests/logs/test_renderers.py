@@ -66,9 +66,13 @@ def test_auto_detects_journald_from_journal_stream(tmp_path: Path) -> None:
         assert not logs.running_under_journald(stream, other)
         assert logs.resolve_format("auto", stream, environ=other) == "json"
         assert not logs.running_under_journald(stream, {"JOURNAL_STREAM": "garbage"})
-    # A unit whose stderr is not a file at all: INVOCATION_ID says we run under systemd.
-    assert logs.running_under_journald(io.StringIO(), {"INVOCATION_ID": "abc"})
-    assert not logs.running_under_journald(io.StringIO(), {})
+    # A unit whose stderr is not a file at all: INVOCATION_ID says we run under systemd,
+    # but journald is only used if its socket is there.
+    socket_path = tmp_path / "socket"
+    socket_path.touch()
+    assert logs.running_under_journald(io.StringIO(), {"INVOCATION_ID": "abc"}, str(socket_path))
+    assert not logs.running_under_journald(io.StringIO(), {"INVOCATION_ID": "abc"}, str(tmp_path / "none"))
+    assert not logs.running_under_journald(io.StringIO(), {}, str(socket_path))
 
 
 def test_journald_fields_mapping() -> None:
