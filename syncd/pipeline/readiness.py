@@ -4,13 +4,15 @@ Events and scans only *nominate* paths (:meth:`ReadinessTracker.touch`); the
 tracker turns them into :class:`ReadyCandidate` values once the file is stable:
 
 * no event touched it for the settle period (``settle``, default 2 s), or only
-  ``close_quiet`` (default 0.4 s) when the last event was a close-after-write
-  (``touch(..., closed=True)``); any later write event restarts the full wait;
+  ``close_quiet`` (default 0.4 s; never more than ``settle``) when the last
+  event was a close-after-write (``touch(..., closed=True)``); any later write
+  event restarts the full wait;
 * and two stats (size, mtime_ns, inode), both after the last event, agree: the
   first taken early in the quiet period (``stat_interval`` after the event, or
   sooner for a close) and the second at its end, at least ``stat_interval``
   apart. mtime alone is never trusted: ``cp -p`` keeps an old mtime, so a file
-  is never "old enough" by its mtime.
+  is never "old enough" by its mtime. Even with ``settle=0`` the two stats are
+  taken, so a file is never ready sooner than ``stat_interval`` after an event.
 
 A file that changes between two stats without any event (NFS/SMB, writes
 through mmap, lost events) counts as still being written: it is re-checked
@@ -358,7 +360,7 @@ class ReadinessTracker:
         if isinstance(result, ScanProblem):
             self._apply_problem(record, result, now, callbacks)
             return
-        quiet = self.close_quiet if record.closed else self.settle
+        quiet = self._quiet(record)
         if record.last_stat is None:
             record.last_stat, record.last_stat_at = result, now
             self._schedule(record, max(record.last_event + quiet, now + self.stat_interval))
@@ -417,8 +419,12 @@ class ReadinessTracker:
         exponent = min(record.quiet_checks_failed - 1, 30)
         return min(max(self.settle, self.stat_interval) * (2 ** max(exponent, 0)), self.recheck_max)
 
+    def _quiet(self, record: _Tracked) -> float:
+        # A close-after-write can only shorten the wait, never make it longer than settle.
+        return min(self.close_quiet, self.settle) if record.closed else self.settle
+
     def _first_stat_time(self, record: _Tracked) -> float:
-        quiet = self.close_quiet if record.closed else self.settle
+        quiet = self._quiet(record)
         # The first stat opens the window the second must confirm; open it early so the two agreeing
         # stats span (nearly) the whole quiet period: a writer the observer cannot see (network
         # mount, mmap) that pauses for less than the quiet period is then still caught.
@@ -475,11 +481,10 @@ def _check_durations(settle: float, close_quiet: float, stat_interval: float, re
             raise ReadinessError(f"{name} must be a finite number of seconds, got {value!r}")
     if stat_interval <= 0:
         raise ReadinessError(f"stat_interval must be > 0 seconds, got {stat_interval}")
-    if settle < stat_interval:
-        raise ReadinessError(f"settle ({settle} s) must be at least stat_interval ({stat_interval} s)")
-    if not 0 < close_quiet <= settle:
-        raise ReadinessError(f"close_quiet must be > 0 and <= settle ({settle} s), got {close_quiet}")
-    if recheck_max < settle:
-        raise ReadinessError(f"recheck_max ({recheck_max} s) must be at least settle ({settle} s)")
+    for name in ("settle", "close_quiet"):
+        if values[name] < 0:
+            raise ReadinessError(f"{name} must be >= 0 seconds, got {values[name]}")
+    if recheck_max <= 0:
+        raise ReadinessError(f"recheck_max must be > 0 seconds, got {recheck_max}")
     if unsettled_after <= 0:
         raise ReadinessError(f"unsettled_after must be > 0 seconds, got {unsettled_after}")

@@ -246,12 +246,12 @@ def test_a_failing_callback_does_not_stop_other_files(tmp_path: Path) -> None:
     ("settings", "message"),
     [
         ({"settle": -1.0}, "settle"),
-        ({"close_quiet": 3.0}, "close_quiet"),
-        ({"close_quiet": 0.0}, "close_quiet"),
+        ({"close_quiet": -0.1}, "close_quiet"),
         ({"stat_interval": 0.0}, "stat_interval"),
         ({"settle": float("nan")}, "finite"),
-        ({"recheck_max": 1.0}, "recheck_max"),
+        ({"recheck_max": 0}, "recheck_max"),
         ({"unsettled_after": True}, "unsettled_after"),
+        ({"settle": "2s"}, "settle"),
     ],
 )
 def test_bad_settings_are_rejected_clearly(settings: dict[str, float], message: str) -> None:
@@ -287,13 +287,31 @@ def test_tracker_thread_reports_in_real_time_and_stops(tmp_path: Path) -> None:
     assert 0.35 <= latency < 1.0
 
 
+def test_zero_settle_still_needs_two_agreeing_stats(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path, settle=0.0, close_quiet=0.0)
+    (tmp_path / "a.txt").write_bytes(b"a")
+    start = rig.clock.now
+    rig.tracker.touch("inbox", "a.txt")
+    rig.advance(1.0)
+    assert rig.elapsed_until_ready(start) == pytest.approx(rig.tracker.stat_interval, abs=0.001)
+
+
+def test_a_close_never_makes_the_wait_longer_than_settle(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path, settle=0.5, close_quiet=1.5)
+    (tmp_path / "a.txt").write_bytes(b"a")
+    start = rig.clock.now
+    rig.tracker.touch("inbox", "a.txt", closed=True)
+    rig.advance(2.0)
+    assert rig.elapsed_until_ready(start) == pytest.approx(0.5, abs=0.001)
+
+
 def test_reconfigure_validates_and_applies_to_waiting_files(tmp_path: Path) -> None:
     rig = make_rig(tmp_path)
     (tmp_path / "a.txt").write_bytes(b"a")
     start = rig.clock.now
     rig.tracker.touch("inbox", "a.txt")
     with pytest.raises(ReadinessError, match="close_quiet"):
-        rig.tracker.reconfigure(settle=0.3, close_quiet=0.4)
+        rig.tracker.reconfigure(settle=0.3, close_quiet=-0.4)
     assert (rig.tracker.settle, rig.tracker.close_quiet) == (2.0, 0.4)  # nothing changed
     rig.tracker.reconfigure(settle=1.0)
     rig.advance(1.5)
