@@ -63,6 +63,7 @@ FORMATS = ("auto", "console", "json", "journald")
 LEVELS = ("debug", "info", "warning", "error", "critical")
 MASK = "***"
 SYSLOG_IDENTIFIER = "syncd"
+JOURNAL_SOCKET = "/run/systemd/journal/socket"
 # Shorter registered values are ignored: replacing "ab" everywhere would wreck every line.
 MIN_SECRET_LENGTH = 4
 
@@ -296,9 +297,6 @@ class JournaldHandler(_QuietFailure, logging.Handler):
             journal.send(message, **fields)
         except Exception:
             self.handleError(record)
-
-
-JOURNAL_SOCKET = "/run/systemd/journal/socket"
 
 
 def running_under_journald(stream: TextIO | None = None, environ: Mapping[str, str] | None = None,
