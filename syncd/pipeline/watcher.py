@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
 import os
 import stat as stat_module
 import threading
@@ -239,8 +240,8 @@ class WatchObserver:
         if not isinstance(name, str) or not name:
             raise WatchError(f"watch name must be a non-empty string, got {name!r}")
         for label, value in (("poll_interval", poll_interval), ("check_interval", check_interval)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 86400:
-                raise WatchError(f"{label} must be a number of seconds > 0, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+                raise WatchError(f"{label} must be a finite number of seconds > 0, got {value!r}")
         self.name = name
         self.root_given = os.path.abspath(root)
         self.recursive = recursive

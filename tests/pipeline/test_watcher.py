@@ -152,6 +152,9 @@ def test_bad_arguments_are_rejected(root: Path) -> None:
         WatchObserver("", root, print)
     with pytest.raises(WatchError, match="poll_interval"):
         WatchObserver("inbox", root, print, poll_interval=0)
+    with pytest.raises(WatchError, match="check_interval"):
+        WatchObserver("inbox", root, print, check_interval=float("nan"))
+    WatchObserver("inbox", root, print, poll_interval=7 * 86400)  # a weekly poll is odd but valid
     observer = WatchObserver("inbox", root, print)
     with observer, pytest.raises(WatchError, match="already started"):
         observer.start()
