@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as _dt
 import ipaddress
 from dataclasses import dataclass, field
-from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
 from typing import Literal, Union
 
@@ -19,6 +18,8 @@ DEFAULT_API_URL = "https://api.box.com/2.0"
 DEFAULT_UPLOAD_URL = "https://upload.box.com/api/2.0"
 # Box refuses chunked upload sessions below this size, so files up to it must go direct.
 MIN_DIRECT_UPLOAD_MAX = 20_000_000
+# The temporary names editors, browsers and copy tools write before the final
+# rename, plus dotfiles and dot-directories. syncd.pipeline.filters applies them.
 DEFAULT_EXCLUDE: tuple[str, ...] = (
     "*.tmp",
     "*.part",
@@ -140,31 +141,6 @@ class WatchConfig:
     archive_dir: Path | None = None
     archive_template: str = DEFAULT_ARCHIVE_TEMPLATE
     expect_files_every: float | None = None
-
-    def admits(self, relpath: str) -> bool:
-        """Whether the file at *relpath* (relative to ``path``, '/'-separated) is to be ingested.
-
-        A pattern without '/' is matched against the file name and, for
-        ``exclude``, against every folder on the way too (so ``.*`` also skips
-        everything inside ``.git/``); a pattern with '/' is matched against the
-        whole relative path. Matching is case-sensitive on every platform.
-        """
-        parts = PurePosixPath(relpath).parts
-        if not parts:
-            return False
-        if not self.recursive and len(parts) > 1:
-            return False
-        for pattern in self.exclude:
-            if "/" in pattern:
-                if fnmatchcase(relpath, pattern):
-                    return False
-            elif any(fnmatchcase(part, pattern) for part in parts):
-                return False
-        for pattern in self.include:
-            target = relpath if "/" in pattern else parts[-1]
-            if fnmatchcase(target, pattern):
-                return True
-        return False
 
     def archive_path(self, relpath: str, when: _dt.datetime) -> Path:
         """Where ``after_upload: move`` puts the file at *relpath*, uploaded at *when*."""

@@ -32,16 +32,9 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-DEFAULT_EXCLUDES: tuple[str, ...] = (
-    "*.tmp",
-    "*.part",
-    "*.partial",
-    "*.crdownload",
-    ".~lock.*",
-    "*.swp",
-    "*~",
-    ".*",
-)
+from syncd.config import DEFAULT_EXCLUDE, WatchConfig
+
+DEFAULT_EXCLUDES: tuple[str, ...] = DEFAULT_EXCLUDE
 """Patterns excluded unless the caller passes ``use_default_excludes=False``."""
 
 
@@ -202,3 +195,8 @@ class PathFilter:
             if self.is_excluded("/".join(parts[:depth])):
                 return False
         return True
+
+
+def watch_filter(watch: WatchConfig) -> PathFilter:
+    """The filter of a configured watch (its `exclude` already holds the defaults it keeps)."""
+    return PathFilter(watch.include, watch.exclude, use_default_excludes=False)

@@ -29,7 +29,7 @@ import structlog
 
 from syncd.config import Config, ConfigChanges, WatchConfig
 from syncd.journal import FileState, Journal, ObservationKind
-from syncd.pipeline.filters import PathFilter
+from syncd.pipeline.filters import watch_filter
 from syncd.pipeline.readiness import ReadinessTracker, ReadyCandidate, UnsettledFile
 from syncd.pipeline.scanner import ScanProblem, Scanner
 from syncd.pipeline.watcher import Nomination, NominationKind, WatchHealth, WatchObserver
@@ -123,7 +123,7 @@ class Intake:
 
     def add_watch(self, watch: WatchConfig) -> None:
         """Start watching one more root (also used by a config reload)."""
-        path_filter = PathFilter(watch.include, watch.exclude, use_default_excludes=False)
+        path_filter = watch_filter(watch)
         observer = WatchObserver(
             watch.name, watch.path, self._queue.put, recursive=watch.recursive, path_filter=path_filter,
             polling=watch.observer == "polling", poll_interval=watch.poll_interval,

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from syncd.pipeline.filters import DEFAULT_EXCLUDES, FilterPatternError, PathFilter
+from syncd.config import WatchConfig
+from syncd.pipeline.filters import DEFAULT_EXCLUDES, FilterPatternError, PathFilter, watch_filter
 
 
 @pytest.mark.parametrize(
@@ -115,3 +118,29 @@ def test_leading_slash_anchors_without_changing_meaning() -> None:
     assert PathFilter(include=["/top.txt"]).accepts_file("top.txt")
     assert not PathFilter(include=["/top.txt"]).accepts_file("a/top.txt")
     assert not PathFilter(include=["/x/top.txt"]).accepts_file("y/x/top.txt")
+
+
+# The rules as a configured watch applies them (config supplies the patterns, the filter decides).
+def _watch(**overrides: object) -> WatchConfig:
+    values: dict[str, object] = {"path": Path("/srv/in"), "folder_id": "1", "name": "in"}
+    values.update(overrides)
+    return WatchConfig(**values)  # type: ignore[arg-type]
+
+
+def accepts(watch: WatchConfig, relpath: str) -> bool:
+    return watch_filter(watch).accepts_file(relpath)
+
+
+@pytest.mark.parametrize(("relpath", "admitted"), [
+    ("report.pdf", True), ("a/b/report.pdf", True), ("report.pdf.tmp", False), ("x.part", False),
+    ("movie.mkv.crdownload", False), (".~lock.doc#", False), (".report.pdf.swp", False), ("notes~", False),
+    (".hidden", False), (".git/config", False), ("sub/.cache/file", False), ("sub/file.partial", False),
+])
+def test_default_excludes_skip_temp_and_dot_files(relpath: str, admitted: bool) -> None:
+    assert watch_filter(_watch()).accepts_file(relpath) is admitted
+
+
+def test_include_patterns_on_name_or_relative_path() -> None:
+    watch = _watch(include=("*.pdf", "scans/*.tif"), exclude=("archive/*",))
+    assert accepts(watch, "x/y.pdf") and accepts(watch, "scans/page.tif")
+    assert not accepts(watch, "other/page.tif") and not accepts(watch, "y.PDF") and not accepts(watch, "archive/a.pdf")
