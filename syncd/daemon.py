@@ -30,7 +30,7 @@ from syncd.config import Config, ConfigError, diff_configs, load_config
 from syncd.connection import BoxConnection, connect_box
 from syncd.health import HealthCheck
 from syncd.journal import FileRecord, FileState, Journal
-from syncd.logs import configure_logging, register_secret
+from syncd.logs import configure_logging, register_secret, route_uncaught_exceptions
 from syncd.metrics import Metrics, MetricsServer
 from syncd.notify import SystemdNotifier, WatchdogPinger
 from syncd.pipeline.ingest import Ingest, Outcome
@@ -301,6 +301,7 @@ def run_daemon(config: Config, *, once: bool = False) -> int:
     for secret in config.secrets:
         register_secret(secret)
     configure_logging(config.logging.format, config.logging.level)
+    route_uncaught_exceptions()  # a crash's traceback goes through the redactor too
     for warning in config.warnings:
         log.warning("config_warning", detail=warning)
     return Daemon(config, once=once).run()

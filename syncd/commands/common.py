@@ -25,7 +25,7 @@ def load_or_explain(path: Path) -> Config | None:
     try:
         return load_config(path)
     except ConfigError as exc:
-        print(f"syncd: invalid configuration {path}:\n{exc}", file=sys.stderr)
+        print(f"syncd: invalid configuration: {exc}", file=sys.stderr)
         return None
 
 
