@@ -28,6 +28,7 @@ SESSION_ID_RE = re.compile(r"^[0-9A-Fa-f]{32}$")
 CONTENT_RANGE_RE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+)\s*$", re.IGNORECASE)
 SHA1_HEX_RE = re.compile(r"^[0-9a-fA-F]{40}$")
 MAX_ATTRIBUTES = 64 * 1024
+MAX_FILE_SIZE = 2**53  # far above Box's largest plan (500 GB), inside SQLite's integer range
 
 
 # -- shared checks ----------------------------------------------------------
@@ -329,7 +330,7 @@ def preflight(ctx: Context, request: Request, user: User, params: dict[str, str]
     if not isinstance(body, dict):
         raise bad_request("Body must be a JSON object", "body")
     size = body.get("size")
-    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 0):
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= MAX_FILE_SIZE):
         raise bad_request("Invalid value for size", "size")
     upload_base = f"{request.origin}/api/2.0"
     if "id" in params:
@@ -364,8 +365,8 @@ def _session_size(body: dict[str, Any]) -> int:
     if "file_size" not in body:
         raise BoxError(400, "missing_file_size", "file_size is required")
     size = body["file_size"]
-    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
-        raise BoxError(400, "invalid_file_size", "file_size must be a non-negative integer")
+    if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= MAX_FILE_SIZE:
+        raise BoxError(400, "invalid_file_size", f"file_size must be an integer from 0 to {MAX_FILE_SIZE}")
     return size
 
 

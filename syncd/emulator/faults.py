@@ -44,14 +44,23 @@ class FaultSettings:
         """Raise ValueError naming the first knob whose value is out of range."""
         for name in ("latency_ms", "bandwidth", "upload_rate_limit", "api_rate_limit", "commit_202",
                      "commit_retry_after", "max_file_size", "storage_quota", "min_chunked_size"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0")
-        if self.token_ttl <= 0:
-            raise ValueError("token_ttl must be > 0")
+            value = getattr(self, name)
+            if not 0 <= value <= _MAXIMUMS.get(name, 2**62):
+                raise ValueError(f"{name} must be between 0 and {_MAXIMUMS.get(name, 2**62)}")
+        if self.seed is not None and not -(2**62) <= self.seed <= 2**62:
+            raise ValueError("seed is out of range")
+        if not 0 < self.token_ttl <= _MAXIMUMS["token_ttl"]:
+            raise ValueError(f"token_ttl must be between 1 and {_MAXIMUMS['token_ttl']}")
         for name in ("fail_rate", "drop_rate"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be between 0 and 1")
 
+
+# Upper bounds that keep every knob usable (a sleep of 1e20 ms would overflow).
+_MAXIMUMS: dict[str, int] = {
+    "latency_ms": 600_000, "commit_retry_after": 86_400, "token_ttl": 10 * 365 * 86_400,
+    "commit_202": 1_000_000, "upload_rate_limit": 10**9, "api_rate_limit": 10**9,
+}
 
 _KNOB_TYPES: dict[str, type] = {
     "latency_ms": float, "bandwidth": int, "upload_rate_limit": int, "api_rate_limit": int,
@@ -139,8 +148,8 @@ class Faults:
                 if isinstance(value, bool) or not isinstance(value, (int, float)):
                     raise ValueError(f"{name} must be a number")
                 kind = _KNOB_TYPES[name]
-                if kind is int and value != int(value):
-                    raise ValueError(f"{name} must be an integer")
+                if not math.isfinite(value) or (kind is int and value != int(value)):
+                    raise ValueError(f"{name} must be a finite {'integer' if kind is int else 'number'}")
                 values[name] = kind(value)
             new = FaultSettings(**values)
             new.validate()
@@ -200,13 +209,14 @@ def _parse_reject(value: Any) -> RejectRule | None:
         raise ValueError("reject_next must be an object")
     count = value.get("count")
     status = value.get("status")
-    if not isinstance(count, int) or count < 0:
+    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
         raise ValueError("reject_next.count must be a non-negative integer")
     if status not in (429, 500, 502, 503):
         raise ValueError("reject_next.status must be 429, 500, 502 or 503")
     retry_after = value.get("retry_after")
-    if retry_after is not None and (not isinstance(retry_after, int) or retry_after < 0):
-        raise ValueError("reject_next.retry_after must be a non-negative integer")
+    if retry_after is not None and (isinstance(retry_after, bool) or not isinstance(retry_after, int)
+                                    or not 0 <= retry_after <= 86_400):
+        raise ValueError("reject_next.retry_after must be an integer between 0 and 86400")
     endpoint = value.get("endpoint")
     if endpoint is not None and endpoint not in ENDPOINT_NAMES:
         raise ValueError(f"reject_next.endpoint must be one of {sorted(ENDPOINT_NAMES)}")

@@ -15,6 +15,7 @@ from syncd.emulator.store import ROOT_ID, Item, NameInUse, User
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
+MAX_OFFSET = 2**53  # beyond any folder; keeps values inside SQLite's integer range
 
 
 def _folder_id(raw: str) -> int:
@@ -50,7 +51,7 @@ def _paging_int(request: Request, name: str, default: int) -> int:
         value = int(raw)
     except ValueError:
         raise bad_request(f"Invalid value for {name}", name) from None
-    if value < 0:
+    if not 0 <= value <= MAX_OFFSET:
         raise bad_request(f"Invalid value for {name}", name)
     return value
 
@@ -99,9 +100,10 @@ def _encode_marker(offset: int) -> str:
 def _decode_marker(marker: str) -> int:
     try:
         text = base64.urlsafe_b64decode(marker + "=" * (-len(marker) % 4)).decode()
-        if not text.startswith("o:"):
+        offset = int(text[2:]) if text.startswith("o:") else -1
+        if not 0 <= offset <= MAX_OFFSET:
             raise ValueError
-        return int(text[2:])
+        return offset
     except ValueError:
         raise bad_request("Invalid value for marker", "marker") from None
 
@@ -175,6 +177,8 @@ def update_file(ctx: Context, request: Request, user: User, params: dict[str, st
         changes["parent_id"] = parse_folder_id(parent["id"])
     for name in ("content_created_at", "content_modified_at"):
         if name in body:
+            if body[name] is None:  # these times are never null on a file (REFERENCE.md §8)
+                raise bad_request(f"Invalid value for {name}", name)
             changes[name] = optional_time(body[name], name)
     try:
         updated = ctx.store.update_item(item, changes, ctx.clock.now(), request.header("If-Match"))

@@ -256,6 +256,7 @@ class BoxRequestHandler(BaseHTTPRequestHandler):
         faults = self.server.app.faults
         self._in = Throttle(lambda: faults.settings.bandwidth)
         self._out = Throttle(lambda: faults.settings.bandwidth)
+        self._shaped = True
 
     def log_message(self, format: str, *args: Any) -> None:
         # Access logs would flood the test output; errors are visible in replies and stats.
@@ -300,16 +301,17 @@ class BoxRequestHandler(BaseHTTPRequestHandler):
             except ValueError:
                 raise BoxError(400, "bad_request", "Invalid Content-Length header") from None
         cut_at = None
-        admin = self.path.startswith("/_emulator/")  # tests must always be able to reach the knobs
-        if (chunked or length) and not admin and self.server.app.faults.should_drop():
+        if (chunked or length) and self._shaped and self.server.app.faults.should_drop():
             cut_at = self.server.app.faults.randint(0, (length or 65536) - 1)
-        return BodyReader(self.rfile, length, chunked, self._in, cut_at)
+        return BodyReader(self.rfile, length, chunked, self._in if self._shaped else Throttle(lambda: 0), cut_at)
 
     def _dispatch(self) -> None:
         app = self.server.app
         request_id = secrets.token_hex(8)
+        # Shaping never applies to the admin API, so tests can always undo a knob.
+        self._shaped = not self.path.startswith("/_emulator/")
         latency = app.faults.settings.latency_ms
-        if latency:
+        if latency and self._shaped:
             time.sleep(latency / 1000.0)
         split = urlsplit(self.path)
         request: Request | None = None
@@ -389,7 +391,7 @@ class BoxRequestHandler(BaseHTTPRequestHandler):
                     self._send(data)
 
     def _send(self, data: bytes) -> None:
-        if not self.server.app.faults.settings.bandwidth:
+        if not self.server.app.faults.settings.bandwidth or not getattr(self, "_shaped", True):
             self.wfile.write(data)
             return
         view = memoryview(data)

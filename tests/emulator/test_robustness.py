@@ -145,3 +145,36 @@ def test_keep_alive_survives_errors(box: EmulatorProcess) -> None:
         files = [("file", ("f", big)), ("attributes", (None, json.dumps({"name": "k", "parent": {"id": "0"}})))]
         assert http.post(f"{box.upload_url}/files/content", files=files, timeout=30).status_code == 400
         assert http.get(f"{box.api_url}/users/me", timeout=30).status_code == 200
+
+
+def test_out_of_range_numbers_are_400_not_500(box: EmulatorProcess) -> None:
+    huge = 10**20
+    reply = requests.post(f"{box.upload_url}/files/upload_sessions", headers=auth(box), timeout=30,
+                          json={"folder_id": "0", "file_size": huge, "file_name": "huge.bin"})
+    assert reply.status_code == 400 and reply.json()["code"] == "invalid_file_size"
+    for params in ({"offset": huge}, {"limit": huge}, {"usemarker": "true", "marker": "bzoxMDAwMDAwMDAwMDAwMDAwMDAwMDAw"}):
+        reply = requests.get(f"{box.api_url}/folders/0/items", params=params, headers=auth(box), timeout=30)
+        assert reply.status_code == 400, params
+    preflight = requests.options(f"{box.api_url}/files/content", headers=auth(box), timeout=30,
+                                 json={"name": "n.bin", "size": huge, "parent": {"id": "0"}})
+    assert preflight.status_code == 400
+    for knobs in ({"latency_ms": huge}, {"latency_ms": "inf"}, {"commit_retry_after": huge},
+                  {"token_ttl": 0}, {"reject_next": {"count": 1, "status": 429, "retry_after": huge}}):
+        assert requests.put(f"{box.origin}/_emulator/faults", json=knobs, timeout=30).status_code == 400, knobs
+    infinite = requests.put(f"{box.origin}/_emulator/faults", data=b'{"latency_ms": Infinity}', timeout=30)
+    assert infinite.status_code == 400
+    put_time = requests.post(f"{box.upload_url}/files/content", headers=auth(box), timeout=30,
+                             files=[("attributes", (None, json.dumps({"name": "t.txt", "parent": {"id": "0"}}))),
+                                    ("file", ("f", b"t"))]).json()["entries"][0]
+    nulled = requests.put(f"{box.api_url}/files/{put_time['id']}", json={"content_modified_at": None},
+                          headers=auth(box), timeout=30)
+    assert nulled.status_code == 400 and nulled.json()["code"] == "bad_request"
+
+
+def test_admin_api_is_never_shaped(box: EmulatorProcess) -> None:
+    box.faults(latency_ms=600_000, bandwidth=1, drop_rate=1.0, fail_rate=1.0)
+    try:
+        assert box.faults()["latency_ms"] == 600_000  # answered at once despite the knobs
+    finally:
+        box.faults(latency_ms=0, bandwidth=0, drop_rate=0, fail_rate=0)
+    assert requests.get(f"{box.api_url}/users/me", headers=auth(box), timeout=30).status_code == 200
