@@ -36,10 +36,11 @@ from __future__ import annotations
 import heapq
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from syncd.pipeline.scanner import FileStat, ProblemKind, ScanProblem, normalize_relpath, stat_candidate
@@ -107,11 +108,9 @@ class _Watch:
     follow_symlinks: bool
 
 
-@dataclass(order=True, slots=True)
-class _HeapEntry:
-    when: float
-    token: int
-    key: tuple[str, str] = field(compare=False)
+# Heap entries are plain tuples (deadline, token, key): compared in C, and tokens are unique so
+# keys are never compared. A dataclass with order=True cost a third of a 100,000-file pass.
+_HeapEntry = tuple[float, int, tuple[str, str]]
 
 
 class ReadinessError(ValueError):
@@ -180,7 +179,7 @@ class ReadinessTracker:
         if not isinstance(name, str) or not name:
             raise ReadinessError(f"watch name must be a non-empty string, got {name!r}")
         with self._lock:
-            self._watches[name] = _Watch(root=Path(root), follow_symlinks=follow_symlinks)
+            self._watches[name] = _Watch(root=Path(os.path.abspath(root)), follow_symlinks=follow_symlinks)
 
     def reconfigure(
         self,
@@ -311,7 +310,8 @@ class ReadinessTracker:
         """
         callbacks: list[Callable[[], None]] = []
         due = self._take_due(callbacks)
-        results = [(key, events, self._stat(key)) for key, events in due]
+        parents_checked: dict[tuple[str, str], dict[str, bool]] = {}
+        results = [(key, events, self._stat(key, parents_checked)) for key, events in due]
         with self._lock:
             now = self._clock()
             for key, events, result in results:
@@ -332,10 +332,10 @@ class ReadinessTracker:
         due: list[tuple[tuple[str, str], int]] = []
         with self._lock:
             now = self._clock()
-            while self._heap and self._heap[0].when <= now:
-                entry = heapq.heappop(self._heap)
-                record = self._records.get(entry.key)
-                if record is None or record.token != entry.token:
+            while self._heap and self._heap[0][0] <= now:
+                _, token, key = heapq.heappop(self._heap)
+                record = self._records.get(key)
+                if record is None or record.token != token:
                     continue  # stale entry: record gone or re-armed earlier
                 record.token, record.scheduled_at = 0, math.inf
                 first_stat_at = self._first_stat_time(record)
@@ -344,15 +344,19 @@ class ReadinessTracker:
                     self._check_unsettled(record, now, callbacks)
                     self._schedule(record, first_stat_at)
                     continue
-                due.append((entry.key, record.events))
+                due.append((key, record.events))
         return due
 
-    def _stat(self, key: tuple[str, str]) -> FileStat | ScanProblem:
+    def _stat(self, key: tuple[str, str], parents_checked: dict[tuple[str, str], dict[str, bool]]
+              ) -> FileStat | ScanProblem:
         watch = self._watches.get(key[0])
         if watch is None:
             return ScanProblem(key[1], ProblemKind.VANISHED, "its watch was removed")
         # Outside the lock: a stat on a hung network mount must not block the watcher's touch().
-        return stat_candidate(watch.root, key[1], follow_symlinks=watch.follow_symlinks)
+        # One batch shares the parent-directory checks (many due files share few directories).
+        batch_cache = parents_checked.setdefault((key[0], str(watch.root)), {})
+        return stat_candidate(watch.root, key[1], follow_symlinks=watch.follow_symlinks,
+                              parents_checked=batch_cache)
 
     def _apply(self, record: _Tracked, result: FileStat | ScanProblem, now: float,
                callbacks: list[Callable[[], None]]) -> None:
@@ -438,7 +442,7 @@ class ReadinessTracker:
         token = self._next_token
         self._next_token += 1
         record.token, record.scheduled_at = token, when
-        entry = _HeapEntry(when, token, (record.watch, record.relpath))
+        entry: _HeapEntry = (when, token, (record.watch, record.relpath))
         heapq.heappush(self._heap, entry)
         if self._heap[0] is entry:
             # New earliest deadline: the thread may be sleeping on a later one (or on none). The flag
@@ -448,10 +452,10 @@ class ReadinessTracker:
 
     def _seconds_to_next(self, now: float) -> float | None:
         while self._heap:
-            head = self._heap[0]
-            record = self._records.get(head.key)
-            if record is not None and record.token == head.token:
-                return max(head.when - now, 0.0)
+            when, token, key = self._heap[0]
+            record = self._records.get(key)
+            if record is not None and record.token == token:
+                return max(when - now, 0.0)
             heapq.heappop(self._heap)  # drop stale heads so the heap does not hold dead entries
         return None
 

@@ -147,23 +147,39 @@ def _parents_free_of_symlinks(root: str, relpath: str) -> bool:
     return True
 
 
-def stat_candidate(root: Path, relpath: str, *, follow_symlinks: bool = False) -> FileStat | ScanProblem:
+def stat_candidate(
+    root: Path,
+    relpath: str,
+    *,
+    follow_symlinks: bool = False,
+    parents_checked: dict[str, bool] | None = None,
+) -> FileStat | ScanProblem:
     """Stat the file ``relpath`` under ``root`` under the module's symlink policy.
 
     Returns its :class:`FileStat`, or a :class:`ScanProblem` saying why it is
     not a usable regular file (``VANISHED`` when it does not exist any more).
     Never raises for conditions on disk; raises :class:`RelativePathError`
-    for a malformed ``relpath``.
+    for a malformed ``relpath``. ``parents_checked``: a dict the caller keeps
+    for one batch of calls, remembering which parent directories were found
+    free of symlinks, so files sharing a directory do not re-check it.
     """
     relpath = normalize_relpath(relpath)
-    root_abs = os.path.abspath(root)
+    root_abs = os.fspath(root)
+    if not os.path.isabs(root_abs):
+        root_abs = os.path.abspath(root_abs)
     full = os.path.join(root_abs, relpath)
     try:
         if not follow_symlinks:
             st = os.lstat(full)
             if stat_module.S_ISLNK(st.st_mode):
                 return ScanProblem(relpath, ProblemKind.SYMLINK_SKIPPED, "symbolic links are not followed")
-            if not _parents_free_of_symlinks(root_abs, relpath):
+            parent = relpath.rpartition("/")[0]
+            parents_ok = parents_checked.get(parent) if parents_checked is not None else None
+            if parents_ok is None:
+                parents_ok = _parents_free_of_symlinks(root_abs, relpath)
+                if parents_checked is not None:
+                    parents_checked[parent] = parents_ok
+            if not parents_ok:
                 return ScanProblem(relpath, ProblemKind.SYMLINK_SKIPPED, "a parent directory is a symbolic link")
         else:
             if not _is_inside(os.path.realpath(full), os.path.realpath(root_abs)):
