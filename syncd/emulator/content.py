@@ -13,12 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
-from werkzeug.http import parse_options_header
-
 from syncd.emulator.clock import parse_iso
 from syncd.emulator.context import Context
 from syncd.emulator.errors import BoxError, bad_request, not_found
-from syncd.emulator.multipart import End, MultipartError, MultipartParser, PartData, PartStart
+from syncd.emulator.multipart import End, MultipartError, MultipartParser, PartData, PartStart, parse_options_header
 from syncd.emulator.names import validate_name
 from syncd.emulator.server import CHUNK, Request, Response
 from syncd.emulator.shapes import file_mini, folder_mini, part_body, session_body

@@ -8,11 +8,33 @@ costs more than the rest of a small upload; this parser compiles nothing.)
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-
-from werkzeug.http import parse_options_header
+from urllib.parse import unquote
 
 MAX_HEADER_BLOCK = 16 * 1024
+_PARAM_RE = re.compile(r';\s*([^\s=;]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)')
+
+
+def parse_options_header(value: str) -> tuple[str, dict[str, str]]:
+    """`multipart/form-data; boundary="x"` -> ("multipart/form-data", {"boundary": "x"}).
+
+    Parameter names are lower-cased; quoted values are unescaped; RFC 5987
+    `name*=UTF-8''...` values are decoded and win over the plain form.
+    """
+    main, _, rest = value.partition(";")
+    params: dict[str, str] = {}
+    for match in _PARAM_RE.finditer(";" + rest):
+        name, raw = match.group(1).lower(), match.group(2).strip()
+        if raw.startswith('"') and raw.endswith('"') and len(raw) >= 2:
+            raw = re.sub(r"\\(.)", r"\1", raw[1:-1])
+        if name.endswith("*"):
+            charset, _, encoded = raw.partition("'")
+            _, _, encoded = encoded.partition("'")
+            params[name[:-1]] = unquote(encoded, encoding=charset or "utf-8", errors="replace")
+        else:
+            params.setdefault(name, raw)
+    return main.strip().lower(), params
 
 
 class MultipartError(ValueError):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from syncd.emulator.multipart import End, MultipartError, MultipartParser, PartData, PartStart
+from syncd.emulator.multipart import End, MultipartError, MultipartParser, PartData, PartStart, parse_options_header
 
 BODY = (b"preamble\r\n--BOUND\r\nContent-Disposition: form-data; name=\"attributes\"\r\n\r\n{\"a\":1}"
         b"\r\n--BOUND  \r\nContent-Disposition: form-data; name=\"file\"; filename=\"\"\r\n\r\n"
@@ -50,3 +50,16 @@ def test_byte_by_byte() -> None:
 def test_malformed(body: bytes) -> None:
     with pytest.raises(MultipartError):
         MultipartParser(b"BOUND").feed(body)
+
+
+@pytest.mark.parametrize(("header", "expected"), [
+    ("multipart/form-data; boundary=abc", ("multipart/form-data", {"boundary": "abc"})),
+    ('Multipart/Form-Data; BOUNDARY="a;b c"', ("multipart/form-data", {"boundary": "a;b c"})),
+    ('form-data; name="file"; filename=""', ("form-data", {"name": "file", "filename": ""})),
+    ('form-data; name="q\\"x"', ("form-data", {"name": 'q"x'})),
+    ("form-data; name=attributes", ("form-data", {"name": "attributes"})),
+    ("form-data; filename=\"a.txt\"; filename*=UTF-8''%C3%A9.txt", ("form-data", {"filename": "é.txt"})),
+    ("text/plain", ("text/plain", {})),
+])
+def test_parse_options_header(header: str, expected: tuple[str, dict[str, str]]) -> None:
+    assert parse_options_header(header) == expected
