@@ -158,7 +158,7 @@ def test_deleted_file_is_nominated_gone_and_never_becomes_ready(intake: Intake) 
     path.unlink()
     assert intake.gone.wait(3)
     assert Nomination(NominationKind.GONE, "inbox", "oops.txt") in intake.nominations
-    assert intake.ready_within(1.5) == []
+    assert intake.ready_within(1.2) == []  # settle is 1 s in these tests
     assert not intake.tracker.is_tracking("inbox", "oops.txt")
 
 
