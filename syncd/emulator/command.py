@@ -199,7 +199,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"syncd emulator listening: api={origin}/2.0 upload={origin}/api/2.0 token={origin}/oauth2/token",
           flush=True)
     try:
-        server.serve_forever(poll_interval=0.2)
+        server.serve_forever(poll_interval=0.05)
     finally:
         server.server_close()
     return 0
