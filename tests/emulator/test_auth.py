@@ -197,3 +197,11 @@ def test_as_user(box: EmulatorProcess) -> None:
                        box_subject_id=other["id"], **CLIENT).json()["access_token"]
     denied = me(box, user_token, **{"As-User": "11446498"})
     assert denied.status_code == 403 and denied.json()["code"] == "access_denied_insufficient_permissions"
+
+
+def test_refresh_tokens_expire_after_60_days(emulator_factory) -> None:
+    box = emulator_factory()
+    refresh = box.mint_refresh_token()
+    box.advance_clock(60 * 24 * 3600 + 1)
+    reply = token(box, grant_type="refresh_token", refresh_token=refresh, **CLIENT)
+    assert reply.status_code == 400 and reply.json()["error"] == "invalid_grant"
