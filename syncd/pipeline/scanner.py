@@ -84,11 +84,18 @@ class ProblemKind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class ScanProblem:
-    """A path the scanner or the readiness tracker could not use, with a human-readable reason."""
+    """A path the scanner or the readiness tracker could not use, with a human-readable reason.
+
+    ``directory`` is True when a directory could not be listed (fully): the
+    scan is then incomplete below ``relpath`` ("" = the whole root), so files
+    there that a caller knows of must not be taken as deleted just because
+    this scan did not list them.
+    """
 
     relpath: str
     kind: ProblemKind
     detail: str
+    directory: bool = False
 
     def __str__(self) -> str:
         return f"{self.relpath or '.'}: {self.kind.value}: {self.detail}"
@@ -126,14 +133,14 @@ def _is_inside(path_real: str, root_real: str) -> bool:
     return path_real == root_real or path_real.startswith(root_real.rstrip("/") + "/")
 
 
-def _problem_from_oserror(relpath: str, exc: OSError) -> ScanProblem:
+def _problem_from_oserror(relpath: str, exc: OSError, *, directory: bool = False) -> ScanProblem:
     if isinstance(exc, (FileNotFoundError, NotADirectoryError)):
-        return ScanProblem(relpath, ProblemKind.VANISHED, "disappeared while being looked at")
+        return ScanProblem(relpath, ProblemKind.VANISHED, "disappeared while being looked at", directory)
     if isinstance(exc, PermissionError):
-        return ScanProblem(relpath, ProblemKind.PERMISSION_DENIED, "permission denied")
+        return ScanProblem(relpath, ProblemKind.PERMISSION_DENIED, "permission denied", directory)
     if exc.errno == errno.ELOOP:
-        return ScanProblem(relpath, ProblemKind.SYMLINK_LOOP, "too many levels of symbolic links")
-    return ScanProblem(relpath, ProblemKind.IO_ERROR, exc.strerror or str(exc))
+        return ScanProblem(relpath, ProblemKind.SYMLINK_LOOP, "too many levels of symbolic links", directory)
+    return ScanProblem(relpath, ProblemKind.IO_ERROR, exc.strerror or str(exc), directory)
 
 
 def _parents_free_of_symlinks(root: str, relpath: str) -> bool:
@@ -248,7 +255,7 @@ class Scanner:
             try:
                 st = os.stat(start_abs)
             except OSError as exc:
-                self._report(_problem_from_oserror(start_rel, exc))
+                self._report(_problem_from_oserror(start_rel, exc, directory=True))
                 return
             visited.add((st.st_dev, st.st_ino))
         stack: list[tuple[str, str]] = [(start_abs, start_rel + "/" if start_rel else "")]
@@ -269,9 +276,9 @@ class Scanner:
                     return ScanProblem(start_rel, ProblemKind.SYMLINK_SKIPPED, "symbolic links are not followed")
                 is_dir = stat_module.S_ISDIR(st.st_mode)
         except OSError as exc:
-            return _problem_from_oserror(start_rel, exc)
+            return _problem_from_oserror(start_rel, exc, directory=True)
         if not is_dir:
-            return ScanProblem(start_rel, ProblemKind.VANISHED, "is no longer a directory")
+            return ScanProblem(start_rel, ProblemKind.VANISHED, "is no longer a directory", directory=True)
         return None
 
     def _scan_one_directory(
@@ -287,7 +294,7 @@ class Scanner:
         try:
             iterator = os.scandir(directory)
         except OSError as exc:
-            self._report(_problem_from_oserror(prefix.rstrip("/"), exc))
+            self._report(_problem_from_oserror(prefix.rstrip("/"), exc, directory=True))
             return
         with iterator:
             while True:
@@ -296,7 +303,7 @@ class Scanner:
                 except StopIteration:
                     return
                 except OSError as exc:  # e.g. EIO half-way through a directory on a flaky mount
-                    self._report(_problem_from_oserror(prefix.rstrip("/"), exc))
+                    self._report(_problem_from_oserror(prefix.rstrip("/"), exc, directory=True))
                     return
                 relpath = prefix + entry.name
                 try:

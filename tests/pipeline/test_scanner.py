@@ -86,7 +86,7 @@ def test_scan_of_a_subdirectory_uses_root_relative_paths(tmp_path: Path) -> None
     assert sorted(e.relpath for e in Scanner(tmp_path).scan("a/")) == ["a/b/c.txt", "a/d.txt"]
     problems: list[ScanProblem] = []
     assert list(Scanner(tmp_path, on_problem=problems.append).scan("missing")) == []
-    assert [p.kind for p in problems] == [ProblemKind.VANISHED]
+    assert [(p.kind, p.directory) for p in problems] == [(ProblemKind.VANISHED, True)]
 
 
 @pytest.mark.parametrize("bad", ["../etc", "/etc", "a/../../x", "a\x00b"])
@@ -177,6 +177,8 @@ def test_files_and_directories_vanishing_mid_scan_are_reported_and_the_scan_goes
     assert list(scan) == []
     assert {p.relpath for p in problems} == vanished
     assert {p.kind for p in problems} == {ProblemKind.VANISHED}
+    # Only the unlisted directories make the scan incomplete; the two files are just gone.
+    assert {p.relpath for p in problems if p.directory} == {p for p in vanished if "/" not in p}
     assert len(vanished) == 2 + 4
 
 
@@ -187,7 +189,7 @@ if os.geteuid() == 0:
     os.setgid(65534); os.setuid(65534)  # 'nobody': root would read anything
 problems = []
 entries = sorted(e.relpath for e in Scanner(sys.argv[1], on_problem=problems.append).scan())
-print(json.dumps({"entries": entries, "problems": [[p.relpath, p.kind.value] for p in problems]}))
+print(json.dumps({"entries": entries, "problems": [[p.relpath, p.kind.value, p.directory] for p in problems]}))
 """
 
 
@@ -205,7 +207,7 @@ def test_permission_denied_is_reported_and_the_rest_is_listed() -> None:
             cwd=REPO, capture_output=True, text=True, timeout=30, check=True,
         )
         report = json.loads(result.stdout)
-        assert report == {"entries": ["c.txt", "open/a.txt"], "problems": [["locked", "permission_denied"]]}
+        assert report == {"entries": ["c.txt", "open/a.txt"], "problems": [["locked", "permission_denied", True]]}
     finally:
         (root / "locked").chmod(0o700)
         shutil.rmtree(root)
