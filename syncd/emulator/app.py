@@ -113,25 +113,33 @@ class EmulatorApp:
                 raise generic(405, "Method Not Allowed")
             raise BoxError(404, "not_found", f"No API endpoint at {request.method} {request.path}")
         request.endpoint = route.endpoint
-        self._inject(request)
+        applied = self._inject(request)
         user = self.ctx.auth.authenticate(request.header("Authorization"), request.header("As-User"))
         wait = self.faults.rate_limited(route.endpoint, user.id)
         if wait is not None:
             raise BoxError(429, "rate_limit_exceeded", "Request rate limit exceeded, please try again later",
                            None, {"Retry-After": str(wait)})
-        return route.handler(self.ctx, request, user, params)
+        response = route.handler(self.ctx, request, user, params)
+        if applied is not None:
+            # The work is done, but the client is told it failed (Box: "the write may have been applied").
+            raise applied
+        return response
 
-    def _inject(self, request: Request) -> None:
+    def _inject(self, request: Request) -> BoxError | None:
+        """Raise a due fault now, or return it to raise after the handler ran (`applied`)."""
         fault = self.faults.injected(request.endpoint)
         if fault is None:
-            return
+            return None
         headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
         if fault.status == 429:
             headers.setdefault("Retry-After", "1")
             raise BoxError(429, "rate_limit_exceeded", "Request rate limit exceeded, please try again later",
                            None, headers)
-        raise BoxError(fault.status, generic(fault.status, "").code, "Injected failure (emulator fault)",
-                       None, headers)
+        error = BoxError(fault.status, generic(fault.status, "").code, "Injected failure (emulator fault)",
+                         None, headers)
+        if fault.applied:
+            return error
+        raise error
 
     def _token(self, request: Request) -> Response:
         raw = request.body.read_all(1 << 20)

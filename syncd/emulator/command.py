@@ -23,7 +23,8 @@ on start it prints one line:
   syncd emulator listening: api=http://HOST:PORT/2.0 upload=http://HOST:PORT/api/2.0 token=http://HOST:PORT/oauth2/token
 
 admin API (no auth, JSON) under /_emulator/:
-  GET|PUT /faults (knobs in snake_case, plus reject_next {count,status,retry_after?,endpoint?}),
+  GET|PUT /faults (knobs in snake_case, plus reject_next {count,status,retry_after?,endpoint?,applied?};
+  applied=true handles the request first and then answers the 5xx, as Box's 503 sometimes does),
   GET /stats, POST /stats/reset, POST /clock {"advance_seconds": N}, POST /tokens/expire,
   POST /oauth/refresh-token {"user_id"?}, POST /jwt-keys {"kid","public_key_pem"},
   POST /users {"name","login"}
@@ -68,7 +69,8 @@ choices where Box is undocumented or its sources disagree (REFERENCE.md sec. 7):
   - JWT: alg RS256/RS384/RS512, kid must name a registered key, aud
     https://api.box.com/oauth2/token, exp at most 60 s ahead of wall time (5 s skew), jti
     16-128 chars never reused; box_sub_type enterprise (--enterprise-id) or user.
-  - --fail-rate / reject_next answer before the request has any effect; --drop-rate resets
+  - --fail-rate / reject_next answer before the request has any effect (unless reject_next has
+    applied=true); a random 503 carries Retry-After: 1; --drop-rate resets
     the connection at a random point of a request body, with no effect on state.
 """
 

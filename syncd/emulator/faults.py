@@ -78,6 +78,7 @@ class RejectRule:
     status: int
     retry_after: int | None = None
     endpoint: str | None = None
+    applied: bool = False  # handle the request first, then answer the error (a 5xx whose write happened)
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ class Injected:
 
     status: int
     retry_after: int | None = None
+    applied: bool = False
 
 
 class SlidingWindow:
@@ -180,10 +182,11 @@ class Faults:
             rule = self._reject
             if rule is not None and rule.count > 0 and rule.endpoint in (None, endpoint):
                 rule.count -= 1
-                return Injected(rule.status, rule.retry_after)
+                return Injected(rule.status, rule.retry_after, rule.applied)
             rate = self._settings.fail_rate
             if rate > 0 and self._random.random() < rate:
-                return Injected(self._random.choice((500, 502, 503)))
+                status = self._random.choice((500, 502, 503))
+                return Injected(status, 1 if status == 503 else None)
         return None
 
     def rate_limited(self, endpoint: str, user_id: str) -> int | None:
@@ -220,7 +223,12 @@ def _parse_reject(value: Any) -> RejectRule | None:
     endpoint = value.get("endpoint")
     if endpoint is not None and endpoint not in ENDPOINT_NAMES:
         raise ValueError(f"reject_next.endpoint must be one of {sorted(ENDPOINT_NAMES)}")
-    return RejectRule(count, status, retry_after, endpoint)
+    applied = value.get("applied", False)
+    if not isinstance(applied, bool):
+        raise ValueError("reject_next.applied must be true or false")
+    if applied and status == 429:
+        raise ValueError("reject_next.applied needs a 5xx status (a 429 never does the work)")
+    return RejectRule(count, status, retry_after, endpoint, applied)
 
 
 ENDPOINT_NAMES = frozenset({

@@ -238,6 +238,8 @@ class EmulatorServer(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], app: App) -> None:
         self.app = app
+        if ":" in address[0]:  # an IPv6 literal such as ::1
+            self.address_family = socket.AF_INET6
         super().__init__(address, BoxRequestHandler)
 
 
@@ -285,7 +287,8 @@ class BoxRequestHandler(BaseHTTPRequestHandler):
             return public.rstrip("/")
         host = self.headers.get("Host")
         if not host:
-            host = "%s:%d" % self.server.server_address[:2]
+            address, port = self.server.server_address[:2]
+            host = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
         return f"http://{host}"
 
     def _body_reader(self) -> BodyReader:

@@ -75,3 +75,18 @@ def test_compatibility_switches(emulator_factory) -> None:
     assert overlap.status_code == 409 and overlap.json()["code"] == "range_overlaps_existing_part"
     denied = requests.get(f"{box.api_url}/users/me", timeout=30)
     assert denied.status_code == 401 and denied.content == b"" and "invalid_token" in denied.headers["WWW-Authenticate"]
+
+
+def test_ipv6_loopback(tmp_path: Path) -> None:
+    process = subprocess.Popen([sys.executable, "-m", "syncd.emulator", "--host", "::1", "--port", "0",
+                                "--data", str(tmp_path / "v6")], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        line = process.stdout.readline() if process.stdout else ""
+        assert line.startswith("syncd emulator listening: api=http://[::1]:"), line
+        api = line.split("api=")[1].split()[0]
+        reply = requests.options(f"{api}/files/content", json={"name": "v6.txt", "parent": {"id": "0"}},
+                                 headers={"Authorization": "Bearer dev-token"}, timeout=30)
+        assert reply.status_code == 200 and reply.json()["upload_url"].startswith("http://[::1]:")
+    finally:
+        process.terminate()
+        assert process.wait(10) == 0

@@ -163,3 +163,24 @@ def test_stats_count_requests_and_bytes(box: EmulatorProcess) -> None:
     assert stats["bytes_received"]["total"] >= 65536 + 70_000
     box.reset_stats()
     assert box.stats()["requests"] == {}
+
+
+def test_reject_next_applied_does_the_work_then_fails(box: EmulatorProcess) -> None:
+    box.faults(reject_next={"count": 1, "status": 503, "retry_after": 2, "endpoint": "files.upload",
+                            "applied": True})
+    reply = upload(box, "applied-anyway.txt", b"a")
+    assert reply.status_code == 503 and reply.headers["Retry-After"] == "2"
+    assert "applied-anyway.txt" in names(box)  # the write happened although the answer was an error
+    retry = upload(box, "applied-anyway.txt", b"a")
+    assert retry.status_code == 409 and retry.json()["context_info"]["conflicts"]["sha1"] == \
+        "86f7e437faa5a7fce15d1ddcb9eaeaea377667b8"
+    bad = requests.put(f"{box.origin}/_emulator/faults", timeout=30,
+                       json={"reject_next": {"count": 1, "status": 429, "applied": True}})
+    assert bad.status_code == 400
+
+
+def test_random_503_carries_retry_after(box: EmulatorProcess) -> None:
+    box.faults(fail_rate=1.0, seed=11)
+    replies = [requests.get(f"{box.api_url}/users/me", headers=auth(box), timeout=30) for _ in range(30)]
+    unavailable = [reply for reply in replies if reply.status_code == 503]
+    assert unavailable and all(reply.headers["Retry-After"] == "1" for reply in unavailable)
