@@ -16,6 +16,7 @@ from typing import Any, BinaryIO, Callable
 from syncd.emulator.clock import parse_iso
 from syncd.emulator.context import Context
 from syncd.emulator.errors import BoxError, bad_request, not_found
+from syncd.emulator.ids import unique_hex
 from syncd.emulator.multipart import End, MultipartError, MultipartParser, PartData, PartStart, parse_options_header
 from syncd.emulator.names import validate_name
 from syncd.emulator.server import CHUNK, Request, Response
@@ -531,7 +532,7 @@ def upload_part(ctx: Context, request: Request, user: User, params: dict[str, st
                 digests.get("sha-256", sink.sha256()) != sink.sha256():
             raise BoxError(412, "precondition_failed",
                            "The digest header does not match the content of the part")
-        part = Part(session.id, first, secrets.token_hex(4).upper(), size, sink.sha1().hex())
+        part = Part(session.id, first, unique_hex(8).upper(), size, sink.sha1().hex())
         clash = ctx.store.add_part(part, sink.path)
         if clash is not None:
             raise _overlap(clash, ctx.compat.part_overlap_status)

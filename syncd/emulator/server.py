@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import email.message
 import json
-import secrets
 import socket
 import struct
 import threading
@@ -26,6 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from syncd.emulator.errors import BoxError, OAuthError, generic
 from syncd.emulator.faults import Faults, Stats
+from syncd.emulator.ids import unique_hex
 
 CHUNK = 1 << 20
 MAX_JSON_BODY = 1 << 20
@@ -268,7 +268,7 @@ class BoxRequestHandler(BaseHTTPRequestHandler):
     # errors (414, 431, 400, 501): answer them Box-style too.
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         error = generic(code, message or "Bad request")
-        response = error_response(error, secrets.token_hex(8))
+        response = error_response(error, unique_hex(16))
         response.close = True
         self.close_connection = True
         try:
@@ -310,7 +310,7 @@ class BoxRequestHandler(BaseHTTPRequestHandler):
 
     def _dispatch(self) -> None:
         app = self.server.app
-        request_id = secrets.token_hex(8)
+        request_id = unique_hex(16)
         # Shaping never applies to the admin API, so tests can always undo a knob.
         self._shaped = not self.path.startswith("/_emulator/")
         latency = app.faults.settings.latency_ms
@@ -367,7 +367,7 @@ class BoxRequestHandler(BaseHTTPRequestHandler):
     def _write(self, response: Response, head_only: bool) -> None:
         lines = [f"HTTP/1.1 {response.status} {self.responses.get(response.status, ('',))[0]}"]
         headers = dict(response.headers)
-        headers.setdefault("box-request-id", secrets.token_hex(8))
+        headers.setdefault("box-request-id", unique_hex(16))
         length = response.file_size if response.files is not None else len(response.body)
         if response.status not in (204, 304):
             headers["Content-Length"] = str(length)

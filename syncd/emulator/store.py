@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from syncd.emulator.errors import BoxError, not_found
+from syncd.emulator.ids import unique_hex
 from syncd.emulator.names import name_key
 
 ROOT_ID = 0
@@ -234,7 +235,7 @@ class Store:
         return self._db()
 
     def temp_path(self) -> Path:
-        return self.tmp / secrets.token_hex(12)
+        return self.tmp / unique_hex(24)
 
     def blob_files(self, version_id: int) -> list[Path]:
         """The files whose concatenation is the version's content.
@@ -436,7 +437,7 @@ class Store:
             if content.session_id is not None:
                 blob = str(content.path.relative_to(self.data_dir))
             else:
-                blob = f"blobs/{secrets.token_hex(16)}"
+                blob = f"blobs/{unique_hex(32)}"
             cursor = db.execute(
                 "INSERT INTO versions(file_id, sha1, size, name, created_at, modified_at, modified_by, blob) "
                 "VALUES(?, ?, ?, ?, ?, ?, ?, ?)",
