@@ -202,8 +202,17 @@ def bench_rss(work: Path, size: int, figures: Figures) -> None:
 def child_upload(api_url: str, upload_url: str, path: str, threshold: str) -> None:
     """Runs in a child process so that its peak RSS is the client's alone."""
     upload_once(api_url, upload_url, Path(path), Path(path).name, 4, int(threshold))
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"peak_rss_mib": round(peak_kib / 1024, 1)}))
+    print(json.dumps({"peak_rss_mib": round(peak_rss_kib() / 1024, 1)}))
+
+
+def peak_rss_kib() -> int:
+    """This process's own RSS high-water mark (VmHWM). Not ru_maxrss: Linux carries
+    that over from the parent across fork and exec."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def fmt(value: float | None, unit: str = "") -> str:
@@ -256,9 +265,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(report(figures))
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     out = RESULTS_DIR / f"client-{datetime.now(timezone.utc):%Y-%m-%d}.json"
-    out.write_text(json.dumps({"figures": asdict(figures), "argv": list(argv or sys.argv[1:]),
-                               "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-                               "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}, indent=2) + "\n")
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    record = {"figures": {}, "runs": []}
+    if out.exists():  # keep figures of sections skipped in this run (--skip)
+        record = json.loads(out.read_text())
+    measured = {k: v for k, v in asdict(figures).items() if v is not None}
+    record["figures"].update(measured)
+    record["runs"] = record.get("runs", []) + [{"at": now, "argv": list(argv or sys.argv[1:]),
+                                                 "measured": sorted(measured)}]
+    record["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(),
+                         "load_average_1m": round(os.getloadavg()[0], 2)}
+    out.write_text(json.dumps(record, indent=2) + "\n")
     print(f"written {out.relative_to(REPO_ROOT)}")
     return 0
 
