@@ -1,8 +1,9 @@
 """Serve a local emulator of Box's API (regular API, upload API and OAuth token endpoint) on one port.
 
 It answers with the status codes, error codes and JSON shapes of the live Box
-service as /work/shared/box-api/REFERENCE.md describes it (where the live
-service differs from Box's OpenAPI spec, it follows the live service). State
+service (where the live service differs from Box's OpenAPI spec, it follows
+the live service; the choices it makes where Box is undocumented are listed
+below). State
 (metadata in SQLite, file content on disk) lives under --data and survives a
 restart, upload sessions and parts included. Fault knobs (all off by default)
 can also be changed at run time with `PUT /_emulator/faults`.
@@ -40,13 +41,17 @@ choices where Box is undocumented or its sources disagree (REFERENCE.md sec. 7):
   - part digests: sha= (any case) and sha-256= are verified; the part reply's sha1 is hex.
   - commit order: part list (400 parts_mismatch, also for parts missing or not covering the
     file) -> whole-file digest (400 digest_mismatch) -> If-Match/If-None-Match (412) ->
-    --commit-202 -> 201. Commit without Retry-After body: 202 has an empty body.
+    --commit-202 (202 with Retry-After and an empty body) -> 201.
   - a commit repeated after success answers 201 with the same file; GET/PUT on a committed
     session answer 404; DELETE answers 204 after commit, 404 after abort.
-  - new versions answer 201 (--version-upload-status 200 for the spec's status); chunked uploads need >= --min-chunked-size
-    bytes (default 20,000,000 is accepted), below it 400 file_size_too_small.
+  - new versions answer 201 (--version-upload-status 200 for the spec's status).
+  - upload sessions need >= --min-chunked-size bytes (exactly 20,000,000 is accepted by
+    default); below it 400 file_size_too_small. part_size comes from --part-sizes.
+  - session expiry (7 days), token and auth-code lifetimes follow the emulator clock
+    (POST /_emulator/clock moves it); expired sessions answer 410 and their parts are freed.
   - upload-rate-limit counts direct uploads, version uploads and session creations (not parts);
-    api-rate-limit counts every authenticated call. Retry-After is integer seconds.
+    api-rate-limit counts every authenticated call; both use sliding 60 s windows of wall
+    time. Retry-After is integer seconds.
   - name rules: 1-255 chars, no / or \\, no non-printable chars, not . or .., no trailing
     space; leading spaces accepted; uniqueness is case-insensitive across files and folders.
   - list parts: default limit 1000; folder items: default limit 100, max 1000, sort by name
@@ -60,8 +65,9 @@ choices where Box is undocumented or its sources disagree (REFERENCE.md sec. 7):
   - GET /files/{id}/versions lists past versions only (not the current one), newest first.
   - GET /files/{id}/content streams the bytes with 200 (no redirect to a download host).
   - DELETE /files/{id} moves the file to the trash (204); it then disappears from listings.
-  - 401 carries WWW-Authenticate and a JSON error body (--unauthorized-body empty: none, as live). The --token developer token
-    does not expire by time; POST /_emulator/tokens/expire expires it until restart.
+  - 401 carries WWW-Authenticate and a JSON error body (--unauthorized-body empty: no body,
+    as seen live). The --token developer token does not expire by time;
+    POST /_emulator/tokens/expire expires it (and every access token) until a restart.
   - as-user needs a token of an admin (the default user is one) or service account, else
     403 access_denied_insufficient_permissions; an unknown user id gives 400 bad_request.
   - each user has a private root folder "0"; items of other users answer 404; an upload
@@ -70,8 +76,9 @@ choices where Box is undocumented or its sources disagree (REFERENCE.md sec. 7):
     https://api.box.com/oauth2/token, exp at most 60 s ahead of wall time (5 s skew), jti
     16-128 chars never reused; box_sub_type enterprise (--enterprise-id) or user.
   - --fail-rate / reject_next answer before the request has any effect (unless reject_next has
-    applied=true); a random 503 carries Retry-After: 1; --drop-rate resets
-    the connection at a random point of a request body, with no effect on state.
+    applied=true); a random 503 carries Retry-After: 1. --drop-rate resets the connection
+    at a random point of a request body, with no effect on state. No knob applies to the
+    admin API.
 """
 
 
