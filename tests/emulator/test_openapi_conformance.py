@@ -527,6 +527,33 @@ def test_upload_rate_limit_is_429_with_retry_after(emulator_factory: Any) -> Non
     box.call("GET", f"{emulator.api_url}/users/me", 200)  # only uploads are limited
 
 
+def test_session_of_another_user_is_403_forbidden(box: BoxWire) -> None:
+    other = box.emulator.create_user("Other User", f"{unique('other')}@example.com")
+    openapi.validate_component("User--Mini", {k: other[k] for k in ("type", "id", "name", "login")})
+    _, session = box.create_session(unique("mine.bin"), 4096)
+    box.call("GET", session["session_endpoints"]["status"], 403, code="forbidden", headers={"As-User": other["id"]})
+    _, me = box.call("GET", f"{box.emulator.api_url}/users/me", 200, headers={"As-User": other["id"]})
+    assert me["id"] == other["id"]
+    box.call("DELETE", session["session_endpoints"]["abort"], 204)
+
+
+def test_absolute_urls_use_public_url_else_host_header(emulator_factory: Any) -> None:
+    public = "https://upload.example.test"
+    behind_proxy = emulator_factory(*PART_SIZE_ARGS, "--public-url", public)
+    box = BoxWire(behind_proxy, behind_proxy.token)
+    _, session = box.create_session(unique("p.bin"), 4096)
+    assert all(url.startswith(f"{public}/api/2.0/files/upload_sessions/") for url in session["session_endpoints"].values())
+    _, preflight = box.call(
+        "OPTIONS", f"{behind_proxy.api_url}/files/content", 200, json={"name": unique("p"), "size": 3, "parent": {"id": "0"}}
+    )
+    assert preflight["upload_url"].startswith(f"{public}/api/2.0/files/content")
+
+    plain = emulator_factory(*PART_SIZE_ARGS)
+    box = BoxWire(plain, plain.token)
+    _, session = box.create_session(unique("h.bin"), 4096, headers={"Host": "proxy.example:8443"})
+    assert session["session_endpoints"]["commit"].startswith("http://proxy.example:8443/api/2.0/files/upload_sessions/")
+
+
 def test_session_expiry_after_seven_days(emulator_factory: Any) -> None:
     emulator = emulator_factory(*PART_SIZE_ARGS)
     box = BoxWire(emulator, emulator.token)
