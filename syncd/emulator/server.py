@@ -16,6 +16,7 @@ import socket
 import struct
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -342,8 +343,6 @@ class BoxRequestHandler(BaseHTTPRequestHandler):
                 app.stats.add_bytes(request.endpoint, request.body.bytes_read)
             return
         except Exception:  # a bug must not kill the connection thread silently
-            import traceback
-
             traceback.print_exc()
             response = error_response(generic(500, "Internal Server Error"), request_id)
             response.close = True
