@@ -453,8 +453,7 @@ class ChunkedUpload(_UploadBase):
         if had_saved and session is None:
             # The saved session is gone: maybe because our commit went through before a
             # crash. Box holding our bytes already means done (no second version).
-            sha1, _ = hash_file(self.path)
-            own = self._find_own(sha1)
+            own = self._find_own(self._local_sha1())
             if own is not None:
                 return own
         for _ in range(3):
@@ -477,6 +476,10 @@ class ChunkedUpload(_UploadBase):
     def abort(self, session: SavedSession) -> None:
         """Abandon ``session`` on Box (DELETE); a session already gone is fine."""
         abort_session(self.client, session)
+
+    def _local_sha1(self) -> str:
+        """The SHA-1 the caller queued the file with, else a fresh hash of it."""
+        return self.expected_sha1 or hash_file(self.path)[0]
 
     # session lifecycle ---------------------------------------------------------------
 
@@ -547,8 +550,7 @@ class ChunkedUpload(_UploadBase):
                 # Maybe our own earlier attempt committed: hash and compare before giving up.
                 conflict = next(c for c in exc.conflicts if c.type == "file")
                 if conflict.sha1:
-                    sha1, _ = hash_file(self.path)
-                    if sha1 == conflict.sha1.lower():
+                    if self._local_sha1() == conflict.sha1.lower():
                         return UploadedFile.from_json(self.client.get_file(conflict.id))
                 raise
             else:
