@@ -131,16 +131,30 @@ class BoxClient:
 
     def iter_folder_items(self, folder_id: str, *, fields: str = ITEM_FIELDS, limit: int = 1000
                           ) -> Iterator[dict[str, Any]]:
-        """Every item in a folder, following ``next_marker`` until it is absent, null or empty."""
+        """Every item in a folder, following ``next_marker`` until it is absent, null or empty.
+
+        A server that answers with offset paging instead (``total_count``, no
+        ``next_marker``) is followed by offset.
+        """
         url = f"{self.api_url}/folders/{validate_id('folder_id', folder_id)}/items"
+        limit = min(max(limit, 1), 1000)
         marker: str | None = None
         seen_markers: set[str] = set()
+        offset = 0
         while True:
-            params: dict[str, Any] = {"usemarker": "true", "limit": min(max(limit, 1), 1000), "fields": fields}
+            params: dict[str, Any] = {"usemarker": "true", "limit": limit, "fields": fields}
             if marker:
                 params["marker"] = marker
+            elif offset:
+                params = {"offset": offset, "limit": limit, "fields": fields}
             page = self.transport.request_json("GET", url, params=params) or {}
-            yield from page.get("entries") or []
+            entries = page.get("entries") or []
+            yield from entries
+            offset += len(entries)
+            if "next_marker" not in page and isinstance(page.get("total_count"), int):
+                if not entries or offset >= page["total_count"]:
+                    return
+                continue  # offset paging
             marker = page.get("next_marker")
             if not marker:
                 return

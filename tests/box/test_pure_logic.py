@@ -245,3 +245,34 @@ def test_malformed_urls_fail_at_once_without_retries() -> None:
     with pytest.raises(ValueError, match="bad request"):
         transport.request("GET", "no-scheme/2.0/users/me")
     assert slept == []
+
+
+class PagedFolder:
+    """Stands in for the transport: serves a folder listing page by page (paging logic only)."""
+
+    def __init__(self, items: list[dict], *, markers: bool) -> None:
+        self.items, self.markers, self.calls = items, markers, []
+
+    def request_json(self, method: str, url: str, params: dict) -> dict:
+        self.calls.append(dict(params))
+        limit = params["limit"]
+        if self.markers and params.get("usemarker"):
+            start = int(params.get("marker") or 0)
+            page = {"entries": self.items[start:start + limit], "limit": limit}
+            if start + limit < len(self.items):
+                page["next_marker"] = str(start + limit)
+            return page
+        start = params.get("offset", 0)
+        return {"entries": self.items[start:start + limit], "total_count": len(self.items), "offset": start}
+
+
+@pytest.mark.parametrize("markers", [True, False])
+def test_folder_paging_by_marker_or_offset(markers: bool) -> None:
+    from syncd.box import BoxClient
+
+    items = [{"type": "file", "id": str(i), "name": f"f{i}"} for i in range(7)]
+    fake = PagedFolder(items, markers=markers)
+    client = BoxClient(DeveloperTokenAuth("t"), api_url="http://127.0.0.1:1/2.0")
+    client.transport = fake  # type: ignore[assignment]
+    assert [item["id"] for item in client.iter_folder_items("0", limit=3)] == [str(i) for i in range(7)]
+    assert len(fake.calls) == 3
