@@ -70,7 +70,7 @@ class EmulatorRun:
 
     data_dir: Path
     extra_args: Sequence[str] = ()
-    token: str = "dev-token"
+    token: str = field(default="dev-token", repr=False)
     process: subprocess.Popen[str] | None = None
     api_url: str = ""
     upload_url: str = ""

@@ -64,7 +64,7 @@ class BoxWire:
     """Raw HTTP against the emulator; every response is validated against openapi.json."""
 
     emulator: EmulatorProcess
-    token: str
+    token: str = field(repr=False)  # never in tracebacks
     http: requests.Session = field(default_factory=requests.Session)
 
     def call(
