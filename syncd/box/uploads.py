@@ -448,9 +448,9 @@ class ChunkedUpload(_UploadBase):
     def run(self) -> UploadedFile:
         """Upload (resuming a saved session when there is one) and commit."""
         fingerprint = SourceFingerprint.of_path(self.path)
-        had_saved = self.progress is not None and self.progress.load() is not None
-        session, remote = self._resume(fingerprint.size)
-        if had_saved and session is None:
+        saved = self.progress.load() if self.progress is not None else None
+        session, remote = self._resume(saved, fingerprint.size)
+        if saved is not None and session is None:
             # The saved session is gone: maybe because our commit went through before a
             # crash. Box holding our bytes already means done (no second version).
             own = self._find_own(self._local_sha1())
@@ -492,8 +492,8 @@ class ChunkedUpload(_UploadBase):
             self.abort(session)
         self._discarded()
 
-    def _resume(self, file_size: int) -> tuple[SavedSession | None, dict[int, UploadedPart]]:
-        saved = self.progress.load() if self.progress is not None else None
+    def _resume(self, saved: SavedSession | None, file_size: int
+                ) -> tuple[SavedSession | None, dict[int, UploadedPart]]:
         if saved is None:
             return None, {}
         if saved.file_size != file_size:
