@@ -60,7 +60,11 @@ class Authenticator:
 
     # -- bearer tokens -----------------------------------------------------
     def register_developer_token(self, token: str) -> None:
-        """The --token value: valid until /_emulator/tokens/expire (re-registered on restart)."""
+        """The --token value: valid until /_emulator/tokens/expire (re-registered on restart).
+
+        Only the current --token is a developer token: one from an earlier run stops working.
+        """
+        self.store.forget_tokens("developer")
         self.store.save_token(token, TokenRecord("developer", self.default_user_id, None, None, False, None))
 
     def authenticate(self, authorization: str | None, as_user: str | None) -> User:

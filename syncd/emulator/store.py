@@ -590,6 +590,10 @@ class Store:
             return TokenRecord(row["kind"], row["user_id"], row["client_id"], row["expires_at"], True,
                                row["redirect_uri"])
 
+    def forget_tokens(self, kind: str) -> None:
+        with self.write() as db:
+            db.execute("DELETE FROM tokens WHERE kind=?", (kind,))
+
     def expire_access_tokens(self, now: float) -> int:
         with self.write() as db:
             return db.execute("UPDATE tokens SET expires_at=? WHERE kind IN ('access', 'developer')",

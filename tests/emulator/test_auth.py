@@ -54,6 +54,12 @@ def test_missing_unknown_and_expired_tokens(box: EmulatorProcess, emulator_facto
     assert_401(me(other, "dev-token"))
     other.expire_tokens()
     assert_401(me(other, "secret-dev"))
+    other.restart()  # a restart registers --token afresh
+    assert me(other, "secret-dev").status_code == 200
+    other.token = "next-dev"
+    other.restart()  # ...and only the current one
+    assert me(other, "next-dev").status_code == 200
+    assert_401(me(other, "secret-dev"))
 
 
 def test_refresh_tokens_rotate_and_die_after_use(box: EmulatorProcess) -> None:
