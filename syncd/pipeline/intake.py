@@ -36,6 +36,11 @@ from syncd.pipeline.watcher import Nomination, NominationKind, WatchHealth, Watc
 
 log = structlog.get_logger("syncd.intake")
 
+#: Rows kept when their file disappears. An uploaded row stays so that a file coming
+#: back unchanged (a remount, a restored backup, an archive move undone) is not uploaded
+#: again, while a different file under the same name still goes up as a new version.
+#: An uploading row belongs to its worker, which sees the file gone by itself.
+KEEP_WHEN_GONE = frozenset({FileState.UPLOADED, FileState.UPLOADING})
 #: Most ready candidates written to the journal in one transaction (a larger one holds
 #: the journal long enough to delay workers recording progress).
 OBSERVE_BATCH = 500
@@ -152,8 +157,8 @@ class Intake:
         """Apply a reloaded config: watches added, removed or changed are (re)started."""
         self._config = config
         self.scan_interval = config.scan_interval
-        self.tracker.settle = config.readiness.settle
-        self.tracker.close_quiet = config.readiness.closed_settle
+        self.tracker.reconfigure(settle=config.readiness.settle, close_quiet=config.readiness.closed_settle,
+                                 unsettled_after=config.readiness.never_settles_after)
         for watch in changes.watches_removed:
             self.remove_watch(watch.name)
         for change in changes.watches_changed:
@@ -264,13 +269,18 @@ class Intake:
             self._on_new_work()
 
     def _forget_gone(self, watch: str, relpath: str, is_directory: bool) -> None:
-        prefix = f"{relpath}/" if relpath else ""
+        if not relpath:
+            # The root itself went away (unmounted, deleted): its files may come back
+            # as they were. Forgetting them now would upload them all again.
+            log.warning("watch_root_gone", watch=watch)
+            return
+        prefix = f"{relpath}/"
         if is_directory:
             victims = [k.relpath for k in self.journal.known_files(watch)
-                       if (k.relpath.startswith(prefix) or not relpath) and k.state is not FileState.UPLOADING]
+                       if k.relpath.startswith(prefix) and k.state not in KEEP_WHEN_GONE]
         else:
             row = self.journal.find(watch, relpath)
-            victims = [relpath] if row is not None and row.state is not FileState.UPLOADING else []
+            victims = [relpath] if row is not None and row.state not in KEEP_WHEN_GONE else []
         for victim in victims:
             if self.journal.remove(watch, victim, "deleted from the drop folder") is not None:
                 log.info("file_removed", watch=watch, path=victim)
@@ -294,7 +304,7 @@ class Intake:
         removed = 0
         if not scan.subdir and runtime.config.path.is_dir():
             for relpath, row in known.items():
-                if relpath not in seen and row.state is not FileState.UPLOADING:
+                if relpath not in seen and row.state not in KEEP_WHEN_GONE:
                     if self.journal.remove(scan.watch, relpath, "no longer in the drop folder") is not None:
                         removed += 1
         finished = self._clock()
