@@ -1,0 +1,125 @@
+"""Close-to-commit latency of small files through the daemon (issue 4 bar). Reports, never asserts.
+
+Run: ``python -m bench.daemon_latency [--files 100] [--rate 5]``
+
+A fresh emulator and a `syncd run` daemon with the default readiness settings;
+the benchmark writes small files in one go (open, write, close) at ``--rate``
+files per second and takes, for each, the time from its close to the daemon's
+`upload_committed` event (logged right after Box's commit answer). Reported:
+p50/p95/p99 against the target (settle + 1 s) and against the fixed waits of
+lsyncd (15 s) and Syncthing (10 s) before they even start a transfer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import yaml
+
+from bench.emulator_throughput import RESULTS_DIR, EmulatorRun
+from syncd.config import ReadinessConfig
+
+FILE_SIZE = 4096
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
+
+
+def committed_at(log: Path) -> dict[str, float]:
+    """path -> epoch seconds of its upload_committed event."""
+    found: dict[str, float] = {}
+    for line in log.read_text().splitlines():
+        if '"upload_committed"' not in line:
+            continue
+        event = json.loads(line)
+        stamp = datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00")).timestamp()
+        found[event["path"]] = stamp
+    return found
+
+
+def run(files: int, rate: float, work: Path) -> dict:
+    emulator = EmulatorRun(work / "box").start()
+    inbox = work / "inbox"
+    inbox.mkdir()
+    config = work / "syncd.yaml"
+    config.write_text(yaml.safe_dump({
+        "box": {"api_url": emulator.api_url, "upload_url": emulator.upload_url,
+                "auth": {"type": "developer_token", "token": "dev-token"}},
+        "journal": str(work / "journal.db"),
+        "watches": [{"path": str(inbox), "folder_id": "0"}],
+        "logging": {"format": "json"},
+    }))
+    log = work / "daemon.log"
+    with log.open("w") as out:
+        daemon = subprocess.Popen([sys.executable, "-m", "syncd", "run", "-c", str(config)], stdout=out,
+                                  stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while '"daemon_started"' not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        closed: dict[str, float] = {}
+        payload = os.urandom(FILE_SIZE)
+        start = time.monotonic()
+        for i in range(files):
+            name = f"scan-{i:05}.pdf"
+            with open(inbox / name, "wb") as handle:
+                handle.write(payload + i.to_bytes(4, "big"))
+            closed[name] = time.time()
+            time.sleep(max(0.0, start + (i + 1) / rate - time.monotonic()))
+        deadline = time.monotonic() + 120
+        commits = committed_at(log)
+        while len(commits) < files and time.monotonic() < deadline:
+            time.sleep(0.2)
+            commits = committed_at(log)
+    finally:
+        daemon.terminate()
+        daemon.wait(30)
+        emulator.stop()
+    latencies = [commits[name] - closed[name] for name in closed if name in commits]
+    settle = ReadinessConfig().settle
+    return {
+        "files": files, "rate_per_s": rate, "committed": len(latencies),
+        "settle_s": settle, "closed_settle_s": ReadinessConfig().closed_settle,
+        "p50_s": round(statistics.median(latencies), 3),
+        "p95_s": round(percentile(latencies, 95), 3),
+        "p99_s": round(percentile(latencies, 99), 3),
+        "max_s": round(max(latencies), 3),
+        "target_p95_s": settle + 1.0,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--files", type=int, default=100)
+    parser.add_argument("--rate", type=float, default=5.0, help="files per second")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="syncd-latency-") as tmp:
+        result = run(args.files, args.rate, Path(tmp))
+    result["command"] = "python -m bench.daemon_latency " + " ".join(argv if argv is not None else sys.argv[1:])
+    result["machine"] = {"cores": os.cpu_count(), "python": sys.version.split()[0]}
+    print(f"close-to-commit latency, {result['committed']}/{result['files']} small files at {args.rate}/s")
+    print(f"  p50 {result['p50_s']:.2f} s   p95 {result['p95_s']:.2f} s   p99 {result['p99_s']:.2f} s   "
+          f"max {result['max_s']:.2f} s")
+    print(f"  target p95 <= settle + 1 s = {result['target_p95_s']:.1f} s  "
+          f"(p95 / target = {result['p95_s'] / result['target_p95_s']:.2f});  "
+          f"vs lsyncd's 15 s wait: {15 / result['p95_s']:.1f}x sooner, Syncthing's 10 s: {10 / result['p95_s']:.1f}x")
+    RESULTS_DIR.mkdir(exist_ok=True)
+    out = RESULTS_DIR / f"latency-{datetime.now(timezone.utc):%Y-%m-%d}.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"  written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
