@@ -134,7 +134,9 @@ def parse_retry_after(value: str | None) -> float | None:
 
 
 class BoxError(Exception):
-    """Base class of every error raised by syncd.box."""
+    """Base class of every error raised by syncd.box; each carries an ``error_class``."""
+
+    error_class: ErrorClass = ErrorClass.RETRY_LATER
 
 
 class BoxAPIError(BoxError):
