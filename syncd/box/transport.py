@@ -163,6 +163,10 @@ class Transport:
         with self._rng_lock:
             return retry_delay(attempt, retry_after, self.retry, self._rng)
 
+    def backoff(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds to wait before retry ``attempt`` (0-based) under this transport's policy."""
+        return self._delay(attempt, retry_after)
+
     def request(
         self,
         method: str,
@@ -182,7 +186,8 @@ class Transport:
 
         - ``replay_safe``: whether repeating the request after a lost answer is
           harmless (default: true for GET/HEAD/OPTIONS/PUT/DELETE). When false,
-          a timeout or reset after sending raises OutcomeUnknown.
+          a timeout or reset after sending raises OutcomeUnknown, and a 5xx answer
+          is raised at once (the write may have been applied); 429 is still retried.
         - ``body_factory``: builds a fresh (body, extra headers) per attempt, for
           streamed bodies that cannot be replayed.
         - ``upload``: counts against the per-user upload rate limit.
@@ -237,6 +242,10 @@ class Transport:
                 continue
             if status in RETRYABLE_STATUSES:
                 error = BoxAPIError.from_response(response)
+                if status >= 500 and not replay_safe:
+                    # Box warns that a write answered 5xx may have been applied anyway:
+                    # the caller looks before sending it again.
+                    raise error
                 if status == 429 and error.retry_after:
                     self.rate_limiter.penalize(self.auth.identity, error.retry_after, upload=upload)
                 wait = self._delay(attempt, error.retry_after)

@@ -343,17 +343,21 @@ class DirectUpload(_UploadBase):
 
     def _post(self, url: str, attributes: Mapping[str, Any], headers: Mapping[str, str], sha1: str,
               fingerprint: SourceFingerprint, handles: list[IO[bytes]]) -> UploadedFile:
-        for attempt in range(self.max_unknown_outcomes):
+        transport = self.client.transport
+        unknown = server_errors = 0
+        while True:
             try:
-                response = self.client.transport.request(
+                response = transport.request(
                     "POST", url, body_factory=self._body(attributes, fingerprint.size, handles), headers=headers,
                     replay_safe=False, upload=True,
                 )
             except OutcomeUnknown:
+                # The answer was lost: look whether our bytes arrived before sending them again.
+                unknown += 1
                 own = self._find_own(sha1)
                 if own is not None:
                     return own
-                if attempt + 1 >= self.max_unknown_outcomes:
+                if unknown >= self.max_unknown_outcomes:
                     raise
                 continue
             except BoxAPIError as exc:
@@ -364,14 +368,18 @@ class DirectUpload(_UploadBase):
                     reason = fingerprint.difference(SourceFingerprint.of_path(self.path))
                     if reason or self.sha1 is not None:
                         raise SourceChanged(self.path, reason or "bytes differ from the given SHA-1") from exc
-                if exc.status >= 500 and attempt + 1 < self.max_unknown_outcomes:
-                    # The write may have been applied although Box answered 5xx.
-                    own = self._find_own(sha1)
-                    if own is not None:
-                        return own
-                raise
+                if exc.status < 500:
+                    raise
+                # A 5xx write may have been applied anyway: look, then send again.
+                server_errors += 1
+                own = self._find_own(sha1)
+                if own is not None:
+                    return own
+                if server_errors >= transport.retry.max_attempts:
+                    raise
+                time.sleep(transport.backoff(server_errors - 1, exc.retry_after))
+                continue
             return self._checked(_single_entry(response.json(), "upload"), sha1)
-        raise AssertionError("unreachable")
 
     def _upload_url(self, sha1: str, size: int) -> str | UploadedFile:
         if self.target.existing_file_id:
@@ -716,6 +724,13 @@ class ChunkedUpload(_UploadBase):
                     if own is not None:
                         return own
                     raise _SessionGone() from exc
+                if exc.status >= 500 and elapsed < self.commit_deadline:
+                    # The commit may have been applied anyway: look, then commit again.
+                    own = self._find_own(sha1)
+                    if own is not None:
+                        return own
+                    self._sleep(self.client.transport.backoff(min(attempt - 1, 6), exc.retry_after))
+                    continue
                 raise
             if response.status_code == 202:
                 retry_after = BoxAPIError.from_response(response).retry_after

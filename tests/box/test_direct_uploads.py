@@ -86,12 +86,29 @@ def test_5xx_and_429_on_upload_are_retried(emulator, client, make_file) -> None:
     path = make_file("flaky.bin", 100_000)
     emulator.faults(reject_next={"count": 2, "status": 503, "endpoint": "files.upload"})
     result = Uploader(client).upload(path, "0", "flaky.bin")
+    stats = emulator.stats()
+    assert count(stats, "files.upload", "503") == 2 and count(stats, "files.upload", "201") == 1
+    # A 5xx write may have been applied: Box was asked before each new attempt.
+    assert count(stats, "folders.items", "200") == 2
+    emulator.reset_stats()
     emulator.faults(reject_next={"count": 2, "status": 429, "retry_after": 1, "endpoint": "files.upload"})
     result2 = Uploader(client).upload(make_file("flaky2.bin", 100_000, seed=5), "0", "flaky2.bin")
     stats = emulator.stats()
-    assert count(stats, "files.upload", "503") == 2 and count(stats, "files.upload", "429") == 2
-    assert count(stats, "files.upload", "201") == 2
+    assert count(stats, "files.upload", "429") == 2 and count(stats, "files.upload", "201") == 1
+    assert count(stats, "folders.items") == 0  # a 429 was not applied: just wait and resend
     assert result.sha1 == _sha1(path) and result2.file_id != result.file_id
+
+
+def test_5xx_on_a_version_upload_that_was_applied_is_not_sent_twice(emulator, client, make_file) -> None:
+    v1 = Uploader(client).upload(make_file("v1.bin", 5000, seed=1), "0", "doc.bin")
+    v2_path = make_file("v2.bin", 6000, seed=2)
+    v2 = Uploader(client).upload(v2_path, None, "doc.bin", existing_file_id=v1.file_id)
+    # Box applied v2 but its answer was a 5xx; our retry without etag finds it.
+    emulator.faults(reject_next={"count": 1, "status": 500, "endpoint": "files.upload_version"})
+    again = Uploader(client).upload(v2_path, None, "doc.bin", existing_file_id=v1.file_id)
+    assert again.version_id == v2.version_id
+    assert count(emulator.stats(), "files.upload_version", "201") + count(
+        emulator.stats(), "files.upload_version", "200") == 1
 
 
 def test_dropped_connections_on_direct_upload(emulator, client, make_file) -> None:
