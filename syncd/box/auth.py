@@ -259,6 +259,9 @@ class OAuthRefreshAuth(_GrantAuth):
         self.client_id = client_id
         self._client_secret = client_secret
         self.store = store
+        # A rotated refresh token Box handed out that could not be persisted yet (disk
+        # full, read-only): kept in memory only so that a later attempt can persist it.
+        self._unsaved_refresh: str | None = None
 
     @classmethod
     def from_authorization_code(cls, code: str, client_id: str, client_secret: str, store: TokenStore,
@@ -277,7 +280,12 @@ class OAuthRefreshAuth(_GrantAuth):
         if not isinstance(refresh, str) or not refresh:
             raise AuthError("token answer without a refresh_token")
         # Persist first: the old refresh token is already spent on Box's side.
-        self.store.save(refresh)
+        try:
+            self.store.save(refresh)
+        except BaseException:
+            self._unsaved_refresh = refresh
+            raise
+        self._unsaved_refresh = None
         self._after_persist()
         token = self._token_from(body)
         self._token = token
@@ -287,6 +295,10 @@ class OAuthRefreshAuth(_GrantAuth):
         """Hook between persisting the new refresh token and using the new access token (tests)."""
 
     def _fetch(self) -> AccessToken:
+        if self._unsaved_refresh is not None:
+            # Only a persisted refresh token may be spent: retry persisting it first.
+            self.store.save(self._unsaved_refresh)
+            self._unsaved_refresh = None
         body = self._endpoint.request_token({
             "grant_type": "refresh_token", "refresh_token": self.store.load(),
             "client_id": self.client_id, "client_secret": self._client_secret,

@@ -151,16 +151,29 @@ def test_refresh_rotation_survives_a_crash_between_refresh_and_use(emulator, tmp
 
 
 def test_failed_persist_never_uses_the_new_access_token(emulator, tmp_path: Path) -> None:
-    class BrokenStore(TokenStore):
-        def save(self, refresh_token: str) -> None:
-            raise OSError("disk full")
+    class FlakyStore(TokenStore):
+        broken = True
 
-    store = BrokenStore(tmp_path / "t.json")
-    TokenStore(store.path).save(emulator.mint_refresh_token())
+        def save(self, refresh_token: str) -> None:
+            if self.broken:
+                raise OSError("disk full")
+            super().save(refresh_token)
+
+    store = FlakyStore(tmp_path / "t.json")
+    first = emulator.mint_refresh_token()
+    TokenStore(store.path).save(first)
     auth = _oauth(emulator, store)
     with pytest.raises(OSError):
         auth.access_token()
-    assert auth._token is None  # nothing usable was kept in memory
+    assert auth._token is None  # the new access token was not kept for use
+    with pytest.raises(OSError):
+        auth.access_token()  # still cannot persist: no second refresh with a spent token
+    assert count(emulator.stats(), "oauth.token") == 1
+    store.broken = False  # the disk has room again
+    with make_client(emulator, auth) as client:
+        assert client.get_current_user()["id"] == DEFAULT_USER
+    assert store.load() != first
+    assert count(emulator.stats(), "oauth.token", "200") == 2
 
 
 def test_authorization_code_flow(emulator, tmp_path: Path) -> None:
