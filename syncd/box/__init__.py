@@ -37,8 +37,22 @@ resume values ``SavedSession``/``UploadedPart`` through the ``UploadProgress`` p
 ``Uploader.discard(saved_session)`` abandons a saved session on Box.
 
 Errors: ``BoxAPIError`` (status, code, message, request_id, context_info, retry_after,
-``error_class``: ``ErrorClass``, ``conflicts``), ``AuthError``, ``OutcomeUnknown``,
-``SourceChanged``, ``IntegrityError``, ``BoxConnectionError``; all subclass ``BoxError``.
+``conflicts``), ``AuthError``, ``OutcomeUnknown``, ``SourceChanged``, ``IntegrityError``,
+``BoxConnectionError``; all subclass ``BoxError`` and carry ``error_class`` (an
+``ErrorClass``: RETRY_LATER, REFRESH_AUTH, NAME_CONFLICT, PERMANENT_FILE, PERMANENT_CONFIG).
+
+Guarantees
+----------
+- Exactly once: a write whose answer was lost (timeout, reset, 5xx) is not blindly
+  sent again; Box is asked first, and a file with our SHA-1 under our name or id
+  (409 ``item_name_in_use`` with our SHA-1, 412 after our own version, a committed
+  session) is the result. New versions should pass ``etag`` for If-Match.
+- A file that changes while it is uploaded raises SourceChanged; its session is
+  aborted and nothing is committed.
+- Memory: at most ``concurrency`` parts are held at once; direct uploads stream.
+- Secrets (tokens, refresh tokens, client secrets, keys) never appear in logs,
+  exceptions or reprs. OAuth refresh tokens are persisted (0600, atomic) before the
+  access token they came with is used.
 """
 
 from .auth import (
