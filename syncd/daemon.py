@@ -26,6 +26,7 @@ from types import FrameType
 import structlog
 
 from syncd import __version__
+from syncd.box import AuthError, BoxAPIError, BoxError, ErrorClass
 from syncd.config import Config, ConfigError, diff_configs, load_config
 from syncd.connection import BoxConnection, connect_box
 from syncd.health import HealthCheck
@@ -45,6 +46,8 @@ STUCK_AFTER_SECONDS = 600.0
 NEEDS_RESTART = frozenset({"box", "journal", "workers", "metrics"})
 #: How often the STATUS= line, alerts and gauges are refreshed.
 TICK_SECONDS = 1.0
+#: `syncd run` exit code when Box refuses the configured credentials (documented in `syncd run --help`).
+EXIT_CREDENTIALS_REFUSED = 1
 
 
 class Daemon:
@@ -69,6 +72,7 @@ class Daemon:
         self._metrics_server: MetricsServer | None = None
         self._pinger: WatchdogPinger | None = None
         self._alerted: set[str] = set()
+        self._exit_code: int | None = None
 
     # --------------------------------------------------------------- lifecycle
 
@@ -77,7 +81,8 @@ class Daemon:
         try:
             self._start()
             self._main_loop()
-            return self._shutdown()
+            code = self._shutdown()
+            return code if self._exit_code is None else self._exit_code
         finally:
             self.journal.close()
 
@@ -101,6 +106,7 @@ class Daemon:
         self._register_health()
         self.metrics.attach_journal(self.journal.counts_by_state, self._oldest_pending_age)
         self._install_signals()
+        threading.Thread(target=self._check_credentials, name="box-check", daemon=True).start()
         self.pool.start()
         self.intake.start()
         if config.metrics.listen is not None:
@@ -155,6 +161,27 @@ class Daemon:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def _check_credentials(self) -> None:
+        """Ask Box once who we are. Refused credentials stop the daemon (exit 1) with the reason:
+        otherwise every file would be retried against a 401 until someone read the logs. An
+        unreachable Box is only a warning: files wait for it with their retries. In a thread, so
+        that a Box that is down does not delay start-up by the client's connection retries."""
+        assert self.box is not None
+        try:
+            user = self.box.client.get_current_user()
+        except (BoxAPIError, AuthError) as exc:
+            if exc.error_class in (ErrorClass.PERMANENT_CONFIG, ErrorClass.REFRESH_AUTH):
+                log.error("box_credentials_refused", reason=str(exc),
+                          detail="fix box.auth in the configuration; stopping")
+                self._exit_code = EXIT_CREDENTIALS_REFUSED
+                self._stop.set()
+            else:
+                log.warning("box_check_failed", reason=str(exc))
+        except BoxError as exc:
+            log.warning("box_unreachable", reason=str(exc), detail="files wait for Box with their retries")
+        else:
+            log.info("box_connected", user_id=user.get("id"), login=user.get("login"))
 
     # ----------------------------------------------------------------- signals
 
