@@ -157,3 +157,23 @@ def test_sighup_adds_a_watch_from_a_good_config_and_keeps_the_old_one_on_a_bad_c
     wait_for_box(emulator, expected, timeout=30, daemon=daemon)
     assert_exactly_once(emulator, expected)
     assert daemon.stop() == 0
+
+
+@pytest.mark.parametrize("auth", [
+    {"type": "developer_token", "token": "not-the-emulator-token"},
+    {"type": "client_credentials", "client_id": "syncd-emulator-client", "client_secret": "not-the-secret",
+     "subject_type": "enterprise", "subject_id": "1234567"},
+], ids=["developer-token", "client-credentials"])
+def test_credentials_box_refuses_stop_the_daemon_with_exit_1_and_the_reason(
+        tmp_path: Path, emulator, daemon_factory, auth: dict):
+    inbox = tmp_path / "inbox"
+    write_file(inbox / "waiting.txt", b"w")
+    config = write_config(tmp_path / "syncd.yaml", config_data(emulator, tmp_path / "var" / "journal.db",
+                                                               [Watch(inbox)], auth=auth))
+    daemon = daemon_factory(config).start(wait_ready=False)
+    assert daemon.wait(30) == 1
+    refused = daemon.events("box_credentials_refused")
+    assert refused and "fix box.auth" in refused[0]["detail"], daemon.tail()
+    assert "not-the" not in daemon.log_text(), "a secret reached the log"
+    # Nothing was parked as failed because of it: the file waits for good credentials.
+    assert status_json(config)["counts"]["failed"] == 0
