@@ -76,6 +76,7 @@ from .errors import (
     IntegrityError,
     OutcomeUnknown,
     SourceChanged,
+    UploadCancelled,
     classify,
 )
 from .folders import FolderTree
@@ -101,5 +102,5 @@ __all__ = [
     "IntegrityError", "JWTAuth", "OAuthRefreshAuth", "OutcomeUnknown", "PreflightResult", "RateLimiter",
     "RateLimits", "RetryPolicy", "SavedSession", "SourceChanged", "SourceFingerprint", "TokenBucket",
     "TokenEndpoint", "TokenStore", "Transport", "UploadProgress", "UploadedFile", "UploadedPart",
-    "Uploader", "classify",
+    "UploadCancelled", "Uploader", "classify",
 ]

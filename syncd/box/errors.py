@@ -281,6 +281,19 @@ class SourceChanged(BoxError):
         super().__init__(f"{path}: changed during upload: {reason}")
 
 
+class UploadCancelled(BoxError):
+    """The caller asked the upload to stop; parts in flight finished and were recorded.
+
+    Nothing was committed or aborted: the saved session resumes the upload later.
+    """
+
+    error_class = ErrorClass.RETRY_LATER
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(f"{path}: upload stopped on request; it resumes from its saved session")
+
+
 class IntegrityError(BoxError):
     """Box reports content that does not match what we sent (SHA-1, part offset or size)."""
 

@@ -27,7 +27,7 @@ from typing import IO, Any, Callable, Mapping, Protocol
 from requests_toolbelt.multipart.encoder import MultipartEncoder, MultipartEncoderMonitor
 
 from .client import BoxClient, validate_id, validate_name
-from .errors import BoxAPIError, IntegrityError, OutcomeUnknown, SourceChanged
+from .errors import BoxAPIError, IntegrityError, OutcomeUnknown, SourceChanged, UploadCancelled
 
 log = logging.getLogger(__name__)
 
@@ -440,7 +440,8 @@ class ChunkedUpload(_UploadBase):
                  *, existing_file_id: str | None = None, etag: str | None = None, sha1: str | None = None,
                  progress: UploadProgress | None = None, on_bytes: OnBytes | None = None,
                  concurrency: int = DEFAULT_CONCURRENCY, commit_deadline: float = 900.0,
-                 parts_mismatch_window: float = 10.0, sleep: Callable[[float], None] = time.sleep) -> None:
+                 parts_mismatch_window: float = 10.0, sleep: Callable[[float], None] = time.sleep,
+                 cancel: threading.Event | None = None) -> None:
         super().__init__(client, path, _Target(parent_folder_id, name, existing_file_id, etag), on_bytes)
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
@@ -450,6 +451,9 @@ class ChunkedUpload(_UploadBase):
         self.commit_deadline = commit_deadline
         self.parts_mismatch_window = parts_mismatch_window
         self._sleep = sleep
+        # Set by the caller (e.g. a daemon shutting down): no new part is started,
+        # parts in flight finish and are recorded, and UploadCancelled is raised.
+        self.cancel = cancel
 
     # public --------------------------------------------------------------------------
 
@@ -581,6 +585,7 @@ class ChunkedUpload(_UploadBase):
         slots = threading.BoundedSemaphore(self.concurrency)  # bounds parts held in memory
         futures: list[Future[UploadedPart]] = []
         failed = threading.Event()
+        cancelled = False
 
         def finished(future: Future[UploadedPart]) -> None:
             slots.release()
@@ -598,6 +603,10 @@ class ChunkedUpload(_UploadBase):
                     slots.acquire()
                     if failed.is_set():
                         slots.release()
+                        break
+                    if self.cancel is not None and self.cancel.is_set():
+                        slots.release()
+                        cancelled = True
                         break
                     data = handle.read(length)
                     if len(data) != length:
@@ -626,7 +635,7 @@ class ChunkedUpload(_UploadBase):
                     # (hashlib releases the GIL): the same bytes, read once.
                     whole.update(data)
                     del data  # only the worker holds the part now
-                if not failed.is_set() and handle.read(1):
+                if not failed.is_set() and not cancelled and handle.read(1):
                     raise SourceChanged(self.path, "file grew while uploading")
             except BaseException:
                 for future in futures:
@@ -637,6 +646,8 @@ class ChunkedUpload(_UploadBase):
             exc = future.exception() if future.done() and not future.cancelled() else None
             if exc is not None:
                 raise exc
+        if cancelled:
+            raise UploadCancelled(self.path)
         sha1 = whole.hexdigest()
         reason = fingerprint.difference(SourceFingerprint.of_path(self.path))
         if reason:
@@ -778,7 +789,8 @@ class Uploader:
 
     def upload(self, path: str | os.PathLike[str], parent_folder_id: str | None, name: str, *,
                existing_file_id: str | None = None, etag: str | None = None, sha1: str | None = None,
-               progress: UploadProgress | None = None, on_bytes: OnBytes | None = None) -> UploadedFile:
+               progress: UploadProgress | None = None, on_bytes: OnBytes | None = None,
+               cancel: threading.Event | None = None) -> UploadedFile:
         """Upload ``path`` as ``name`` into ``parent_folder_id`` (or as a new version of
         ``existing_file_id``, guarded by ``etag`` when given) and return what Box stored.
 
@@ -786,6 +798,9 @@ class Uploader:
         the bytes differ. ``progress``: resume state for chunked uploads (a saved
         session forces the chunked path). ``on_bytes(n)``: called as bytes are sent (from
         worker threads for chunked uploads; a retried attempt may report its bytes again).
+        ``cancel``: when set, a chunked upload starts no further part, lets the parts in
+        flight finish (they are recorded through ``progress``) and raises UploadCancelled,
+        keeping the session for a later resume; a direct upload is short and runs to its end.
 
         Raises BoxAPIError (see ``error_class``), SourceChanged, OutcomeUnknown,
         IntegrityError or AuthError.
@@ -801,7 +816,7 @@ class Uploader:
             return ChunkedUpload(
                 self.client, path, parent_folder_id, name, existing_file_id=existing_file_id, etag=etag,
                 sha1=sha1, progress=progress, on_bytes=on_bytes, concurrency=self.concurrency,
-                commit_deadline=self.commit_deadline,
+                commit_deadline=self.commit_deadline, cancel=cancel,
             ).run()
         return DirectUpload(
             self.client, path, parent_folder_id, name, existing_file_id=existing_file_id, etag=etag,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from syncd.box import BoxAPIError, ChunkedUpload, ErrorClass, SourceChanged, UploadedPart
+from syncd.box import BoxAPIError, ChunkedUpload, ErrorClass, SourceChanged, UploadCancelled, UploadedPart
 
 from .conftest import MB, MemoryProgress, count, make_client, stop_dropping
 
@@ -313,3 +313,29 @@ def test_discarding_a_saved_session_deletes_it_on_box(chunky, make_file) -> None
         client.transport.request("GET", progress.saved.status_url)
     assert caught.value.status in (404, 410)
     assert count(emulator.stats(), "sessions.abort", "204") == 1
+
+
+def test_cancel_stops_at_a_part_boundary_keeps_the_session_and_resumes(chunky, make_file) -> None:
+    emulator, client = chunky
+    path = make_file("stopping.bin", 8 * MiB + 5)
+    progress = MemoryProgress()
+    cancel = threading.Event()
+
+    def stop_after_two(part: UploadedPart) -> None:
+        if len(progress.parts) >= 2:
+            cancel.set()
+
+    progress.after_part = stop_after_two
+    with pytest.raises(UploadCancelled):
+        _upload(client, path, progress=progress, concurrency=2, cancel=cancel).run()
+    progress.after_part = None
+    # Parts in flight when the stop came finished and were recorded; nothing was aborted or committed.
+    stats = emulator.stats()
+    assert count(stats, "sessions.abort") == 0 and count(stats, "sessions.commit") == 0
+    assert progress.discarded == 0 and progress.saved is not None
+    recorded = len(progress.saved.parts)
+    assert 2 <= recorded < 9 and count(stats, "sessions.upload_part", "200") == recorded
+    emulator.reset_stats()
+    result = _upload(client, path, progress=progress, concurrency=2).run()
+    assert count(emulator.stats(), "sessions.upload_part", "200") == 9 - recorded
+    assert result.sha1 == _sha1(path) and emulator.download(result.file_id) == path.read_bytes()
