@@ -75,7 +75,7 @@ def test_sigkill_at_random_moments_loses_nothing_and_duplicates_nothing(tmp_path
     assert daemon.starts == KILLS + 1
     # The kills really interrupted work: some restarts found uploads to reconcile or resume.
     interrupted = daemon.events("reconciling_interrupted_uploads")
-    assert len(interrupted) >= KILLS // 4, f"only {len(interrupted)} kills interrupted uploads (seed {SEED})"
+    assert len(interrupted) >= KILLS // 6, f"only {len(interrupted)} kills interrupted uploads (seed {SEED})"
 
 
 def _kill_when_box_answered(daemon, emulator, endpoint: str, status: str = "201", timeout: float = 60.0) -> None:

@@ -51,7 +51,7 @@ def test_files_dropped_every_way_arrive_once_and_whole(tmp_path: Path, emulator_
     staging.mkdir()
     config = write_config(tmp_path / "syncd.yaml", config_data(
         emulator, tmp_path / "var" / "journal.db", [Watch(inbox)], workers=4,
-        readiness={"settle": "1s"}))
+        readiness={"settle": "2s", "closed_settle": "300ms"}))  # the defaults: slow writers pause 0.35 s
     daemon = daemon_factory(config).start()
 
     small = _sizes(rng, FILE_COUNT - CHUNKED_FILES)
