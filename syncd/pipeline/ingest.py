@@ -28,12 +28,12 @@ from syncd.box import (
     BoxAPIError,
     BoxClient,
     BoxError,
-    Conflict,
     ErrorClass,
     FolderTree,
     OutcomeUnknown,
     SavedSession,
     SourceChanged,
+    UploadCancelled,
     UploadedFile,
     UploadedPart,
     Uploader,
@@ -42,6 +42,7 @@ from syncd.box.uploads import hash_file
 from syncd.config import Config, WatchConfig
 from syncd.journal import FileRecord, Journal, JournalError, PartRecord, SessionRecord, StaleClaim
 from syncd.pipeline.actions import AfterUpload, SourceActionRefused, apply_after_upload
+from syncd.pipeline.conflicts import ConflictOutcome, upload_with_policy
 from syncd.pipeline.names import name_problem, sanitize_name
 from syncd.pipeline.retry import RetryPolicy
 from syncd.pipeline.scanner import FileStat, ProblemKind, ScanProblem, stat_candidate
@@ -52,8 +53,6 @@ log = structlog.get_logger("syncd.ingest")
 QUARANTINE_CODES = frozenset(
     {"item_name_invalid", "item_name_too_long", "file_size_limit_exceeded", "request_entity_too_large"}
 )
-#: How many alternative names the `rename` conflict policy tries.
-MAX_RENAMES = 100
 
 
 class JournalProgress:
@@ -165,7 +164,7 @@ class Ingest:
         """Take one claimed (`uploading`) row to its next recorded state; never raises."""
         bound = log.bind(watch=record.watch, path=record.relpath, file_row=record.id, attempt=record.attempts)
         try:
-            outcome = self._process(record, bound)
+            outcome = self._process(record, bound, stopping)
         except StaleClaim:
             outcome = Outcome("stale", "the file changed during the upload; its new content is pending")
             bound.info("upload_superseded", reason=outcome.detail)
@@ -177,7 +176,8 @@ class Ingest:
             outcome = self._retry(record, f"internal error: {type(exc).__name__}: {exc}", "internal_error", None, bound)
         return outcome
 
-    def _process(self, record: FileRecord, log_: structlog.BoundLogger) -> Outcome:
+    def _process(self, record: FileRecord, log_: structlog.BoundLogger,
+                 stopping: threading.Event | None) -> Outcome:
         try:
             watch = self.config.watch_named(record.watch)
         except KeyError:
@@ -207,7 +207,12 @@ class Ingest:
         started = time.monotonic()
         try:
             folder_id = self._folder_for(watch, relpath.parent.parts)
-            result = self._upload(record, watch, path, folder_id, name, log_)
+            result = self._upload(record, watch, path, folder_id, name, log_, stopping)
+        except UploadCancelled as exc:
+            # Shutdown: parts sent so far are recorded; the next start resumes the session.
+            self.journal.schedule_retry(record.id, str(exc), "shutdown", self._clock(), claim_seq=record.claim_seq)
+            log_.info("upload_paused_for_shutdown")
+            return Outcome("retry", "stopped by shutdown")
         except SourceChanged as exc:
             return self._changed_during_upload(record, watch, str(exc), log_)
         except BoxAPIError as exc:
@@ -232,7 +237,7 @@ class Ingest:
 
     def _upload(
         self, record: FileRecord, watch: WatchConfig, path: Path, folder_id: str, name: str,
-        log_: structlog.BoundLogger,
+        log_: structlog.BoundLogger, stopping: threading.Event | None,
     ) -> UploadedFile | Outcome:
         sha1: str | None = record.sha1
         if record.attempts > 1 or record.box_file_id:
@@ -244,67 +249,32 @@ class Ingest:
                 log_.info("upload_reconciled", file_id=existing.file_id, sha1=sha1)
                 return existing
         progress = JournalProgress(self.journal, record, self.client.upload_url)
-        log_.info("upload_started", size=record.size, folder_id=folder_id,
-                  new_version_of=record.box_file_id)
-        target_id = record.box_file_id
-        for attempt_name in self._candidate_names(name, watch):
-            try:
-                return self.uploader.upload(
-                    path, folder_id, attempt_name, existing_file_id=target_id, sha1=sha1,
-                    progress=progress, on_bytes=self._on_bytes,
-                )
-            except BoxAPIError as exc:
-                if exc.status == 404 and target_id is not None:
-                    # The earlier version was deleted in Box: upload as a new file.
-                    target_id = None
-                    return self.uploader.upload(path, folder_id, attempt_name, sha1=sha1, progress=progress,
-                                                on_bytes=self._on_bytes)
-                if exc.error_class is not ErrorClass.NAME_CONFLICT or target_id is not None:
-                    raise
-                conflict = _file_or_folder(exc.conflicts)
-                decision = self._resolve_conflict(record, watch, conflict, attempt_name, exc, log_)
-                if isinstance(decision, Outcome):
-                    return decision
-                if decision == "version":
-                    assert conflict is not None
-                    return self.uploader.upload(path, folder_id, attempt_name, existing_file_id=conflict.id,
-                                                sha1=sha1, progress=progress, on_bytes=self._on_bytes)
-                # "rename": try the next candidate name
-        reason = f"no free name after {MAX_RENAMES} attempts"
-        self.journal.mark_failed(record.id, reason, "item_name_in_use", claim_seq=record.claim_seq)
-        return Outcome("failed", reason)
+        log_.info("upload_started", size=record.size, folder_id=folder_id, new_version_of=record.box_file_id)
 
-    def _candidate_names(self, name: str, watch: WatchConfig):
-        yield name
-        if watch.conflict != "rename":
-            return
-        stem, dot, ext = name.rpartition(".")
-        if not dot or not stem:
-            stem, ext = name, ""
-        for n in range(1, MAX_RENAMES):
-            yield f"{stem} ({n}).{ext}" if ext else f"{stem} ({n})"
+        def upload(attempt_name: str, existing_id: str | None) -> UploadedFile:
+            return self.uploader.upload(path, folder_id, attempt_name, existing_file_id=existing_id, sha1=sha1,
+                                        progress=progress, on_bytes=self._on_bytes, cancel=stopping)
 
-    def _resolve_conflict(
-        self, record: FileRecord, watch: WatchConfig, conflict: Conflict | None, name: str,
-        exc: BoxAPIError, log_: structlog.BoundLogger,
-    ) -> str | Outcome:
-        what = f"Box already has {'a folder' if conflict and conflict.type == 'folder' else 'a file'} named {name!r}"
-        if conflict is not None:
-            what += f" (id {conflict.id})"
-        policy = watch.conflict
-        if policy == "rename":
-            return "rename"
-        if policy == "version" and conflict is not None and conflict.type == "file":
-            log_.info("uploading_new_version", file_id=conflict.id, reason=what)
-            return "version"
-        if policy == "skip":
-            self.journal.mark_skipped(record.id, what, claim_seq=record.claim_seq)
-            log_.info("file_skipped", reason=what)
-            return Outcome("skipped", what)
-        reason = f"{what}; conflict policy is {policy!r}"
-        self.journal.mark_failed(record.id, reason, exc.code, claim_seq=record.claim_seq)
-        log_.warning("upload_failed", reason=reason, error_code=exc.code, request_id=exc.request_id)
-        return Outcome("failed", reason)
+        def decided(decision: str, reason: str) -> None:
+            log_.info("name_conflict_resolved", decision=decision, reason=reason)
+
+        try:
+            outcome = upload_with_policy(upload, name, watch.conflict, existing_file_id=record.box_file_id,
+                                         on_decision=decided)
+        except BoxAPIError as exc:
+            if exc.status != 404 or record.box_file_id is None:
+                raise
+            # The file we uploaded before was deleted in Box: this content goes up as a new file.
+            outcome = upload_with_policy(upload, name, watch.conflict, on_decision=decided)
+        if isinstance(outcome, ConflictOutcome):
+            if outcome.skipped:
+                self.journal.mark_skipped(record.id, outcome.reason, claim_seq=record.claim_seq)
+                log_.info("file_skipped", reason=outcome.reason)
+                return Outcome("skipped", outcome.reason)
+            self.journal.mark_failed(record.id, outcome.reason, outcome.code, claim_seq=record.claim_seq)
+            log_.warning("upload_failed", reason=outcome.reason, error_code=outcome.code)
+            return Outcome("failed", outcome.reason)
+        return outcome
 
     def _hash(self, record: FileRecord, path: Path) -> str:
         sha1, _ = hash_file(path)
@@ -420,13 +390,6 @@ class Ingest:
         log_.warning("upload_retry_scheduled", reason=reason, error_code=code, request_id=request_id,
                      retry_in_s=round(delay, 1))
         return Outcome("retry", reason)
-
-
-def _file_or_folder(conflicts: list[Conflict]) -> Conflict | None:
-    for conflict in conflicts:
-        if conflict.type == "file":
-            return conflict
-    return conflicts[0] if conflicts else None
 
 
 def _config_reason(exc: BoxAPIError) -> str:

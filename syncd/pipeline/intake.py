@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from syncd.config import Config, ConfigChanges, WatchConfig
-from syncd.journal import FileState, Journal, ObservationKind
+from syncd.journal import FileState, Journal
 from syncd.pipeline.filters import watch_filter
 from syncd.pipeline.readiness import ReadinessTracker, ReadyCandidate, UnsettledFile
 from syncd.pipeline.scanner import ScanProblem, Scanner

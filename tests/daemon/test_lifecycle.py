@@ -51,8 +51,15 @@ def test_sigterm_exits_0_and_leaves_a_state_the_next_start_finishes_exactly_once
     assert daemon.wait(15) == 0
     assert time.monotonic() - started < 8, "stopping took longer than shutdown_timeout allows"
     if signals == 1:
+        # The chunked upload either stopped at a part boundary (its parts recorded, the row waits as
+        # pending) or was still running at shutdown_timeout (the row stays uploading, to be resumed).
         stopped = daemon.events("daemon_stopped")
-        assert stopped and stopped[-1]["uploading"] == 1, daemon.tail()
+        assert stopped and stopped[-1]["uploaded"] == 5, daemon.tail()
+        paused = [e["path"] for e in daemon.events("upload_paused_for_shutdown")]
+        if paused:
+            assert paused == ["big.bin"] and (stopped[-1]["pending"], stopped[-1]["uploading"]) == (1, 0)
+        else:
+            assert (stopped[-1]["pending"], stopped[-1]["uploading"]) == (0, 1), daemon.tail()
     else:
         assert "second signal, stopping at once" in daemon.log_text()
     status = status_json(config)
