@@ -1,8 +1,8 @@
 """Bad inputs: each one ends with a clear reason in the journal (as `syncd status`
 and `syncd history` show it) and the daemon keeps running and keeps ingesting.
 
-The tests run as root, and root reads a `chmod 000` file anyway. The daemon is
-therefore started under `setpriv` without CAP_DAC_OVERRIDE/CAP_DAC_READ_SEARCH:
+The tests run as root here, and root reads a `chmod 000` file anyway. The daemon
+is therefore started under `setpriv` without CAP_DAC_OVERRIDE/CAP_DAC_READ_SEARCH:
 it stays uid 0 (it owns every test file, so everything else works as before)
 but file permission bits now apply to it, as they do to the unprivileged
 `syncd` user of the systemd unit.
@@ -23,7 +23,8 @@ from tests.daemon.daemon_process import (
 )
 from tests.daemon.drops import Drop, random_bytes, write_file, write_then_rename
 
-WITHOUT_DAC_OVERRIDE = ("setpriv", "--bounding-set=-dac_override,-dac_read_search")
+# Only root needs it (and only root may drop from the bounding set); anyone else is already bound by chmod.
+WITHOUT_DAC_OVERRIDE = ("setpriv", "--bounding-set=-dac_override,-dac_read_search") if os.geteuid() == 0 else ()
 MAX_FILE_SIZE = 2_000_000
 MISSING_FOLDER = "987654321"
 
