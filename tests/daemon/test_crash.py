@@ -3,7 +3,8 @@ is in Box exactly once, SHA-1 equal, and nothing is left pending.
 
 Kills land everywhere: during start-up and recovery, between a direct upload's
 commit and the journal write, in the middle of chunked uploads (1 MiB parts, a
-bandwidth cap so a chunked file takes seconds), and while new files arrive.
+bandwidth cap so a chunked file takes seconds), while new files arrive, and after
+two files were replaced (they may have two versions; no file may have more).
 `SYNCD_CRASH_KILLS` and `SYNCD_CRASH_SEED` scale and vary it (bench/ runs more).
 """
 
@@ -47,6 +48,7 @@ def test_sigkill_at_random_moments_loses_nothing_and_duplicates_nothing(tmp_path
     for i in range(2):
         write_then_rename(inbox, Drop(f"big/chunked{i}.bin", random_bytes(rng, CHUNKED_MIN + i * 1_500_000)))
 
+    changed = ["batch0/d0/f0.dat", "batch0/d1/f1.dat"]
     for kill in range(KILLS):
         # Half the time kill blind (often during start-up or recovery), half once it is running.
         daemon.start(wait_ready=kill % 2 == 1)
@@ -55,6 +57,10 @@ def test_sigkill_at_random_moments_loses_nothing_and_duplicates_nothing(tmp_path
                                      for j in range(3)])
         if kill == KILLS // 2:
             write_then_rename(inbox, Drop("big/late-chunked.bin", random_bytes(rng, CHUNKED_MIN + 700_000)))
+        if kill == KILLS // 3:
+            # Changed files: a new version if the first one was already up, else just the new bytes.
+            for name in changed:
+                write_then_rename(inbox, Drop(name, random_bytes(rng, 5000)))
         time.sleep(rng.uniform(0.2, 1.6))
         daemon.kill()
 
@@ -69,7 +75,7 @@ def test_sigkill_at_random_moments_loses_nothing_and_duplicates_nothing(tmp_path
 
     wait_until(settled, timeout=30, interval=1.0,
                message=lambda: f"journal not settled (seed {SEED}): {status_json(config)['counts']}\n{daemon.tail()}")
-    assert_exactly_once(emulator, expected)
+    assert_exactly_once(emulator, expected, versions={name: {1, 2} for name in changed})
     assert daemon.stop() == 0
     assert settled_counts(status_json(config)) == {"uploaded": len(expected)}
     assert daemon.starts == KILLS + 1
