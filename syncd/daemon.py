@@ -90,6 +90,7 @@ class Daemon:
         assert self.journal is not None
         config = self.config
         self.box = connect_box(config)
+        self.box.client.transport.on_status = self._count_status
         self.ingest = Ingest(config, self.journal, self.box.client, self.box.uploader, self.box.folders,
                              on_uploaded=self._uploaded, on_bytes=lambda n: self.pool and self.pool.progress())
         self.pool = WorkerPool(self._claim, self._process, workers=config.workers,
@@ -240,9 +241,13 @@ class Daemon:
         with self.metrics.upload_in_flight():
             outcome: Outcome = self.ingest.process(record, stopping)
         if outcome.kind in ("failed", "quarantined"):
-            self.metrics.record_failure(record.watch, outcome.kind)
+            self.metrics.record_failure(record.watch, outcome.code or outcome.kind)
         elif outcome.kind == "retry":
-            self.metrics.record_retry(outcome.detail.split(":", 1)[0][:60] or "unknown")
+            self.metrics.record_retry(outcome.code or "unknown")
+
+    def _count_status(self, status: int) -> None:
+        if status == 429:
+            self.metrics.record_rate_limited()
 
     def _uploaded(self, record: FileRecord, result, duration: float) -> None:
         method = "chunked" if result.size >= self.config.box.direct_upload_max else "direct"

@@ -141,6 +141,8 @@ class Transport:
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._rng_lock = threading.Lock()
+        #: Called with every HTTP status Box answers (retried ones too), e.g. to count 429s.
+        self.on_status: Callable[[int], None] | None = None
         self.session = requests.Session()
         adapter = requests.adapters.HTTPAdapter(
             pool_connections=4, pool_maxsize=concurrency + 2, max_retries=0, pool_block=False
@@ -234,6 +236,8 @@ class Transport:
                 attempt += 1
                 continue
             status = response.status_code
+            if self.on_status is not None:
+                self.on_status(status)
             if status == 401 and self.auth.can_refresh and not refreshed:
                 # Refresh once: the token may have expired early or been revoked.
                 response.close()

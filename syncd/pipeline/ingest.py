@@ -104,6 +104,8 @@ class JournalProgress:
             self._record.id, PartRecord(part.part_id, part.offset, part.size, part.sha1),
             claim_seq=self._record.claim_seq,
         )
+        log.info("upload_part", watch=self._record.watch, path=self._record.relpath, offset=part.offset,
+                 size=part.size, part_id=part.part_id)
 
     def session_discarded(self) -> None:
         self._journal.drop_session(self._record.id)
@@ -122,6 +124,7 @@ class Outcome:
     kind: str  # uploaded | reconciled | retry | failed | quarantined | skipped | changed | gone | stale
     detail: str = ""
     uploaded: UploadedFile | None = None
+    code: str | None = None  # Box error code or syncd's own (e.g. unreadable), for metrics labels
 
 
 class Ingest:
@@ -183,7 +186,7 @@ class Ingest:
         except KeyError:
             reason = f"watch {record.watch!r} is no longer in the configuration"
             self.journal.mark_failed(record.id, reason, "watch_removed", claim_seq=record.claim_seq)
-            return Outcome("failed", reason)
+            return Outcome("failed", reason, code="watch_removed")
         path = watch.path / record.relpath
         current = stat_candidate(watch.path, record.relpath)
         if isinstance(current, ScanProblem):
@@ -202,7 +205,7 @@ class Ingest:
                 reason = f"Box cannot take this name: {problem}"
                 self.journal.mark_quarantined(record.id, reason, code="item_name_invalid", claim_seq=record.claim_seq)
                 log_.warning("file_quarantined", reason=reason)
-                return Outcome("quarantined", reason)
+                return Outcome("quarantined", reason, code="item_name_invalid")
             name = sanitize_name(name)
         started = time.monotonic()
         try:
@@ -212,7 +215,7 @@ class Ingest:
             # Shutdown: parts sent so far are recorded; the next start resumes the session.
             self.journal.schedule_retry(record.id, str(exc), "shutdown", self._clock(), claim_seq=record.claim_seq)
             log_.info("upload_paused_for_shutdown")
-            return Outcome("retry", "stopped by shutdown")
+            return Outcome("retry", "stopped by shutdown", code="shutdown")
         except SourceChanged as exc:
             return self._changed_during_upload(record, watch, str(exc), log_)
         except BoxAPIError as exc:
@@ -273,7 +276,7 @@ class Ingest:
                 return Outcome("skipped", outcome.reason)
             self.journal.mark_failed(record.id, outcome.reason, outcome.code, claim_seq=record.claim_seq)
             log_.warning("upload_failed", reason=outcome.reason, error_code=outcome.code)
-            return Outcome("failed", outcome.reason)
+            return Outcome("failed", outcome.reason, code=outcome.code)
         return outcome
 
     def _hash(self, record: FileRecord, path: Path) -> str:
@@ -362,19 +365,19 @@ class Ingest:
             reason = f"Box cannot take this file: {exc.message} ({exc.code})"
             self.journal.mark_quarantined(record.id, reason, code=exc.code, claim_seq=record.claim_seq)
             log_.warning("file_quarantined", reason=reason, error_code=exc.code, request_id=exc.request_id)
-            return Outcome("quarantined", reason)
+            return Outcome("quarantined", reason, code=exc.code)
         klass = exc.error_class
         if klass is ErrorClass.PERMANENT_CONFIG and exc.code != "storage_limit_exceeded":
             reason = _config_reason(exc)
             self.journal.mark_failed(record.id, reason, exc.code, claim_seq=record.claim_seq)
             log_.error("upload_failed", reason=reason, error_code=exc.code, request_id=exc.request_id,
                        status=exc.status)
-            return Outcome("failed", reason)
+            return Outcome("failed", reason, code=exc.code)
         if klass is ErrorClass.PERMANENT_FILE:
             reason = f"Box refused the upload: {exc}"
             self.journal.mark_failed(record.id, reason, exc.code, claim_seq=record.claim_seq)
             log_.warning("upload_failed", reason=reason, error_code=exc.code, request_id=exc.request_id)
-            return Outcome("failed", reason)
+            return Outcome("failed", reason, code=exc.code)
         return self._retry(record, str(exc), exc.code or str(exc.status), exc.retry_after, log_,
                            request_id=exc.request_id)
 
@@ -384,12 +387,12 @@ class Ingest:
             final = f"gave up after {record.attempts} attempts: {reason}"
             self.journal.mark_failed(record.id, final, code, claim_seq=record.claim_seq)
             log_.error("upload_failed", reason=final, error_code=code, request_id=request_id)
-            return Outcome("failed", final)
+            return Outcome("failed", final, code=code)
         delay = self.retry_policy.delay(record.attempts, retry_after=retry_after)
         self.journal.schedule_retry(record.id, reason, code, self._clock() + delay, claim_seq=record.claim_seq)
         log_.warning("upload_retry_scheduled", reason=reason, error_code=code, request_id=request_id,
                      retry_in_s=round(delay, 1))
-        return Outcome("retry", reason)
+        return Outcome("retry", reason, code=code)
 
 
 def _config_reason(exc: BoxAPIError) -> str:

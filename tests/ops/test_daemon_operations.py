@@ -113,6 +113,7 @@ def test_notify_metrics_status_during_an_ingestion(tmp_path, emulator_factory):
     daemon = subprocess.Popen(SYNCD + ["run", "-c", str(config)], stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
         notify.wait_for("READY=1")
+        emulator.faults(reject_next={"count": 3, "status": 429, "retry_after": 1})  # a short 429 storm
         for i in range(40):
             (inbox / f"doc-{i:02}.txt").write_bytes(os.urandom(2048) + str(i).encode())
         during = status(config)
@@ -127,6 +128,7 @@ def test_notify_metrics_status_during_an_ingestion(tmp_path, emulator_factory):
         assert metrics["syncd_bytes_uploaded_total{watch=inbox}"] == sum(p.stat().st_size for p in inbox.iterdir())
         assert metrics["syncd_queue_depth{state=uploaded}"] == 40
         assert metrics["syncd_detect_to_commit_seconds_count{}"] == 40
+        assert metrics["syncd_rate_limited_total{}"] == 3
         health = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5)
         assert health.status_code == 200
         assert notify.wait_for("STATUS=").startswith("STATUS=uploading")
