@@ -235,6 +235,8 @@ class Intake:
         if item.watch not in self.watches:
             return
         if item.kind is NominationKind.TOUCH:
+            if not self.tracker.is_tracking(item.watch, item.relpath):
+                log.info("file_detected", watch=item.watch, path=item.relpath, closed=item.closed)
             self.tracker.touch(item.watch, item.relpath, closed=item.closed)
         elif item.kind is NominationKind.GONE:
             self.tracker.gone(item.watch, item.relpath, is_directory=item.is_directory)
@@ -299,6 +301,7 @@ class Intake:
             if row is not None and (row.size, row.mtime_ns, row.inode) == (entry.size, entry.mtime_ns, entry.inode):
                 continue
             if not self.tracker.is_tracking(scan.watch, entry.relpath):
+                log.info("file_detected", watch=scan.watch, path=entry.relpath, size=entry.size, by="scan")
                 self.tracker.touch(scan.watch, entry.relpath)
                 nominated += 1
         removed = 0
