@@ -301,7 +301,8 @@ class Intake:
             if row is not None and (row.size, row.mtime_ns, row.inode) == (entry.size, entry.mtime_ns, entry.inode):
                 continue
             if not self.tracker.is_tracking(scan.watch, entry.relpath):
-                log.info("file_detected", watch=scan.watch, path=entry.relpath, size=entry.size, by="scan")
+                # At debug: a start-up scan may find 100,000 files; scan_finished counts them.
+                log.debug("file_detected", watch=scan.watch, path=entry.relpath, size=entry.size, by="scan")
                 self.tracker.touch(scan.watch, entry.relpath)
                 nominated += 1
         removed = 0
