@@ -15,8 +15,8 @@ import pytest
 import requests
 
 from tests.daemon.daemon_process import (
-    CHUNKED_MIN, Watch, assert_exactly_once, config_data, local_files, settled_counts, status_json, wait_until,
-    write_config,
+    CHUNKED_MIN, Watch, assert_exactly_once, config_data, local_files, run_syncd, settled_counts, status_json,
+    wait_until, write_config,
 )
 from tests.daemon.drops import Drop, cp_into, random_bytes, write_then_rename
 
@@ -86,6 +86,8 @@ def test_everything_arrives_exactly_once_through_5xx_drops_202s_token_expiry_and
     wait_until(lambda: settled_counts(status_json(config)) == {"uploaded": len(expected)}, timeout=20,
                message=lambda: str(status_json(config)["counts"]))
     assert daemon.stop() == 0
+    status_text = run_syncd("status", "--config", str(config)).stdout
+    assert CLIENT_SECRET not in daemon.log_text() + status_text, "the client secret leaked"
 
     # Every fault really happened, so the run above proves something.
     assert emulator.faults()["reject_next"] is None, "the 429 storm was not used up"
