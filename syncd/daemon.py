@@ -64,6 +64,7 @@ class Daemon:
         self._reload_requested = threading.Event()
         self._interrupted: collections.deque[FileRecord] = collections.deque()
         self._interrupted_lock = threading.Lock()
+        self._interrupted_ids: set[int] = set()
         self.journal: Journal | None = None
         self.box: BoxConnection | None = None
         self.pool: WorkerPool[FileRecord] | None = None
@@ -98,6 +99,7 @@ class Daemon:
                                describe=lambda r: f"{r.watch}:{r.relpath}")
         interrupted = self.journal.recover_interrupted()
         self._interrupted.extend(interrupted)
+        self._interrupted_ids = {record.id for record in interrupted}
         if interrupted:
             log.info("reconciling_interrupted_uploads", files=len(interrupted))
         self.intake = Intake(config, self.journal, on_new_work=self.pool.wake,
@@ -239,7 +241,8 @@ class Daemon:
     def _process(self, record: FileRecord, stopping: threading.Event) -> None:
         assert self.ingest is not None
         with self.metrics.upload_in_flight():
-            outcome: Outcome = self.ingest.process(record, stopping)
+            outcome: Outcome = self.ingest.process(record, stopping,
+                                                   interrupted=record.id in self._interrupted_ids)
         if outcome.kind in ("failed", "quarantined"):
             self.metrics.record_failure(record.watch, outcome.code or outcome.kind)
         elif outcome.kind == "retry":

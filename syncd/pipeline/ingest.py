@@ -163,11 +163,17 @@ class Ingest:
 
     # ------------------------------------------------------------------ entry
 
-    def process(self, record: FileRecord, stopping: threading.Event | None = None) -> Outcome:
-        """Take one claimed (`uploading`) row to its next recorded state; never raises."""
+    def process(self, record: FileRecord, stopping: threading.Event | None = None, *,
+                interrupted: bool = False) -> Outcome:
+        """Take one claimed (`uploading`) row to its next recorded state; never raises.
+
+        `stopping` pauses a chunked upload at its next part boundary. `interrupted`
+        says a crash left this row uploading: Box is asked first whether the upload
+        already went through, so it is never sent twice.
+        """
         bound = log.bind(watch=record.watch, path=record.relpath, file_row=record.id, attempt=record.attempts)
         try:
-            outcome = self._process(record, bound, stopping)
+            outcome = self._process(record, bound, stopping, interrupted)
         except StaleClaim:
             outcome = Outcome("stale", "the file changed during the upload; its new content is pending")
             bound.info("upload_superseded", reason=outcome.detail)
@@ -180,7 +186,7 @@ class Ingest:
         return outcome
 
     def _process(self, record: FileRecord, log_: structlog.BoundLogger,
-                 stopping: threading.Event | None) -> Outcome:
+                 stopping: threading.Event | None, interrupted: bool) -> Outcome:
         try:
             watch = self.config.watch_named(record.watch)
         except KeyError:
@@ -210,7 +216,7 @@ class Ingest:
         started = time.monotonic()
         try:
             folder_id = self._folder_for(watch, relpath.parent.parts)
-            result = self._upload(record, watch, path, folder_id, name, log_, stopping)
+            result = self._upload(record, watch, path, folder_id, name, log_, stopping, interrupted)
         except UploadCancelled as exc:
             # Shutdown: parts sent so far are recorded; the next start resumes the session.
             self.journal.schedule_retry(record.id, str(exc), "shutdown", self._clock(), claim_seq=record.claim_seq)
@@ -240,10 +246,10 @@ class Ingest:
 
     def _upload(
         self, record: FileRecord, watch: WatchConfig, path: Path, folder_id: str, name: str,
-        log_: structlog.BoundLogger, stopping: threading.Event | None,
+        log_: structlog.BoundLogger, stopping: threading.Event | None, interrupted: bool,
     ) -> UploadedFile | Outcome:
         sha1: str | None = record.sha1
-        if record.attempts > 1 or record.box_file_id:
+        if interrupted or record.attempts > 1 or record.box_file_id:
             # A previous attempt may have finished remotely (crash or lost answer
             # after commit): look before sending anything, so it is never sent twice.
             sha1 = sha1 or self._hash(record, path)
@@ -324,15 +330,17 @@ class Ingest:
         hashed = FileStat(record.size, record.mtime_ns, record.inode)
         target = watch.archive_path(record.relpath, datetime.now().astimezone()) if action is AfterUpload.MOVE else None
         try:
-            moved = apply_after_upload(action, path, hashed=hashed, local_sha1=result.sha1, box_sha1=result.sha1,
+            # Hash the bytes on disk now: the source is only touched if they are what Box holds.
+            local_sha1, _ = hash_file(path)
+            moved = apply_after_upload(action, path, hashed=hashed, local_sha1=local_sha1, box_sha1=result.sha1,
                                        archive_target=target)
-        except (SourceActionRefused, OSError) as exc:
+        except (SourceActionRefused, SourceChanged, OSError) as exc:
             log_.warning("source_action_refused", action=str(action), reason=str(exc))
             return
         if moved is None:
-            log_.info("source_deleted")
+            log_.info("source_deleted", sha1=local_sha1)
         else:
-            log_.info("source_moved", archive=str(moved))
+            log_.info("source_moved", archive=str(moved), sha1=local_sha1)
 
     # ------------------------------------------------------------- failures
 
