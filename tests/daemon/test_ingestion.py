@@ -22,8 +22,9 @@ from tests.daemon.daemon_process import (
 )
 from tests.daemon.drops import Drop, cp_into, move_directory_in, random_bytes, write_slowly, write_then_rename
 
-FILE_COUNT = int(os.environ.get("SYNCD_INGEST_FILES", "120"))
-CHUNKED_FILES = int(os.environ.get("SYNCD_INGEST_CHUNKED", "2"))
+FILE_COUNT = int(os.environ.get("SYNCD_INGEST_FILES", "500"))
+CHUNKED_FILES = int(os.environ.get("SYNCD_INGEST_CHUNKED", "3"))
+LARGEST = 60 * 1024 * 1024  # the range: 0 bytes to 60 MiB
 SEED = 4
 
 
@@ -58,7 +59,7 @@ def test_files_dropped_every_way_arrive_once_and_whole(tmp_path: Path, emulator_
     quarter = len(small) // 4
     by_cp, slow, renamed, moved = small[:quarter], small[quarter:quarter + 12], small[quarter + 12:2 * quarter], \
         small[2 * quarter:]
-    chunked = [CHUNKED_MIN + rng.randint(0, 3_000_000) for _ in range(CHUNKED_FILES)]
+    chunked = [CHUNKED_MIN + rng.randint(0, 3_000_000) for _ in range(CHUNKED_FILES - 1)] + [LARGEST]
 
     # `cp` in bursts of ten into nested folders; every other burst with `cp -p`.
     cp_drops = [Drop(f"cp/burst{i // 10}/level{i % 3}/file{i}.bin", random_bytes(rng, size))
