@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from syncd import __version__
-from syncd.commands.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from syncd.commands.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CommandError
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     run: Callable[[argparse.Namespace], int] = args._run
     try:
         return run(args)
+    except CommandError as exc:
+        print(f"syncd: {exc}", file=sys.stderr)
+        return exc.exit_code
     except KeyboardInterrupt:
         return 130
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from syncd.commands.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_config_argument, load_or_explain
+from syncd.commands.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_config_argument, load
 
 EPILOG = """examples:
   syncd auth login -c /etc/syncd/syncd.yaml --port 8719     # then open the printed URL
@@ -42,9 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_or_explain(args.config)
-    if config is None:
-        return EXIT_USAGE
+    config = load(args.config)
     return _login(args, config) if args.auth_command == "login" else _check(config)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from syncd.commands.common import EXIT_OK, EXIT_USAGE, add_config_argument, load_or_explain
+from syncd.commands.common import EXIT_OK, add_config_argument, load
 
 EPILOG = """examples:
   syncd check-config --config /etc/syncd/syncd.yaml
@@ -22,9 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_or_explain(args.config)
-    if config is None:
-        return EXIT_USAGE
+    config = load(args.config)
     from syncd.config import summarize_config
 
     print(f"{args.config}: valid")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from syncd.config import Config, ConfigError, load_config
@@ -20,19 +19,26 @@ def add_config_argument(parser: argparse.ArgumentParser) -> None:
                         help=f"configuration file (default {DEFAULT_CONFIG})")
 
 
-def load_or_explain(path: Path) -> Config | None:
-    """The config at `path`, or None after printing every problem to stderr."""
+class CommandError(Exception):
+    """A command cannot go on: `syncd` prints `message` on stderr and exits with `exit_code`."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_FAILURE) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def load(path: Path) -> Config:
+    """The config at `path`; CommandError (exit 2) listing every problem otherwise."""
     try:
         return load_config(path)
     except ConfigError as exc:
-        print(f"syncd: invalid configuration: {exc}", file=sys.stderr)
-        return None
+        raise CommandError(f"invalid configuration: {exc}", EXIT_USAGE) from None
 
 
 def locate(config: Config, given: str) -> tuple[str, str]:
     """(watch name, relpath) for a local path inside a watch, or `WATCH:RELPATH`.
 
-    Raises ValueError with a message naming the watches when it is neither.
+    CommandError (exit 2) naming the watches when it is neither.
     """
     names = {w.name for w in config.watches}
     watch_name, sep, rel = given.partition(":")
@@ -47,15 +53,16 @@ def locate(config: Config, given: str) -> tuple[str, str]:
         if relpath.parts:
             return watch.name, relpath.as_posix()
     roots = ", ".join(f"{w.name} ({w.path})" for w in config.watches)
-    raise ValueError(f"{given} is not inside a watched folder; watches: {roots}")
+    raise CommandError(f"{given} is not inside a watched folder; watches: {roots}", EXIT_USAGE)
 
 
-def open_journal_or_explain(config: Config, role: str):
-    """The journal in `role`, or None after saying why on stderr."""
+def open_journal(config: Config, role: str):
+    """The journal in `role`; CommandError (exit 1) saying why it cannot be opened."""
     from syncd.journal import Journal, JournalError
 
+    if role != "daemon" and not config.journal.exists():
+        raise CommandError(f"no journal at {config.journal} yet: the daemon has not run with this configuration")
     try:
         return Journal.open(config.journal, role=role)  # type: ignore[arg-type]
     except JournalError as exc:
-        print(f"syncd: {exc}", file=sys.stderr)
-        return None
+        raise CommandError(str(exc)) from None

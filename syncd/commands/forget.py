@@ -8,10 +8,9 @@ or WATCH:RELPATH.
 from __future__ import annotations
 
 import argparse
-import sys
 
 from syncd.commands.common import (
-    EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_config_argument, load_or_explain, locate, open_journal_or_explain,
+    EXIT_FAILURE, EXIT_OK, add_config_argument, load, locate, open_journal,
 )
 
 EPILOG = """examples:
@@ -28,18 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_or_explain(args.config)
-    if config is None:
-        return EXIT_USAGE
-    try:
-        watch, relpath = locate(config, args.path)
-    except ValueError as exc:
-        print(f"syncd: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    journal = open_journal_or_explain(config, "operator")
-    if journal is None:
-        return EXIT_FAILURE
-    with journal:
+    config = load(args.config)
+    watch, relpath = locate(config, args.path)
+    with open_journal(config, "operator") as journal:
         forgotten = journal.forget(watch, relpath)
     print(f"{watch}:{relpath} {'forgotten' if forgotten else 'was not in the journal'}")
     return EXIT_OK if forgotten else EXIT_FAILURE

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from datetime import datetime
 
 from syncd.commands.common import (
-    EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_config_argument, load_or_explain, locate, open_journal_or_explain,
+    EXIT_OK, add_config_argument, load, locate, open_journal,
 )
 
 EPILOG = """examples:
@@ -31,20 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_or_explain(args.config)
-    if config is None:
-        return EXIT_USAGE
-    watch, relpath = args.watch, None
-    if args.path:
-        try:
-            watch, relpath = locate(config, args.path)
-        except ValueError as exc:
-            print(f"syncd: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-    journal = open_journal_or_explain(config, "reader")
-    if journal is None:
-        return EXIT_FAILURE
-    with journal:
+    config = load(args.config)
+    watch, relpath = locate(config, args.path) if args.path else (args.watch, None)
+    with open_journal(config, "reader") as journal:
         entries = journal.history(watch=watch, relpath=relpath, limit=args.limit)
     for e in entries:
         if args.json:

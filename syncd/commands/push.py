@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from syncd.commands.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_config_argument, load_or_explain
+from syncd.commands.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_config_argument, load
 
 EPILOG = """examples:
   syncd push -c /etc/syncd/syncd.yaml --folder 123456 scan-001.pdf scan-002.pdf
@@ -40,9 +40,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.folder.isdigit():
         print(f"syncd push: --folder must be a Box folder id (digits), not {args.folder!r}", file=sys.stderr)
         return EXIT_USAGE
-    config = load_or_explain(args.config)
-    if config is None:
-        return EXIT_USAGE
+    config = load(args.config)
     from syncd.connection import connect_box
     from syncd.logs import configure_logging, register_secret
     from syncd.progress import PushProgress

@@ -8,10 +8,9 @@ Safe while the daemon runs: it picks the files up at its next claim.
 from __future__ import annotations
 
 import argparse
-import sys
 
 from syncd.commands.common import (
-    EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_config_argument, load_or_explain, locate, open_journal_or_explain,
+    EXIT_FAILURE, EXIT_OK, add_config_argument, load, locate, open_journal,
 )
 
 EPILOG = """examples:
@@ -33,20 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_or_explain(args.config)
-    if config is None:
-        return EXIT_USAGE
-    watch = relpath = None
-    if args.path:
-        try:
-            watch, relpath = locate(config, args.path)
-        except ValueError as exc:
-            print(f"syncd: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-    journal = open_journal_or_explain(config, "operator")
-    if journal is None:
-        return EXIT_FAILURE
-    with journal:
+    config = load(args.config)
+    watch, relpath = locate(config, args.path) if args.path else (None, None)
+    with open_journal(config, "operator") as journal:
         count = journal.retry(watch, relpath, failed_only=not args.all_parked)
     print(f"{count} file(s) made pending again")
     return EXIT_OK if count else EXIT_FAILURE

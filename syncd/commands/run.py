@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from syncd.commands.common import EXIT_FAILURE, EXIT_USAGE, add_config_argument, load_or_explain
+from syncd.commands.common import EXIT_FAILURE, add_config_argument, load
 
 EPILOG = """examples:
   syncd run --config /etc/syncd/syncd.yaml
@@ -27,9 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, *, once: bool = False) -> int:
-    config = load_or_explain(args.config)
-    if config is None:
-        return EXIT_USAGE
+    config = load(args.config)
     from syncd.daemon import run_daemon
     from syncd.journal import JournalError
 

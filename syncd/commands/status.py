@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
-from syncd.commands.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_config_argument, load_or_explain
+from syncd.commands.common import EXIT_OK, add_config_argument, load, open_journal
 
 EPILOG = """examples:
   syncd status --config /etc/syncd/syncd.yaml
@@ -28,21 +27,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load_or_explain(args.config)
-    if config is None:
-        return EXIT_USAGE
-    from syncd.journal import Journal, JournalError
+    config = load(args.config)
     from syncd.status import collect_status, render_status
 
-    if not config.journal.exists():
-        print(f"syncd: no journal at {config.journal} yet: the daemon has not run with this configuration",
-              file=sys.stderr)
-        return EXIT_FAILURE
-    try:
-        with Journal.open(config.journal, role="reader") as journal:
-            report = collect_status(journal, config, failures=args.failures)
-    except JournalError as exc:
-        print(f"syncd: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
+    with open_journal(config, "reader") as journal:
+        report = collect_status(journal, config, failures=args.failures)
     print(json.dumps(report.to_json(), indent=2) if args.json else render_status(report))
     return EXIT_OK
