@@ -31,7 +31,6 @@ callbacks, so it never imports the journal, the pipeline or the Box client.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import socket
 import threading
@@ -47,6 +46,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
+from syncd.config import is_loopback_host
 from syncd.health import HealthCheck
 
 log = structlog.get_logger(__name__)
@@ -268,15 +268,6 @@ class MetricsServerError(RuntimeError):
     """The metrics server could not start (bad address, port in use...)."""
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 class _Handler(BaseHTTPRequestHandler):
     # Set per server class in MetricsServer.start.
     metrics: Metrics
@@ -335,7 +326,7 @@ class MetricsServer:
     ) -> None:
         if not 0 <= port <= 65535:
             raise MetricsServerError(f"metrics port must be between 0 and 65535, got {port}")
-        if not allow_non_loopback and not _is_loopback(host):
+        if not allow_non_loopback and not is_loopback_host(host):
             raise MetricsServerError(
                 f"metrics address {host!r} is not a loopback address; use 127.0.0.1 or ::1, "
                 "or allow non-loopback addresses explicitly"
