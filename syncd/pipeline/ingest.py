@@ -44,7 +44,7 @@ from syncd.journal import FileRecord, Journal, JournalError, PartRecord, Session
 from syncd.pipeline.actions import AfterUpload, SourceActionRefused, apply_after_upload
 from syncd.pipeline.conflicts import ConflictOutcome, upload_with_policy
 from syncd.pipeline.names import name_problem, sanitize_name
-from syncd.pipeline.retry import RetryPolicy
+from syncd.pipeline.retry import RetrySchedule
 from syncd.pipeline.scanner import FileStat, ProblemKind, ScanProblem, stat_candidate
 
 log = structlog.get_logger("syncd.ingest")
@@ -142,14 +142,11 @@ class Ingest:
         on_bytes: Callable[[int], None] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.config = config
         self.journal = journal
         self.client = client
         self.uploader = uploader
         self.folders = folders
-        self.retry_policy = RetryPolicy(
-            config.retry.max_attempts, config.retry.initial_backoff, config.retry.max_backoff
-        )
+        self.reconfigure(config)
         self._on_uploaded = on_uploaded
         self._on_bytes = on_bytes
         self._clock = clock
@@ -157,9 +154,7 @@ class Ingest:
     def reconfigure(self, config: Config) -> None:
         """Use a reloaded configuration for the files claimed from now on."""
         self.config = config
-        self.retry_policy = RetryPolicy(
-            config.retry.max_attempts, config.retry.initial_backoff, config.retry.max_backoff
-        )
+        self.retry_schedule = RetrySchedule.from_config(config.retry)
 
     # ------------------------------------------------------------------ entry
 
@@ -391,12 +386,12 @@ class Ingest:
 
     def _retry(self, record: FileRecord, reason: str, code: str | None, retry_after: float | None,
                log_: structlog.BoundLogger, *, request_id: str | None = None) -> Outcome:
-        if self.retry_policy.exhausted(record.attempts):
+        if self.retry_schedule.exhausted(record.attempts):
             final = f"gave up after {record.attempts} attempts: {reason}"
             self.journal.mark_failed(record.id, final, code, claim_seq=record.claim_seq)
             log_.error("upload_failed", reason=final, error_code=code, request_id=request_id)
             return Outcome("failed", final, code=code)
-        delay = self.retry_policy.delay(record.attempts, retry_after=retry_after)
+        delay = self.retry_schedule.delay(record.attempts, retry_after=retry_after)
         self.journal.schedule_retry(record.id, reason, code, self._clock() + delay, claim_seq=record.claim_seq)
         log_.warning("upload_retry_scheduled", reason=reason, error_code=code, request_id=request_id,
                      retry_in_s=round(delay, 1))

@@ -11,14 +11,21 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from syncd.config import RetryConfig
+
 
 @dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """Exponential backoff with full jitter, capped, for a bounded number of attempts."""
+class RetrySchedule:
+    """When a failed file is tried again: exponential backoff with full jitter, capped,
+    for a bounded number of attempts. (HTTP-level retries are syncd.box's RetryPolicy.)"""
 
     max_attempts: int = 10
     initial_backoff: float = 5.0
     max_backoff: float = 3600.0
+
+    @classmethod
+    def from_config(cls, retry: RetryConfig) -> RetrySchedule:
+        return cls(retry.max_attempts, retry.initial_backoff, retry.max_backoff)
 
     def exhausted(self, attempts: int) -> bool:
         """True once `attempts` uploads have been tried and no further one is allowed."""

@@ -1,10 +1,10 @@
 import random
 
-from syncd.pipeline.retry import RetryPolicy
+from syncd.pipeline.retry import RetrySchedule
 
 
 def test_backoff_grows_and_is_capped():
-    policy = RetryPolicy(max_attempts=10, initial_backoff=5, max_backoff=60)
+    policy = RetrySchedule(max_attempts=10, initial_backoff=5, max_backoff=60)
     rng = random.Random(1)
     delays = [policy.delay(n, rng=rng) for n in range(1, 9)]
     assert 2.5 <= delays[0] <= 5
@@ -13,11 +13,18 @@ def test_backoff_grows_and_is_capped():
 
 
 def test_retry_after_is_a_floor():
-    policy = RetryPolicy(initial_backoff=1, max_backoff=2)
+    policy = RetrySchedule(initial_backoff=1, max_backoff=2)
     assert policy.delay(1, retry_after=30, rng=random.Random(0)) == 30
 
 
 def test_exhaustion():
-    policy = RetryPolicy(max_attempts=3)
+    policy = RetrySchedule(max_attempts=3)
     assert not policy.exhausted(2)
     assert policy.exhausted(3)
+
+
+def test_built_from_the_retry_config():
+    from syncd.config import RetryConfig
+
+    schedule = RetrySchedule.from_config(RetryConfig(max_attempts=4, initial_backoff=2.0, max_backoff=8.0))
+    assert schedule == RetrySchedule(4, 2.0, 8.0)
