@@ -58,6 +58,7 @@ import math
 import os
 import stat as stat_module
 import threading
+import warnings
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -144,6 +145,13 @@ class WatchHealth:
 
 class WatchError(RuntimeError):
     """A :class:`WatchObserver` was misused or misconfigured."""
+
+
+# watchdog re-registers a directory's watch when a directory is created and walked at
+# the same time, replacing an identical callback and printing a RuntimeWarning straight to
+# stderr (outside the structured logs). The replacement is harmless; the noise is not.
+warnings.filterwarnings("ignore", message=r"Callback with id .* already exists for watch",
+                        category=RuntimeWarning)
 
 
 class _ReportingInotifyFD(InotifyFD):
