@@ -37,6 +37,7 @@ from syncd.notify import SystemdNotifier, WatchdogPinger
 from syncd.pipeline.ingest import Ingest, Outcome
 from syncd.pipeline.intake import Intake
 from syncd.pipeline.worker import WorkerPool
+from syncd.status import current_alerts
 
 log = structlog.get_logger("syncd.daemon")
 
@@ -310,25 +311,12 @@ class Daemon:
         return ", ".join(parts)
 
     def _check_alerts(self) -> None:
+        """Log each alert-worthy condition once, at warning level (`syncd status` shows them too)."""
         assert self.journal is not None
-        threshold = self.config.alerts.pending_older_than
-        now = time.time()
-        if threshold is not None:
-            oldest = self.journal.oldest_pending()
-            key = f"pending:{oldest.id}" if oldest else None
-            if oldest is not None and now - oldest.detected_at > threshold and key not in self._alerted:
-                self._alerted.add(key)
-                log.warning("alert_pending_too_long", watch=oldest.watch, path=oldest.relpath,
-                            pending_s=round(now - oldest.detected_at), threshold_s=threshold)
-        for watch in self.config.watches:
-            if watch.expect_files_every is None:
-                continue
-            last = self.journal.last_arrival(watch.name)
-            key = f"quiet:{watch.name}:{last}"
-            if (last is None or now - last > watch.expect_files_every) and key not in self._alerted:
-                self._alerted.add(key)
-                log.warning("alert_no_files_arrived", watch=watch.name, window_s=watch.expect_files_every,
-                            last_arrival=last)
+        for alert in current_alerts(self.journal, self.config, time.time()):
+            if alert.key not in self._alerted:
+                self._alerted.add(alert.key)
+                log.warning(alert.event, detail=alert.message, **alert.fields)
 
 
 def run_daemon(config: Config, *, once: bool = False) -> int:

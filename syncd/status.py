@@ -62,6 +62,40 @@ class StatusReport:
         return data
 
 
+@dataclass(frozen=True)
+class Alert:
+    """An alert-worthy condition: `key` identifies it (the daemon logs each key once)."""
+
+    key: str
+    event: str
+    message: str
+    fields: dict[str, Any]
+
+
+def current_alerts(journal: Journal, config: Config, now: float) -> list[Alert]:
+    """The conditions worth an alert now: a file pending too long, a watch quiet too long."""
+    alerts: list[Alert] = []
+    threshold = config.alerts.pending_older_than
+    oldest = journal.oldest_pending()
+    if oldest is not None and threshold is not None and now - oldest.detected_at > threshold:
+        waited = now - oldest.detected_at
+        alerts.append(Alert(
+            f"pending:{oldest.id}", "alert_pending_too_long",
+            f"{oldest.watch}:{oldest.relpath} has been pending for {_age(waited)}",
+            {"watch": oldest.watch, "path": oldest.relpath, "pending_s": round(waited), "threshold_s": threshold}))
+    for watch in config.watches:
+        if watch.expect_files_every is None:
+            continue
+        arrival = journal.last_arrival(watch.name)
+        if arrival is None or now - arrival > watch.expect_files_every:
+            since = "ever" if arrival is None else _age(now - arrival)
+            alerts.append(Alert(
+                f"quiet:{watch.name}:{arrival}", "alert_no_files_arrived",
+                f"no file arrived in watch {watch.name} for {since} (expected every {_age(watch.expect_files_every)})",
+                {"watch": watch.name, "window_s": watch.expect_files_every, "last_arrival": arrival}))
+    return alerts
+
+
 def collect_status(journal: Journal, config: Config | None = None, *, failures: int = 10,
                    now: float | None = None) -> StatusReport:
     """Read a StatusReport from `journal` (alert thresholds come from `config`)."""
@@ -78,19 +112,7 @@ def collect_status(journal: Journal, config: Config | None = None, *, failures: 
         Failure(r.watch, r.relpath, str(r.state), r.last_error or "", r.last_error_code, r.attempts, r.updated_at)
         for r in journal.recent_failures(failures)
     ]
-    alerts: list[str] = []
-    if config is not None:
-        threshold = config.alerts.pending_older_than
-        if oldest is not None and threshold is not None and now - oldest.detected_at > threshold:
-            alerts.append(f"{oldest.watch}:{oldest.relpath} has been pending for {_age(now - oldest.detected_at)}")
-        for watch in config.watches:
-            if watch.expect_files_every is None:
-                continue
-            arrival = journal.last_arrival(watch.name)
-            if arrival is None or now - arrival > watch.expect_files_every:
-                since = "ever" if arrival is None else f"{_age(now - arrival)}"
-                alerts.append(f"no file arrived in watch {watch.name} for {since} "
-                              f"(expected every {_age(watch.expect_files_every)})")
+    alerts = [alert.message for alert in current_alerts(journal, config, now)] if config is not None else []
     return StatusReport(
         journal=str(journal.path),
         daemon_pid=journal.daemon_pid(),
