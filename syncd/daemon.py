@@ -271,9 +271,9 @@ class Daemon:
         assert self.intake is not None and self.pool is not None and self.journal is not None
         intake, pool = self.intake, self.pool
 
-        def observers() -> tuple[bool, str]:
-            dead = [h.watch for h in intake.health() if not h.alive and h.root_present]
-            return (not dead, f"observers dead: {', '.join(dead)}" if dead else "observers alive")
+        def watching() -> tuple[bool, str]:
+            problems = intake.problems()
+            return (not problems, "; ".join(problems) or "observers, readiness and intake running")
 
         def workers() -> tuple[bool, str]:
             if not pool.alive():
@@ -287,8 +287,7 @@ class Daemon:
             self.journal.counts_by_state()  # raises if the database became unreadable
             return True, "readable"
 
-        if not self.once:
-            self.health.register("observers", observers)
+        self.health.register("intake", watching)
         self.health.register("workers", workers)
         self.health.register("journal", journal)
 

@@ -23,7 +23,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import structlog
 
@@ -61,8 +61,6 @@ class WatchRuntime:
     observer: WatchObserver
     scanner: Scanner
     last_scan_at: float | None = None
-    last_scan_files: int = 0
-    unsettled: dict[str, UnsettledFile] = field(default_factory=dict)
 
 
 class Intake:
@@ -178,20 +176,20 @@ class Intake:
             runtimes = list(self.watches.values())
         return [r.observer.health() for r in runtimes]
 
-    def alive(self) -> bool:
-        """The intake thread, the tracker and every observer are running."""
-        return (
-            self._thread is not None and self._thread.is_alive() and self.tracker.is_alive()
-            and (not self.observe_events or all(h.alive or not h.root_present for h in self.health()))
-        )
+    def problems(self) -> list[str]:
+        """What keeps intake from seeing new files (empty when healthy), for the watchdog and /healthz."""
+        found = []
+        if self._thread is None or not self._thread.is_alive():
+            found.append("intake thread not running")
+        if not self.tracker.is_alive():
+            found.append("readiness tracker not running")
+        if self.observe_events:
+            found += [f"observer of {h.watch} dead" for h in self.health() if not h.alive and h.root_present]
+        return found
 
     def busy(self) -> bool:
         """Files are being looked at: queued nominations or scans, or files not yet settled."""
         return not self._queue.empty() or self._handling or self.tracker.tracked_count() > 0
-
-    def unsettled(self) -> list[UnsettledFile]:
-        with self._lock:
-            return [u for r in self.watches.values() for u in r.unsettled.values()]
 
     # ------------------------------------------------------------- the thread
 
@@ -260,8 +258,6 @@ class Intake:
             runtime = self.watches.get(watch)
             if runtime is None:
                 continue
-            for relpath, *_ in files:
-                runtime.unsettled.pop(relpath, None)
             for observation in self.journal.observe_many(watch, files, now):
                 new_work = True
                 row = observation.file
@@ -314,7 +310,6 @@ class Intake:
         finished = self._clock()
         if not scan.subdir:
             runtime.last_scan_at = finished
-            runtime.last_scan_files = len(seen)
             if self._on_scan is not None:
                 self._on_scan(scan.watch, finished)
         log.info("scan_finished", watch=scan.watch, subdir=scan.subdir or None, reason=scan.reason or None,
@@ -336,9 +331,6 @@ class Intake:
         log.warning("path_problem", watch=watch, path=problem.relpath, kind=str(problem.kind), detail=problem.detail)
 
     def _unsettled(self, unsettled: UnsettledFile) -> None:
-        runtime = self.watches.get(unsettled.watch)
-        if runtime is not None:
-            runtime.unsettled[unsettled.relpath] = unsettled
+        # Still tracked (and re-checked with a backoff): this only tells a person.
         log.warning("file_never_settles", watch=unsettled.watch, path=unsettled.relpath,
                     tracked_s=round(unsettled.tracked_seconds), reason=unsettled.reason)
-
