@@ -28,23 +28,25 @@ import platform
 import re
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Sequence
+
+from bench.emulator import REPO_ROOT, RESULTS_DIR, EmulatorRun
 
 MIB = 1024 * 1024
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
-REPO_ROOT = Path(__file__).resolve().parent.parent
-_LISTENING = re.compile(r"api=(?P<api>\S+) upload=(?P<upload>\S+) token=(?P<token>\S+)")
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(|B|KB|KiB|MB|MiB|GB|GiB)\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "kb": 1000, "kib": 1024, "mb": 10**6, "mib": MIB, "gb": 10**9, "gib": 1024 * MIB}
 WAN_LATENCY_MS = 40
 WAN_BANDWIDTH = 12_000_000
+BENCH_TOKEN = "bench-token"
 
 
 def parse_size(text: str) -> int:
@@ -55,41 +57,16 @@ def parse_size(text: str) -> int:
     return int(float(match[1]) * _UNITS[match[2].lower()])
 
 
-class Emulator:
-    """A fresh ``python -m syncd emulator`` process on an ephemeral port."""
-
-    def __init__(self, data_dir: Path, *extra_args: str) -> None:
-        command = [sys.executable, "-m", "syncd", "emulator", "--host", "127.0.0.1", "--port", "0",
-                   "--data", str(data_dir), "--token", "bench-token", *extra_args]
-        self.process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE,
-                                        stderr=subprocess.DEVNULL, text=True)
-        line = self.process.stdout.readline() if self.process.stdout else ""
-        match = _LISTENING.search(line)
-        if match is None:
-            self.stop()
-            raise RuntimeError(f"emulator did not start: {line!r}")
-        self.api_url, self.upload_url = match["api"], match["upload"]
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-
-
 def upload_once(api_url: str, upload_url: str, path: Path, name: str, concurrency: int,
-                threshold: int = 20_000_000) -> float:
+                threshold: int = 20_000_000, on_bytes: Callable[[int], None] | None = None) -> float:
     """Upload of ``path`` (chunked from ``threshold`` bytes up); returns seconds."""
     from syncd.box import BoxClient, DeveloperTokenAuth, RateLimits, Uploader
 
-    client = BoxClient(DeveloperTokenAuth("bench-token"), api_url=api_url, upload_url=upload_url,
+    client = BoxClient(DeveloperTokenAuth(BENCH_TOKEN), api_url=api_url, upload_url=upload_url,
                        concurrency=concurrency, rate_limits=RateLimits(None, None), timeout=(10, 600))
     uploader = Uploader(client, chunked_threshold=threshold, concurrency=concurrency)
     started = time.perf_counter()
-    result = uploader.upload(path, "0", name)
+    result = uploader.upload(path, "0", name, on_bytes=on_bytes)
     elapsed = time.perf_counter() - started
     client.close()
     if result.size != path.stat().st_size:
@@ -141,7 +118,7 @@ def bench_loopback(work: Path, size: int, figures: Figures) -> None:
     make_random_file(path, size)
     subprocess.run(["cat", str(path)], check=True, stdout=subprocess.DEVNULL)  # warm the page cache
     figures.sha1sum_twice_s = sha1sum_seconds(path)
-    emulator = Emulator(work / "emu-loopback")
+    emulator = EmulatorRun(work / "emu-loopback", token=BENCH_TOKEN).start()
     try:
         figures.loopback_upload_s = upload_once(emulator.api_url, emulator.upload_url, path, "loopback.bin", 4)
     finally:
@@ -154,11 +131,19 @@ def bench_loopback(work: Path, size: int, figures: Figures) -> None:
 def bench_wan(work: Path, size: int, figures: Figures) -> None:
     path = work / "wan.bin"
     make_random_file(path, size)
+    bench_wan_file(work, path, figures)
+    path.unlink()
+
+
+def bench_wan_file(work: Path, path: Path, figures: Figures) -> None:
+    """Upload ``path`` over the simulated WAN link with 4 parallel parts, then with 1."""
+    size = path.stat().st_size
     figures.wan_size = size
     times = {}
     for concurrency in (4, 1):
         data = work / f"emu-wan-{concurrency}"
-        emulator = Emulator(data, "--latency-ms", str(WAN_LATENCY_MS), "--bandwidth", str(WAN_BANDWIDTH))
+        emulator = EmulatorRun(data, ["--latency-ms", str(WAN_LATENCY_MS), "--bandwidth", str(WAN_BANDWIDTH)],
+                               token=BENCH_TOKEN).start()
         try:
             times[concurrency] = upload_once(emulator.api_url, emulator.upload_url, path, "wan.bin", concurrency)
         finally:
@@ -166,7 +151,6 @@ def bench_wan(work: Path, size: int, figures: Figures) -> None:
             shutil.rmtree(data, ignore_errors=True)
     figures.wan_4_parts_s, figures.wan_1_part_s = times[4], times[1]
     figures.wan_speedup = times[1] / times[4]
-    path.unlink()
 
 
 def _child_peak_rss(api_url: str, upload_url: str, path: Path, threshold: int) -> float:
@@ -187,7 +171,7 @@ def bench_rss(work: Path, size: int, figures: Figures) -> None:
         handle.truncate(figures.direct_size)
     figures.rss_size = size
     data = work / "emu-rss"
-    emulator = Emulator(data, "--part-sizes", "*=32MiB")
+    emulator = EmulatorRun(data, ["--part-sizes", "*=32MiB"], token=BENCH_TOKEN).start()
     try:
         figures.rss_peak_mib = _child_peak_rss(emulator.api_url, emulator.upload_url, path, 20_000_000)
         # Just under the default threshold: one streamed multipart POST.
@@ -235,6 +219,132 @@ def report(figures: Figures) -> str:
     ]
     width = max(len(r[0]) for r in rows)
     return "\n".join(f"{name:<{width}}  {value:>12}  {note}" for name, value, note in rows)
+
+
+class ThroughputSampler:
+    """Bytes the client has sent, sampled every ``interval`` seconds (fed by ``on_bytes``)."""
+
+    def __init__(self, interval: float = 0.2) -> None:
+        self.interval = interval
+        self.samples: list[tuple[float, int]] = []  # (seconds since start, bytes sent so far)
+        self._sent = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._started = 0.0
+
+    def on_bytes(self, count: int) -> None:
+        with self._lock:
+            self._sent += count
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def _sample(self) -> None:
+        with self._lock:
+            self.samples.append((round(time.perf_counter() - self._started, 3), self._sent))
+
+    def __enter__(self) -> ThroughputSampler:
+        self._started = time.perf_counter()
+        self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+
+QUICK_SETTINGS = {"runs": 3, "sizes": [256 * MIB], "wan_size": 64 * MIB, "rss_size": 256 * MIB}
+FULL_SETTINGS = {"runs": 3, "sizes": [1024 * MIB, 4096 * MIB], "wan_size": 1024 * MIB, "rss_size": 4096 * MIB}
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def _loopback_runs(work: Path, size: int, runs: int, sampler: ThroughputSampler | None) -> dict[str, Any]:
+    """``runs`` uploads of one ``size`` file, each against a fresh emulator, each beside its
+    own sha1sum-twice timing (so the ratio is taken within one run)."""
+    path = work / f"loopback-{size}.bin"
+    make_random_file(path, size)
+    subprocess.run(["cat", str(path)], check=True, stdout=subprocess.DEVNULL)  # warm the page cache
+    raw: dict[str, list[float]] = {"upload_s": [], "sha1sum_twice_s": [], "ratio": [], "mb_per_s": []}
+    try:
+        for run_index in range(runs):
+            floor = sha1sum_seconds(path)
+            data = work / f"emu-loopback-{size}-{run_index}"
+            emulator = EmulatorRun(data, token=BENCH_TOKEN).start()
+            try:
+                if sampler is not None and run_index == 0:
+                    with sampler:
+                        seconds = upload_once(emulator.api_url, emulator.upload_url, path, path.name, 4,
+                                              on_bytes=sampler.on_bytes)
+                else:
+                    seconds = upload_once(emulator.api_url, emulator.upload_url, path, path.name, 4)
+            finally:
+                emulator.stop()
+                shutil.rmtree(data, ignore_errors=True)
+            raw["upload_s"].append(seconds)
+            raw["sha1sum_twice_s"].append(floor)
+            raw["ratio"].append(seconds / floor)
+            raw["mb_per_s"].append(size / 1e6 / seconds)
+            print(f"  loopback {size / MIB:.0f} MiB run {run_index + 1}/{runs}: {size / 1e6 / seconds:.0f} MB/s, "
+                  f"{seconds / floor:.2f}x sha1sum twice", flush=True)
+    finally:
+        path.unlink(missing_ok=True)
+    return {"size": size, **{f"{key}_median": _median(values) for key, values in raw.items()}, "raw": raw}
+
+
+def _wan_runs(work: Path, size: int, runs: int) -> dict[str, Any]:
+    """4 parts vs 1 on the simulated WAN link, both within each run."""
+    path = work / "wan.bin"
+    make_random_file(path, size)
+    raw: dict[str, list[float]] = {"four_parts_s": [], "one_part_s": [], "speedup": [], "four_parts_mb_per_s": []}
+    try:
+        for run_index in range(runs):
+            figures = Figures(size=size)
+            bench_wan_file(work, path, figures)
+            raw["four_parts_s"].append(figures.wan_4_parts_s or 0.0)
+            raw["one_part_s"].append(figures.wan_1_part_s or 0.0)
+            raw["speedup"].append(figures.wan_speedup or 0.0)
+            raw["four_parts_mb_per_s"].append(size / 1e6 / (figures.wan_4_parts_s or float("inf")))
+            print(f"  wan {size / MIB:.0f} MiB run {run_index + 1}/{runs}: 4 parts {raw['speedup'][-1]:.2f}x faster than 1",
+                  flush=True)
+    finally:
+        path.unlink(missing_ok=True)
+    return {"size": size, "latency_ms": WAN_LATENCY_MS, "bandwidth_per_connection": WAN_BANDWIDTH,
+            **{f"{key}_median": _median(values) for key, values in raw.items()}, "raw": raw}
+
+
+def run(*, quick: bool = False, runs: int | None = None) -> dict[str, Any]:
+    """The suite's entry point: loopback (every size), WAN and client RSS figures, medians over runs.
+
+    The first loopback run of the largest size is sampled every 0.2 s for the
+    throughput-over-time plot (``throughput_samples``: [seconds, bytes sent]).
+    """
+    settings = dict(QUICK_SETTINGS if quick else FULL_SETTINGS)
+    runs = runs or int(settings["runs"])
+    sampler = ThroughputSampler()
+    result: dict[str, Any] = {"runs": runs, "loopback": [], "command": "python -m bench all" + (" --quick" if quick else "")}
+    with tempfile.TemporaryDirectory(prefix="syncd-bench-") as tmp:
+        work = Path(tmp)
+        largest = max(settings["sizes"])
+        for size in settings["sizes"]:
+            result["loopback"].append(_loopback_runs(work, size, runs, sampler if size == largest else None))
+        result["throughput_size"] = largest
+        result["throughput_samples"] = sampler.samples
+        result["wan"] = _wan_runs(work, int(settings["wan_size"]), runs)
+        peaks: list[float] = []
+        for _ in range(runs):
+            figures = Figures(size=0)
+            bench_rss(work, int(settings["rss_size"]), figures)
+            peaks.append(figures.rss_peak_mib or 0.0)
+        result["rss"] = {"size": settings["rss_size"], "part_size": 32 * MIB, "peak_mib_median": _median(peaks),
+                         "limit_mib": Figures(size=0).rss_limit_mib, "raw": peaks}
+    return result
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-from bench.emulator_throughput import RESULTS_DIR, EmulatorRun
+from bench.emulator import RESULTS_DIR, EmulatorRun
 from syncd.config import ReadinessConfig
 
 FILE_SIZE = 4096
@@ -48,7 +48,8 @@ def committed_at(log: Path) -> dict[str, float]:
     return found
 
 
-def run(files: int, rate: float, work: Path) -> dict:
+def measure(files: int, rate: float, work: Path) -> dict:
+    """One run: ``files`` small files written at ``rate``/s; close-to-commit percentiles and every latency."""
     emulator = EmulatorRun(work / "box").start()
     inbox = work / "inbox"
     inbox.mkdir()
@@ -96,6 +97,32 @@ def run(files: int, rate: float, work: Path) -> dict:
         "p99_s": round(percentile(latencies, 99), 3),
         "max_s": round(max(latencies), 3),
         "target_p95_s": settle + 1.0,
+        "latencies_s": [round(value, 4) for value in sorted(latencies)],
+    }
+
+
+def run(*, quick: bool = False, runs: int | None = None, files: int | None = None, rate: float = 5.0) -> dict:
+    """The suite's entry point: medians of p50/p95/p99 over ``runs`` fresh emulator + daemon pairs.
+
+    ``latencies_s`` pools every file's latency over all runs (for the distribution plot).
+    """
+    runs = runs or 3
+    files = files or (30 if quick else 100)
+    measured = []
+    for index in range(runs):
+        with tempfile.TemporaryDirectory(prefix="syncd-latency-") as tmp:
+            measured.append(measure(files, rate, Path(tmp)))
+        print(f"  latency run {index + 1}/{runs}: p50 {measured[-1]['p50_s']} s, p95 {measured[-1]['p95_s']} s, "
+              f"p99 {measured[-1]['p99_s']} s", flush=True)
+    pooled = sorted(value for one in measured for value in one["latencies_s"])
+    return {
+        "runs": runs, "files_per_run": files, "rate_per_s": rate,
+        "committed": sum(one["committed"] for one in measured), "files": files * runs,
+        **{key: statistics.median(one[key] for one in measured) for key in ("p50_s", "p95_s", "p99_s", "max_s")},
+        "settle_s": measured[0]["settle_s"], "target_p95_s": measured[0]["target_p95_s"],
+        "latencies_s": pooled,
+        "raw": [{k: v for k, v in one.items() if k != "latencies_s"} for one in measured],
+        "command": f"python -m bench.daemon_latency --files {files} --rate {rate} --runs {runs}",
     }
 
 
@@ -103,9 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--files", type=int, default=100)
     parser.add_argument("--rate", type=float, default=5.0, help="files per second")
+    parser.add_argument("--runs", type=int, default=1, help="runs; percentiles are medians over runs (default 1)")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="syncd-latency-") as tmp:
-        result = run(args.files, args.rate, Path(tmp))
+    if args.files < 1 or args.rate <= 0 or args.runs < 1:
+        parser.error("--files, --rate and --runs must be positive")
+    result = run(runs=args.runs, files=args.files, rate=args.rate)
     result["command"] = "python -m bench.daemon_latency " + " ".join(argv if argv is not None else sys.argv[1:])
     result["machine"] = {"cores": os.cpu_count(), "python": sys.version.split()[0]}
     print(f"close-to-commit latency, {result['committed']}/{result['files']} small files at {args.rate}/s")

@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,7 +29,7 @@ from pathlib import Path
 import psutil
 import yaml
 
-from bench.emulator_throughput import RESULTS_DIR, EmulatorRun
+from bench.emulator import RESULTS_DIR, EmulatorRun
 from syncd.journal import Journal
 
 
@@ -132,6 +133,42 @@ def measure_cold(work: Path, emulator: EmulatorRun, files: int) -> dict:
         daemon.terminate()
         daemon.wait(60)
     return {"all_recorded_s": round(elapsed, 2), "peak_rss_mib": round(peak, 1)}
+
+
+def measure(files: int, folders: int) -> dict:
+    """One run on a fresh tree and emulator: the warm journal first, then the cold one."""
+    with tempfile.TemporaryDirectory(prefix="syncd-scale-") as tmp:
+        work = Path(tmp)
+        make_tree(work / "inbox", files, folders)
+        emulator = EmulatorRun(work / "box").start()
+        try:
+            return {"warm": measure_warm(work, emulator, files), "cold": measure_cold(work, emulator, files)}
+        finally:
+            emulator.stop()
+
+
+def run(*, quick: bool = False, runs: int | None = None, files: int | None = None, folders: int | None = None) -> dict:
+    """The suite's entry point: medians over ``runs`` of warm start-up, RSS watching and cold recording."""
+    runs = runs or (1 if quick else 3)
+    files = files or (10_000 if quick else 100_000)
+    folders = folders or max(1, files // 100)
+    measured = []
+    for index in range(runs):
+        measured.append(measure(files, folders))
+        print(f"  scale run {index + 1}/{runs}: warm {measured[-1]['warm']['startup_s']} s, "
+              f"cold {measured[-1]['cold']['all_recorded_s']} s", flush=True)
+
+    def median(section: str, key: str) -> float:
+        return statistics.median(one[section][key] for one in measured)
+
+    return {
+        "runs": runs, "files": files, "folders": folders,
+        "warm": {"startup_s": median("warm", "startup_s"), "rss_watching_mib": median("warm", "rss_watching_mib"),
+                 "target_s": 30, "target_rss_mib": 200},
+        "cold": {"all_recorded_s": median("cold", "all_recorded_s"), "peak_rss_mib": median("cold", "peak_rss_mib")},
+        "raw": measured,
+        "command": f"python -m bench.daemon_scale --files {files} --folders {folders}",
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -31,11 +31,8 @@ import hashlib
 import json
 import os
 import platform
-import re
 import shutil
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -49,81 +46,12 @@ from typing import Any
 import psutil
 import requests
 
+from bench.emulator import RESULTS_DIR, BenchError, EmulatorRun
+
 MIB = 1024 * 1024
 PART_BENCH_PART_SIZE = 8 * MIB
 DIRECT_FILE_SIZE = 64 * 1024
 DEFAULT_STREAM_SIZE = 2 * 1024 * MIB
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
-_LISTENING = re.compile(r"api=(?P<api>\S+) upload=(?P<upload>\S+) token=(?P<token>\S+)")
-
-
-class BenchError(RuntimeError):
-    """The benchmark could not run (emulator did not start, an upload was refused...)."""
-
-
-# --------------------------------------------------------------------------- emulator
-
-
-@dataclass
-class EmulatorRun:
-    """A fresh ``python -m syncd emulator`` subprocess on an ephemeral port."""
-
-    data_dir: Path
-    extra_args: Sequence[str] = ()
-    token: str = field(default="dev-token", repr=False)
-    process: subprocess.Popen[str] | None = None
-    api_url: str = ""
-    upload_url: str = ""
-
-    def start(self, timeout: float = 30.0) -> EmulatorRun:
-        command = [
-            sys.executable, "-m", "syncd", "emulator", "--host", "127.0.0.1", "--port", "0",
-            "--data", str(self.data_dir), "--token", self.token, *self.extra_args,
-        ]
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        line = _read_line(self.process, timeout)
-        match = _LISTENING.search(line)
-        if not match:
-            self.stop()
-            raise BenchError(f"emulator did not announce its URLs; first line was {line!r}")
-        self.api_url, self.upload_url = match["api"], match["upload"]
-        # Keep draining stdout so a chatty emulator never blocks on a full pipe.
-        threading.Thread(target=self._drain, daemon=True).start()
-        return self
-
-    def _drain(self) -> None:
-        stream = self.process.stdout if self.process else None
-        if stream is not None:
-            for _ in stream:
-                pass
-
-    @property
-    def pid(self) -> int:
-        if self.process is None:
-            raise BenchError("emulator not started")
-        return self.process.pid
-
-    def stop(self) -> None:
-        if self.process is None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.process = None
-
-
-def _read_line(process: subprocess.Popen[str], timeout: float) -> str:
-    result: list[str] = []
-    reader = threading.Thread(target=lambda: result.append(process.stdout.readline() if process.stdout else ""))
-    reader.daemon = True
-    reader.start()
-    reader.join(timeout)
-    if not result:
-        raise BenchError(f"emulator printed nothing within {timeout:.0f} s")
-    return result[0]
 
 
 # --------------------------------------------------------------------------- RSS sampling
@@ -509,6 +437,22 @@ def run_bench(runs: int, stream_size: int, parts_bytes: int, direct_uploads: int
         peak_rss_mib=max(raw["peak_rss_mib"]),
         raw=raw,
     )
+
+
+QUICK = {"runs": 3, "stream_size": 256 * MIB, "parts_bytes": 256 * MIB, "direct_uploads": 200}
+FULL = {"runs": 5, "stream_size": DEFAULT_STREAM_SIZE, "parts_bytes": 512 * MIB, "direct_uploads": 800}
+
+
+def run(*, quick: bool = False, runs: int | None = None) -> dict[str, Any]:
+    """The suite's entry point: medians over ``runs`` fresh emulators, as a JSON-ready dict."""
+    settings = dict(QUICK if quick else FULL)
+    if runs is not None:
+        settings["runs"] = runs
+    report = run_bench(settings["runs"], settings["stream_size"], settings["parts_bytes"], settings["direct_uploads"])
+    result = asdict(report)
+    result["command"] = (f"python -m bench.emulator_throughput --runs {settings['runs']} --stream-size {settings['stream_size']} "
+                         f"--parts-bytes {settings['parts_bytes']} --direct-uploads {settings['direct_uploads']}")
+    return result
 
 
 def format_table(report: BenchReport) -> str:
