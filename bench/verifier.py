@@ -25,6 +25,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,6 +35,8 @@ import requests
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PAGE_LIMIT = 1000
+TRANSIENT_ATTEMPTS = 5
+TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
 #: Box's (and the daemon's `conflict: rename`) way of naming a second item: "name (1).ext".
 _RENAMED_COPY = re.compile(r"^(?P<stem>.+) \((?P<n>\d+)\)(?P<ext>\.[^./ ]*)?$")
 
@@ -93,11 +96,18 @@ class BoxReader:
 
     def _get(self, path: str, **params: Any) -> dict[str, Any]:
         url = f"{self.api_url}{path}"
-        try:
-            response = self._http.get(url, params=params, timeout=self._timeout,
-                                      headers={"Authorization": f"Bearer {self._token}"})
-        except requests.RequestException as exc:
-            raise VerifierError(f"GET {url} failed: {type(exc).__name__}: {exc}") from None
+        for attempt in range(TRANSIENT_ATTEMPTS):
+            try:
+                response = self._http.get(url, params=params, timeout=self._timeout,
+                                          headers={"Authorization": f"Bearer {self._token}"})
+            except requests.RequestException as exc:
+                if attempt + 1 < TRANSIENT_ATTEMPTS:
+                    continue
+                raise VerifierError(f"GET {url} failed: {type(exc).__name__}: {exc}") from None
+            # A 429 or 5xx says nothing about what Box holds: ask again rather than report a defect.
+            if response.status_code not in TRANSIENT_STATUSES or attempt + 1 == TRANSIENT_ATTEMPTS:
+                break
+            time.sleep(0.2 * (attempt + 1))
         if response.status_code != 200:
             raise VerifierError(f"GET {url} -> {response.status_code}: {response.text[:300]}")
         return response.json()
