@@ -1,0 +1,46 @@
+"""``python -m bench``: the benchmark suite, one command, one table.
+
+    python -m bench all [--quick] [--only NAME ...]
+
+runs the benchmarks (each against its own fresh emulator), writes
+``bench/results/<UTC date>.json`` and regenerates ``docs/BENCHMARKS.md`` with the
+plots it links. ``python -m bench list`` names the benchmarks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from bench.suite import BENCHMARKS, run_suite, shell_command, write_outputs
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: ``all`` (with --quick/--only) and ``list``."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0],
+                                     epilog=f"benchmarks: {', '.join(BENCHMARKS)}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("all", help="run the benchmarks, write the results JSON and docs/BENCHMARKS.md")
+    run.add_argument("--quick", action="store_true", help="smaller sizes and fewer runs: about 5 minutes on 2 cores")
+    run.add_argument("--only", nargs="+", metavar="NAME", choices=list(BENCHMARKS),
+                     help=f"run only these benchmarks (of: {', '.join(BENCHMARKS)})")
+    commands.add_parser("list", help="name the benchmarks")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(arguments)
+    if args.command == "list":
+        print("\n".join(BENCHMARKS))
+        return 0
+    report = run_suite(args.only or list(BENCHMARKS), quick=args.quick, command=shell_command(arguments))
+    json_path, markdown_path = write_outputs(report)
+    failed = [outcome.name for outcome in report.outcomes if outcome.error]
+    print(f"wrote {json_path} and {markdown_path}" + (f"; did not run: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

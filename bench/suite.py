@@ -1,0 +1,408 @@
+"""The benchmark suite: runs every benchmark, turns their results into one table of figures,
+writes ``bench/results/<UTC date>.json`` and regenerates ``docs/BENCHMARKS.md``.
+
+Each benchmark module keeps its own measurement (and its own ``python -m bench.X``
+command); this module only selects, runs and reports them. A benchmark that fails
+is recorded with its error and the suite goes on: one broken benchmark must not
+cost the figures of the others.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import shlex
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from bench.emulator import REPO_ROOT, RESULTS_DIR
+
+MIB = 1024 * 1024
+DOCS_DIR = REPO_ROOT / "docs"
+BENCHMARKS_MD = DOCS_DIR / "BENCHMARKS.md"
+CHAOS_COUNTS = ("lost", "duplicated", "corrupted", "still_pending", "extra")
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One row of the table: a measured value beside the baseline it is compared with.
+
+    ``ratio`` is value / baseline unless the benchmark defines it otherwise (e.g. the
+    WAN speed-up is 1-part time / 4-parts time); ``met`` says whether ``target`` holds
+    (None when the figure has no target).
+    """
+
+    benchmark: str
+    name: str
+    value: float
+    unit: str
+    baseline: float | None
+    baseline_label: str
+    ratio: float | None
+    target: str
+    met: bool | None
+    command: str
+
+
+@dataclass
+class BenchmarkOutcome:
+    """What running one benchmark gave: its raw result or the error that stopped it."""
+
+    name: str
+    seconds: float
+    result: dict[str, Any] | None = None
+    error: str | None = None
+
+
+@dataclass
+class SuiteReport:
+    """Everything one ``python -m bench all`` wrote."""
+
+    date: str
+    command: str
+    quick: bool
+    machine: dict[str, Any]
+    outcomes: list[BenchmarkOutcome] = field(default_factory=list)
+    figures: list[Figure] = field(default_factory=list)
+    plots: dict[str, str] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- the benchmarks
+
+
+def _run_large(quick: bool) -> dict[str, Any]:
+    from bench import client_upload
+
+    return client_upload.run(quick=quick)
+
+
+def _run_small_files(quick: bool) -> dict[str, Any]:
+    from bench import small_files
+
+    return small_files.run(quick=quick)
+
+
+def _run_latency(quick: bool) -> dict[str, Any]:
+    from bench import daemon_latency
+
+    return daemon_latency.run(quick=quick)
+
+
+def _run_scale(quick: bool) -> dict[str, Any]:
+    from bench import daemon_scale
+
+    return daemon_scale.run(quick=quick)
+
+
+def _run_emulator(quick: bool) -> dict[str, Any]:
+    from bench import emulator_throughput
+
+    return emulator_throughput.run(quick=quick)
+
+
+def _run_resume(quick: bool) -> dict[str, Any]:
+    from bench.resume import run_resume  # type: ignore[import-not-found]  # written by another engineer
+
+    size = 256 * MIB if quick else 1024 * MIB
+    with tempfile.TemporaryDirectory(prefix="syncd-resume-") as tmp:
+        result = run_resume(size=size, work=Path(tmp))
+    return {**result, "size": size, "command": f"python -m bench.resume --size {size}"}
+
+
+def _chaos(quick: bool, restart_emulator: bool) -> dict[str, Any]:
+    from bench.chaos import run_chaos
+
+    if quick:
+        files, kills = (60, 6) if restart_emulator else (80, 10)
+    else:
+        files, kills = 1000, 200
+    with tempfile.TemporaryDirectory(prefix="syncd-chaos-") as tmp:
+        result = run_chaos(files=files, kills=kills, seed=1, work=Path(tmp) / "work", restart_emulator=restart_emulator)
+    flag = " --restart-emulator" if restart_emulator else ""
+    return {**result, "command": f"python -m bench.chaos --files {files} --kills {kills} --seed 1{flag}"}
+
+
+def _run_chaos(quick: bool) -> dict[str, Any]:
+    return _chaos(quick, restart_emulator=False)
+
+
+def _run_chaos_restart(quick: bool) -> dict[str, Any]:
+    return _chaos(quick, restart_emulator=True)
+
+
+BENCHMARKS: dict[str, Callable[[bool], dict[str, Any]]] = {
+    "large": _run_large,
+    "small_files": _run_small_files,
+    "latency": _run_latency,
+    "scale": _run_scale,
+    "resume": _run_resume,
+    "chaos": _run_chaos,
+    "chaos_restart": _run_chaos_restart,
+    "emulator": _run_emulator,
+}
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def _ratio(value: float | None, baseline: float | None) -> float | None:
+    if value is None or baseline is None or baseline == 0 or math.isnan(value) or math.isnan(baseline):
+        return None
+    return value / baseline
+
+
+def _large_figures(result: dict[str, Any]) -> list[Figure]:
+    command = result.get("command", "python -m bench all --only large")
+    rows = []
+    for loop in result.get("loopback", []):
+        size = f"{loop['size'] / MIB / 1024:g} GiB" if loop["size"] >= 1024 * MIB else f"{loop['size'] / MIB:g} MiB"
+        floor_mb_s = loop["size"] / 1e6 / loop["sha1sum_twice_s_median"]
+        ratio = loop["ratio_median"]
+        rows.append(Figure("large", f"{size} chunked upload, loopback, 4 parts", loop["mb_per_s_median"], "MB/s",
+                           floor_mb_s, "sha1sum twice (MB/s)", ratio, "time <= 2x sha1sum twice", ratio <= 2.0, command))
+    wan = result.get("wan")
+    if wan:
+        size = wan["size"] / MIB
+        one_mb_s = wan["size"] / 1e6 / wan["one_part_s_median"]
+        rows.append(Figure("large", f"{size:g} MiB chunked upload, WAN {wan['latency_ms']} ms, "
+                           f"{wan['bandwidth_per_connection'] / 1e6:g} MB/s per connection, 4 parts",
+                           wan["four_parts_mb_per_s_median"], "MB/s", one_mb_s, "1 part (MB/s)", wan["speedup_median"],
+                           "4 parts >= 3.5x 1 part", wan["speedup_median"] >= 3.5, command))
+    rss = result.get("rss")
+    if rss:
+        limit = rss["limit_mib"]
+        rows.append(Figure("large", f"peak client RSS, {rss['size'] / MIB:g} MiB file, 4 x 32 MiB parts",
+                           rss["peak_mib_median"], "MiB", limit, "limit 150 MiB + 4 parts", _ratio(rss["peak_mib_median"], limit),
+                           f"< {limit:g} MiB", rss["peak_mib_median"] < limit, command))
+    return rows
+
+
+def _small_files_figures(result: dict[str, Any]) -> list[Figure]:
+    command = result["command"]
+    requests = sum(run["requests"] for run in result["raw"]) / max(1, len(result["raw"]))
+    return [
+        Figure("small_files", f"{result['files']} x 64 KiB files through the daemon, sustained", result["files_per_s"],
+               "files/s", result["ceiling_files_per_s"], "rate-limit ceiling (files/s)", result["fraction_of_ceiling"],
+               ">= 0.95 of ceiling", result["fraction_of_ceiling"] >= result["target_fraction"], command),
+        Figure("small_files", "429 answers from the emulator", result["responses_429"], "requests", requests,
+               "all requests", result["share_429"], "< 1% of requests", result["share_429"] < result["target_share_429_below"],
+               command),
+    ]
+
+
+def _latency_figures(result: dict[str, Any]) -> list[Figure]:
+    target = result["target_p95_s"]
+    rows = []
+    for key, label in (("p50_s", "p50"), ("p95_s", "p95"), ("p99_s", "p99")):
+        is_target = key == "p95_s"
+        rows.append(Figure("latency", f"close-to-commit {label}, small files at {result['rate_per_s']:g}/s",
+                           result[key], "s", target, "settle + 1 s", _ratio(result[key], target),
+                           f"<= {target:g} s" if is_target else "-", result[key] <= target if is_target else None,
+                           result["command"]))
+    return rows
+
+
+def _scale_figures(result: dict[str, Any]) -> list[Figure]:
+    warm, cold, command = result["warm"], result["cold"], result["command"]
+    files = f"{result['files']:,} files"
+    return [
+        Figure("scale", f"start-up, warm journal, {files}", warm["startup_s"], "s", warm["target_s"], "target",
+               _ratio(warm["startup_s"], warm["target_s"]), f"< {warm['target_s']} s", warm["startup_s"] < warm["target_s"],
+               command),
+        Figure("scale", f"RSS watching {files}", warm["rss_watching_mib"], "MiB", warm["target_rss_mib"], "target",
+               _ratio(warm["rss_watching_mib"], warm["target_rss_mib"]), f"< {warm['target_rss_mib']} MiB",
+               warm["rss_watching_mib"] < warm["target_rss_mib"], command),
+        Figure("scale", f"cold journal: every one of {files} recorded", cold["all_recorded_s"], "s", warm["startup_s"],
+               "warm start-up (s)", _ratio(cold["all_recorded_s"], warm["startup_s"]), "-", None, command),
+        Figure("scale", f"peak RSS, cold journal, {files}", cold["peak_rss_mib"], "MiB", warm["target_rss_mib"], "target",
+               _ratio(cold["peak_rss_mib"], warm["target_rss_mib"]), f"< {warm['target_rss_mib']} MiB",
+               cold["peak_rss_mib"] < warm["target_rss_mib"], command),
+    ]
+
+
+def _resume_figures(result: dict[str, Any]) -> list[Figure]:
+    resent, bound = float(result["bytes_resent"]), float(result["bound"])
+    return [Figure("resume", f"bytes sent again after SIGKILL at 50% of {result['size'] / MIB:g} MiB", resent / MIB, "MiB",
+                   bound / MIB, "bound (MiB)", result.get("ratio", _ratio(resent, bound)), "<= bound", resent <= bound,
+                   result["command"])]
+
+
+def _chaos_figures(name: str, result: dict[str, Any]) -> list[Figure]:
+    label = "chaos, emulator restarted" if name == "chaos_restart" else "chaos"
+    setting = f"{result['files']} files, {result['kills']} SIGKILLs"
+    return [Figure(name, f"{label}: {count} ({setting})", float(result[count]), "files", None, "-", None, "0",
+                   result[count] == 0, result["command"]) for count in CHAOS_COUNTS if count in result]
+
+
+def _emulator_figures(result: dict[str, Any]) -> list[Figure]:
+    command = result["command"]
+    return [
+        Figure("emulator", "emulator: 8 MiB parts, 4 connections", result["parts_mb_per_s"], "MB/s", 300.0, "target",
+               _ratio(result["parts_mb_per_s"], 300.0), ">= 300 MB/s", result["parts_mb_per_s"] >= 300, command),
+        Figure("emulator", "emulator: 64 KiB direct uploads, 8 clients", result["direct_uploads_per_s"], "uploads/s", 200.0,
+               "target", _ratio(result["direct_uploads_per_s"], 200.0), ">= 200/s", result["direct_uploads_per_s"] >= 200,
+               command),
+        Figure("emulator", "emulator: peak RSS", result["peak_rss_mib"], "MiB", 150.0, "target",
+               _ratio(result["peak_rss_mib"], 150.0), "< 150 MiB", result["peak_rss_mib"] < 150, command),
+    ]
+
+
+def figures_of(name: str, result: dict[str, Any]) -> list[Figure]:
+    """The table rows for one benchmark's result dict."""
+    if name == "large":
+        return _large_figures(result)
+    if name == "small_files":
+        return _small_files_figures(result)
+    if name == "latency":
+        return _latency_figures(result)
+    if name == "scale":
+        return _scale_figures(result)
+    if name == "resume":
+        return _resume_figures(result)
+    if name in ("chaos", "chaos_restart"):
+        return _chaos_figures(name, result)
+    if name == "emulator":
+        return _emulator_figures(result)
+    raise ValueError(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}")
+
+
+# --------------------------------------------------------------------------- machine and rendering
+
+
+def machine() -> dict[str, Any]:
+    """Cores, memory, Python and platform of this machine, plus the load when the suite started."""
+    return {
+        "cores": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_average_1m": round(os.getloadavg()[0], 2),
+    }
+
+
+def _number(value: float | None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if value == 0 or abs(value) >= 100:
+        return f"{value:,.0f}"
+    if abs(value) >= 1:
+        return f"{value:.2f}"
+    return f"{value:.3f}"
+
+
+def _met(met: bool | None) -> str:
+    return {True: "yes", False: "**no**", None: "-"}[met]
+
+
+def render_markdown(report: SuiteReport) -> str:
+    """docs/BENCHMARKS.md: the machine line, one table of every figure, errors, and the plots."""
+    m = report.machine
+    lines = [
+        "# Benchmarks",
+        "",
+        "Generated by `python -m bench all` (do not edit by hand; rerun it). Every figure is the",
+        "median of several runs; ratios are taken within one run. Baseline and target columns",
+        "say what each figure is compared with.",
+        "",
+        f"- **Date**: {report.date}" + (" (quick run)" if report.quick else ""),
+        f"- **Machine**: {m.get('cores')} cores, {m.get('memory_gib')} GiB memory, Python {m.get('python')}, "
+        f"{m.get('platform')}; 1-min load average at start {m.get('load_average_1m')}",
+        f"- **Command**: `{report.command}`",
+        "",
+        "| benchmark | figure | value | unit | baseline | baseline value | ratio | target | met | command |",
+        "|---|---|---:|---|---|---:|---:|---|---|---|",
+    ]
+    for f in report.figures:
+        lines.append(f"| {f.benchmark} | {f.name} | {_number(f.value)} | {f.unit} | {f.baseline_label} | "
+                     f"{_number(f.baseline)} | {_number(f.ratio)} | {f.target} | {_met(f.met)} | `{f.command}` |")
+    failed = [outcome for outcome in report.outcomes if outcome.error]
+    if failed:
+        lines += ["", "## Benchmarks that did not run", ""]
+        lines += [f"- **{outcome.name}**: {outcome.error.strip().splitlines()[-1]}" for outcome in failed]
+    lines += ["", "## Time per benchmark", ""]
+    lines += [f"- {outcome.name}: {outcome.seconds:.0f} s" for outcome in report.outcomes]
+    if report.plots:
+        lines += ["", "## Plots", ""]
+        for title, path in report.plots.items():
+            lines += [f"![{title}]({path})", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def report_json(report: SuiteReport) -> dict[str, Any]:
+    """The results file: every figure, every benchmark's raw result, the machine and the command."""
+    return {
+        "date": report.date,
+        "command": report.command,
+        "quick": report.quick,
+        "machine": report.machine,
+        "figures": [asdict(figure) for figure in report.figures],
+        "benchmarks": {o.name: {"seconds": round(o.seconds, 1), "result": o.result, "error": o.error} for o in report.outcomes},
+        "plots": report.plots,
+    }
+
+
+# --------------------------------------------------------------------------- running
+
+
+def run_suite(names: Sequence[str], *, quick: bool, command: str) -> SuiteReport:
+    """Run the named benchmarks in order (each against its own fresh emulator) and collect the figures."""
+    unknown = [name for name in names if name not in BENCHMARKS]
+    if unknown:
+        raise ValueError(f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
+    report = SuiteReport(date=datetime.now(timezone.utc).isoformat(timespec="seconds"), command=command, quick=quick,
+                         machine=machine())
+    for name in names:
+        print(f"== {name}", flush=True)
+        started = time.monotonic()
+        try:
+            result = BENCHMARKS[name](quick)
+            outcome = BenchmarkOutcome(name, time.monotonic() - started, result=result)
+            report.figures += figures_of(name, result)
+        except Exception:  # record and go on: the other benchmarks' figures still count
+            outcome = BenchmarkOutcome(name, time.monotonic() - started, error=traceback.format_exc())
+            print(f"   {name} failed: {outcome.error.strip().splitlines()[-1]}", flush=True)
+        report.outcomes.append(outcome)
+        print(f"   {name}: {outcome.seconds:.0f} s", flush=True)
+    return report
+
+
+def write_outputs(report: SuiteReport, *, results_dir: Path = RESULTS_DIR, docs_dir: Path = DOCS_DIR) -> tuple[Path, Path]:
+    """Draw the plots, then write the results JSON and docs/BENCHMARKS.md; returns (json path, markdown path)."""
+    import json
+
+    from bench import plots
+
+    docs_dir.mkdir(parents=True, exist_ok=True)
+    results = {o.name: o.result for o in report.outcomes if o.result}
+    latency = results.get("latency", {}).get("latencies_s")
+    if latency:
+        plots.latency_plot(latency, docs_dir / "latency.png", rate=results["latency"]["rate_per_s"])
+        report.plots["Close-to-commit latency"] = "latency.png"
+    samples = results.get("large", {}).get("throughput_samples")
+    if samples:
+        plots.throughput_plot(samples, docs_dir / "throughput.png", size=results["large"]["throughput_size"])
+        report.plots["Throughput over time, large-file upload"] = "throughput.png"
+    results_dir.mkdir(parents=True, exist_ok=True)
+    json_path = results_dir / f"{report.date[:10]}.json"
+    json_path.write_text(json.dumps(report_json(report), indent=2) + "\n")
+    markdown_path = docs_dir / "BENCHMARKS.md"
+    markdown_path.write_text(render_markdown(report))
+    return json_path, markdown_path
+
+
+def shell_command(argv: Sequence[str]) -> str:
+    """The exact command as a user would type it."""
+    return "python -m bench " + " ".join(shlex.quote(arg) for arg in argv) if argv else "python -m bench"
+
+
+__all__ = ["BENCHMARKS", "Figure", "SuiteReport", "BenchmarkOutcome", "figures_of", "machine", "render_markdown",
+           "report_json", "run_suite", "write_outputs", "shell_command"]

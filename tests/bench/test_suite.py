@@ -1,0 +1,127 @@
+"""The benchmark suite's reporting: figures, table, results JSON and plots from a small fake
+result (no benchmark is run here), and the ``python -m bench`` command line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.emulator import count_status
+from bench.small_files import sustained_rate
+from bench.suite import BenchmarkOutcome, SuiteReport, figures_of, render_markdown, write_outputs
+
+ROOT = Path(__file__).resolve().parents[2]
+MIB = 1024 * 1024
+
+FAKE_RESULTS = {
+    "large": {
+        "command": "python -m bench all --quick",
+        "loopback": [{"size": 256 * MIB, "mb_per_s_median": 180.0, "sha1sum_twice_s_median": 1.0, "ratio_median": 1.5}],
+        "wan": {"size": 64 * MIB, "latency_ms": 40, "bandwidth_per_connection": 12_000_000, "one_part_s_median": 6.0,
+                "four_parts_s_median": 1.6, "speedup_median": 3.75, "four_parts_mb_per_s_median": 41.9},
+        "rss": {"size": 256 * MIB, "peak_mib_median": 150.0, "limit_mib": 278.0},
+        "throughput_size": 256 * MIB,
+        "throughput_samples": [[0.0, 0], [0.2, 30 * MIB], [0.4, 70 * MIB], [0.6, 120 * MIB], [0.8, 256 * MIB]],
+    },
+    "small_files": {
+        "command": "python -m bench.small_files --files 600 --runs 2", "files": 600, "files_per_s": 39.2,
+        "ceiling_files_per_s": 40.0, "fraction_of_ceiling": 0.98, "target_fraction": 0.95, "responses_429": 3,
+        "share_429": 0.0025, "target_share_429_below": 0.01, "raw": [{"requests": 1200}, {"requests": 1200}],
+    },
+    "latency": {
+        "command": "python -m bench.daemon_latency --files 30 --rate 5.0 --runs 3", "rate_per_s": 5.0,
+        "p50_s": 2.3, "p95_s": 2.6, "p99_s": 3.4, "target_p95_s": 3.0,
+        "latencies_s": [2.1, 2.2, 2.3, 2.3, 2.4, 2.5, 2.6, 3.4],
+    },
+    "chaos": {"command": "python -m bench.chaos --files 80 --kills 10 --seed 1", "files": 80, "kills": 10, "lost": 0,
+              "duplicated": 1, "corrupted": 0, "still_pending": 0, "extra": 0},
+}
+
+
+def _report(tmp_path: Path) -> SuiteReport:
+    report = SuiteReport(date="2026-11-21T10:00:00+00:00", command="python -m bench all --quick", quick=True,
+                         machine={"cores": 2, "memory_gib": 23.0, "python": "3.11.7", "platform": "Linux",
+                                  "load_average_1m": 0.5})
+    for name, result in FAKE_RESULTS.items():
+        report.outcomes.append(BenchmarkOutcome(name, 12.0, result=result))
+        report.figures += figures_of(name, result)
+    report.outcomes.append(BenchmarkOutcome("resume", 1.0, error="Traceback...\nModuleNotFoundError: No module named 'bench.resume'"))
+    return report
+
+
+def test_figures_carry_value_baseline_ratio_target():
+    rows = {f.name: f for name, result in FAKE_RESULTS.items() for f in figures_of(name, result)}
+    loopback = rows["256 MiB chunked upload, loopback, 4 parts"]
+    assert loopback.value == 180.0 and loopback.ratio == 1.5 and loopback.met is True
+    assert loopback.baseline == pytest.approx(256 * MIB / 1e6)  # sha1sum twice in 1 s, as MB/s
+    wan = next(f for f in rows.values() if "WAN" in f.name)
+    assert wan.ratio == 3.75 and wan.met is True and wan.baseline == pytest.approx(64 * MIB / 1e6 / 6.0)
+    assert rows["close-to-commit p95, small files at 5/s"].met is True
+    assert rows["close-to-commit p99, small files at 5/s"].met is None  # only p95 has a target
+    assert rows["429 answers from the emulator"].ratio == 0.0025
+    duplicated = next(f for f in rows.values() if "duplicated" in f.name)
+    assert duplicated.value == 1 and duplicated.met is False
+
+
+def test_unknown_benchmark_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown benchmark 'nope'"):
+        figures_of("nope", {})
+
+
+def test_markdown_has_machine_command_table_failures_and_plots(tmp_path):
+    report = _report(tmp_path)
+    json_path, markdown_path = write_outputs(report, results_dir=tmp_path / "results", docs_dir=tmp_path / "docs")
+    markdown = markdown_path.read_text()
+    assert "2 cores, 23.0 GiB memory, Python 3.11.7" in markdown
+    assert "`python -m bench all --quick`" in markdown
+    table = [line for line in markdown.splitlines() if line.startswith("| ")]
+    assert len(table) == 1 + len(report.figures)  # header + one row per figure
+    assert "| large | 256 MiB chunked upload, loopback, 4 parts | 180 | MB/s | sha1sum twice (MB/s) | 268 | 1.50 |" in markdown
+    assert "| **no** |" in markdown  # the fake duplicate fails its target
+    assert "**resume**: ModuleNotFoundError: No module named 'bench.resume'" in markdown
+    assert "![Close-to-commit latency](latency.png)" in markdown
+    for png in ("latency.png", "throughput.png"):
+        assert (tmp_path / "docs" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    saved = json.loads(json_path.read_text())
+    assert json_path.name == "2026-11-21.json"
+    assert saved["machine"]["cores"] == 2 and saved["command"] == "python -m bench all --quick"
+    assert len(saved["figures"]) == len(report.figures)
+    assert saved["benchmarks"]["resume"]["error"].endswith("No module named 'bench.resume'")
+
+
+def test_markdown_without_plots_or_failures():
+    report = SuiteReport(date="2026-11-21T10:00:00+00:00", command="python -m bench all --only chaos", quick=False,
+                         machine={"cores": 2})
+    report.figures = figures_of("chaos", FAKE_RESULTS["chaos"])
+    markdown = render_markdown(report)
+    assert "did not run" not in markdown and "## Plots" not in markdown
+    assert markdown.count("| chaos | chaos: ") == 5
+
+
+def test_sustained_rate_leaves_out_the_initial_burst():
+    burst = [0.0 + i * 0.01 for i in range(100)]  # 100 commits in the first second
+    steady = [5.0 + i * 0.025 for i in range(201)]  # then 40/s for 5 s
+    assert sustained_rate(burst + steady, 5.0) == pytest.approx(40.0)
+    with pytest.raises(Exception, match="too few commits"):
+        sustained_rate(burst, 5.0)
+
+
+def test_count_status_sums_over_endpoints():
+    stats = {"requests": {"upload_file": {"201": 10, "429": 2}, "preflight": {"200": 12, "429": 1}}}
+    assert count_status(stats, "429") == (3, 25)
+
+
+def test_command_line_help_and_bad_name():
+    helped = subprocess.run([sys.executable, "-m", "bench", "all", "--help"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=60)
+    assert helped.returncode == 0 and "--quick" in helped.stdout and "--only" in helped.stdout
+    listed = subprocess.run([sys.executable, "-m", "bench", "list"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert listed.stdout.split() == ["large", "small_files", "latency", "scale", "resume", "chaos", "chaos_restart",
+                                     "emulator"]
+    bad = subprocess.run([sys.executable, "-m", "bench", "all", "--only", "nope"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60)
+    assert bad.returncode == 2 and "invalid choice: 'nope'" in bad.stderr
