@@ -257,7 +257,7 @@ class ThroughputSampler:
         self._sample()
 
 
-QUICK_SETTINGS = {"runs": 3, "sizes": [256 * MIB], "wan_size": 64 * MIB, "rss_size": 256 * MIB}
+QUICK_SETTINGS = {"runs": 3, "sizes": [1024 * MIB], "wan_size": 128 * MIB, "rss_size": 1024 * MIB}
 FULL_SETTINGS = {"runs": 3, "sizes": [1024 * MIB, 4096 * MIB], "wan_size": 1024 * MIB, "rss_size": 4096 * MIB}
 
 
@@ -328,7 +328,7 @@ def run(*, quick: bool = False, runs: int | None = None) -> dict[str, Any]:
     settings = dict(QUICK_SETTINGS if quick else FULL_SETTINGS)
     runs = runs or int(settings["runs"])
     sampler = ThroughputSampler()
-    result: dict[str, Any] = {"runs": runs, "loopback": [], "command": "python -m bench all" + (" --quick" if quick else "")}
+    result: dict[str, Any] = {"runs": runs, "loopback": [], "command": "python -m bench all --only large" + (" --quick" if quick else "")}
     with tempfile.TemporaryDirectory(prefix="syncd-bench-") as tmp:
         work = Path(tmp)
         largest = max(settings["sizes"])

@@ -136,7 +136,7 @@ def measure(files: int, work: Path, timeout: float = 600.0) -> SmallFilesRun:
 def run(*, quick: bool = False, runs: int | None = None, files: int | None = None) -> dict[str, Any]:
     """The suite's entry point: medians over ``runs`` of files/s, its fraction of the ceiling and the 429 share."""
     runs = runs or (2 if quick else 3)
-    files = files or (600 if quick else 2000)
+    files = files or (1000 if quick else 2000)
     measured: list[SmallFilesRun] = []
     for index in range(runs):
         with tempfile.TemporaryDirectory(prefix="syncd-small-") as tmp:

@@ -292,6 +292,28 @@ def machine() -> dict[str, Any]:
     }
 
 
+METHOD_NOTES = {
+    "large": "one file uploaded by `syncd.box.Uploader` (4 parts in flight) to a fresh emulator per run; the "
+             "baseline is `sha1sum` reading the same (page-cached) file twice, timed in the same run. WAN: emulator "
+             "`--latency-ms 40 --bandwidth 12000000` (per connection), the same file with 4 parts and with 1. Peak RSS: "
+             "a child process uploading a sparse file with 32 MiB parts (VmHWM).",
+    "small_files": "`bench/small_files.py`: 64 KiB files dropped at once into a folder a `syncd run` daemon watches; "
+                   "emulator `--upload-rate-limit 2400`, daemon `box.uploads_per_minute: 2350`. Sustained rate: commits "
+                   "from 5 s after the first (the daemon's token bucket starts with 5 s of credit) to the last. 429s "
+                   "from the emulator's `/_emulator/stats`.",
+    "latency": "`bench/daemon_latency.py`: small files written at 5/s; time from each file's close to the daemon's "
+               "`upload_committed` log event.",
+    "scale": "`bench/daemon_scale.py`: warm = journal already records every file as uploaded, time to the start-up "
+             "scan's end; cold = no journal, time until every file is in the journal.",
+    "resume": "`bench/resume.py`: the daemon is SIGKILLed once half of a chunked upload reached the emulator; bytes "
+              "the emulator received again after the restart, against the bound (parts in flight).",
+    "chaos": "`bench/chaos.py`: SIGKILLs at random moments over a mixed ingestion with emulator faults; "
+             "`bench/verifier.py` then compares every local file with Box through the API.",
+    "chaos_restart": "the same, with the emulator itself killed and restarted during the run.",
+    "emulator": "`bench/emulator_throughput.py`: the emulator alone (parts, direct uploads, streamed upload, RSS).",
+}
+
+
 def _number(value: float | None) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
@@ -333,6 +355,10 @@ def render_markdown(report: SuiteReport) -> str:
         lines += [f"- **{outcome.name}**: {outcome.error.strip().splitlines()[-1]}" for outcome in failed]
     lines += ["", "## Time per benchmark", ""]
     lines += [f"- {outcome.name}: {outcome.seconds:.0f} s" for outcome in report.outcomes]
+    ran = [outcome.name for outcome in report.outcomes if outcome.name in METHOD_NOTES]
+    if ran:
+        lines += ["", "## How each figure is measured", ""]
+        lines += [f"- **{name}**: {METHOD_NOTES[name]}" for name in ran]
     if report.plots:
         lines += ["", "## Plots", ""]
         for title, path in report.plots.items():
