@@ -46,6 +46,8 @@ CLIENT_ID = "syncd-emulator-client"
 CLIENT_SECRET = "syncd-emulator-secret"  # the emulator's built-in default, not a real credential
 DEFAULT_USER = "11446498"
 STORM_REQUESTS = 15
+#: Storms aimed at the upload calls (None: whatever comes next, often the token endpoint after a start).
+STORM_ENDPOINTS: tuple[str | None, ...] = ("files.upload", "files.preflight", None)
 
 
 class ChaosError(RuntimeError):
@@ -79,7 +81,7 @@ def plan_run(*, files: int, kills: int, seed: int, restart_emulator: bool, fault
     if files < 1 or kills < 0:
         raise ValueError(f"files must be >= 1 and kills >= 0 (got files={files}, kills={kills})")
     rng = random.Random(seed)
-    big = chunked if chunked is not None else max(1, min(8, files // 100))
+    big = chunked if chunked is not None else max(3, min(10, files // 100))
     planned: list[PlannedFile] = []
     for index in range(files):
         folder = f"d{rng.randrange(6)}" + (f"/s{rng.randrange(3)}" if rng.random() < 0.5 else "")
@@ -195,11 +197,13 @@ def _wait_finished(config: Path, expected: int, timeout: float) -> dict[str, Any
 
 
 def _answers(stats: dict[str, Any]) -> dict[str, int]:
-    """Requests by status class across endpoints (the faults the daemon actually met)."""
+    """Requests by status across endpoints, plus `endpoint:status` for every non-2xx (the faults met)."""
     totals: dict[str, int] = {}
-    for codes in stats.get("requests", {}).values():
+    for endpoint, codes in stats.get("requests", {}).items():
         for status, count in codes.items():
             totals[status] = totals.get(status, 0) + count
+            if not status.startswith("2"):
+                totals[f"{endpoint}:{status}"] = totals.get(f"{endpoint}:{status}", 0) + count
     return totals
 
 
@@ -229,12 +233,16 @@ def run_chaos(*, files: int, kills: int, seed: int, work: Path, restart_emulator
         rng = random.Random(seed + 2)
         for number, gap in enumerate(plan.kill_gaps, start=1):
             daemon.start(wait_ready=False)
-            time.sleep(gap)
-            daemon.kill()
+            # Storms and expiries land while the daemon works (right after a start it would only hit the token).
+            time.sleep(gap / 2)
             if number in plan.storms_at:
-                emulator.faults(reject_next={"count": STORM_REQUESTS, "status": 429, "retry_after": 1})
+                endpoint = STORM_ENDPOINTS[len([n for n in plan.storms_at if n < number]) % len(STORM_ENDPOINTS)]
+                emulator.faults(reject_next={"count": STORM_REQUESTS, "status": 429, "retry_after": 1,
+                                             "endpoint": endpoint})
             if number in plan.token_expiry_at:
                 emulator.expire_tokens()
+            time.sleep(gap / 2)
+            daemon.kill()
             if number in plan.emulator_kills_at:
                 answers = _merge(answers, _answers(emulator.stats()))
                 emulator.kill()
@@ -284,9 +292,9 @@ def print_table(result: dict[str, Any]) -> None:
     print(f"chaos run: {result['files']} files ({result['chunked_files']} chunked, {result['rewrites']} rewritten), "
           f"{result['kills']} SIGKILLs, {result['emulator_restarts']} emulator restarts, seed {result['seed']}, "
           f"{result['duration_s']:.0f} s")
-    answers = result["emulator_answers"]
-    faulted = {k: v for k, v in sorted(answers.items()) if k not in ("200", "201", "204")}
-    print(f"  emulator answers met: {sum(answers.values())} requests, non-2xx {faulted}")
+    answers = {k: v for k, v in result["emulator_answers"].items() if ":" not in k}
+    faulted = {k: v for k, v in sorted(answers.items()) if not k.startswith("2")}
+    print(f"  emulator answers met: {sum(answers.values())} requests, non-2xx {faulted} ('0' = connection cut)")
     print(f"  {'check':<15}{'count':>7}  {'target':>6}")
     for name in ("lost", "duplicated", "corrupted", "still_pending", "extra"):
         print(f"  {name:<15}{result[name]:>7}  {0:>6}")
