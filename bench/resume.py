@@ -77,8 +77,12 @@ def _wait(predicate: Any, timeout: float, interval: float, what: str) -> None:
 
 
 def run_resume(*, size: int, work: Path, part_concurrency: int = 4, kill_fraction: float = 0.5,
-               timeout: float = 600.0) -> dict[str, Any]:
-    """SIGKILL the daemon once `kill_fraction` of a `size`-byte chunked upload reached the emulator; measure the resend."""
+               bandwidth: int = 0, timeout: float = 600.0) -> dict[str, Any]:
+    """SIGKILL the daemon once `kill_fraction` of a `size`-byte chunked upload reached the emulator; measure the resend.
+
+    `bandwidth` (bytes/s per connection, 0 = unthrottled loopback) makes parts take
+    long enough that the kill surely lands with parts half-sent, as on a WAN link.
+    """
     if size < CHUNKED_MIN:
         raise ValueError(f"size must be at least {CHUNKED_MIN} bytes (Box's smallest upload session), got {size}")
     work.mkdir(parents=True, exist_ok=True)
@@ -87,7 +91,7 @@ def run_resume(*, size: int, work: Path, part_concurrency: int = 4, kill_fractio
     source = staging / "take-1.mov"
     _write_random_file(source, size, seed=size)
     part_size = PartSizeTable.parse(PartSizeTable.DEFAULT_TEXT).part_size(size)
-    emulator = EmulatorProcess(work / "box")
+    emulator = EmulatorProcess(work / "box", *(["--bandwidth", str(bandwidth)] if bandwidth else []))
     emulator.data_dir.mkdir(exist_ok=True)
     emulator.start()
     daemon: DaemonProcess | None = None
@@ -122,7 +126,7 @@ def run_resume(*, size: int, work: Path, part_concurrency: int = 4, kill_fractio
         "part_bytes_received": received,
         "sessions_created": sum(stats["requests"].get("sessions.create", {}).values()),
         "commits_201": stats["requests"].get("sessions.commit", {}).get("201", 0),
-        "duration_s": round(elapsed, 1),
+        "duration_s": round(elapsed, 1), "bandwidth_per_connection": bandwidth,
     }
 
 
@@ -131,11 +135,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="256 MiB instead of 1 GiB")
     parser.add_argument("--size", type=parse_size, default=None, help="file size, e.g. 1GiB (default)")
     parser.add_argument("--part-concurrency", type=int, default=4)
+    parser.add_argument("--bandwidth", type=parse_size, default=0,
+                        help="emulator bytes/s per connection, e.g. 20MB (default: unthrottled)")
     args = parser.parse_args(argv)
     size = args.size if args.size is not None else (256 * MIB if args.quick else GIB)
     work = Path(tempfile.mkdtemp(prefix="syncd-resume-"))
     try:
-        result = run_resume(size=size, work=work, part_concurrency=args.part_concurrency)
+        result = run_resume(size=size, work=work, part_concurrency=args.part_concurrency,
+                            bandwidth=args.bandwidth)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     result["command"] = "python -m bench.resume " + " ".join(argv if argv is not None else sys.argv[1:])
