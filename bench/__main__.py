@@ -4,16 +4,19 @@
 
 runs the benchmarks (each against its own fresh emulator), writes
 ``bench/results/<UTC date>.json`` and regenerates ``docs/BENCHMARKS.md`` with the
-plots it links. ``python -m bench list`` names the benchmarks.
+plots it links. ``python -m bench list`` names the benchmarks; ``python -m bench render
+RESULTS.json`` redraws the table and plots from a results file without running anything.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from bench.suite import BENCHMARKS, run_suite, shell_command, write_outputs
+from bench.suite import BENCHMARKS, report_from_json, run_suite, shell_command, write_outputs
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--only", nargs="+", metavar="NAME", choices=list(BENCHMARKS),
                      help=f"run only these benchmarks (of: {', '.join(BENCHMARKS)})")
     commands.add_parser("list", help="name the benchmarks")
+    render = commands.add_parser("render", help="regenerate docs/BENCHMARKS.md and the plots from a results JSON")
+    render.add_argument("results", type=Path, help="a bench/results/<date>.json written by `all`")
     return parser
 
 
@@ -34,6 +39,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(arguments)
     if args.command == "list":
         print("\n".join(BENCHMARKS))
+        return 0
+    if args.command == "render":
+        try:
+            saved = json.loads(args.results.read_text())
+            report = report_from_json(saved)
+        except (OSError, ValueError, KeyError) as error:
+            print(f"cannot render {args.results}: {error!r}", file=sys.stderr)
+            return 2
+        json_path, markdown_path = write_outputs(report, results_dir=args.results.parent)
+        print(f"wrote {json_path} and {markdown_path}")
         return 0
     report = run_suite(args.only or list(BENCHMARKS), quick=args.quick, command=shell_command(arguments))
     json_path, markdown_path = write_outputs(report)

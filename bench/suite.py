@@ -163,27 +163,31 @@ def _ratio(value: float | None, baseline: float | None) -> float | None:
     return value / baseline
 
 
+def _size_label(size: int) -> str:
+    return f"{size / MIB / 1024:g} GiB" if size >= 1024 * MIB else f"{size / MIB:g} MiB"
+
+
 def _large_figures(result: dict[str, Any]) -> list[Figure]:
     command = result.get("command", "python -m bench all --only large")
     rows = []
     for loop in result.get("loopback", []):
-        size = f"{loop['size'] / MIB / 1024:g} GiB" if loop["size"] >= 1024 * MIB else f"{loop['size'] / MIB:g} MiB"
+        size = _size_label(loop["size"])
         floor_mb_s = loop["size"] / 1e6 / loop["sha1sum_twice_s_median"]
         ratio = loop["ratio_median"]
         rows.append(Figure("large", f"{size} chunked upload, loopback, 4 parts", loop["mb_per_s_median"], "MB/s",
                            floor_mb_s, "sha1sum twice (MB/s)", ratio, "time <= 2x sha1sum twice", ratio <= 2.0, command))
     wan = result.get("wan")
     if wan:
-        size = wan["size"] / MIB
+        size = _size_label(wan["size"])
         one_mb_s = wan["size"] / 1e6 / wan["one_part_s_median"]
-        rows.append(Figure("large", f"{size:g} MiB chunked upload, WAN {wan['latency_ms']} ms, "
+        rows.append(Figure("large", f"{size} chunked upload, WAN {wan['latency_ms']} ms, "
                            f"{wan['bandwidth_per_connection'] / 1e6:g} MB/s per connection, 4 parts",
                            wan["four_parts_mb_per_s_median"], "MB/s", one_mb_s, "1 part (MB/s)", wan["speedup_median"],
                            "4 parts >= 3.5x 1 part", wan["speedup_median"] >= 3.5, command))
     rss = result.get("rss")
     if rss:
         limit = rss["limit_mib"]
-        rows.append(Figure("large", f"peak client RSS, {rss['size'] / MIB:g} MiB file, 4 x 32 MiB parts",
+        rows.append(Figure("large", f"peak client RSS, {_size_label(rss['size'])} file, 4 x 32 MiB parts",
                            rss["peak_mib_median"], "MiB", limit, "limit 150 MiB + 4 parts", _ratio(rss["peak_mib_median"], limit),
                            f"< {limit:g} MiB", rss["peak_mib_median"] < limit, command))
     return rows
@@ -234,7 +238,7 @@ def _scale_figures(result: dict[str, Any]) -> list[Figure]:
 
 def _resume_figures(result: dict[str, Any]) -> list[Figure]:
     resent, bound = float(result["bytes_resent"]), float(result["bound"])
-    return [Figure("resume", f"bytes sent again after SIGKILL at 50% of {result['size'] / MIB:g} MiB", resent / MIB, "MiB",
+    return [Figure("resume", f"bytes sent again after SIGKILL at 50% of {_size_label(result['size'])}", resent / MIB, "MiB",
                    bound / MIB, "bound (MiB)", result.get("ratio", _ratio(resent, bound)), "<= bound", resent <= bound,
                    result["command"])]
 
@@ -428,10 +432,23 @@ def write_outputs(report: SuiteReport, *, results_dir: Path = RESULTS_DIR, docs_
     return json_path, markdown_path
 
 
+def report_from_json(saved: dict[str, Any]) -> SuiteReport:
+    """A report rebuilt from a results file, its figures recomputed from the raw results
+    (so a change to the table's layout needs no rerun of the benchmarks)."""
+    report = SuiteReport(date=saved["date"], command=saved["command"], quick=saved["quick"], machine=saved["machine"],
+                         plots=dict(saved.get("plots", {})))
+    for name, entry in saved["benchmarks"].items():
+        outcome = BenchmarkOutcome(name, entry["seconds"], result=entry.get("result"), error=entry.get("error"))
+        report.outcomes.append(outcome)
+        if outcome.result:
+            report.figures += figures_of(name, outcome.result)
+    return report
+
+
 def shell_command(argv: Sequence[str]) -> str:
     """The exact command as a user would type it."""
     return "python -m bench " + " ".join(shlex.quote(arg) for arg in argv) if argv else "python -m bench"
 
 
 __all__ = ["BENCHMARKS", "Figure", "SuiteReport", "BenchmarkOutcome", "figures_of", "machine", "render_markdown",
-           "report_json", "run_suite", "write_outputs", "shell_command"]
+           "report_json", "report_from_json", "run_suite", "write_outputs", "shell_command"]

@@ -125,3 +125,18 @@ def test_command_line_help_and_bad_name():
     bad = subprocess.run([sys.executable, "-m", "bench", "all", "--only", "nope"], cwd=ROOT, capture_output=True,
                          text=True, timeout=60)
     assert bad.returncode == 2 and "invalid choice: 'nope'" in bad.stderr
+
+
+def test_render_rebuilds_the_table_from_a_results_file(tmp_path):
+    report = _report(tmp_path)
+    json_path, first = write_outputs(report, results_dir=tmp_path / "results", docs_dir=tmp_path / "docs")
+    original = first.read_text()
+    from bench.suite import report_from_json
+
+    again = report_from_json(json.loads(json_path.read_text()))
+    assert render_markdown(again) == original
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    done = subprocess.run([sys.executable, "-m", "bench", "render", str(bad)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2 and "cannot render" in done.stderr and "KeyError" in done.stderr
