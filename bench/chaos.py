@@ -241,17 +241,15 @@ def run_chaos(*, files: int, kills: int, seed: int, work: Path, restart_emulator
                                              "endpoint": endpoint})
             if number in plan.token_expiry_at:
                 emulator.expire_tokens()
-            time.sleep(gap / 2)
-            daemon.kill()
             if number in plan.emulator_kills_at:
+                # Box vanishes under a working daemon for a moment: it must wait, not give files up.
                 answers = _merge(answers, _answers(emulator.stats()))
                 emulator.kill()
-                # The daemon comes back while Box is down for a moment: it must wait, not give files up.
-                daemon.start(wait_ready=False)
                 time.sleep(rng.uniform(0.5, 2.0))
                 emulator.start()
                 restarts += 1
-                daemon.kill()
+            time.sleep(gap / 2)
+            daemon.kill()
         dropper.join()
         daemon.start(wait_ready=False)
         status = _wait_finished(config, len(plan.files), finish_timeout)
