@@ -30,7 +30,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +109,7 @@ class Dropper:
         self.spread_s = spread_s
         self.rewrites: dict[str, int] = {}
         self.written = 0
-        self.error: BaseException | None = None
+        self.error: OSError | None = None
         self._rng = random.Random(seed + 1)
         self._thread = threading.Thread(target=self._run, name="chaos-dropper", daemon=True)
 
@@ -136,7 +136,7 @@ class Dropper:
             while pending_rewrites:
                 time.sleep(0.2)
                 pending_rewrites = self._due_rewrites(pending_rewrites)
-        except BaseException as exc:  # reported by join(); a dead thread must not look like a slow one
+        except OSError as exc:  # reported by join(); a dead thread must not look like a slow one
             self.error = exc
 
     def _due_rewrites(self, queue: list[tuple[float, PlannedFile]]) -> list[tuple[float, PlannedFile]]:
@@ -326,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  work directory kept: {work} (daemon.log, journal.db, box/)")
     RESULTS_DIR.mkdir(exist_ok=True)
     suffix = "-restart" if args.restart_emulator else ""
-    out = RESULTS_DIR / f"chaos{suffix}-{datetime.now(timezone.utc):%Y-%m-%d}.json"
+    out = RESULTS_DIR / f"chaos{suffix}-{datetime.now(UTC):%Y-%m-%d}.json"
     out.write_text(json.dumps(result, indent=2, sort_keys=False) + "\n")
     print(f"  written to {out}")
     return 0

@@ -23,7 +23,7 @@ import shutil
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  {'bound (conc. x part)':<22}{bound_text(result):>14}")
     print(f"  {'ratio to the bound':<22}{result['ratio']:>10.2f}     (target <= 1)")
     RESULTS_DIR.mkdir(exist_ok=True)
-    out = RESULTS_DIR / f"resume-{datetime.now(timezone.utc):%Y-%m-%d}.json"
+    out = RESULTS_DIR / f"resume-{datetime.now(UTC):%Y-%m-%d}.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"  written to {out}")
     return 0

@@ -182,7 +182,7 @@ def pending_from_status(status: Mapping[str, Any]) -> int:
 def syncd_status(config: Path, *, timeout: float = 60.0) -> dict[str, Any]:
     """`syncd status --config CONFIG --json`, run as the operator would."""
     result = subprocess.run([sys.executable, "-m", "syncd", "status", "--config", str(config), "--json"],
-                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout)
+                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout, check=False)
     if result.returncode != 0:
         raise VerifierError(f"syncd status exited {result.returncode}: {result.stderr.strip()[-500:]}")
     return json.loads(result.stdout)

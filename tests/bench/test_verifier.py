@@ -10,7 +10,14 @@ import pytest
 import requests
 
 from bench import verifier
-from bench.verifier import BoxReader, compare, local_tree, pending_from_status, renamed_original, verify
+from bench.verifier import (
+    BoxReader,
+    compare,
+    local_tree,
+    pending_from_status,
+    renamed_original,
+    verify,
+)
 
 
 def _upload(emulator, folder_id: str, name: str, data: bytes) -> str:
