@@ -21,7 +21,6 @@ The work directory (daemon log, journal, emulator data) is kept when a defect is
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import shutil
@@ -30,7 +29,6 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +36,9 @@ import requests
 
 from bench.verifier import BoxReader, pending_from_status, syncd_status, verify
 from tests.daemon.daemon_process import DaemonProcess, Watch, config_data, write_config
-from tests.support.emulator import EmulatorProcess
+from bench.emulator import EmulatorProcess
+from bench.report import save_result
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 CHUNKED_MIN = 20_000_000  # Box's (and the config's) smallest upload session
 CLIENT_ID = "syncd-emulator-client"
 CLIENT_SECRET = "syncd-emulator-secret"  # the emulator's built-in default, not a real credential
@@ -317,17 +315,13 @@ def main(argv: list[str] | None = None) -> int:
     result = run_chaos(files=files, kills=kills, seed=args.seed, work=work,
                        restart_emulator=args.restart_emulator, faults=not args.no_faults)
     result["command"] = "python -m bench.chaos " + " ".join(argv if argv is not None else sys.argv[1:])
-    result["machine"] = {"cores": os.cpu_count(), "python": sys.version.split()[0]}
     print_table(result)
     clean = not any(result[name] for name in ("lost", "duplicated", "corrupted", "still_pending", "extra"))
     if clean and args.work is None:
         shutil.rmtree(work, ignore_errors=True)
     else:
         print(f"  work directory kept: {work} (daemon.log, journal.db, box/)")
-    RESULTS_DIR.mkdir(exist_ok=True)
-    suffix = "-restart" if args.restart_emulator else ""
-    out = RESULTS_DIR / f"chaos{suffix}-{datetime.now(UTC):%Y-%m-%d}.json"
-    out.write_text(json.dumps(result, indent=2, sort_keys=False) + "\n")
+    out = save_result("chaos-restart" if args.restart_emulator else "chaos", result)
     print(f"  written to {out}")
     return 0
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import resource
 import shutil
@@ -39,7 +38,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from bench.emulator import REPO_ROOT, RESULTS_DIR, EmulatorRun
+from bench.emulator import EmulatorProcess
+from bench.report import REPO_ROOT, RESULTS_DIR, machine
 
 MIB = 1024 * 1024
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(|B|KB|KiB|MB|MiB|GB|GiB)\s*$", re.IGNORECASE)
@@ -118,7 +118,7 @@ def bench_loopback(work: Path, size: int, figures: Figures) -> None:
     make_random_file(path, size)
     subprocess.run(["cat", str(path)], check=True, stdout=subprocess.DEVNULL)  # warm the page cache
     figures.sha1sum_twice_s = sha1sum_seconds(path)
-    emulator = EmulatorRun(work / "emu-loopback", token=BENCH_TOKEN).start()
+    emulator = EmulatorProcess(work / "emu-loopback", token=BENCH_TOKEN).start()
     try:
         figures.loopback_upload_s = upload_once(emulator.api_url, emulator.upload_url, path, "loopback.bin", 4)
     finally:
@@ -142,7 +142,7 @@ def bench_wan_file(work: Path, path: Path, figures: Figures) -> None:
     times = {}
     for concurrency in (4, 1):
         data = work / f"emu-wan-{concurrency}"
-        emulator = EmulatorRun(data, ["--latency-ms", str(WAN_LATENCY_MS), "--bandwidth", str(WAN_BANDWIDTH)],
+        emulator = EmulatorProcess(data, "--latency-ms", str(WAN_LATENCY_MS), "--bandwidth", str(WAN_BANDWIDTH),
                                token=BENCH_TOKEN).start()
         try:
             times[concurrency] = upload_once(emulator.api_url, emulator.upload_url, path, "wan.bin", concurrency)
@@ -171,7 +171,7 @@ def bench_rss(work: Path, size: int, figures: Figures) -> None:
         handle.truncate(figures.direct_size)
     figures.rss_size = size
     data = work / "emu-rss"
-    emulator = EmulatorRun(data, ["--part-sizes", "*=32MiB"], token=BENCH_TOKEN).start()
+    emulator = EmulatorProcess(data, "--part-sizes", "*=32MiB", token=BENCH_TOKEN).start()
     try:
         figures.rss_peak_mib = _child_peak_rss(emulator.api_url, emulator.upload_url, path, 20_000_000)
         # Just under the default threshold: one streamed multipart POST.
@@ -276,7 +276,7 @@ def _loopback_runs(work: Path, size: int, runs: int, sampler: ThroughputSampler 
         for run_index in range(runs):
             floor = sha1sum_seconds(path)
             data = work / f"emu-loopback-{size}-{run_index}"
-            emulator = EmulatorRun(data, token=BENCH_TOKEN).start()
+            emulator = EmulatorProcess(data, token=BENCH_TOKEN).start()
             try:
                 if sampler is not None and run_index == 0:
                     with sampler:
@@ -383,8 +383,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     record["figures"].update(measured)
     record["runs"] = record.get("runs", []) + [{"at": now, "argv": list(argv or sys.argv[1:]),
                                                  "measured": sorted(measured)}]
-    record["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(),
-                         "load_average_1m": round(os.getloadavg()[0], 2)}
+    record["machine"] = machine()
     out.write_text(json.dumps(record, indent=2) + "\n")
     print(f"written {out.relative_to(REPO_ROOT)}")
     return 0

@@ -20,12 +20,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 import yaml
 
-from bench.emulator import RESULTS_DIR, EmulatorRun
+from bench.emulator import EmulatorProcess
+from bench.report import save_result
 from syncd.config import ReadinessConfig
 
 FILE_SIZE = 4096
@@ -50,7 +51,7 @@ def committed_at(log: Path) -> dict[str, float]:
 
 def measure(files: int, rate: float, work: Path) -> dict:
     """One run: ``files`` small files written at ``rate``/s; close-to-commit percentiles and every latency."""
-    emulator = EmulatorRun(work / "box").start()
+    emulator = EmulatorProcess(work / "box").start()
     inbox = work / "inbox"
     inbox.mkdir()
     config = work / "syncd.yaml"
@@ -136,16 +137,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--files, --rate and --runs must be positive")
     result = run(runs=args.runs, files=args.files, rate=args.rate)
     result["command"] = "python -m bench.daemon_latency " + " ".join(argv if argv is not None else sys.argv[1:])
-    result["machine"] = {"cores": os.cpu_count(), "python": sys.version.split()[0]}
     print(f"close-to-commit latency, {result['committed']}/{result['files']} small files at {args.rate}/s")
     print(f"  p50 {result['p50_s']:.2f} s   p95 {result['p95_s']:.2f} s   p99 {result['p99_s']:.2f} s   "
           f"max {result['max_s']:.2f} s")
     print(f"  target p95 <= settle + 1 s = {result['target_p95_s']:.1f} s  "
           f"(p95 / target = {result['p95_s'] / result['target_p95_s']:.2f});  "
           f"vs lsyncd's 15 s wait: {15 / result['p95_s']:.1f}x sooner, Syncthing's 10 s: {10 / result['p95_s']:.1f}x")
-    RESULTS_DIR.mkdir(exist_ok=True)
-    out = RESULTS_DIR / f"latency-{datetime.now(timezone.utc):%Y-%m-%d}.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out = save_result("latency", result)
     print(f"  written to {out}")
     return 0
 

@@ -23,13 +23,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import psutil
 import yaml
 
-from bench.emulator import RESULTS_DIR, EmulatorRun
+from bench.emulator import EmulatorProcess
+from bench.report import save_result
 from syncd.journal import Journal
 
 
@@ -61,7 +61,7 @@ def warm_journal(path: Path, root: Path) -> None:
                    " uploaded_at = updated_at")
 
 
-def write_config(work: Path, emulator: EmulatorRun, journal: Path) -> Path:
+def write_config(work: Path, emulator: EmulatorProcess, journal: Path) -> Path:
     config = work / "syncd.yaml"
     config.write_text(yaml.safe_dump({
         "box": {"api_url": emulator.api_url, "upload_url": emulator.upload_url,
@@ -92,7 +92,7 @@ def journal_rows(path: Path) -> int:
         return 0
 
 
-def measure_warm(work: Path, emulator: EmulatorRun, files: int) -> dict:
+def measure_warm(work: Path, emulator: EmulatorProcess, files: int) -> dict:
     journal = work / "warm.db"
     warm_journal(journal, work / "inbox")
     log = work / "warm.log"
@@ -116,7 +116,7 @@ def measure_warm(work: Path, emulator: EmulatorRun, files: int) -> dict:
             "nominated": event["nominated"], "rss_watching_mib": round(peak, 1), "target_s": 30, "target_rss_mib": 200}
 
 
-def measure_cold(work: Path, emulator: EmulatorRun, files: int) -> dict:
+def measure_cold(work: Path, emulator: EmulatorProcess, files: int) -> dict:
     journal = work / "cold.db"
     log = work / "cold.log"
     started = time.monotonic()
@@ -140,7 +140,7 @@ def measure(files: int, folders: int) -> dict:
     with tempfile.TemporaryDirectory(prefix="syncd-scale-") as tmp:
         work = Path(tmp)
         make_tree(work / "inbox", files, folders)
-        emulator = EmulatorRun(work / "box").start()
+        emulator = EmulatorProcess(work / "box").start()
         try:
             return {"warm": measure_warm(work, emulator, files), "cold": measure_cold(work, emulator, files)}
         finally:
@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="syncd-scale-") as tmp:
         work = Path(tmp)
         make_tree(work / "inbox", args.files, args.folders)
-        emulator = EmulatorRun(work / "box").start()
+        emulator = EmulatorProcess(work / "box").start()
         try:
             warm = measure_warm(work, emulator, args.files)
             cold = measure_cold(work, emulator, args.files)
@@ -194,9 +194,7 @@ def main(argv: list[str] | None = None) -> int:
           f"ratio {warm['startup_s'] / 30:.2f}); RSS watching {warm['rss_watching_mib']} MiB "
           f"(target 200 MiB, ratio {warm['rss_watching_mib'] / 200:.2f}); nominated {warm['nominated']}")
     print(f"  cold journal: every file recorded after {cold['all_recorded_s']} s; peak RSS {cold['peak_rss_mib']} MiB")
-    RESULTS_DIR.mkdir(exist_ok=True)
-    out = RESULTS_DIR / f"scale-{datetime.now(timezone.utc):%Y-%m-%d}.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out = save_result("scale", result)
     print(f"  written to {out}")
     return 0
 

@@ -46,7 +46,8 @@ from typing import Any
 import psutil
 import requests
 
-from bench.emulator import RESULTS_DIR, BenchError, EmulatorRun
+from bench.emulator import BenchError, EmulatorProcess
+from bench.report import RESULTS_DIR
 
 MIB = 1024 * 1024
 PART_BENCH_PART_SIZE = 8 * MIB
@@ -398,7 +399,7 @@ def run_bench(runs: int, stream_size: int, parts_bytes: int, direct_uploads: int
         for run in range(runs):
             data_dir = workdir / f"run-{run}"
             data_dir.mkdir()
-            emulator = EmulatorRun(data_dir).start()
+            emulator = EmulatorProcess(data_dir).start()
             try:
                 with RssSampler(emulator.pid) as sampler:
                     with CpuMeter(emulator.pid) as cpu:

@@ -16,22 +16,20 @@ The figures are printed and written to ``bench/results/resume-<UTC date>.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import shutil
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from syncd.emulator.context import PartSizeTable
 from tests.daemon.daemon_process import DaemonProcess, Watch, config_data, write_config
-from tests.support.emulator import EmulatorProcess
+from bench.emulator import EmulatorProcess
+from bench.report import save_result
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 MIB = 1024 * 1024
 GIB = 1024 * MIB
 CHUNKED_MIN = 20_000_000
@@ -146,15 +144,12 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     result["command"] = "python -m bench.resume " + " ".join(argv if argv is not None else sys.argv[1:])
-    result["machine"] = {"cores": os.cpu_count(), "python": sys.version.split()[0]}
     print(f"resume after SIGKILL at {result['killed_at_fraction']:.0%} of a {size / MIB:.0f} MiB chunked upload "
           f"({result['duration_s']:.1f} s in all, {result['sessions_created']} session(s) created)")
     print(f"  {'bytes sent again':<22}{result['bytes_resent'] / MIB:>10.1f} MiB")
     print(f"  {'bound (conc. x part)':<22}{bound_text(result):>14}")
     print(f"  {'ratio to the bound':<22}{result['ratio']:>10.2f}     (target <= 1)")
-    RESULTS_DIR.mkdir(exist_ok=True)
-    out = RESULTS_DIR / f"resume-{datetime.now(UTC):%Y-%m-%d}.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out = save_result("resume", result)
     print(f"  written to {out}")
     return 0
 

@@ -28,14 +28,15 @@ import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from syncd.box.ratelimit import RateLimits
-from bench.emulator import RESULTS_DIR, BenchError, EmulatorRun, count_status
+from bench.emulator import BenchError, EmulatorProcess, count_status
+from bench.report import save_result
 
 FILE_SIZE = 64 * 1024
 EMULATOR_UPLOADS_PER_MINUTE = 2400
@@ -72,7 +73,7 @@ def _commit_times(log: Path) -> list[float]:
     return sorted(stamps)
 
 
-def _write_config(work: Path, emulator: EmulatorRun, inbox: Path) -> Path:
+def _write_config(work: Path, emulator: EmulatorProcess, inbox: Path) -> Path:
     config = work / "syncd.yaml"
     config.write_text(yaml.safe_dump({
         "box": {"api_url": emulator.api_url, "upload_url": emulator.upload_url,
@@ -101,7 +102,7 @@ def sustained_rate(commits: list[float], skip_seconds: float) -> float:
 
 def measure(files: int, work: Path, timeout: float = 600.0) -> SmallFilesRun:
     """One run: a fresh emulator and daemon, ``files`` files of 64 KiB dropped at once."""
-    with EmulatorRun(work / "box", ["--upload-rate-limit", str(EMULATOR_UPLOADS_PER_MINUTE)]) as emulator:
+    with EmulatorProcess(work / "box", "--upload-rate-limit", str(EMULATOR_UPLOADS_PER_MINUTE)) as emulator:
         inbox = work / "inbox"
         inbox.mkdir()
         log = work / "daemon.log"
@@ -175,9 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{result['files_per_s']:.1f} files/s = {result['fraction_of_ceiling']:.3f} of the "
           f"{CEILING_FILES_PER_S:.0f}/s ceiling (target >= {TARGET_FRACTION}); 429 share {result['share_429']:.4f} "
           f"(target < {TARGET_429_SHARE})")
-    RESULTS_DIR.mkdir(exist_ok=True)
-    out = RESULTS_DIR / f"small-files-{datetime.now(timezone.utc):%Y-%m-%d}.json"
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out = save_result("small-files", result)
     print(f"  written to {out}")
     return 0
 

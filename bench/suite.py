@@ -10,8 +10,6 @@ cost the figures of the others.
 from __future__ import annotations
 
 import math
-import os
-import platform
 import shlex
 import tempfile
 import time
@@ -22,9 +20,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import psutil
 
-from bench.emulator import REPO_ROOT, RESULTS_DIR
+from bench.report import REPO_ROOT, RESULTS_DIR, machine
 
 MIB = 1024 * 1024
 DOCS_DIR = REPO_ROOT / "docs"
@@ -283,17 +280,6 @@ def figures_of(name: str, result: dict[str, Any]) -> list[Figure]:
 
 
 # --------------------------------------------------------------------------- machine and rendering
-
-
-def machine() -> dict[str, Any]:
-    """Cores, memory, Python and platform of this machine, plus the load when the suite started."""
-    return {
-        "cores": os.cpu_count(),
-        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "load_average_1m": round(os.getloadavg()[0], 2),
-    }
 
 
 METHOD_NOTES = {

@@ -69,6 +69,9 @@ def connect_box(config: Config, *, workers: int | None = None) -> BoxConnection:
         concurrency=concurrency,
         timeout=(box.connect_timeout, box.read_timeout),
         rate_limits=RateLimits(api_calls_per_minute=box.calls_per_minute, uploads_per_minute=box.uploads_per_minute),
+        # The loader refuses verify_tls: false unless every Box URL is loopback, and the
+        # transport keeps verifying any non-loopback host whatever it is given.
+        verify=box.verify_tls,
     )
     uploader = Uploader(client, chunked_threshold=box.direct_upload_max, concurrency=box.part_concurrency)
     return BoxConnection(client, uploader, FolderTree(client))

@@ -13,4 +13,5 @@ Modules, top down:
   faults     fault knobs, rate-limit windows, request statistics
   context    what handlers share; part-size table; compatibility switches
   errors, names, clock   Box errors, item-name rules, the movable clock
+  harness    start one in a subprocess from a test suite or benchmark (not imported by the rest)
 """

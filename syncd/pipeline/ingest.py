@@ -121,7 +121,7 @@ def _epoch(iso: str | None) -> float:
 class Outcome:
     """What happened to one claimed file (for metrics and tests)."""
 
-    kind: str  # uploaded | reconciled | retry | failed | quarantined | skipped | changed | gone | stale
+    kind: str  # uploaded | retry | failed | quarantined | skipped | changed | gone | stale
     detail: str = ""
     uploaded: UploadedFile | None = None
     code: str | None = None  # Box error code or syncd's own (e.g. unreadable), for metrics labels

@@ -12,7 +12,9 @@ from pathlib import Path
 import requests
 
 from tests.emulator.wire import auth, create_session, put_part, upload
-from tests.support.emulator import REPO_ROOT, EmulatorProcess
+from tests.support.emulator import EmulatorProcess
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_cli(*args: str, timeout: float = 30, full_cli: bool = False) -> subprocess.CompletedProcess[str]:
