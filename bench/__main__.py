@@ -3,8 +3,9 @@
     python -m bench all [--quick] [--only NAME ...]
 
 runs the benchmarks (each against its own fresh emulator), writes
-``bench/results/<UTC date>.json`` and regenerates ``docs/BENCHMARKS.md`` with the
-plots it links. ``python -m bench list`` names the benchmarks; ``python -m bench render
+``bench/results/<UTC date>.json`` (``<date>-quick.json`` with --quick) and regenerates
+``docs/BENCHMARKS.md`` with the plots it links. With --only, the named benchmarks
+replace theirs in that day's results file and the rest of its table is kept. ``python -m bench list`` names the benchmarks; ``python -m bench render
 RESULTS.json`` redraws the table and plots from a results file without running anything.
 """
 
@@ -16,7 +17,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.suite import BENCHMARKS, report_from_json, run_suite, shell_command, write_outputs
+from bench.suite import (
+    BENCHMARKS,
+    merge_reports,
+    report_from_json,
+    results_path,
+    run_suite,
+    shell_command,
+    write_outputs,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,6 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wrote {json_path} and {markdown_path}")
         return 0
     report = run_suite(args.only or list(BENCHMARKS), quick=args.quick, command=shell_command(arguments))
+    earlier = results_path(report.date, quick=args.quick)
+    if args.only and earlier.exists():
+        report = merge_reports(report_from_json(json.loads(earlier.read_text())), report)
     json_path, markdown_path = write_outputs(report)
     failed = [outcome.name for outcome in report.outcomes if outcome.error]
     print(f"wrote {json_path} and {markdown_path}" + (f"; did not run: {', '.join(failed)}" if failed else ""))

@@ -33,10 +33,11 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Self
 
 from bench.emulator import EmulatorProcess
 from bench.report import REPO_ROOT, RESULTS_DIR, machine
@@ -245,7 +246,7 @@ class ThroughputSampler:
         with self._lock:
             self.samples.append((round(time.perf_counter() - self._started, 3), self._sent))
 
-    def __enter__(self) -> ThroughputSampler:
+    def __enter__(self) -> Self:
         self._started = time.perf_counter()
         self._sample()
         self._thread.start()
@@ -257,8 +258,9 @@ class ThroughputSampler:
         self._sample()
 
 
-QUICK_SETTINGS = {"runs": 3, "sizes": [1024 * MIB], "wan_size": 128 * MIB, "rss_size": 1024 * MIB}
-FULL_SETTINGS = {"runs": 3, "sizes": [1024 * MIB, 4096 * MIB], "wan_size": 1024 * MIB, "rss_size": 4096 * MIB}
+QUICK_SETTINGS = {"runs": 3, "sizes": [1024 * MIB], "wan_sizes": [128 * MIB], "rss_size": 1024 * MIB}
+FULL_SETTINGS = {"runs": 3, "sizes": [1024 * MIB, 4096 * MIB], "wan_sizes": [1024 * MIB, 4096 * MIB],
+                 "rss_size": 4096 * MIB}
 
 
 def _median(values: list[float]) -> float:
@@ -320,7 +322,7 @@ def _wan_runs(work: Path, size: int, runs: int) -> dict[str, Any]:
 
 
 def run(*, quick: bool = False, runs: int | None = None) -> dict[str, Any]:
-    """The suite's entry point: loopback (every size), WAN and client RSS figures, medians over runs.
+    """The suite's entry point: loopback and WAN (every size) and client RSS figures, medians over runs.
 
     The first loopback run of the largest size is sampled every 0.2 s for the
     throughput-over-time plot (``throughput_samples``: [seconds, bytes sent]).
@@ -336,7 +338,7 @@ def run(*, quick: bool = False, runs: int | None = None) -> dict[str, Any]:
             result["loopback"].append(_loopback_runs(work, size, runs, sampler if size == largest else None))
         result["throughput_size"] = largest
         result["throughput_samples"] = sampler.samples
-        result["wan"] = _wan_runs(work, int(settings["wan_size"]), runs)
+        result["wan"] = [_wan_runs(work, size, runs) for size in settings["wan_sizes"]]
         peaks: list[float] = []
         for _ in range(runs):
             figures = Figures(size=0)
@@ -374,8 +376,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             bench_rss(work, args.rss_size, figures)
     print(report(figures))
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    out = RESULTS_DIR / f"client-{datetime.now(timezone.utc):%Y-%m-%d}.json"
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    out = RESULTS_DIR / f"client-{datetime.now(UTC):%Y-%m-%d}.json"
+    now = datetime.now(UTC).isoformat(timespec="seconds")
     record = {"figures": {}, "runs": []}
     if out.exists():  # keep figures of sections skipped in this run (--skip)
         record = json.loads(out.read_text())

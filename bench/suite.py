@@ -16,10 +16,9 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
 
 from bench.report import REPO_ROOT, RESULTS_DIR, machine
 
@@ -107,7 +106,9 @@ def _run_emulator(quick: bool) -> dict[str, Any]:
 
 
 def _run_resume(quick: bool) -> dict[str, Any]:
-    from bench.resume import run_resume  # written by another engineer; called, not changed
+    from bench.resume import (
+        run_resume,  # written by another engineer; called, not changed
+    )
 
     size, runs = (256 * MIB, 1) if quick else (1024 * MIB, 3)
     measured = []
@@ -173,8 +174,7 @@ def _large_figures(result: dict[str, Any]) -> list[Figure]:
         ratio = loop["ratio_median"]
         rows.append(Figure("large", f"{size} chunked upload, loopback, 4 parts", loop["mb_per_s_median"], "MB/s",
                            floor_mb_s, "sha1sum twice (MB/s)", ratio, "time <= 2x sha1sum twice", ratio <= 2.0, command))
-    wan = result.get("wan")
-    if wan:
+    for wan in result.get("wan", []):
         size = _size_label(wan["size"])
         one_mb_s = wan["size"] / 1e6 / wan["one_part_s_median"]
         rows.append(Figure("large", f"{size} chunked upload, WAN {wan['latency_ms']} ms, "
@@ -329,8 +329,8 @@ def render_markdown(report: SuiteReport) -> str:
         "say what each figure is compared with.",
         "",
         f"- **Date**: {report.date}" + (" (quick run)" if report.quick else ""),
-        f"- **Machine**: {m.get('cores')} cores, {m.get('memory_gib')} GiB memory, Python {m.get('python')}, "
-        f"{m.get('platform')}; 1-min load average at start {m.get('load_average_1m')}",
+        (f"- **Machine**: {m.get('cores')} cores, {m.get('memory_gib')} GiB memory, Python {m.get('python')}, "
+        f"{m.get('platform')}; 1-min load average at start {m.get('load_average_1m')}"),
         f"- **Command**: `{report.command}`",
         "",
         "| benchmark | figure | value | unit | baseline | baseline value | ratio | target | met | command |",
@@ -377,7 +377,7 @@ def run_suite(names: Sequence[str], *, quick: bool, command: str) -> SuiteReport
     unknown = [name for name in names if name not in BENCHMARKS]
     if unknown:
         raise ValueError(f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}")
-    report = SuiteReport(date=datetime.now(timezone.utc).isoformat(timespec="seconds"), command=command, quick=quick,
+    report = SuiteReport(date=datetime.now(UTC).isoformat(timespec="seconds"), command=command, quick=quick,
                          machine=machine())
     for name in names:
         print(f"== {name}", flush=True)
@@ -386,7 +386,7 @@ def run_suite(names: Sequence[str], *, quick: bool, command: str) -> SuiteReport
             result = BENCHMARKS[name](quick)
             outcome = BenchmarkOutcome(name, time.monotonic() - started, result=result)
             report.figures += figures_of(name, result)
-        except Exception:  # record and go on: the other benchmarks' figures still count
+        except Exception:  # noqa: BLE001 -- record and go on: the other benchmarks' figures still count
             outcome = BenchmarkOutcome(name, time.monotonic() - started, error=traceback.format_exc())
             print(f"   {name} failed: {outcome.error.strip().splitlines()[-1]}", flush=True)
         report.outcomes.append(outcome)
@@ -411,11 +411,31 @@ def write_outputs(report: SuiteReport, *, results_dir: Path = RESULTS_DIR, docs_
         plots.throughput_plot(samples, docs_dir / "throughput.png", size=results["large"]["throughput_size"])
         report.plots["Throughput over time, large-file upload"] = "throughput.png"
     results_dir.mkdir(parents=True, exist_ok=True)
-    json_path = results_dir / f"{report.date[:10]}.json"
+    json_path = results_path(report.date, quick=report.quick, results_dir=results_dir)
     json_path.write_text(json.dumps(report_json(report), indent=2) + "\n")
     markdown_path = docs_dir / "BENCHMARKS.md"
     markdown_path.write_text(render_markdown(report))
     return json_path, markdown_path
+
+
+def results_path(date: str, *, quick: bool, results_dir: Path = RESULTS_DIR) -> Path:
+    """bench/results/<UTC date>.json, or <date>-quick.json: a quick run never replaces full-size figures."""
+    return results_dir / f"{date[:10]}{'-quick' if quick else ''}.json"
+
+
+def merge_reports(earlier: SuiteReport, later: SuiteReport) -> SuiteReport:
+    """``earlier`` with the benchmarks ``later`` ran replaced by its outcomes (an ``--only`` rerun
+    completes the day's table instead of replacing it with a one-benchmark table)."""
+    rerun = {outcome.name: outcome for outcome in later.outcomes}
+    kept = [outcome for outcome in earlier.outcomes if outcome.name not in rerun]
+    order = list(BENCHMARKS)
+    outcomes = sorted([*kept, *rerun.values()], key=lambda o: order.index(o.name) if o.name in order else len(order))
+    merged = SuiteReport(date=later.date, command=f"{earlier.command}; then {later.command}", quick=later.quick,
+                         machine=later.machine, outcomes=outcomes)
+    for outcome in outcomes:
+        if outcome.result:
+            merged.figures += figures_of(outcome.name, outcome.result)
+    return merged
 
 
 def report_from_json(saved: dict[str, Any]) -> SuiteReport:
@@ -436,5 +456,19 @@ def shell_command(argv: Sequence[str]) -> str:
     return "python -m bench " + " ".join(shlex.quote(arg) for arg in argv) if argv else "python -m bench"
 
 
-__all__ = ["BENCHMARKS", "Figure", "SuiteReport", "BenchmarkOutcome", "figures_of", "machine", "render_markdown",
-           "report_json", "report_from_json", "run_suite", "write_outputs", "shell_command"]
+__all__ = [
+    "BENCHMARKS",
+    "BenchmarkOutcome",
+    "Figure",
+    "SuiteReport",
+    "figures_of",
+    "machine",
+    "merge_reports",
+    "render_markdown",
+    "report_from_json",
+    "report_json",
+    "results_path",
+    "run_suite",
+    "shell_command",
+    "write_outputs",
+]

@@ -12,7 +12,13 @@ import pytest
 
 from bench.emulator import count_status
 from bench.small_files import sustained_rate
-from bench.suite import BenchmarkOutcome, SuiteReport, figures_of, render_markdown, write_outputs
+from bench.suite import (
+    BenchmarkOutcome,
+    SuiteReport,
+    figures_of,
+    render_markdown,
+    write_outputs,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 MIB = 1024 * 1024
@@ -21,8 +27,8 @@ FAKE_RESULTS = {
     "large": {
         "command": "python -m bench all --quick",
         "loopback": [{"size": 256 * MIB, "mb_per_s_median": 180.0, "sha1sum_twice_s_median": 1.0, "ratio_median": 1.5}],
-        "wan": {"size": 64 * MIB, "latency_ms": 40, "bandwidth_per_connection": 12_000_000, "one_part_s_median": 6.0,
-                "four_parts_s_median": 1.6, "speedup_median": 3.75, "four_parts_mb_per_s_median": 41.9},
+        "wan": [{"size": 64 * MIB, "latency_ms": 40, "bandwidth_per_connection": 12_000_000, "one_part_s_median": 6.0,
+                 "four_parts_s_median": 1.6, "speedup_median": 3.75, "four_parts_mb_per_s_median": 41.9}],
         "rss": {"size": 256 * MIB, "peak_mib_median": 150.0, "limit_mib": 278.0},
         "throughput_size": 256 * MIB,
         "throughput_samples": [[0.0, 0], [0.2, 30 * MIB], [0.4, 70 * MIB], [0.6, 120 * MIB], [0.8, 256 * MIB]],
@@ -87,7 +93,7 @@ def test_markdown_has_machine_command_table_failures_and_plots(tmp_path):
     for png in ("latency.png", "throughput.png"):
         assert (tmp_path / "docs" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     saved = json.loads(json_path.read_text())
-    assert json_path.name == "2026-11-21.json"
+    assert json_path.name == "2026-11-21-quick.json"  # a quick run never replaces the full-size figures
     assert saved["machine"]["cores"] == 2 and saved["command"] == "python -m bench all --quick"
     assert len(saved["figures"]) == len(report.figures)
     assert saved["benchmarks"]["resume"]["error"].endswith("No module named 'bench.resume'")
@@ -116,13 +122,13 @@ def test_count_status_sums_over_endpoints():
 
 
 def test_command_line_help_and_bad_name():
-    helped = subprocess.run([sys.executable, "-m", "bench", "all", "--help"], cwd=ROOT, capture_output=True, text=True,
+    helped = subprocess.run([sys.executable, "-m", "bench", "all", "--help"], cwd=ROOT, check=False, capture_output=True, text=True,
                             timeout=60)
     assert helped.returncode == 0 and "--quick" in helped.stdout and "--only" in helped.stdout
-    listed = subprocess.run([sys.executable, "-m", "bench", "list"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    listed = subprocess.run([sys.executable, "-m", "bench", "list"], cwd=ROOT, check=False, capture_output=True, text=True, timeout=60)
     assert listed.stdout.split() == ["large", "small_files", "latency", "scale", "resume", "chaos", "chaos_restart",
                                      "emulator"]
-    bad = subprocess.run([sys.executable, "-m", "bench", "all", "--only", "nope"], cwd=ROOT, capture_output=True,
+    bad = subprocess.run([sys.executable, "-m", "bench", "all", "--only", "nope"], cwd=ROOT, check=False, capture_output=True,
                          text=True, timeout=60)
     assert bad.returncode == 2 and "invalid choice: 'nope'" in bad.stderr
 
@@ -137,6 +143,24 @@ def test_render_rebuilds_the_table_from_a_results_file(tmp_path):
     assert render_markdown(again) == original
     bad = tmp_path / "bad.json"
     bad.write_text("{}")
-    done = subprocess.run([sys.executable, "-m", "bench", "render", str(bad)], cwd=ROOT, capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "bench", "render", str(bad)], cwd=ROOT, check=False, capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 2 and "cannot render" in done.stderr and "KeyError" in done.stderr
+
+
+def test_only_rerun_replaces_its_benchmarks_and_keeps_the_rest():
+    from bench.suite import merge_reports
+
+    full = SuiteReport(date="2026-11-21T10:00:00+00:00", command="python -m bench all", quick=False, machine={"cores": 2})
+    for name in ("large", "latency", "chaos"):
+        full.outcomes.append(BenchmarkOutcome(name, 5.0, result=FAKE_RESULTS[name]))
+    full.outcomes.append(BenchmarkOutcome("resume", 1.0, error="Traceback...\nRuntimeError: boom"))
+    fixed_chaos = {**FAKE_RESULTS["chaos"], "duplicated": 0}
+    rerun = SuiteReport(date="2026-11-21T12:00:00+00:00", command="python -m bench all --only chaos", quick=False,
+                        machine={"cores": 2}, outcomes=[BenchmarkOutcome("chaos", 9.0, result=fixed_chaos)])
+    merged = merge_reports(full, rerun)
+    assert [o.name for o in merged.outcomes] == ["large", "latency", "resume", "chaos"]  # the suite's order
+    assert merged.command == "python -m bench all; then python -m bench all --only chaos"
+    assert all(f.met is not False for f in merged.figures if f.benchmark == "chaos")
+    assert {f.benchmark for f in merged.figures} == {"large", "latency", "chaos"}
+    assert next(o for o in merged.outcomes if o.name == "resume").error  # a failure stays visible until rerun
