@@ -54,6 +54,7 @@ ROUTES: tuple[Route, ...] = (
            content.create_version_session),
     _route("POST", "/2.0/folders", "folders.create", items.create_folder),
     _route("GET", f"/2.0/folders/{_ID}", "folders.get", items.get_folder),
+    _route("DELETE", f"/2.0/folders/{_ID}", "folders.delete", items.delete_folder),
     _route("GET", f"/2.0/folders/{_ID}/items", "folders.items", items.folder_items),
     _route("GET", f"/2.0/files/{_ID}", "files.get", items.get_file),
     _route("PUT", f"/2.0/files/{_ID}", "files.update", items.update_file),

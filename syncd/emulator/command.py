@@ -65,6 +65,9 @@ choices where Box is undocumented or its sources disagree (REFERENCE.md sec. 7):
   - GET /files/{id}/versions lists past versions only (not the current one), newest first.
   - GET /files/{id}/content streams the bytes with 200 (no redirect to a download host).
   - DELETE /files/{id} moves the file to the trash (204); it then disappears from listings.
+  - DELETE /folders/{id} moves the folder and everything below it to the trash (204); a folder
+    holding anything needs ?recursive=true, else 400 folder_not_empty. The root folder "0"
+    answers 403 access_denied_insufficient_permissions.
   - 401 carries WWW-Authenticate and a JSON error body (--unauthorized-body empty: no body,
     as seen live). The --token developer token does not expire by time;
     POST /_emulator/tokens/expire expires it (and every access token) until a restart.

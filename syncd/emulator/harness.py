@@ -188,3 +188,12 @@ class EmulatorProcess:
 
     def download(self, file_id: str) -> bytes:
         return self._get(f"/files/{file_id}/content").content
+
+    # -- operator actions (plain requests, as someone working in Box would) --
+    def delete_folder(self, folder_id: str, *, recursive: bool = True) -> None:
+        """Move a folder (and, with `recursive`, everything in it) to the trash."""
+        response = self._http.delete(f"{self.api_url}/folders/{folder_id}",
+                                     params={"recursive": "true" if recursive else "false"},
+                                     headers={"Authorization": f"Bearer {self.token}"}, timeout=60)
+        if response.status_code != 204:
+            raise EmulatorError(f"DELETE /folders/{folder_id} -> {response.status_code}: {response.text[:500]}")

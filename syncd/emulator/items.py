@@ -148,6 +148,21 @@ def folder_items(ctx: Context, request: Request, user: User, params: dict[str, s
     return Response.json(200, _collection(ctx, request, user, ROOT_ID if folder is None else folder.id))
 
 
+def delete_folder(ctx: Context, request: Request, user: User, params: dict[str, str]) -> Response:
+    """DELETE /2.0/folders/{id}[?recursive=true]: moves the folder and its content to the trash (204).
+
+    A non-empty folder needs recursive=true, else 400 folder_not_empty (box-openapi#221).
+    """
+    if _folder_id(params["id"]) == ROOT_ID:
+        # Undocumented; Box never lets the root go, and 403 is its answer for "not allowed here".
+        raise BoxError(403, "access_denied_insufficient_permissions", "Access denied - insufficient permission")
+    folder = _load_folder(ctx, user, params["id"])
+    assert folder is not None  # only the root loads as None
+    recursive = (request.arg("recursive") or "").lower() == "true"
+    ctx.store.trash_folder(folder, ctx.clock.now(), request.header("If-Match"), recursive)
+    return Response(204)
+
+
 def get_file(ctx: Context, request: Request, user: User, params: dict[str, str]) -> Response:
     """GET /2.0/files/{id}"""
     item = _load_file(ctx, user, params["id"])

@@ -484,6 +484,28 @@ class Store:
             db.execute("UPDATE items SET status='trashed', trashed_at=?, etag=etag+1 WHERE id=?",
                        (now, current.id))
 
+    def trash_folder(self, folder: Item, now: float, if_match: str | None, recursive: bool) -> None:
+        """Move a folder and everything below it to the trash (DELETE /folders/{id}).
+
+        Without `recursive` a folder holding any active item is refused with Box's
+        400 folder_not_empty. Descendants are trashed with it, so they answer 404 and
+        leave listings, and their names are free again, as on Box.
+        """
+        with self.write() as db:
+            current = self.get_item(folder.id, folder.owner_id, db)
+            check_if_match(current, if_match)
+            if current is None or current.type != "folder":
+                raise not_found("Not Found")
+            if not recursive and db.execute(
+                    "SELECT 1 FROM items WHERE parent_id=? AND owner_id=? AND status='active' LIMIT 1",
+                    (current.id, current.owner_id)).fetchone() is not None:
+                raise BoxError(400, "folder_not_empty", "Cannot delete - folder not empty")
+            db.execute(
+                "WITH RECURSIVE tree(id) AS (SELECT ? UNION ALL SELECT i.id FROM items i JOIN tree t "
+                "ON i.parent_id = t.id WHERE i.owner_id=? AND i.status='active') "
+                "UPDATE items SET status='trashed', trashed_at=?, etag=etag+1 WHERE id IN (SELECT id FROM tree)",
+                (current.id, current.owner_id, now))
+
     def versions(self, file_id: int) -> list[Version]:
         rows = self.read().execute("SELECT * FROM versions WHERE file_id=? ORDER BY id DESC", (file_id,)).fetchall()
         return [Version(**dict(row)) for row in rows]

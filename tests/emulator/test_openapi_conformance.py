@@ -615,6 +615,39 @@ def test_folders_create_get_and_list(box: BoxWire) -> None:
     assert capped["limit"] == 1000 and len(capped["entries"]) == 5  # silently reduced (REFERENCE.md §3.7)
 
 
+def test_folder_delete_moves_the_tree_to_the_trash(box: BoxWire) -> None:
+    api = box.emulator.api_url
+    folder = make_folder(box, unique("Doomed"))
+    sub = make_folder(box, "sub", folder["id"])
+    _, files = box.upload("inner.txt", b"inner", parent=sub["id"])
+    inner_id = files["entries"][0]["id"]
+    url = f"{api}/folders/{folder['id']}"
+    # Not empty: recursive is required (400, box-openapi#221 moved it there from 409).
+    box.call("DELETE", url, 400, code="folder_not_empty")
+    box.call("DELETE", url, 400, code="folder_not_empty", params={"recursive": "false"})
+    box.call("DELETE", url, 412, headers={"If-Match": "not-the-etag"}, params={"recursive": "true"})
+    box.call("DELETE", url, 204, params={"recursive": "true"})
+
+    # The folder, its sub-folder and their files are gone (404) and out of the listing.
+    box.call("GET", url, 404, code="not_found")
+    box.call("GET", f"{api}/folders/{sub['id']}", 404, code="not_found")
+    box.call("GET", f"{api}/files/{inner_id}", 404, code="not_found")
+    _, root_items = box.call("GET", f"{api}/folders/0/items", 200, params={"limit": 1000})
+    assert folder["name"] not in {entry["name"] for entry in root_items["entries"]}
+    box.call("DELETE", url, 404, code="not_found", params={"recursive": "true"})
+    # Nothing can go into a trashed folder, and its name is free again.
+    box.upload("late.txt", b"late", parent=sub["id"], expect=404)
+    box.call("POST", f"{api}/folders", 404, json={"name": "child", "parent": {"id": folder["id"]}})
+    assert make_folder(box, folder["name"])["id"] != folder["id"]
+
+    empty = make_folder(box, unique("Empty"))
+    box.call("DELETE", f"{api}/folders/{empty['id']}", 204)  # an empty folder needs no recursive
+    box.call("DELETE", f"{api}/folders/123456789", 404, code="not_found", params={"recursive": "true"})
+    box.call("DELETE", f"{api}/folders/not-an-id", 405)  # malformed folder id, as for GET
+    box.call("DELETE", f"{api}/folders/0", 403, code="access_denied_insufficient_permissions",
+             params={"recursive": "true"})
+
+
 def test_files_get_update_download_delete(box: BoxWire) -> None:
     data = b"file-endpoint-bytes"
     _, files = box.upload(unique("f.txt"), data)
