@@ -16,6 +16,10 @@ It knows SQLite only (no Box, no pipeline, no config). How the daemon uses it:
     journal.mark_uploaded(row.id, box_file_id, version_id, etag, sha1, now, claim_seq=row.claim_seq)
     # or schedule_retry / mark_failed / mark_quarantined / mark_skipped
 
+    journal.save_box_folder_id(parent_id, name_key, folder_id)   # Box sub-folder ids, so a restart
+    journal.box_folder_id(parent_id, name_key)                   # need not ask Box for them again;
+    journal.forget_box_folder(folder_id)                         # dropped (with all below) once gone
+
 Workers should always pass `claim_seq`: if the file changed (or was claimed again)
 meanwhile, the outcome method raises StaleClaim instead of recording a stale upload.
 `syncd status/history` open it with role="reader" (read-only, no lock) and

@@ -111,6 +111,26 @@ MIGRATIONS: tuple[Migration, ...] = (
         description="the upload session's URL, which Box may place on another host than the upload base",
         statements=("ALTER TABLE upload_sessions ADD COLUMN endpoint TEXT",),
     ),
+    Migration(
+        version=4,
+        description="Box sub-folder ids resolved by name, so a restart does not ask Box for them again",
+        statements=(
+            """
+            CREATE TABLE box_folders (
+                parent_id TEXT NOT NULL,
+                -- Box names are unique case-insensitively within a parent: the key is the
+                -- case-folded name, so "Scans" and "scans" resolve to the same folder.
+                name_key TEXT NOT NULL,
+                folder_id TEXT NOT NULL,
+                resolved_at REAL NOT NULL,
+                PRIMARY KEY (parent_id, name_key)
+            ) WITHOUT ROWID
+            """,
+            # Forgetting a folder deleted on Box finds its own entry by id (its children
+            # by parent_id, which the primary key serves).
+            "CREATE INDEX box_folders_folder ON box_folders (folder_id)",
+        ),
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -50,6 +50,13 @@ def check_sha1(sha1: str) -> str:
     return digest
 
 
+def check_box_ids(**ids: str) -> None:
+    """Raise ValueError unless every given Box id or folder-name key is a non-empty string."""
+    for name, value in ids.items():
+        if not isinstance(value, str) or not value or "\x00" in value:
+            raise ValueError(f"{name} must be a non-empty string without NUL, not {value!r}")
+
+
 def check_limit(limit: int) -> None:
     """Raise ValueError unless limit is a positive int."""
     if not isinstance(limit, int) or limit < 1:

@@ -133,6 +133,31 @@ def test_version_1_journal_is_migrated_by_the_daemon(journal_path: Path) -> None
         assert reader.in_flight()[0].bytes_done == 4
 
 
+def test_version_3_journal_gains_the_box_folder_table(journal_path: Path) -> None:
+    # A journal as syncd wrote it before Box folder ids were kept (schema version 3).
+    journal_path.parent.mkdir(parents=True)
+    conn = sqlite3.connect(journal_path, isolation_level=None)
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    assert apply_migrations(conn, MIGRATIONS, target=3) == [1, 2, 3]
+    conn.execute(
+        "INSERT INTO files (watch, relpath, size, mtime_ns, inode, sha1, state, box_file_id, box_version_id,"
+        " attempts, next_attempt_at, detected_at, ready_at, updated_at, uploaded_at)"
+        f" VALUES ('inbox', 'a/b/old.pdf', 5, 9, 3, '{'c' * 40}', 'uploaded', 'F1', 'V1', 1, 10, 10, 10, 11, 11)"
+    )
+    conn.close()
+    with Journal.open(journal_path) as journal:
+        assert journal.box_folder_id("0", "a") is None
+        journal.save_box_folder_id("0", "a", "100")
+        assert journal.box_folder_id("0", "a") == "100"
+        [known] = journal.known_files("inbox")
+        assert known == ("a/b/old.pdf", 5, 9, 3, FileState.UPLOADED)
+    conn = sqlite3.connect(journal_path)
+    assert schema_version(conn) == SCHEMA_VERSION == 4
+    conn.close()
+    with Journal.open(journal_path, role="reader") as reader:
+        assert reader.box_folder_id("0", "A".casefold()) == "100"
+
+
 def test_a_failing_migration_leaves_the_journal_at_its_old_version(tmp_path: Path) -> None:
     conn = sqlite3.connect(tmp_path / "j.db", isolation_level=None)
     steps = (
