@@ -34,12 +34,17 @@ from typing import Any
 
 import requests
 
-from bench.verifier import BoxReader, pending_from_status, syncd_status, verify
-from tests.daemon.daemon_process import DaemonProcess, Watch, config_data, write_config
 from bench.emulator import EmulatorProcess
 from bench.report import save_result
+from bench.verifier import BoxReader, pending_from_status, syncd_status, verify
+from syncd.daemon_process import (
+    CHUNKED_MIN,
+    DaemonProcess,
+    Watch,
+    config_data,
+    write_config,
+)
 
-CHUNKED_MIN = 20_000_000  # Box's (and the config's) smallest upload session
 CLIENT_ID = "syncd-emulator-client"
 CLIENT_SECRET = "syncd-emulator-secret"  # the emulator's built-in default, not a real credential
 DEFAULT_USER = "11446498"

@@ -13,21 +13,17 @@ lsyncd (15 s) and Syncthing (10 s) before they even start a transfer.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime
 from pathlib import Path
-
-import yaml
 
 from bench.emulator import EmulatorProcess
 from bench.report import save_result
 from syncd.config import ReadinessConfig
+from syncd.daemon_process import DaemonProcess, event_time, write_config
 
 FILE_SIZE = 4096
 
@@ -37,16 +33,9 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
 
 
-def committed_at(log: Path) -> dict[str, float]:
+def committed_at(daemon: DaemonProcess) -> dict[str, float]:
     """path -> epoch seconds of its upload_committed event."""
-    found: dict[str, float] = {}
-    for line in log.read_text().splitlines():
-        if '"upload_committed"' not in line:
-            continue
-        event = json.loads(line)
-        stamp = datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00")).timestamp()
-        found[event["path"]] = stamp
-    return found
+    return {event["path"]: event_time(event) for event in daemon.events("upload_committed")}
 
 
 def measure(files: int, rate: float, work: Path) -> dict:
@@ -54,22 +43,16 @@ def measure(files: int, rate: float, work: Path) -> dict:
     emulator = EmulatorProcess(work / "box").start()
     inbox = work / "inbox"
     inbox.mkdir()
-    config = work / "syncd.yaml"
-    config.write_text(yaml.safe_dump({
+    config = write_config(work / "syncd.yaml", {
         "box": {"api_url": emulator.api_url, "upload_url": emulator.upload_url,
                 "auth": {"type": "developer_token", "token": "dev-token"}},
         "journal": str(work / "journal.db"),
         "watches": [{"path": str(inbox), "folder_id": "0"}],
         "logging": {"format": "json"},
-    }))
-    log = work / "daemon.log"
-    with log.open("w") as out:
-        daemon = subprocess.Popen([sys.executable, "-m", "syncd", "run", "-c", str(config)], stdout=out,
-                                  stderr=subprocess.STDOUT)
+    })
+    daemon = DaemonProcess(config, work / "daemon.log")
     try:
-        deadline = time.monotonic() + 30
-        while '"daemon_started"' not in log.read_text() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        daemon.start()
         closed: dict[str, float] = {}
         payload = os.urandom(FILE_SIZE)
         start = time.monotonic()
@@ -80,13 +63,13 @@ def measure(files: int, rate: float, work: Path) -> dict:
             closed[name] = time.time()
             time.sleep(max(0.0, start + (i + 1) / rate - time.monotonic()))
         deadline = time.monotonic() + 120
-        commits = committed_at(log)
+        commits = committed_at(daemon)
         while len(commits) < files and time.monotonic() < deadline:
             time.sleep(0.2)
-            commits = committed_at(log)
+            commits = committed_at(daemon)
+        daemon.stop(timeout=30)
     finally:
-        daemon.terminate()
-        daemon.wait(30)
+        daemon.kill()
         emulator.stop()
     latencies = [commits[name] - closed[name] for name in closed if name in commits]
     settle = ReadinessConfig().settle

@@ -15,21 +15,19 @@ Run: ``python -m bench.daemon_scale [--files 100000] [--folders 1000]``
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import psutil
-import yaml
 
 from bench.emulator import EmulatorProcess
 from bench.report import save_result
+from syncd.daemon_process import DaemonProcess, write_config
 from syncd.journal import Journal
 
 
@@ -61,23 +59,15 @@ def warm_journal(path: Path, root: Path) -> None:
                    " uploaded_at = updated_at")
 
 
-def write_config(work: Path, emulator: EmulatorProcess, journal: Path) -> Path:
-    config = work / "syncd.yaml"
-    config.write_text(yaml.safe_dump({
+def scale_config(work: Path, emulator: EmulatorProcess, journal: Path) -> Path:
+    return write_config(work / "syncd.yaml", {
         "box": {"api_url": emulator.api_url, "upload_url": emulator.upload_url,
                 "auth": {"type": "developer_token", "token": "dev-token"}},
         "journal": str(journal),
         "watches": [{"path": str(work / "inbox"), "folder_id": "0"}],
         "readiness": {"settle": "1s"},
         "logging": {"format": "json"},
-    }))
-    return config
-
-
-def start_daemon(config: Path, log: Path) -> subprocess.Popen:
-    with log.open("w") as out:
-        return subprocess.Popen([sys.executable, "-m", "syncd", "run", "-c", str(config)], stdout=out,
-                                stderr=subprocess.STDOUT)
+    })
 
 
 def rss_mib(pid: int) -> float:
@@ -95,43 +85,37 @@ def journal_rows(path: Path) -> int:
 def measure_warm(work: Path, emulator: EmulatorProcess, files: int) -> dict:
     journal = work / "warm.db"
     warm_journal(journal, work / "inbox")
-    log = work / "warm.log"
     started = time.monotonic()
-    daemon = start_daemon(write_config(work, emulator, journal), log)
+    daemon = DaemonProcess(scale_config(work, emulator, journal), work / "warm.log").start(wait_ready=False)
     try:
-        while '"scan_finished"' not in log.read_text():
-            if time.monotonic() - started > 300 or daemon.poll() is not None:
-                raise RuntimeError(f"no scan_finished:\n{log.read_text()[-2000:]}")
-            time.sleep(0.05)
+        event = daemon.wait_for_event("scan_finished", timeout=300, interval=0.05)
         startup = time.monotonic() - started
         peak = 0.0
         for _ in range(40):  # watching, idle, for 10 s
             peak = max(peak, rss_mib(daemon.pid))
             time.sleep(0.25)
-        event = next(json.loads(line) for line in log.read_text().splitlines() if '"scan_finished"' in line)
+        daemon.stop(timeout=60)
     finally:
-        daemon.terminate()
-        daemon.wait(60)
+        daemon.kill()
     return {"startup_s": round(startup, 2), "scan_ms": event["duration_ms"], "files_seen": event["files"],
             "nominated": event["nominated"], "rss_watching_mib": round(peak, 1), "target_s": 30, "target_rss_mib": 200}
 
 
 def measure_cold(work: Path, emulator: EmulatorProcess, files: int) -> dict:
     journal = work / "cold.db"
-    log = work / "cold.log"
     started = time.monotonic()
-    daemon = start_daemon(write_config(work, emulator, journal), log)
+    daemon = DaemonProcess(scale_config(work, emulator, journal), work / "cold.log").start(wait_ready=False)
     peak = 0.0
     try:
         while journal_rows(journal) < files:
-            if time.monotonic() - started > 600 or daemon.poll() is not None:
+            if time.monotonic() - started > 600 or not daemon.running():
                 raise RuntimeError(f"cold start stalled at {journal_rows(journal)} rows")
             peak = max(peak, rss_mib(daemon.pid))
             time.sleep(0.25)
         elapsed = time.monotonic() - started
+        daemon.stop(timeout=60)
     finally:
-        daemon.terminate()
-        daemon.wait(60)
+        daemon.kill()
     return {"all_recorded_s": round(elapsed, 2), "peak_rss_mib": round(peak, 1)}
 
 

@@ -25,14 +25,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from syncd.emulator.context import PartSizeTable
-from tests.daemon.daemon_process import DaemonProcess, Watch, config_data, write_config
 from bench.emulator import EmulatorProcess
 from bench.report import save_result
+from syncd.daemon_process import (
+    CHUNKED_MIN,
+    DaemonProcess,
+    Watch,
+    config_data,
+    write_config,
+)
+from syncd.emulator.context import PartSizeTable
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB
-CHUNKED_MIN = 20_000_000
 _UNITS = {"": 1, "B": 1, "KB": 1000, "KIB": 1024, "MB": 1000**2, "MIB": MIB, "GB": 1000**3, "GIB": GIB}
 
 

@@ -20,23 +20,18 @@ and times the daemon's ``upload_committed`` events. Reported per run:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from syncd.box.ratelimit import RateLimits
 from bench.emulator import BenchError, EmulatorProcess, count_status
 from bench.report import save_result
+from syncd.box.ratelimit import RateLimits
+from syncd.daemon_process import DaemonProcess, event_time, write_config
 
 FILE_SIZE = 64 * 1024
 EMULATOR_UPLOADS_PER_MINUTE = 2400
@@ -64,18 +59,12 @@ class SmallFilesRun:
     share_429: float
 
 
-def _commit_times(log: Path) -> list[float]:
-    stamps = []
-    for line in log.read_text().splitlines():
-        if '"upload_committed"' in line:
-            event = json.loads(line)
-            stamps.append(datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00")).timestamp())
-    return sorted(stamps)
+def _commit_times(daemon: DaemonProcess) -> list[float]:
+    return sorted(event_time(event) for event in daemon.events("upload_committed"))
 
 
 def _write_config(work: Path, emulator: EmulatorProcess, inbox: Path) -> Path:
-    config = work / "syncd.yaml"
-    config.write_text(yaml.safe_dump({
+    return write_config(work / "syncd.yaml", {
         "box": {"api_url": emulator.api_url, "upload_url": emulator.upload_url,
                 "auth": {"type": "developer_token", "token": emulator.token},
                 "uploads_per_minute": DAEMON_UPLOADS_PER_MINUTE,
@@ -87,8 +76,7 @@ def _write_config(work: Path, emulator: EmulatorProcess, inbox: Path) -> Path:
         "watches": [{"path": str(inbox), "folder_id": "0"}],
         "readiness": {"settle": "1s"},
         "logging": {"format": "json"},
-    }))
-    return config
+    })
 
 
 def sustained_rate(commits: list[float], skip_seconds: float) -> float:
@@ -105,28 +93,21 @@ def measure(files: int, work: Path, timeout: float = 600.0) -> SmallFilesRun:
     with EmulatorProcess(work / "box", "--upload-rate-limit", str(EMULATOR_UPLOADS_PER_MINUTE)) as emulator:
         inbox = work / "inbox"
         inbox.mkdir()
-        log = work / "daemon.log"
-        with log.open("w") as out:
-            daemon = subprocess.Popen([sys.executable, "-m", "syncd", "run", "-c", str(_write_config(work, emulator, inbox))],
-                                      stdout=out, stderr=subprocess.STDOUT)
+        daemon = DaemonProcess(_write_config(work, emulator, inbox), work / "daemon.log")
         try:
-            deadline = time.monotonic() + 30
-            while '"daemon_started"' not in log.read_text():
-                if time.monotonic() > deadline or daemon.poll() is not None:
-                    raise BenchError(f"daemon did not start:\n{log.read_text()[-2000:]}")
-                time.sleep(0.05)
+            daemon.start()
             payload = os.urandom(FILE_SIZE - 8)
             for index in range(files):
                 (inbox / f"small-{index:05}.bin").write_bytes(index.to_bytes(8, "big") + payload)
             deadline = time.monotonic() + timeout
-            commits = _commit_times(log)
-            while len(commits) < files and time.monotonic() < deadline and daemon.poll() is None:
+            commits = _commit_times(daemon)
+            while len(commits) < files and time.monotonic() < deadline and daemon.running():
                 time.sleep(0.5)
-                commits = _commit_times(log)
+                commits = _commit_times(daemon)
             stats = emulator.stats()
+            daemon.stop(timeout=60)
         finally:
-            daemon.terminate()
-            daemon.wait(60)
+            daemon.kill()
     if len(commits) < 2:
         raise BenchError(f"only {len(commits)} of {files} files committed")
     seconds = commits[-1] - commits[0]
