@@ -36,12 +36,13 @@ import requests
 
 from bench.emulator import EmulatorProcess
 from bench.report import save_result
-from bench.verifier import BoxReader, pending_from_status, syncd_status, verify
+from bench.verifier import BoxReader, pending_from_status, verify
 from syncd.daemon_process import (
     CHUNKED_MIN,
     DaemonProcess,
     Watch,
     config_data,
+    status_json,
     write_config,
 )
 
@@ -190,7 +191,7 @@ def _wait_finished(config: Path, expected: int, timeout: float) -> dict[str, Any
     calm = 0
     status: dict[str, Any] = {}
     while time.monotonic() < deadline:
-        status = syncd_status(config)
+        status = status_json(config)
         settled = pending_from_status(status) == 0 and sum(status["counts"].values()) >= expected
         calm = calm + 1 if settled else 0
         if calm >= 2:

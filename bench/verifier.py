@@ -20,11 +20,8 @@ Defects reported:
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -33,7 +30,8 @@ from typing import Any
 
 import requests
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from syncd.daemon_process import status_json
+
 PAGE_LIMIT = 1000
 TRANSIENT_ATTEMPTS = 5
 TRANSIENT_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -42,7 +40,7 @@ _RENAMED_COPY = re.compile(r"^(?P<stem>.+) \((?P<n>\d+)\)(?P<ext>\.[^./ ]*)?$")
 
 
 class VerifierError(RuntimeError):
-    """Box could not be read (an HTTP error) or `syncd status` failed; carries the request, never the token."""
+    """Box could not be read (an HTTP error); carries the request, never the token."""
 
 
 @dataclass(frozen=True)
@@ -179,15 +177,6 @@ def pending_from_status(status: Mapping[str, Any]) -> int:
     return int(counts.get("pending", 0)) + int(counts.get("uploading", 0))
 
 
-def syncd_status(config: Path, *, timeout: float = 60.0) -> dict[str, Any]:
-    """`syncd status --config CONFIG --json`, run as the operator would."""
-    result = subprocess.run([sys.executable, "-m", "syncd", "status", "--config", str(config), "--json"],
-                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout, check=False)
-    if result.returncode != 0:
-        raise VerifierError(f"syncd status exited {result.returncode}: {result.stderr.strip()[-500:]}")
-    return json.loads(result.stdout)
-
-
 def compare(local: Mapping[str, str], box: list[BoxFile], *,
             extra_versions: Mapping[str, int] | None = None, still_pending: int = 0) -> VerifyReport:
     """Classify the differences between `local` (relpath -> sha1) and `box`.
@@ -219,6 +208,6 @@ def compare(local: Mapping[str, str], box: list[BoxFile], *,
 def verify(local_root: Path, reader: BoxReader, *, folder_id: str = "0",
            extra_versions: Mapping[str, int] | None = None, config: Path | None = None) -> VerifyReport:
     """Walk Box from `folder_id`, hash `local_root`, and compare (still_pending from `config`'s status)."""
-    pending = pending_from_status(syncd_status(config)) if config is not None else 0
+    pending = pending_from_status(status_json(config)) if config is not None else 0
     return compare(local_tree(local_root), reader.walk(folder_id), extra_versions=extra_versions,
                    still_pending=pending)
