@@ -9,6 +9,7 @@ from syncd.box import (
     BoxClient,
     ClientCredentialsAuth,
     DeveloperTokenAuth,
+    FolderIdStore,
     FolderTree,
     JWTAuth,
     OAuthRefreshAuth,
@@ -21,6 +22,7 @@ from syncd.config import Config
 from syncd.config import DeveloperTokenAuth as DevTokenConfig
 from syncd.config import JwtAuth as JwtConfig
 from syncd.config import OAuthAuth as OAuthConfig
+from syncd.journal import Journal
 
 
 @dataclass
@@ -33,6 +35,26 @@ class BoxConnection:
 
     def close(self) -> None:
         self.client.close()
+
+
+class JournalFolderIds:
+    """FolderTree's FolderIdStore kept in the journal, so resolved sub-folder ids outlive
+    the process (syncd.box knows nothing of the journal; this adapter joins the two)."""
+
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+
+    def get(self, parent_id: str, name_key: str) -> str | None:
+        """The recorded id of folder ``name_key`` under ``parent_id``, or None."""
+        return self.journal.box_folder_id(parent_id, name_key)
+
+    def put(self, parent_id: str, name_key: str, folder_id: str) -> None:
+        """Record (or replace) the id of folder ``name_key`` under ``parent_id``."""
+        self.journal.save_box_folder_id(parent_id, name_key, folder_id)
+
+    def forget(self, folder_id: str | None) -> None:
+        """Drop the entry naming ``folder_id`` and every entry below it (everything when None)."""
+        self.journal.forget_box_folder(folder_id)
 
 
 def build_auth(config: Config) -> Auth:
@@ -58,8 +80,13 @@ def build_auth(config: Config) -> Auth:
     raise TypeError(f"unknown auth configuration {type(auth).__name__}")
 
 
-def connect_box(config: Config, *, workers: int | None = None) -> BoxConnection:
-    """A client, uploader and folder cache for `config`, its pool sized to the concurrency."""
+def connect_box(config: Config, *, workers: int | None = None, folder_ids: FolderIdStore | None = None
+                ) -> BoxConnection:
+    """A client, uploader and folder cache for `config`, its pool sized to the concurrency.
+
+    `folder_ids` keeps the sub-folder ids FolderTree resolves (the daemon passes
+    `JournalFolderIds`); without it they live in memory for the life of the process.
+    """
     box = config.box
     concurrency = (workers or config.workers) * box.part_concurrency + 2
     client = BoxClient(
@@ -74,4 +101,4 @@ def connect_box(config: Config, *, workers: int | None = None) -> BoxConnection:
         verify=box.verify_tls,
     )
     uploader = Uploader(client, chunked_threshold=box.direct_upload_max, concurrency=box.part_concurrency)
-    return BoxConnection(client, uploader, FolderTree(client))
+    return BoxConnection(client, uploader, FolderTree(client, folder_ids))

@@ -28,7 +28,7 @@ import structlog
 from syncd import __version__
 from syncd.box import AuthError, BoxAPIError, BoxError, ErrorClass
 from syncd.config import Config, ConfigError, diff_configs, load_config
-from syncd.connection import BoxConnection, connect_box
+from syncd.connection import BoxConnection, JournalFolderIds, connect_box
 from syncd.health import HealthCheck
 from syncd.journal import FileRecord, FileState, Journal
 from syncd.logs import configure_logging, register_secret, route_uncaught_exceptions
@@ -91,7 +91,8 @@ class Daemon:
     def _start(self) -> None:
         assert self.journal is not None
         config = self.config
-        self.box = connect_box(config)
+        # Sub-folder ids go to the journal: a restart then costs Box no call per folder.
+        self.box = connect_box(config, folder_ids=JournalFolderIds(self.journal))
         self.box.client.transport.on_status = self._count_status
         self.ingest = Ingest(config, self.journal, self.box.client, self.box.uploader, self.box.folders,
                              on_uploaded=self._uploaded, on_bytes=lambda n: self.pool and self.pool.progress())

@@ -28,7 +28,9 @@ retry=RetryPolicy(), rate_limits=RateLimits())`` with ``get_current_user()``,
 ``get_folder_items(id)``, ``find_item(folder_id, name, item_type=None)``,
 ``find_file(folder_id, name)``, ``create_folder(parent_id, name)``.
 
-Folders: ``FolderTree(client).ensure(parent_id, ("a", "b")) -> folder_id``.
+Folders: ``FolderTree(client, store=None).ensure(parent_id, ("a", "b")) -> folder_id``;
+``recreate(parent_id, path, gone_id)`` after a 404 on a resolved folder, ``is_gone(folder_id)``;
+resolved ids live in a ``FolderIdStore`` (get/put/forget; ``MemoryFolderIds`` by default).
 
 Uploads: ``Uploader(client, chunked_threshold=50 MiB, concurrency=4).upload(path,
 parent_folder_id, name, *, existing_file_id=None, etag=None, sha1=None, progress=None,
@@ -79,7 +81,7 @@ from .errors import (
     UploadCancelled,
     classify,
 )
-from .folders import FolderTree
+from .folders import FolderIdStore, FolderTree, MemoryFolderIds
 from .ratelimit import RateLimiter, RateLimits, TokenBucket
 from .transport import RetryPolicy, Transport
 from .uploads import (
@@ -98,9 +100,10 @@ from .uploads import (
 __all__ = [
     "AccessToken", "Auth", "AuthError", "BOX_CHUNKED_MINIMUM", "BoxAPIError", "BoxClient",
     "BoxConnectionError", "BoxError", "ChunkedUpload", "ClientCredentialsAuth", "Conflict",
-    "DEFAULT_CHUNKED_THRESHOLD", "DeveloperTokenAuth", "DirectUpload", "ErrorClass", "FolderTree",
-    "IntegrityError", "JWTAuth", "OAuthRefreshAuth", "OutcomeUnknown", "PreflightResult", "RateLimiter",
-    "RateLimits", "RetryPolicy", "SavedSession", "SourceChanged", "SourceFingerprint", "TokenBucket",
+    "DEFAULT_CHUNKED_THRESHOLD", "DeveloperTokenAuth", "DirectUpload", "ErrorClass",
+    "FolderIdStore", "FolderTree", "IntegrityError", "JWTAuth", "MemoryFolderIds",
+    "OAuthRefreshAuth", "OutcomeUnknown", "PreflightResult", "RateLimiter", "RateLimits",
+    "RetryPolicy", "SavedSession", "SourceChanged", "SourceFingerprint", "TokenBucket",
     "TokenEndpoint", "TokenStore", "Transport", "UploadProgress", "UploadedFile", "UploadedPart",
     "UploadCancelled", "Uploader", "classify",
 ]

@@ -125,9 +125,11 @@ class BoxClient:
 
     # -- folders -----------------------------------------------------------------------
 
-    def get_folder(self, folder_id: str) -> dict[str, Any]:
-        """GET /folders/{id}."""
-        return self.transport.request_json("GET", f"{self.api_url}/folders/{validate_id('folder_id', folder_id)}")
+    def get_folder(self, folder_id: str, *, fields: str | None = None) -> dict[str, Any]:
+        """GET /folders/{id} (``fields="id"`` spares Box listing the first 100 items)."""
+        params = {"fields": fields} if fields else None
+        return self.transport.request_json("GET", f"{self.api_url}/folders/{validate_id('folder_id', folder_id)}",
+                                           params=params)
 
     def iter_folder_items(self, folder_id: str, *, fields: str = ITEM_FIELDS, limit: int = 1000
                           ) -> Iterator[dict[str, Any]]:
