@@ -210,8 +210,8 @@ class Ingest:
             name = sanitize_name(name)
         started = time.monotonic()
         try:
-            folder_id = self._folder_for(watch, relpath.parent.parts)
-            result = self._upload(record, watch, path, folder_id, name, log_, stopping, interrupted)
+            result = self._upload_into_folder(record, watch, path, relpath.parent.parts, name, log_, stopping,
+                                              interrupted)
         except UploadCancelled as exc:
             # Shutdown: parts sent so far are recorded; the next start resumes the session.
             self.journal.schedule_retry(record.id, str(exc), "shutdown", self._clock(), claim_seq=record.claim_seq)
@@ -234,10 +234,38 @@ class Ingest:
 
     # --------------------------------------------------------------- stages
 
-    def _folder_for(self, watch: WatchConfig, parents: tuple[str, ...]) -> str:
-        if not watch.mirror_subfolders or not parents:
-            return watch.folder_id
-        return self.folders.ensure(watch.folder_id, tuple(sanitize_name(p) if name_problem(p) else p for p in parents))
+    def _box_parents(self, watch: WatchConfig, parents: tuple[str, ...]) -> tuple[str, ...]:
+        """The Box sub-folder path of a file under the watch's folder (empty: the folder itself)."""
+        if not watch.mirror_subfolders:
+            return ()
+        return tuple(sanitize_name(p) if name_problem(p) else p for p in parents)
+
+    def _upload_into_folder(
+        self, record: FileRecord, watch: WatchConfig, path: Path, parents: tuple[str, ...], name: str,
+        log_: structlog.BoundLogger, stopping: threading.Event | None, interrupted: bool,
+    ) -> UploadedFile | Outcome:
+        """Upload into the file's Box folder; a sub-folder deleted on Box is created again.
+
+        syncd made the sub-folders, so one an operator deleted (or trashed) is made
+        again and the upload tried once more, rather than failing every file under it
+        until a restart. The watch's own folder is the operator's: a 404 on it stays a
+        configuration failure.
+        """
+        box_parents = self._box_parents(watch, parents)
+        if not box_parents:
+            return self._upload(record, watch, path, watch.folder_id, name, log_, stopping, interrupted)
+        folder_id = self.folders.ensure(watch.folder_id, box_parents)
+        try:
+            return self._upload(record, watch, path, folder_id, name, log_, stopping, interrupted)
+        except BoxAPIError as exc:
+            # Ask Box before re-creating anything: a 404 about something else (a file
+            # deleted meanwhile) must stay the error it is.
+            if exc.status != 404 or not self.folders.is_gone(folder_id):
+                raise
+        recreated = self.folders.recreate(watch.folder_id, box_parents, folder_id)
+        log_.warning("box_folder_recreated", folder_path="/".join(box_parents), old_folder_id=folder_id,
+                     folder_id=recreated, reason="the folder was deleted in Box")
+        return self._upload(record, watch, path, recreated, name, log_, stopping, interrupted)
 
     def _upload(
         self, record: FileRecord, watch: WatchConfig, path: Path, folder_id: str, name: str,
