@@ -28,17 +28,19 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.emulator import BenchError, EmulatorProcess, count_status
+from bench.emulator import (
+    SCALED_DAEMON_UPLOADS_PER_MINUTE,
+    SCALED_UPLOADS_PER_MINUTE,
+    BenchError,
+    EmulatorProcess,
+    count_status,
+)
 from bench.report import save_result
 from syncd.box.ratelimit import RateLimits
 from syncd.daemon_process import DaemonProcess, event_time, write_config
 
 FILE_SIZE = 64 * 1024
-EMULATOR_UPLOADS_PER_MINUTE = 2400
-# Just under the emulator's limit, as the daemon's default is under Box's: the rate plus the
-# client's initial burst (2 s of uploads) stays within any 60 s window of the emulator.
-DAEMON_UPLOADS_PER_MINUTE = 2320
-CEILING_FILES_PER_S = EMULATOR_UPLOADS_PER_MINUTE / 60
+CEILING_FILES_PER_S = SCALED_UPLOADS_PER_MINUTE / 60
 TARGET_FRACTION = 0.95
 TARGET_429_SHARE = 0.01
 BURST_SECONDS = RateLimits().burst_seconds  # the client's token bucket starts with this much credit
@@ -67,7 +69,7 @@ def _write_config(work: Path, emulator: EmulatorProcess, inbox: Path) -> Path:
     return write_config(work / "syncd.yaml", {
         "box": {"api_url": emulator.api_url, "upload_url": emulator.upload_url,
                 "auth": {"type": "developer_token", "token": emulator.token},
-                "uploads_per_minute": DAEMON_UPLOADS_PER_MINUTE,
+                "uploads_per_minute": SCALED_DAEMON_UPLOADS_PER_MINUTE,
                 # The emulator enforces no API-call limit here; the daemon's default (950/min)
                 # would otherwise cap preflights and hide the upload limit being measured.
                 "calls_per_minute": 100_000},
@@ -90,7 +92,7 @@ def sustained_rate(commits: list[float], skip_seconds: float) -> float:
 
 def measure(files: int, work: Path, timeout: float = 600.0) -> SmallFilesRun:
     """One run: a fresh emulator and daemon, ``files`` files of 64 KiB dropped at once."""
-    with EmulatorProcess(work / "box", "--upload-rate-limit", str(EMULATOR_UPLOADS_PER_MINUTE)) as emulator:
+    with EmulatorProcess(work / "box", "--upload-rate-limit", str(SCALED_UPLOADS_PER_MINUTE)) as emulator:
         inbox = work / "inbox"
         inbox.mkdir()
         daemon = DaemonProcess(_write_config(work, emulator, inbox), work / "daemon.log")
@@ -132,7 +134,7 @@ def run(*, quick: bool = False, runs: int | None = None, files: int | None = Non
               f"of {last.requests} requests", flush=True)
     return {
         "runs": runs, "files": files, "file_size": FILE_SIZE,
-        "emulator_upload_rate_limit": EMULATOR_UPLOADS_PER_MINUTE, "daemon_uploads_per_minute": DAEMON_UPLOADS_PER_MINUTE,
+        "emulator_upload_rate_limit": SCALED_UPLOADS_PER_MINUTE, "daemon_uploads_per_minute": SCALED_DAEMON_UPLOADS_PER_MINUTE,
         "ceiling_files_per_s": CEILING_FILES_PER_S,
         "files_per_s": statistics.median(one.files_per_s for one in measured),
         "overall_files_per_s": statistics.median(one.overall_files_per_s for one in measured),

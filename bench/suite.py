@@ -20,11 +20,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.emulator import SCALED_DAEMON_UPLOADS_PER_MINUTE, SCALED_UPLOADS_PER_MINUTE
 from bench.report import REPO_ROOT, RESULTS_DIR, machine
+from syncd.box.ratelimit import RateLimits
 
 MIB = 1024 * 1024
 DOCS_DIR = REPO_ROOT / "docs"
 BENCHMARKS_MD = DOCS_DIR / "BENCHMARKS.md"
+BURST_SECONDS = RateLimits().burst_seconds
 CHAOS_COUNTS = ("lost", "duplicated", "corrupted", "still_pending", "extra")
 
 
@@ -90,7 +93,7 @@ def _run_small_files(quick: bool) -> dict[str, Any]:
 def _run_latency(quick: bool) -> dict[str, Any]:
     from bench import daemon_latency
 
-    return daemon_latency.run(quick=quick)
+    return daemon_latency.run_both(quick=quick)
 
 
 def _run_scale(quick: bool) -> dict[str, Any]:
@@ -208,10 +211,17 @@ def _latency_figures(result: dict[str, Any]) -> list[Figure]:
     rows = []
     for key, label in (("p50_s", "p50"), ("p95_s", "p95"), ("p99_s", "p99")):
         is_target = key == "p95_s"
-        rows.append(Figure("latency", f"close-to-commit {label}, small files at {result['rate_per_s']:g}/s",
-                           result[key], "s", target, "settle + 1 s", _ratio(result[key], target),
+        rows.append(Figure("latency", f"close-to-commit {label}, small files at {result['rate_per_s']:g}/s, "
+                           f"Box's upload limit x10", result[key], "s", target, "settle + 1 s", _ratio(result[key], target),
                            f"<= {target:g} s" if is_target else "-", result[key] <= target if is_target else None,
                            result["command"]))
+    box = result.get("at_box_limit")
+    if box:
+        # No target: 5 files/s is more than Box lets one user upload, so this shows the backlog.
+        rows += [Figure("latency", f"close-to-commit {label} at Box's own limit (daemon default "
+                        f"{box['uploads_per_minute']}/min), {box['rate_per_s']:g} files/s", box[key], "s", target,
+                        "settle + 1 s", _ratio(box[key], target), "- (above 4 uploads/s)", None, box["command"])
+                 for key, label in (("p50_s", "p50"), ("p95_s", "p95"))]
     return rows
 
 
@@ -288,11 +298,16 @@ METHOD_NOTES = {
              "`--latency-ms 40 --bandwidth 12000000` (per connection), the same file with 4 parts and with 1. Peak RSS: "
              "a child process uploading a sparse file with 32 MiB parts (VmHWM).",
     "small_files": "`bench/small_files.py`: 64 KiB files dropped at once into a folder a `syncd run` daemon watches; "
-                   "emulator `--upload-rate-limit 2400`, daemon `box.uploads_per_minute: 2350`. Sustained rate: commits "
-                   "from 5 s after the first (the daemon's token bucket starts with 5 s of credit) to the last. 429s "
+                   f"emulator `--upload-rate-limit {SCALED_UPLOADS_PER_MINUTE}`, daemon `box.uploads_per_minute: "
+                   f"{SCALED_DAEMON_UPLOADS_PER_MINUTE}`. Sustained rate: commits from {BURST_SECONDS:g} s after the "
+                   f"first (the daemon's token bucket starts with {BURST_SECONDS:g} s of credit) to the last. 429s "
                    "from the emulator's `/_emulator/stats`.",
     "latency": "`bench/daemon_latency.py`: small files written at 5/s; time from each file's close to the daemon's "
-               "`upload_committed` log event.",
+               "`upload_committed` log event, with default readiness settings. 5 files/s is more than Box lets one "
+               "user upload (240/min = 4/s), so the figure with the target uses Box's limit scaled 10x (emulator "
+               f"`--upload-rate-limit {SCALED_UPLOADS_PER_MINUTE}`, daemon `box.uploads_per_minute: "
+               f"{SCALED_DAEMON_UPLOADS_PER_MINUTE}`), as the small-files benchmark does; the rows at Box's own limit "
+               "keep the daemon's default (230/min) and show the backlog that any client honouring the limit must build.",
     "scale": "`bench/daemon_scale.py`: warm = journal already records every file as uploaded, time to the start-up "
              "scan's end; cold = no journal, time until every file is in the journal.",
     "resume": "`bench/resume.py`: the daemon is SIGKILLed once half of a chunked upload reached the emulator; bytes "
