@@ -305,6 +305,18 @@ def print_table(result: dict[str, Any]) -> None:
             print(f"  {name}: {', '.join(paths[:10])}")
 
 
+def run(*, quick: bool = False, restart_emulator: bool = False) -> dict[str, Any]:
+    """The suite's entry point: 1,000 files and 200 kills (quick: 80/10, or 60/6 with emulator restarts)."""
+    if quick:
+        files, kills = (60, 6) if restart_emulator else (80, 10)
+    else:
+        files, kills = 1000, 200
+    with tempfile.TemporaryDirectory(prefix="syncd-chaos-") as tmp:
+        result = run_chaos(files=files, kills=kills, seed=1, work=Path(tmp) / "work", restart_emulator=restart_emulator)
+    flag = " --restart-emulator" if restart_emulator else ""
+    return {**result, "command": f"python -m bench.chaos --files {files} --kills {kills} --seed 1{flag}"}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="150 files, 20 kills (a few minutes)")

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import resource
 import shutil
 import statistics
@@ -41,21 +40,12 @@ from typing import Any, Self
 
 from bench.emulator import EmulatorProcess
 from bench.report import REPO_ROOT, RESULTS_DIR, machine
+from syncd.config import parse_size
 
 MIB = 1024 * 1024
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(|B|KB|KiB|MB|MiB|GB|GiB)\s*$", re.IGNORECASE)
-_UNITS = {"": 1, "b": 1, "kb": 1000, "kib": 1024, "mb": 10**6, "mib": MIB, "gb": 10**9, "gib": 1024 * MIB}
 WAN_LATENCY_MS = 40
 WAN_BANDWIDTH = 12_000_000
 BENCH_TOKEN = "bench-token"
-
-
-def parse_size(text: str) -> int:
-    """``1GiB`` -> 1073741824; plain numbers are bytes."""
-    match = _SIZE.match(text)
-    if match is None:
-        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 1GiB, 256MiB, 1000000)")
-    return int(float(match[1]) * _UNITS[match[2].lower()])
 
 
 def upload_once(api_url: str, upload_url: str, path: Path, name: str, concurrency: int,

@@ -27,6 +27,7 @@ from typing import Any
 
 from bench.emulator import EmulatorProcess
 from bench.report import save_result
+from syncd.config import parse_size
 from syncd.daemon_process import (
     CHUNKED_MIN,
     DaemonProcess,
@@ -38,21 +39,10 @@ from syncd.emulator.context import PartSizeTable
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB
-_UNITS = {"": 1, "B": 1, "KB": 1000, "KIB": 1024, "MB": 1000**2, "MIB": MIB, "GB": 1000**3, "GIB": GIB}
 
 
 class ResumeError(RuntimeError):
     """The benchmark could not run as designed (the upload never got half-way, or never finished)."""
-
-
-def parse_size(text: str) -> int:
-    """`1GiB`, `256MiB`, `20000000` -> bytes; ValueError naming the text otherwise."""
-    cleaned = text.strip().upper()
-    number = cleaned.rstrip("KMGIB")
-    unit = cleaned[len(number):]
-    if not number or unit not in _UNITS:
-        raise ValueError(f"size {text!r} is not a number with an optional unit (KiB, MiB, GiB, KB, MB, GB)")
-    return int(float(number) * _UNITS[unit])
 
 
 def _write_random_file(path: Path, size: int, seed: int) -> None:
@@ -131,6 +121,17 @@ def run_resume(*, size: int, work: Path, part_concurrency: int = 4, kill_fractio
         "commits_201": stats["requests"].get("sessions.commit", {}).get("201", 0),
         "duration_s": round(elapsed, 1), "bandwidth_per_connection": bandwidth,
     }
+
+
+def run(*, quick: bool = False) -> dict[str, Any]:
+    """The suite's entry point: the median run (by bytes sent again) of 3 at 1 GiB, or 1 at 256 MiB."""
+    size, runs = (256 * MIB, 1) if quick else (GIB, 3)
+    measured = []
+    for _ in range(runs):
+        with tempfile.TemporaryDirectory(prefix="syncd-resume-") as tmp:
+            measured.append(run_resume(size=size, work=Path(tmp) / "work"))
+    middle = sorted(measured, key=lambda one: one["bytes_resent"])[len(measured) // 2]
+    return {**middle, "runs": runs, "raw": measured, "command": f"python -m bench.resume --size {size}"}
 
 
 def main(argv: list[str] | None = None) -> int:

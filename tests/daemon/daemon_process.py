@@ -3,18 +3,17 @@
 Launching `python -m syncd run`, writing its config and running `syncd status/history`
 is syncd's public launcher, syncd.daemon_process (re-exported here for the tests'
 imports). The checks here read what Box holds through the emulator's HTTP API with
-plain `requests` (never through syncd.box or the journal) and the local files' SHA-1s.
+plain `requests` (never through syncd.box or the journal) and the local files' SHA-1s (bench.verifier's, the same independent reading the chaos runs use).
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from bench.verifier import local_tree, sha1_of
 from syncd.daemon_process import (
     CHUNKED_MIN,
     DaemonProcess,
@@ -39,24 +38,9 @@ __all__ = [
 # ------------------------------------------------------------- local and Box
 
 
-def sha1_of(path: Path) -> str:
-    digest = hashlib.sha1()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def local_files(root: Path) -> dict[str, str]:
     """Relative path -> SHA-1 of every regular file under `root` (symlinks not followed)."""
-    found: dict[str, str] = {}
-    for dirpath, _dirs, files in os.walk(root):
-        for name in files:
-            path = Path(dirpath) / name
-            if path.is_symlink() or not path.is_file():
-                continue
-            found[path.relative_to(root).as_posix()] = sha1_of(path)
-    return found
+    return local_tree(root, ignore_suffixes=())
 
 
 def box_files(emulator: EmulatorProcess, folder_id: str = "0", prefix: str = "") -> dict[str, dict[str, Any]]:
