@@ -380,15 +380,20 @@ class Ingest:
                                log_: structlog.BoundLogger) -> Outcome:
         current = stat_candidate(watch.path, record.relpath)
         log_.info("upload_discarded_file_changed", reason=reason)
-        if isinstance(current, ScanProblem):
-            return self._unusable(record, watch, current, log_)
-        observation = self.journal.observe(
-            watch.name, record.relpath, current.size, current.mtime_ns, current.inode, self._clock()
-        )
-        if observation.kind == "unchanged":
-            # Changed and changed back (or truncated and rewritten to the same stat):
-            # hash again on the next attempt rather than trust anything read.
-            return self._retry(record, f"file changed during upload: {reason}", "source_changed", None, log_)
+        try:
+            if isinstance(current, ScanProblem):
+                return self._unusable(record, watch, current, log_)
+            observation = self.journal.observe(
+                watch.name, record.relpath, current.size, current.mtime_ns, current.inode, self._clock()
+            )
+            if observation.kind == "unchanged":
+                # Changed and changed back (or truncated and rewritten to the same stat):
+                # hash again on the next attempt rather than trust anything read.
+                return self._retry(record, f"file changed during upload: {reason}", "source_changed", None, log_)
+        except StaleClaim:
+            # Intake saw the change first and the new content was claimed again (or already
+            # uploaded): the line above already says this upload was discarded, once.
+            return Outcome("stale", reason)
         return Outcome("changed", reason)
 
     def _box_error(self, record: FileRecord, exc: BoxAPIError, log_: structlog.BoundLogger) -> Outcome:
