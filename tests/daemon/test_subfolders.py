@@ -60,9 +60,11 @@ def test_a_subfolder_deleted_in_box_is_created_again(tmp_path: Path, emulator, d
     wait_for_box(emulator, {"a/b/y.txt": _sha1(late)}, timeout=30, daemon=daemon)
 
     assert _folder_id(emulator, "0", "a") != old_a  # a new "a/b", not the one in the trash
+    # Box holds the file a moment before the journal records the commit.
+    wait_until(lambda: status_json(config)["counts"]["uploaded"] == 2, timeout=15,
+               message=lambda: str(status_json(config)["counts"]))
     status = status_json(config)
     assert status["counts"]["failed"] == 0 and status["recent_failures"] == [], status
-    assert status["counts"]["uploaded"] == 2
     [event] = daemon.events("box_folder_recreated")
     assert event["folder_path"] == "a/b" and event["path"] == "a/b/y.txt", event
     assert event["old_folder_id"] != event["folder_id"]
