@@ -45,26 +45,32 @@ def latency_plot(latencies_s: Sequence[float], path: Path, *, rate: float) -> Pa
     return path
 
 
-def throughput_plot(samples: Sequence[Sequence[float]], path: Path, *, size: int) -> Path:
-    """MB/s over time of one large upload, from (seconds, bytes sent so far) samples ~0.2 s apart."""
+def throughput_plot(samples: Sequence[Sequence[float]], path: Path, *, size: int, window_s: float = 1.0) -> Path:
+    """MB/s over time of one large upload, from (seconds, bytes sent so far) samples ~0.2 s apart.
+
+    The client counts a part's bytes when Box acknowledges it, so the rate is taken over a
+    sliding `window_s` (several parts): shorter windows show part boundaries, not the link.
+    The stretch after the last byte until the upload returns (the commit) is shaded.
+    """
     if len(samples) < 2:
         raise ValueError(f"need at least 2 throughput samples, got {len(samples)}")
     times = [float(s[0]) for s in samples]
     sent = [float(s[1]) for s in samples]
-    middles, rates = [], []
-    for index in range(1, len(samples)):
-        span = times[index] - times[index - 1]
-        if span > 0:
-            middles.append((times[index] + times[index - 1]) / 2)
-            rates.append((sent[index] - sent[index - 1]) / 1e6 / span)
+    ends, rates = sliding_rates(times, sent, window_s)
     figure, (rate_axis, total_axis) = plt.subplots(2, 1, figsize=(10, 6), dpi=110, sharex=True)
-    rate_axis.plot(middles, rates, color="#4c72b0", linewidth=1)
+    rate_axis.plot(ends, rates, color="#4c72b0", linewidth=1)
     average = sent[-1] / 1e6 / times[-1] if times[-1] else 0.0
-    rate_axis.axhline(average, color="#dd8452", linestyle="--", linewidth=1, label=f"average {average:.0f} MB/s")
-    rate_axis.set_ylabel("MB/s (0.2 s windows)")
+    rate_axis.axhline(average, color="#dd8452", linestyle="--", linewidth=1,
+                      label=f"average {average:.0f} MB/s, commit included")
+    last_byte = times[sent.index(sent[-1])]
+    if times[-1] > last_byte:
+        for axis in (rate_axis, total_axis):
+            axis.axvspan(last_byte, times[-1], color="#8c8c8c", alpha=0.15,
+                         label="commit" if axis is rate_axis else None)
+    rate_axis.set_ylabel(f"MB/s ({window_s:g} s sliding window)")
     size_label = f"{size / MIB / 1024:g} GiB" if size >= 1024 * MIB else f"{size / MIB:g} MiB"
     rate_axis.set_title(f"{size_label} chunked upload to the emulator, loopback, 4 parts in flight")
-    rate_axis.legend(loc="lower right")
+    rate_axis.legend(loc="lower left")
     total_axis.plot(times, [value / MIB for value in sent], color="#55a868")
     total_axis.set_xlabel("seconds since the upload started")
     total_axis.set_ylabel("MiB sent")
@@ -74,3 +80,18 @@ def throughput_plot(samples: Sequence[Sequence[float]], path: Path, *, size: int
     figure.savefig(path)
     plt.close(figure)
     return path
+
+
+def sliding_rates(times: Sequence[float], sent: Sequence[float], window_s: float) -> tuple[list[float], list[float]]:
+    """(window end, MB/s over the window ending there) for each sample at least `window_s` in."""
+    ends: list[float] = []
+    rates: list[float] = []
+    start = 0
+    for index, now in enumerate(times):
+        while start < index and now - times[start + 1] >= window_s:
+            start += 1
+        span = now - times[start]
+        if index > start and span >= window_s * 0.99:
+            ends.append(now)
+            rates.append((sent[index] - sent[start]) / 1e6 / span)
+    return ends, rates

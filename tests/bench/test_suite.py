@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from bench.emulator import count_status
+from bench.plots import sliding_rates
 from bench.small_files import sustained_rate
 from bench.suite import (
     BenchmarkOutcome,
@@ -119,6 +120,16 @@ def test_sustained_rate_leaves_out_the_initial_burst():
     assert sustained_rate(burst + steady, 5.0) == pytest.approx(40.0)
     with pytest.raises(Exception, match="too few commits"):
         sustained_rate(burst, 5.0)
+
+
+def test_sliding_rates_smooth_part_sized_steps_into_the_link_rate():
+    # 0.2 s samples; a 40 MB part is acknowledged every 0.4 s, i.e. 100 MB/s.
+    times = [round(i * 0.2, 1) for i in range(16)]
+    sent = [40e6 * (i // 2) for i in range(16)]
+    ends, rates = sliding_rates(times, sent, 1.0)
+    assert ends[0] == 1.0 and ends[-1] == 3.0
+    assert all(79.9 < rate < 120.1 for rate in rates), rates  # 0.2 s windows swing from 0 to 200
+    assert sliding_rates([0.0, 0.5], [0.0, 1e6], 1.0) == ([], [])  # no full window yet
 
 
 def test_count_status_sums_over_endpoints():
