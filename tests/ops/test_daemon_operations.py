@@ -121,7 +121,8 @@ def test_notify_metrics_status_during_an_ingestion(tmp_path, emulator_factory):
         assert notify.wait_for("WATCHDOG=1")
         deadline = time.monotonic() + 60
         metrics = scrape(port)
-        while metrics.get("syncd_files_uploaded_total{watch=inbox}", 0) < 40 and time.monotonic() < deadline:
+        # The latency histogram is the last metric a commit updates: once it counts 40, all do.
+        while metrics.get("syncd_detect_to_commit_seconds_count{}", 0) < 40 and time.monotonic() < deadline:
             time.sleep(0.3)
             metrics = scrape(port)
         assert metrics["syncd_files_uploaded_total{watch=inbox}"] == 40
