@@ -14,6 +14,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 MIB = 1024 * 1024
 
 
+def _save(figure: plt.Figure, path: Path) -> Path:
+    """Grid every axis, lay out, write the PNG and free the figure (pyplot keeps it otherwise)."""
+    for axis in figure.axes:
+        axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return path
+
+
 def latency_plot(latencies_s: Sequence[float], path: Path, *, rate: float) -> Path:
     """Histogram and CDF of close-to-commit latencies, with p50/p95/p99 marked."""
     if not latencies_s:
@@ -37,12 +47,7 @@ def latency_plot(latencies_s: Sequence[float], path: Path, *, rate: float) -> Pa
     cdf.set_ylabel("fraction of files committed")
     cdf.set_ylim(0, 1.02)
     cdf.set_title("cumulative distribution")
-    for axis in (histogram, cdf):
-        axis.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    return _save(figure, path)
 
 
 def throughput_plot(samples: Sequence[Sequence[float]], path: Path, *, size: int, window_s: float = 1.0) -> Path:
@@ -74,12 +79,7 @@ def throughput_plot(samples: Sequence[Sequence[float]], path: Path, *, size: int
     total_axis.plot(times, [value / MIB for value in sent], color="#55a868")
     total_axis.set_xlabel("seconds since the upload started")
     total_axis.set_ylabel("MiB sent")
-    for axis in (rate_axis, total_axis):
-        axis.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    return _save(figure, path)
 
 
 def sliding_rates(times: Sequence[float], sent: Sequence[float], window_s: float) -> tuple[list[float], list[float]]:

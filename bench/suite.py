@@ -9,11 +9,13 @@ cost the figures of the others.
 
 from __future__ import annotations
 
+import importlib
+import json
 import math
 import shlex
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -77,63 +79,29 @@ class SuiteReport:
 # --------------------------------------------------------------------------- the benchmarks
 
 
-def _run_large(quick: bool) -> dict[str, Any]:
-    from bench import client_upload
+@dataclass(frozen=True)
+class Benchmark:
+    """One benchmark of the suite: `bench.<module>.<function>(quick=…, **options)`."""
 
-    return client_upload.run(quick=quick)
+    module: str
+    function: str = "run"
+    options: dict[str, Any] = field(default_factory=dict)
 
-
-def _run_small_files(quick: bool) -> dict[str, Any]:
-    from bench import small_files
-
-    return small_files.run(quick=quick)
-
-
-def _run_latency(quick: bool) -> dict[str, Any]:
-    from bench import daemon_latency
-
-    return daemon_latency.run_both(quick=quick)
+    def __call__(self, quick: bool) -> dict[str, Any]:
+        # Imported when run: `render`, `--list` and the tests need none of the benchmark modules.
+        run = getattr(importlib.import_module(f"bench.{self.module}"), self.function)
+        return run(quick=quick, **self.options)
 
 
-def _run_scale(quick: bool) -> dict[str, Any]:
-    from bench import daemon_scale
-
-    return daemon_scale.run(quick=quick)
-
-
-def _run_emulator(quick: bool) -> dict[str, Any]:
-    from bench import emulator_throughput
-
-    return emulator_throughput.run(quick=quick)
-
-
-def _run_resume(quick: bool) -> dict[str, Any]:
-    from bench import resume
-
-    return resume.run(quick=quick)
-
-
-def _run_chaos(quick: bool) -> dict[str, Any]:
-    from bench import chaos
-
-    return chaos.run(quick=quick)
-
-
-def _run_chaos_restart(quick: bool) -> dict[str, Any]:
-    from bench import chaos
-
-    return chaos.run(quick=quick, restart_emulator=True)
-
-
-BENCHMARKS: dict[str, Callable[[bool], dict[str, Any]]] = {
-    "large": _run_large,
-    "small_files": _run_small_files,
-    "latency": _run_latency,
-    "scale": _run_scale,
-    "resume": _run_resume,
-    "chaos": _run_chaos,
-    "chaos_restart": _run_chaos_restart,
-    "emulator": _run_emulator,
+BENCHMARKS: dict[str, Benchmark] = {
+    "large": Benchmark("client_upload"),
+    "small_files": Benchmark("small_files"),
+    "latency": Benchmark("daemon_latency", "run_both"),
+    "scale": Benchmark("daemon_scale"),
+    "resume": Benchmark("resume"),
+    "chaos": Benchmark("chaos"),
+    "chaos_restart": Benchmark("chaos", options={"restart_emulator": True}),
+    "emulator": Benchmark("emulator_throughput"),
 }
 
 
@@ -393,8 +361,6 @@ def run_suite(names: Sequence[str], *, quick: bool, command: str) -> SuiteReport
 
 def write_outputs(report: SuiteReport, *, results_dir: Path = RESULTS_DIR, docs_dir: Path = DOCS_DIR) -> tuple[Path, Path]:
     """Draw the plots, then write the results JSON and docs/BENCHMARKS.md; returns (json path, markdown path)."""
-    import json
-
     from bench import plots
 
     docs_dir.mkdir(parents=True, exist_ok=True)

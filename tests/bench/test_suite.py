@@ -3,6 +3,8 @@ result (no benchmark is run here), and the ``python -m bench`` command line."""
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import json
 import subprocess
 import sys
@@ -14,6 +16,7 @@ from bench.emulator import count_status
 from bench.plots import sliding_rates
 from bench.small_files import sustained_rate
 from bench.suite import (
+    BENCHMARKS,
     BenchmarkOutcome,
     SuiteReport,
     figures_of,
@@ -77,6 +80,12 @@ def test_figures_carry_value_baseline_ratio_target():
     assert rows["429 answers from the emulator"].ratio == 0.0025
     duplicated = next(f for f in rows.values() if "duplicated" in f.name)
     assert duplicated.value == 1 and duplicated.met is False
+
+
+def test_every_benchmark_names_a_function_that_takes_its_options():
+    for benchmark in BENCHMARKS.values():
+        run = getattr(importlib.import_module(f"bench.{benchmark.module}"), benchmark.function)
+        inspect.signature(run).bind(quick=True, **benchmark.options)  # TypeError names the mismatch
 
 
 def test_unknown_benchmark_is_a_clear_error():
