@@ -12,15 +12,16 @@ RESULTS.json`` redraws the table and plots from a results file without running a
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.suite import (
     BENCHMARKS,
+    ResultsFileError,
+    load_report,
     merge_reports,
-    report_from_json,
     results_path,
     run_suite,
     shell_command,
@@ -51,18 +52,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "render":
         try:
-            saved = json.loads(args.results.read_text())
-            report = report_from_json(saved)
-        except (OSError, ValueError, KeyError) as error:
-            print(f"cannot render {args.results}: {error!r}", file=sys.stderr)
+            report = load_report(args.results)
+        except ResultsFileError as error:
+            print(f"cannot render: {error}", file=sys.stderr)
             return 2
         json_path, markdown_path = write_outputs(report, results_dir=args.results.parent)
         print(f"wrote {json_path} and {markdown_path}")
         return 0
+    earlier = None
+    if args.only:
+        # Read the file the rerun merges into before running anything: a long run must not be
+        # thrown away at the end because that file cannot be read.
+        path = results_path(datetime.now(UTC).isoformat(), quick=args.quick)
+        try:
+            earlier = load_report(path) if path.exists() else None
+        except ResultsFileError as error:
+            print(f"cannot merge --only into {path.name}: {error}", file=sys.stderr)
+            return 2
     report = run_suite(args.only or list(BENCHMARKS), quick=args.quick, command=shell_command(arguments))
-    earlier = results_path(report.date, quick=args.quick)
-    if args.only and earlier.exists():
-        report = merge_reports(report_from_json(json.loads(earlier.read_text())), report)
+    if earlier is not None:
+        report = merge_reports(earlier, report)
     json_path, markdown_path = write_outputs(report)
     failed = [outcome.name for outcome in report.outcomes if outcome.error]
     print(f"wrote {json_path} and {markdown_path}" + (f"; did not run: {', '.join(failed)}" if failed else ""))

@@ -414,6 +414,22 @@ def report_from_json(saved: dict[str, Any]) -> SuiteReport:
     return report
 
 
+class ResultsFileError(ValueError):
+    """A results file that is missing, not JSON, or written by a version of the suite with other fields."""
+
+
+def load_report(path: Path) -> SuiteReport:
+    """The report saved in `path`; ResultsFileError says why it cannot be read and what to do."""
+    try:
+        return report_from_json(json.loads(path.read_text()))
+    except OSError as error:
+        raise ResultsFileError(f"cannot read {path}: {error.strerror}") from error
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise ResultsFileError(
+            f"{path} is not a results file this version of the suite can read ({type(error).__name__}: {error}); "
+            "rerun the benchmarks without --only to write a new one, or move the file away") from error
+
+
 def shell_command(argv: Sequence[str]) -> str:
     """The exact command as a user would type it."""
     return "python -m bench " + " ".join(shlex.quote(arg) for arg in argv) if argv else "python -m bench"
@@ -423,8 +439,10 @@ __all__ = [
     "BENCHMARKS",
     "BenchmarkOutcome",
     "Figure",
+    "ResultsFileError",
     "SuiteReport",
     "figures_of",
+    "load_report",
     "machine",
     "merge_reports",
     "render_markdown",

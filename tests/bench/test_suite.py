@@ -18,8 +18,10 @@ from bench.small_files import sustained_rate
 from bench.suite import (
     BENCHMARKS,
     BenchmarkOutcome,
+    ResultsFileError,
     SuiteReport,
     figures_of,
+    load_report,
     render_markdown,
     write_outputs,
 )
@@ -171,6 +173,17 @@ def test_render_rebuilds_the_table_from_a_results_file(tmp_path):
     done = subprocess.run([sys.executable, "-m", "bench", "render", str(bad)], cwd=ROOT, check=False, capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 2 and "cannot render" in done.stderr and "KeyError" in done.stderr
+
+
+def test_a_results_file_of_an_older_shape_is_refused_with_what_to_do(tmp_path):
+    json_path, _ = write_outputs(_report(tmp_path), results_dir=tmp_path / "results", docs_dir=tmp_path / "docs")
+    saved = json.loads(json_path.read_text())
+    saved["benchmarks"]["large"]["result"]["wan"] = saved["benchmarks"]["large"]["result"]["wan"][0]  # one size, as once
+    json_path.write_text(json.dumps(saved))
+    with pytest.raises(ResultsFileError, match="rerun the benchmarks without --only"):
+        load_report(json_path)
+    with pytest.raises(ResultsFileError, match="cannot read"):
+        load_report(tmp_path / "missing.json")
 
 
 def test_only_rerun_replaces_its_benchmarks_and_keeps_the_rest():
