@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from syncd.box import BoxError, SavedSession, UploadedFile, UploadedPart
-from syncd.connection import BoxConnection
+from syncd.service.box_connection import BoxConnection
 from syncd.pipeline.conflicts import ConflictOutcome, upload_with_policy
 from syncd.progress import PushProgress
 

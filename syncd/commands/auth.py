@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _check(config) -> int:
     from syncd.box import BoxError
-    from syncd.connection import connect_box
+    from syncd.service.box_connection import connect_box
     from syncd.logs import register_secret
 
     for secret in config.secrets:

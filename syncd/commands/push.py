@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"syncd push: --folder must be a Box folder id (digits), not {args.folder!r}", file=sys.stderr)
         return EXIT_USAGE
     config = load(args.config)
-    from syncd.connection import connect_box
+    from syncd.service.box_connection import connect_box
     from syncd.logs import configure_logging, register_secret
     from syncd.progress import PushProgress
     from syncd.push import PushSessions, default_state_file, expand, push, summary

@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, *, once: bool = False) -> int:
     config = load(args.config)
-    from syncd.daemon import run_daemon
+    from syncd.service.daemon import run_daemon
     from syncd.journal import JournalError
 
     try:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from syncd.box import BoxAPIError, FolderTree, MemoryFolderIds
-from syncd.connection import JournalFolderIds
+from syncd.service.box_connection import JournalFolderIds
 from syncd.journal import Journal
 
 from .conftest import count, make_client

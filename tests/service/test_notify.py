@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from syncd.health import HealthCheck
-from syncd.notify import SystemdNotifier, WatchdogPinger, monotonic_usec, watchdog_settings
+from syncd.service.health import HealthCheck
+from syncd.service.notify import SystemdNotifier, WatchdogPinger, monotonic_usec, watchdog_settings
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -190,8 +190,8 @@ SERVICE_SCRIPT = textwrap.dedent(
     """
     import signal, sys, threading
     from pathlib import Path
-    from syncd.health import HealthCheck
-    from syncd.notify import SystemdNotifier, WatchdogPinger
+    from syncd.service.health import HealthCheck
+    from syncd.service.notify import SystemdNotifier, WatchdogPinger
 
     flag = Path(sys.argv[1])
     health = HealthCheck()
@@ -211,7 +211,7 @@ SERVICE_SCRIPT = textwrap.dedent(
 
 def test_a_real_process_pings_stops_when_unhealthy_and_says_why(tmp_path: Path, listener: NotifyListener) -> None:
     flag = tmp_path / "observer-dead"
-    env = dict(os.environ, WATCHDOG_USEC="200000", PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    env = dict(os.environ, WATCHDOG_USEC="200000", PYTHONPATH=str(Path(__file__).resolve().parents[2]))
     proc = subprocess.Popen(
         [sys.executable, "-c", SERVICE_SCRIPT, str(flag)],
         env=env,

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 import structlog
 from systemd import daemon as sd_daemon
 
-from syncd.health import HealthReport
+from syncd.service.health import HealthReport
 
-log = structlog.get_logger(__name__)
+log = structlog.get_logger("syncd.notify")  # its name before the move to syncd.service
 
 # Longest STATUS= line sent: systemctl shows one line, and a notification
 # datagram should stay far below the socket's buffer size.

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from syncd.health import HealthCheck
-from syncd.metrics import Metrics, MetricsInputError, MetricsServer, MetricsServerError
+from syncd.service.health import HealthCheck
+from syncd.service.metrics import Metrics, MetricsInputError, MetricsServer, MetricsServerError
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -47,9 +47,9 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from syncd.config import is_loopback_host
-from syncd.health import HealthCheck
+from syncd.service.health import HealthCheck
 
-log = structlog.get_logger(__name__)
+log = structlog.get_logger("syncd.metrics")  # its name before the move to syncd.service
 
 UPLOAD_METHODS = ("direct", "chunked")
 

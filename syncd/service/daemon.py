@@ -28,12 +28,12 @@ import structlog
 from syncd import __version__
 from syncd.box import AuthError, BoxAPIError, BoxError, ErrorClass
 from syncd.config import Config, ConfigError, diff_configs, load_config
-from syncd.connection import BoxConnection, JournalFolderIds, connect_box
-from syncd.health import HealthCheck
+from syncd.service.box_connection import BoxConnection, JournalFolderIds, connect_box
+from syncd.service.health import HealthCheck
 from syncd.journal import FileRecord, FileState, Journal
 from syncd.logs import configure_logging, register_secret, route_uncaught_exceptions
-from syncd.metrics import Metrics, MetricsServer
-from syncd.notify import SystemdNotifier, WatchdogPinger
+from syncd.service.metrics import Metrics, MetricsServer
+from syncd.service.notify import SystemdNotifier, WatchdogPinger
 from syncd.pipeline.ingest import Ingest, Outcome
 from syncd.pipeline.intake import Intake
 from syncd.pipeline.worker import WorkerPool

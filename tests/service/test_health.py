@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from syncd.health import (
+from syncd.service.health import (
     HealthCheck,
     ProbeRegistrationError,
     ProgressTracker,
