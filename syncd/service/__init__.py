@@ -3,7 +3,8 @@
   daemon          wiring, lifecycle, signals, reload (builds everything below and the pipeline)
   box_connection  the Box client, uploader and folder tree built from the configuration
   health          named probes behind /healthz and the systemd watchdog
-  metrics         Prometheus metrics (own registry) and the HTTP server for /metrics and /healthz
+  metrics         Prometheus metrics (own registry)
+  metrics_server  the HTTP server for /metrics and /healthz
   notify          systemd sd_notify: READY, STATUS, RELOADING, STOPPING, WATCHDOG pings
 
 It imports the pipeline, the journal, the Box client, config and logs; never the

@@ -32,7 +32,8 @@ from syncd.service.box_connection import BoxConnection, JournalFolderIds, connec
 from syncd.service.health import HealthCheck
 from syncd.journal import FileRecord, FileState, Journal
 from syncd.logs import configure_logging, register_secret, route_uncaught_exceptions
-from syncd.service.metrics import Metrics, MetricsServer
+from syncd.service.metrics import Metrics
+from syncd.service.metrics_server import MetricsServer
 from syncd.service.notify import SystemdNotifier, WatchdogPinger
 from syncd.pipeline.ingest import Ingest, Outcome
 from syncd.pipeline.intake import Intake

@@ -27,7 +27,7 @@ from systemd import daemon as sd_daemon
 
 from syncd.service.health import HealthReport
 
-log = structlog.get_logger("syncd.notify")  # its name before the move to syncd.service
+log = structlog.get_logger("syncd.notify")  # named as before the move into syncd.service
 
 # Longest STATUS= line sent: systemctl shows one line, and a notification
 # datagram should stay far below the socket's buffer size.

@@ -13,7 +13,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from syncd.service.health import HealthCheck
-from syncd.service.metrics import Metrics, MetricsInputError, MetricsServer, MetricsServerError
+from syncd.service.metrics import Metrics, MetricsInputError
+from syncd.service.metrics_server import MetricsServer, MetricsServerError
 
 pytestmark = pytest.mark.timeout(30)
 
