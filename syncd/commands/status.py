@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = load(args.config)
-    from syncd.status import collect_status, render_status
+    from syncd.commands.status_report import collect_status, render_status
 
     with open_journal(config, "reader") as journal:
         report = collect_status(journal, config, failures=args.failures)

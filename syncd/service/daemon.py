@@ -38,7 +38,7 @@ from syncd.service.notify import SystemdNotifier, WatchdogPinger
 from syncd.pipeline.ingest import Ingest, Outcome
 from syncd.pipeline.intake import Intake
 from syncd.pipeline.worker import WorkerPool
-from syncd.status import current_alerts
+from syncd.service.alerts import current_alerts
 
 log = structlog.get_logger("syncd.daemon")
 

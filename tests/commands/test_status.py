@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from syncd.journal import Journal
-from syncd.status import collect_status, render_status
+from syncd.commands.status_report import collect_status, render_status
 from tests.journal.test_scale import fill_million_rows
 
 

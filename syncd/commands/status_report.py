@@ -1,8 +1,9 @@
-"""`syncd status`: what the daemon is doing and what went wrong, from the journal alone.
+"""The back-end of `syncd status`: what the daemon is doing and what went wrong, from the journal alone.
 
 It reads the journal as a reader (no lock taken), so it works whether or not a
 daemon is running, and every figure comes from an indexed query so that it
-stays fast on a journal of a million rows.
+stays fast on a journal of a million rows. Alerts are the service's
+(`syncd.service.alerts`), the same the daemon logs.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from syncd.config import Config, format_duration
+from syncd.config import Config
 from syncd.journal import FileState, Journal
+from syncd.service.alerts import current_alerts, format_age
 
 
 @dataclass(frozen=True)
@@ -62,40 +64,6 @@ class StatusReport:
         return data
 
 
-@dataclass(frozen=True)
-class Alert:
-    """An alert-worthy condition: `key` identifies it (the daemon logs each key once)."""
-
-    key: str
-    event: str
-    message: str
-    fields: dict[str, Any]
-
-
-def current_alerts(journal: Journal, config: Config, now: float) -> list[Alert]:
-    """The conditions worth an alert now: a file pending too long, a watch quiet too long."""
-    alerts: list[Alert] = []
-    threshold = config.alerts.pending_older_than
-    oldest = journal.oldest_pending()
-    if oldest is not None and threshold is not None and now - oldest.detected_at > threshold:
-        waited = now - oldest.detected_at
-        alerts.append(Alert(
-            f"pending:{oldest.id}", "alert_pending_too_long",
-            f"{oldest.watch}:{oldest.relpath} has been pending for {_age(waited)}",
-            {"watch": oldest.watch, "path": oldest.relpath, "pending_s": round(waited), "threshold_s": threshold}))
-    for watch in config.watches:
-        if watch.expect_files_every is None:
-            continue
-        arrival = journal.last_arrival(watch.name)
-        if arrival is None or now - arrival > watch.expect_files_every:
-            since = "ever" if arrival is None else _age(now - arrival)
-            alerts.append(Alert(
-                f"quiet:{watch.name}:{arrival}", "alert_no_files_arrived",
-                f"no file arrived in watch {watch.name} for {since} (expected every {_age(watch.expect_files_every)})",
-                {"watch": watch.name, "window_s": watch.expect_files_every, "last_arrival": arrival}))
-    return alerts
-
-
 def collect_status(journal: Journal, config: Config | None = None, *, failures: int = 10,
                    now: float | None = None) -> StatusReport:
     """Read a StatusReport from `journal` (alert thresholds come from `config`)."""
@@ -136,9 +104,9 @@ def render_status(report: StatusReport, *, now: float | None = None) -> str:
         "files:     " + ", ".join(f"{state} {n}" for state, n in report.counts.items()),
     ]
     if report.oldest_pending_path:
-        lines.append(f"oldest pending: {report.oldest_pending_path} ({_age(report.oldest_pending_age_s or 0)})")
+        lines.append(f"oldest pending: {report.oldest_pending_path} ({format_age(report.oldest_pending_age_s or 0)})")
     if report.last_upload_path and report.last_upload_at:
-        lines.append(f"last upload:    {report.last_upload_path} ({_age(now - report.last_upload_at)} ago)")
+        lines.append(f"last upload:    {report.last_upload_path} ({format_age(now - report.last_upload_at)} ago)")
     else:
         lines.append("last upload:    none yet")
     if report.in_flight:
@@ -152,7 +120,3 @@ def render_status(report: StatusReport, *, now: float | None = None) -> str:
     for alert in report.alerts:
         lines.append(f"ALERT: {alert}")
     return "\n".join(lines)
-
-
-def _age(seconds: float) -> str:
-    return format_duration(round(max(0.0, seconds)))

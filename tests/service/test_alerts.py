@@ -1,4 +1,4 @@
-"""Alert-worthy conditions: computed from the journal, shown by status, logged once by the daemon."""
+"""Alert-worthy conditions: computed by the service from the journal, shown by status, logged once by the daemon."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import yaml
 
 from syncd.config import load_config
 from syncd.journal import Journal
-from syncd.status import collect_status, current_alerts, render_status
+from syncd.commands.status_report import collect_status, render_status
+from syncd.service.alerts import current_alerts
 
 
 def _config(tmp_path: Path, api: str = "http://127.0.0.1:9", **watch: object) -> Path:
