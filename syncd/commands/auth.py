@@ -67,7 +67,7 @@ def _check(config) -> int:
 
 
 def _login(args: argparse.Namespace, config) -> int:
-    from syncd.authflow import (
+    from syncd.commands.auth_login import (
         AuthorizationDenied, RedirectListener, authorize_url, default_authorize_url, new_state,
     )
     from syncd.box import BoxError, OAuthRefreshAuth, TokenStore

@@ -43,8 +43,8 @@ def run(args: argparse.Namespace) -> int:
     config = load(args.config)
     from syncd.service.box_connection import connect_box
     from syncd.logs import configure_logging, register_secret
-    from syncd.progress import PushProgress
-    from syncd.push import PushSessions, default_state_file, expand, push, summary
+    from syncd.commands.push_progress import PushProgress
+    from syncd.commands.push_files import PushSessions, default_state_file, expand, push, summary
 
     for secret in config.secrets:
         register_secret(secret)

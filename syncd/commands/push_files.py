@@ -21,7 +21,7 @@ from typing import Any
 from syncd.box import BoxError, SavedSession, UploadedFile, UploadedPart
 from syncd.service.box_connection import BoxConnection
 from syncd.pipeline.conflicts import ConflictOutcome, upload_with_policy
-from syncd.progress import PushProgress
+from syncd.commands.push_progress import PushProgress
 
 
 def default_state_file() -> Path:
