@@ -41,7 +41,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("push", "syncd.commands.push", "upload files to a Box folder once, with progress bars"),
     Command("auth", "syncd.commands.auth", "OAuth login bootstrap and credential check"),
     Command("check-config", "syncd.commands.check_config", "validate a configuration file"),
-    Command("emulator", "syncd.emulator.command", "serve a local Box API emulator"),
+    Command("emulator", "syncd.commands.emulator", "serve a local Box API emulator"),
 )
 
 
