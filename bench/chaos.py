@@ -37,7 +37,7 @@ import requests
 from bench.emulator import EmulatorProcess
 from bench.report import save_result
 from bench.verifier import BoxReader, pending_from_status, verify
-from syncd.daemon_process import (
+from syncd.testing.daemon_process import (
     CHUNKED_MIN,
     DaemonProcess,
     Watch,

@@ -33,7 +33,7 @@ from bench.emulator import (
 )
 from bench.report import save_result
 from syncd.config import BoxConfig, ReadinessConfig
-from syncd.daemon_process import DaemonProcess, event_time, write_config
+from syncd.testing.daemon_process import DaemonProcess, event_time, write_config
 
 FILE_SIZE = 4096
 

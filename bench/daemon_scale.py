@@ -27,7 +27,7 @@ import psutil
 
 from bench.emulator import EmulatorProcess
 from bench.report import save_result
-from syncd.daemon_process import DaemonProcess, write_config
+from syncd.testing.daemon_process import DaemonProcess, write_config
 from syncd.journal import Journal
 
 

@@ -28,7 +28,7 @@ from typing import Any
 from bench.emulator import EmulatorProcess
 from bench.report import save_result
 from syncd.config import parse_size
-from syncd.daemon_process import (
+from syncd.testing.daemon_process import (
     CHUNKED_MIN,
     DaemonProcess,
     Watch,

@@ -37,7 +37,7 @@ from bench.emulator import (
 )
 from bench.report import save_result
 from syncd.box.ratelimit import RateLimits
-from syncd.daemon_process import DaemonProcess, event_time, write_config
+from syncd.testing.daemon_process import DaemonProcess, event_time, write_config
 
 FILE_SIZE = 64 * 1024
 CEILING_FILES_PER_S = SCALED_UPLOADS_PER_MINUTE / 60

@@ -30,7 +30,7 @@ from typing import Any
 
 import requests
 
-from syncd.daemon_process import status_json
+from syncd.testing.daemon_process import status_json
 
 PAGE_LIMIT = 1000
 TRANSIENT_ATTEMPTS = 5

@@ -1,7 +1,7 @@
 """The checks every daemon integration test shares, and the daemon launcher they use.
 
 Launching `python -m syncd run`, writing its config and running `syncd status/history`
-is syncd's public launcher, syncd.daemon_process (re-exported here for the tests'
+is syncd's public launcher, syncd.testing.daemon_process (re-exported here for the tests'
 imports). The checks here read what Box holds through the emulator's HTTP API with
 plain `requests` (never through syncd.box or the journal) and the local files' SHA-1s (bench.verifier's, the same independent reading the chaos runs use).
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.verifier import local_tree, sha1_of
-from syncd.daemon_process import (
+from syncd.testing.daemon_process import (
     CHUNKED_MIN,
     DaemonProcess,
     DaemonProcessError,

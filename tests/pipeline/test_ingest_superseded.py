@@ -17,7 +17,7 @@ from structlog.testing import capture_logs
 
 from syncd.config import load_config
 from syncd.service.box_connection import connect_box
-from syncd.daemon_process import CHUNKED_MIN, Watch, config_data, write_config
+from syncd.testing.daemon_process import CHUNKED_MIN, Watch, config_data, write_config
 from syncd.journal import Journal
 from syncd.pipeline.ingest import Ingest
 

@@ -1,0 +1,8 @@
+"""Harnesses for syncd's own tests and benchmarks, and for anyone's that need a real daemon.
+
+  daemon_process  run `python -m syncd run` as a child process, write its config,
+                  read its JSON log events, run `syncd status/history --json`
+
+The emulator's harness is part of the emulator (`syncd.emulator.harness`). This
+package may import anything of syncd; nothing in syncd imports it.
+"""
