@@ -6,17 +6,16 @@
            ─▶ systemd notify + watchdog, /metrics + /healthz
 
 Lifecycle: rows a crash left `uploading` are handed to the workers first (they
-reconcile with Box before sending anything); intake starts; READY=1 is sent
-once every watch is observed and its start-up scan queued. SIGTERM/SIGINT stop
-intake, let in-flight uploads reach a safe point within `shutdown_timeout`, and
-exit 0; a second signal exits at once (the journal is consistent at every
-instant, so nothing is lost). SIGHUP reloads the config; an invalid one is
-rejected and the old one keeps running.
+reconcile with Box before sending anything; syncd.pipeline.claims keeps that
+order); intake starts; READY=1 is sent once every watch is observed and its
+start-up scan queued. SIGTERM/SIGINT stop intake, let in-flight uploads reach
+a safe point within `shutdown_timeout`, and exit 0; a second signal exits at
+once (the journal is consistent at every instant, so nothing is lost). SIGHUP
+reloads the config; an invalid one is rejected and the old one keeps running.
 """
 
 from __future__ import annotations
 
-import collections
 import os
 import signal
 import threading
@@ -28,17 +27,18 @@ import structlog
 from syncd import __version__
 from syncd.box import AuthError, BoxAPIError, BoxError, ErrorClass
 from syncd.config import Config, ConfigError, diff_configs, load_config
-from syncd.service.box_connection import BoxConnection, JournalFolderIds, connect_box
-from syncd.service.health import HealthCheck
 from syncd.journal import FileRecord, FileState, Journal
 from syncd.logs import configure_logging, register_secret, route_uncaught_exceptions
-from syncd.service.metrics import Metrics
-from syncd.service.metrics_server import MetricsServer
-from syncd.service.notify import SystemdNotifier, WatchdogPinger
+from syncd.pipeline.claims import ClaimQueue
 from syncd.pipeline.ingest import Ingest, Outcome
 from syncd.pipeline.intake import Intake
 from syncd.pipeline.worker import WorkerPool
 from syncd.service.alerts import current_alerts
+from syncd.service.box_connection import BoxConnection, JournalFolderIds, connect_box
+from syncd.service.health import HealthCheck
+from syncd.service.metrics import Metrics
+from syncd.service.metrics_server import MetricsServer
+from syncd.service.notify import SystemdNotifier, WatchdogPinger
 
 log = structlog.get_logger("syncd.daemon")
 
@@ -64,11 +64,9 @@ class Daemon:
         self._stop = threading.Event()
         self._signals = 0
         self._reload_requested = threading.Event()
-        self._interrupted: collections.deque[FileRecord] = collections.deque()
-        self._interrupted_lock = threading.Lock()
-        self._interrupted_ids: set[int] = set()
         self.journal: Journal | None = None
         self.box: BoxConnection | None = None
+        self.claims: ClaimQueue | None = None
         self.pool: WorkerPool[FileRecord] | None = None
         self.intake: Intake | None = None
         self.ingest: Ingest | None = None
@@ -97,12 +95,11 @@ class Daemon:
         self.box.client.transport.on_status = self._count_status
         self.ingest = Ingest(config, self.journal, self.box.client, self.box.uploader, self.box.folders,
                              on_uploaded=self._uploaded, on_bytes=lambda n: self.pool and self.pool.progress())
-        self.pool = WorkerPool(self._claim, self._process, workers=config.workers,
+        self.claims = ClaimQueue(self.journal)
+        self.pool = WorkerPool(self.claims.claim, self._process, workers=config.workers,
                                small_file_max=config.box.direct_upload_max,
                                describe=lambda r: f"{r.watch}:{r.relpath}")
-        interrupted = self.journal.recover_interrupted()
-        self._interrupted.extend(interrupted)
-        self._interrupted_ids = {record.id for record in interrupted}
+        interrupted = self.claims.recover_interrupted()
         if interrupted:
             log.info("reconciling_interrupted_uploads", files=len(interrupted))
         self.intake = Intake(config, self.journal, on_new_work=self.pool.wake,
@@ -234,18 +231,11 @@ class Daemon:
 
     # ------------------------------------------------------------------- work
 
-    def _claim(self, max_size: int | None) -> FileRecord | None:
-        with self._interrupted_lock:
-            if self._interrupted:
-                return self._interrupted.popleft()
-        assert self.journal is not None
-        return self.journal.claim_next(time.time(), max_size=max_size)
-
     def _process(self, record: FileRecord, stopping: threading.Event) -> None:
-        assert self.ingest is not None
+        assert self.ingest is not None and self.claims is not None
         with self.metrics.upload_in_flight():
             outcome: Outcome = self.ingest.process(record, stopping,
-                                                   interrupted=record.id in self._interrupted_ids)
+                                                   interrupted=self.claims.was_interrupted(record))
         if outcome.kind in ("failed", "quarantined"):
             self.metrics.record_failure(record.watch, outcome.code or outcome.kind)
         elif outcome.kind == "retry":
@@ -262,7 +252,9 @@ class Daemon:
 
     def _nothing_left(self) -> bool:
         assert self.journal is not None and self.intake is not None and self.pool is not None
-        if self.intake.busy() or any(s.busy_since is not None for s in self.pool.states) or self._interrupted:
+        assert self.claims is not None
+        busy = self.intake.busy() or any(s.busy_since is not None for s in self.pool.states)
+        if busy or self.claims.has_interrupted():
             return False
         due = self.journal.next_attempt_time()
         return due is None or due > time.time() + 30
