@@ -3,9 +3,10 @@
 Uploads a crash interrupted come first. `Journal.recover_interrupted` leaves
 them `uploading` (putting them back to pending could upload again a file Box
 may already hold), so the journal never hands them out: this queue does, each
-once, and the worker reconciles it with Box before sending anything. Then the
-journal's due pending files (`Journal.claim_next`: the oldest due first in the
-general lane, the smallest first in the small-files lane).
+once and only to a worker whose size lane takes it, and the worker reconciles
+it with Box before sending anything. Then the journal's due pending files
+(`Journal.claim_next`: the oldest due first in the general lane, the smallest
+first in the small-files lane).
 """
 
 from __future__ import annotations
@@ -37,10 +38,16 @@ class ClaimQueue:
         return interrupted
 
     def claim(self, max_size: int | None) -> FileRecord | None:
-        """The next file for a worker whose lane takes files up to `max_size` bytes (None: any size)."""
+        """The next file for a worker whose lane takes files up to `max_size` bytes (None: any size).
+
+        An interrupted upload too large for the lane waits for a general worker: the
+        small-files worker exists so that multi-gigabyte uploads never hold up small files.
+        """
         with self._lock:
-            if self._interrupted:
-                return self._interrupted.popleft()
+            for record in self._interrupted:
+                if max_size is None or record.size <= max_size:
+                    self._interrupted.remove(record)
+                    return record
         return self._journal.claim_next(self._clock(), max_size=max_size)
 
     def was_interrupted(self, record: FileRecord) -> bool:

@@ -2,7 +2,7 @@
 
 Kept as small as rq's worker loop: claim, process, repeat; sleep when there is
 nothing due; stop claiming when asked. What "process" means lives in
-`syncd.pipeline.ingest`; what "claim" means lives in the journal. One worker
+`syncd.pipeline.ingest`; what "claim" means in `syncd.pipeline.claims`. One worker
 (when there are at least two) only takes small files, so a few multi-gigabyte
 uploads never starve a burst of scans.
 """
