@@ -82,8 +82,9 @@ from .errors import (
     classify,
 )
 from .folders import FolderIdStore, FolderTree, MemoryFolderIds
+from .http_retry import RetryPolicy
 from .ratelimit import RateLimiter, RateLimits, TokenBucket
-from .transport import RetryPolicy, Transport
+from .transport import Transport
 from .uploads import (
     BOX_CHUNKED_MINIMUM,
     DEFAULT_CHUNKED_THRESHOLD,

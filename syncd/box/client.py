@@ -7,8 +7,9 @@ from typing import Any, Iterator, Mapping
 
 from .auth import Auth
 from .errors import BoxAPIError
+from .http_retry import RetryPolicy
 from .ratelimit import RateLimiter, RateLimits
-from .transport import RetryPolicy, Transport
+from .transport import Transport
 
 BOX_API_URL = "https://api.box.com/2.0"
 BOX_UPLOAD_URL = "https://upload.box.com/api/2.0"

@@ -1,6 +1,7 @@
 """HTTP transport for Box: one pooled ``requests.Session``, auth headers, the
 client-side rate limiter, and retries with exponential backoff and full jitter
-that honour ``Retry-After``.
+that honour ``Retry-After`` (the policy and its delays are in
+:mod:`~syncd.box.http_retry`).
 
 A request whose outcome may be unknown (the body may have reached Box but the
 answer was lost) is retried only when it is safe to repeat; otherwise
@@ -15,7 +16,6 @@ import logging
 import random
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 from urllib.parse import urlsplit
 
@@ -26,50 +26,12 @@ import urllib3.exceptions
 from .. import __version__
 from .auth import Auth
 from .errors import BoxAPIError, BoxConnectionError, OutcomeUnknown, redact_url
+from .http_retry import RETRYABLE_STATUSES, SAFE_METHODS, RetryPolicy, retry_delay
 from .ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 
 USER_AGENT = f"syncd/{__version__}"
-RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How long and how often to retry transient failures.
-
-    ``max_attempts`` bounds ordinary retries (5xx, 429, connection failures);
-    ``deadline`` bounds the total time a single call may spend retrying.
-    """
-
-    max_attempts: int = 8
-    base_delay: float = 0.5
-    max_delay: float = 60.0
-    deadline: float = 600.0
-
-    def __post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise ValueError("max_attempts must be >= 1")
-        if self.base_delay < 0 or self.max_delay < 0 or self.deadline < 0:
-            raise ValueError("delays and deadline must be >= 0")
-
-
-def backoff_delay(attempt: int, policy: RetryPolicy, rng: random.Random) -> float:
-    """Full-jitter exponential backoff: uniform in [0, min(max_delay, base * 2**attempt)]."""
-    ceiling = min(policy.max_delay, policy.base_delay * (2 ** min(attempt, 32)))
-    return rng.uniform(0.0, ceiling)
-
-
-def retry_delay(attempt: int, retry_after: float | None, policy: RetryPolicy, rng: random.Random) -> float:
-    """Seconds to wait before retry number ``attempt`` (0-based).
-
-    Box's ``Retry-After`` is obeyed (with a little jitter on top, so that
-    parallel workers do not return in lockstep); otherwise full-jitter backoff.
-    """
-    if retry_after is not None:
-        return min(retry_after, policy.deadline) + rng.uniform(0.0, min(1.0, 0.1 * retry_after + 0.05))
-    return backoff_delay(attempt, policy, rng)
 
 
 def is_loopback(url: str) -> bool:

@@ -44,7 +44,7 @@ from syncd.journal import FileRecord, Journal, JournalError, PartRecord, Session
 from syncd.pipeline.actions import AfterUpload, SourceActionRefused, apply_after_upload
 from syncd.pipeline.conflicts import ConflictOutcome, upload_with_policy
 from syncd.pipeline.names import name_problem, sanitize_name
-from syncd.pipeline.retry import RetrySchedule
+from syncd.pipeline.retry_schedule import RetrySchedule
 from syncd.pipeline.scanner import FileStat, ProblemKind, ScanProblem, stat_candidate
 
 log = structlog.get_logger("syncd.ingest")

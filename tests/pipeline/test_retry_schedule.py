@@ -1,6 +1,6 @@
 import random
 
-from syncd.pipeline.retry import RetrySchedule
+from syncd.pipeline.retry_schedule import RetrySchedule
 
 
 def test_backoff_grows_and_is_capped():
