@@ -1,4 +1,4 @@
-"""syncd.box: a Box API client library (auth, transport, errors, folders, uploads).
+"""syncd.box: a Box API client library (credentials, transport, errors, folders, uploads).
 
 It knows HTTP, Box's auth methods, Box's errors and upload protocols, and
 nothing about watched folders or the journal: resume state goes in and out as
@@ -57,7 +57,8 @@ Guarantees
   access token they came with is used.
 """
 
-from .auth import (
+from .client import BoxClient, PreflightResult
+from .credentials import (
     AccessToken,
     Auth,
     ClientCredentialsAuth,
@@ -67,7 +68,6 @@ from .auth import (
     TokenEndpoint,
     TokenStore,
 )
-from .client import BoxClient, PreflightResult
 from .errors import (
     AuthError,
     BoxAPIError,

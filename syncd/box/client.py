@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterator, Mapping
 
-from .auth import Auth
+from .credentials import Auth
 from .errors import BoxAPIError
 from .http_retry import RetryPolicy
 from .ratelimit import RateLimiter, RateLimits

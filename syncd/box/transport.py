@@ -24,7 +24,7 @@ import requests.adapters
 import urllib3.exceptions
 
 from .. import __version__
-from .auth import Auth
+from .credentials import Auth
 from .errors import BoxAPIError, BoxConnectionError, OutcomeUnknown, redact_url
 from .http_retry import RETRYABLE_STATUSES, SAFE_METHODS, RetryPolicy, retry_delay
 from .ratelimit import RateLimiter

@@ -1,4 +1,4 @@
-"""Box authentication: developer token, OAuth 2.0 refresh tokens, Client
+"""Box credential providers: developer token, OAuth 2.0 refresh tokens, Client
 Credentials Grant and JWT, each optionally acting as another user (``as-user``).
 
 Every method hands out an access token through :meth:`Auth.access_token`
