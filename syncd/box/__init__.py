@@ -57,6 +57,7 @@ Guarantees
   access token they came with is used.
 """
 
+from .chunked_upload import ChunkedUpload
 from .client import BoxClient, PreflightResult
 from .credentials import (
     AccessToken,
@@ -68,6 +69,7 @@ from .credentials import (
     TokenEndpoint,
     TokenStore,
 )
+from .direct_upload import DirectUpload
 from .errors import (
     AuthError,
     BoxAPIError,
@@ -85,18 +87,17 @@ from .folders import FolderIdStore, FolderTree, MemoryFolderIds
 from .http_retry import RetryPolicy
 from .ratelimit import RateLimiter, RateLimits, TokenBucket
 from .transport import Transport
-from .uploads import (
+from .upload_values import (
     BOX_CHUNKED_MINIMUM,
     DEFAULT_CHUNKED_THRESHOLD,
-    ChunkedUpload,
-    DirectUpload,
     SavedSession,
     SourceFingerprint,
     UploadedFile,
     UploadedPart,
-    Uploader,
     UploadProgress,
+    hash_file,
 )
+from .uploader import Uploader
 
 __all__ = [
     "AccessToken", "Auth", "AuthError", "BOX_CHUNKED_MINIMUM", "BoxAPIError", "BoxClient",
@@ -106,5 +107,5 @@ __all__ = [
     "OAuthRefreshAuth", "OutcomeUnknown", "PreflightResult", "RateLimiter", "RateLimits",
     "RetryPolicy", "SavedSession", "SourceChanged", "SourceFingerprint", "TokenBucket",
     "TokenEndpoint", "TokenStore", "Transport", "UploadProgress", "UploadedFile", "UploadedPart",
-    "UploadCancelled", "Uploader", "classify",
+    "UploadCancelled", "Uploader", "classify", "hash_file",
 ]

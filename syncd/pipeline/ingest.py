@@ -38,7 +38,7 @@ from syncd.box import (
     UploadedPart,
     Uploader,
 )
-from syncd.box.uploads import hash_file
+from syncd.box import hash_file
 from syncd.config import Config, WatchConfig
 from syncd.journal import FileRecord, Journal, JournalError, PartRecord, SessionRecord, StaleClaim
 from syncd.pipeline.actions import AfterUpload, SourceActionRefused, apply_after_upload

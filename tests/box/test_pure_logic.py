@@ -24,7 +24,8 @@ from syncd.box.errors import parse_conflicts, parse_retry_after
 from syncd.box.ratelimit import RateLimiter, RateLimits
 from syncd.box.http_retry import backoff_delay, retry_delay
 from syncd.box.transport import is_loopback
-from syncd.box.uploads import box_time, content_range, part_ranges, sha_digest_header
+from syncd.box.chunked_upload import content_range, part_ranges, sha_digest_header
+from syncd.box.upload_values import box_time
 
 
 class FakeClock:

@@ -1,0 +1,189 @@
+"""The values uploads exchange with their callers: what Box stored
+(:class:`UploadedFile`, :class:`UploadedPart`), the resume state of a chunked
+upload (:class:`SavedSession`, kept by the caller through :class:`UploadProgress`),
+what must not change while a file is uploaded (:class:`SourceFingerprint`,
+:func:`hash_file`), and the size limits and time format both kinds of upload share.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Callable, Mapping, Protocol
+
+from .errors import BoxAPIError, SourceChanged
+
+MiB = 1024 * 1024
+BOX_CHUNKED_MINIMUM = 20_000_000  # Box refuses upload sessions for smaller files
+DEFAULT_CHUNKED_THRESHOLD = 50 * MiB
+DEFAULT_CONCURRENCY = 4
+HASH_BLOCK = 4 * MiB
+
+OnBytes = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class UploadedFile:
+    """The result of an upload: the file (or new version) as Box now holds it."""
+
+    file_id: str
+    version_id: str | None
+    sha1: str
+    size: int
+    etag: str | None
+    name: str
+
+    @classmethod
+    def from_json(cls, item: Mapping[str, Any]) -> "UploadedFile":
+        version = item.get("file_version") or {}
+        return cls(
+            file_id=str(item["id"]),
+            version_id=None if not version.get("id") else str(version["id"]),
+            sha1=str(item.get("sha1") or version.get("sha1") or ""),
+            size=int(float(item.get("size") or 0)),
+            etag=None if item.get("etag") is None else str(item["etag"]),
+            name=str(item.get("name", "")),
+        )
+
+
+@dataclass(frozen=True)
+class UploadedPart:
+    """One part stored in an upload session (``sha1`` in hex)."""
+
+    part_id: str
+    offset: int
+    size: int
+    sha1: str
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> "UploadedPart":
+        return cls(str(raw["part_id"]), int(raw["offset"]), int(raw["size"]), str(raw.get("sha1") or ""))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"part_id": self.part_id, "offset": self.offset, "size": self.size, "sha1": self.sha1}
+
+
+@dataclass(frozen=True)
+class SavedSession:
+    """What a caller must keep to resume a chunked upload: plain, JSON-friendly values."""
+
+    session_id: str
+    file_size: int
+    part_size: int
+    total_parts: int
+    expires_at: str | None
+    upload_part_url: str
+    commit_url: str
+    list_parts_url: str
+    abort_url: str
+    status_url: str
+    parts: tuple[UploadedPart, ...] = ()
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any], file_size: int) -> "SavedSession":
+        """From Box's UploadSession object (``session_endpoints`` are used verbatim)."""
+        endpoints = raw.get("session_endpoints") or {}
+        session_url = endpoints.get("upload_part") or endpoints.get("status") or ""
+        if not session_url:
+            raise BoxAPIError(201, "invalid_session", "upload session without session_endpoints")
+        return cls(
+            session_id=str(raw["id"]),
+            file_size=file_size,
+            part_size=int(raw["part_size"]),
+            total_parts=int(raw["total_parts"]),
+            expires_at=raw.get("session_expires_at"),
+            upload_part_url=session_url,
+            commit_url=endpoints.get("commit") or f"{session_url}/commit",
+            list_parts_url=endpoints.get("list_parts") or f"{session_url}/parts",
+            abort_url=endpoints.get("abort") or session_url,
+            status_url=endpoints.get("status") or session_url,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        data = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "parts"}
+        data["parts"] = [part.to_json() for part in self.parts]
+        return data
+
+    @classmethod
+    def from_saved_json(cls, data: Mapping[str, Any]) -> "SavedSession":
+        """Inverse of :meth:`to_json`."""
+        values = {k: data[k] for k in cls.__dataclass_fields__ if k != "parts"}
+        return cls(**values, parts=tuple(UploadedPart.from_json(p) for p in data.get("parts", ())))
+
+
+class UploadProgress(Protocol):
+    """Where a chunked upload keeps its resume state (implemented by the caller).
+
+    ``load`` returns the session saved by an earlier attempt of *this* upload,
+    or None. After a successful upload the caller drops what it saved.
+    """
+
+    def load(self) -> SavedSession | None: ...
+
+    def session_created(self, session: SavedSession) -> None: ...
+
+    def part_uploaded(self, part: UploadedPart) -> None: ...
+
+    def session_discarded(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class SourceFingerprint:
+    """What must not change while a file is uploaded."""
+
+    size: int
+    mtime_ns: int
+    inode: int
+    device: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> "SourceFingerprint":
+        return cls(st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
+
+    @classmethod
+    def of_path(cls, path: str | os.PathLike[str]) -> "SourceFingerprint":
+        return cls.of(os.stat(path))
+
+    def difference(self, other: "SourceFingerprint") -> str | None:
+        """A human-readable reason when ``other`` differs, else None."""
+        if (self.inode, self.device) != (other.inode, other.device):
+            return "file was replaced (inode changed)"
+        if self.size != other.size:
+            return f"size changed from {self.size} to {other.size}"
+        if self.mtime_ns != other.mtime_ns:
+            return "modification time changed"
+        return None
+
+
+def box_time(timestamp: float) -> str:
+    """Box's time format: ISO-8601, whole seconds, with an offset."""
+    return datetime.fromtimestamp(int(timestamp), timezone.utc).isoformat()
+
+
+def file_times(st: os.stat_result) -> dict[str, str]:
+    """``content_created_at``/``content_modified_at`` from a stat result."""
+    created = getattr(st, "st_birthtime", None) or min(st.st_mtime, st.st_ctime)
+    return {"content_created_at": box_time(created), "content_modified_at": box_time(st.st_mtime)}
+
+
+def hash_file(path: str | os.PathLike[str]) -> tuple[str, SourceFingerprint]:
+    """SHA-1 (hex) of a file, and its fingerprint, checked unchanged across the read."""
+    with open(path, "rb") as handle:
+        before = SourceFingerprint.of(os.fstat(handle.fileno()))
+        digest = hashlib.sha1()
+        buffer = bytearray(HASH_BLOCK)
+        view = memoryview(buffer)
+        total = 0
+        while True:
+            n = handle.readinto(buffer)
+            if not n:
+                break
+            digest.update(view[:n])
+            total += n
+    after = SourceFingerprint.of_path(path)
+    reason = before.difference(after) or (None if total == before.size else f"read {total} of {before.size} bytes")
+    if reason:
+        raise SourceChanged(os.fspath(path), reason)
+    return digest.hexdigest(), before
