@@ -25,11 +25,15 @@ meanwhile, the outcome method raises StaleClaim instead of recording a stale upl
 `syncd status/history` open it with role="reader" (read-only, no lock) and
 `syncd retry/forget` with role="operator" (writes beside a running daemon).
 
-Modules: `store` (Journal; durability and threading notes), `schema` (tables,
-indexes, migrations), `records` (what comes out), `lock` (single-writer lock).
+Modules: `journal` (the Journal, made of `core`: opening, transactions, the
+durability and threading notes; `file_states`: the file state machine;
+`box_folder_ids`: the Box folder-id cache; `reports`: status and history
+queries), `schema` (tables, indexes, migrations), `records` (what comes out),
+`lock` (single-writer lock).
 """
 
 from syncd.journal.errors import InvalidTransition, JournalError, JournalLocked, StaleClaim, UnknownFile
+from syncd.journal.journal import Journal
 from syncd.journal.records import (
     FileRecord,
     FileState,
@@ -45,7 +49,6 @@ from syncd.journal.records import (
 from syncd.journal.schema import SCHEMA_VERSION
 from syncd.journal.rows import ALLOWED_TRANSITIONS
 from syncd.journal.sqlite_file import Role
-from syncd.journal.store import Journal
 
 __all__ = [
     "ALLOWED_TRANSITIONS",

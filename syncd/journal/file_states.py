@@ -1,49 +1,26 @@
-"""The Journal: syncd's durable record of every file, in one SQLite file (WAL mode).
+"""The file state machine of the journal: files observed on disk, claimed by a
+worker, and their outcomes (uploaded, retry, failed, quarantined, skipped),
+with saved upload sessions; operator retries; recovery after a crash.
 
-Durability. The journal runs in WAL mode. With `synchronous=NORMAL` a committed
-WAL transaction survives a crash of the process but can be lost if the machine
-loses power before the next checkpoint. That is acceptable for what the scanner
-can rediscover from the disk (observe/remove: at restart the start-up scan sees
-the same files again), but not for an *intent* that precedes a remote step: if
-"uploading" or a saved session were rolled back by a power loss after Box had
-already committed the upload, the restarted daemon would see a pending row and
-upload the file a second time (a duplicate version, breaking exactly-once), and
-if "uploaded" were lost after the source file was deleted or moved, the record of
-the verified upload would be gone. So every transaction written on behalf of a
-worker (claims, hashes, sessions, parts, outcomes) and by an operator commits
-with `synchronous=FULL` (the WAL is fsynced before COMMIT returns), and only
-scanner bookkeeping commits with NORMAL. A FULL commit also makes every earlier
-NORMAL commit durable, because the WAL is sequential.
-
-Threads. One SQLite connection serves the whole process, guarded by a lock: every
-method is one short transaction, so a worker pool shares it safely, and claims
-are atomic (`BEGIN IMMEDIATE` also excludes other processes, e.g. `syncd retry`
-run beside the daemon; `busy_timeout` makes them wait for each other instead of
-failing). `known_files` reads through its own short-lived connection, so a long
-start-up scan never blocks the workers.
+Every method is one transaction; those written on behalf of a worker or an
+operator are durable (see `syncd.journal.core`). Outcome methods accept
+`claim_seq` (from the claimed FileRecord): if the row was claimed again or
+changed since, they raise StaleClaim and record nothing.
 """
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import threading
-import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Iterable
 from typing import Any
 
 from syncd.journal import queries
+from syncd.journal.core import JournalCore
 from syncd.journal.errors import InvalidTransition, JournalError
-from syncd.journal.lock import DaemonLock, live_holder
 from syncd.journal.records import (
     FileRecord,
     FileState,
-    HistoryEntry,
     HistoryEvent,
-    InFlight,
-    KnownFile,
     Observation,
     ObservationKind,
     PartRecord,
@@ -59,188 +36,14 @@ from syncd.journal.rows import (
     fetch_files,
     fetch_session,
     file_record,
-    history_entry,
     require_file,
     transition,
 )
-from syncd.journal.sqlite_file import ROLES, Role, connect, create_journal_file, database_error, prepare_connection
-from syncd.journal.validation import (
-    check_box_ids,
-    check_limit,
-    check_part,
-    check_path,
-    check_session,
-    check_sha1,
-    check_stat,
-    from_i64,
-    to_i64,
-)
-
-_STATE_BY_NAME = {state.value: state for state in FileState}
+from syncd.journal.validation import check_part, check_path, check_session, check_sha1, check_stat, to_i64
 
 
-class Journal:
-    """The journal of one syncd instance. Create with `Journal.open(...)`; close when done.
-
-    Times are Unix epoch seconds. Methods that take `now` use it for every timestamp
-    they write; where it is optional, the journal's clock supplies it. Outcome methods
-    accept `claim_seq` (from the claimed FileRecord): if given and the row was claimed
-    again or changed since, they raise StaleClaim and record nothing.
-    """
-
-    def __init__(
-        self,
-        path: Path,
-        role: Role,
-        conn: sqlite3.Connection,
-        lock: DaemonLock | None,
-        clock: Callable[[], float],
-        busy_timeout: float,
-    ) -> None:
-        """Use `Journal.open`; this only assembles an already opened, checked journal."""
-        self.path = path
-        self.role = role
-        self._conn = conn
-        self._daemon_lock = lock
-        self._clock = clock
-        self._busy_timeout = busy_timeout
-        self._mutex = threading.RLock()
-        self._sync_full: bool | None = None
-        self._closed = False
-
-    # ------------------------------------------------------------------ opening
-
-    @classmethod
-    def open(
-        cls,
-        path: str | os.PathLike[str],
-        role: Role = "daemon",
-        *,
-        clock: Callable[[], float] = time.time,
-        busy_timeout: float = 10.0,
-    ) -> Journal:
-        """Open (as daemon: create or migrate) the journal at `path`.
-
-        Raises JournalLocked if role is "daemon" and another live process holds the
-        journal, and JournalError if the file is corrupt, unreadable, not a syncd
-        journal, from a newer syncd, or (for reader/operator) missing or not yet
-        migrated. Never replaces an existing file by an empty journal.
-        """
-        if role not in ROLES:
-            raise ValueError(f"journal role must be one of {sorted(ROLES)}, not {role!r}")
-        journal_path = Path(path).absolute()
-        lock: DaemonLock | None = None
-        if role == "daemon":
-            try:
-                journal_path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise JournalError(
-                    f"cannot create the journal directory {journal_path.parent}: {exc.strerror}",
-                    path=journal_path,
-                ) from exc
-            lock = DaemonLock.acquire(journal_path)
-        try:
-            if journal_path.is_dir():
-                raise JournalError(
-                    f"journal path {journal_path} is a directory; point `journal:` at a file", path=journal_path
-                )
-            if not journal_path.exists():
-                if role != "daemon":
-                    raise JournalError(
-                        f"no journal at {journal_path}: has the syncd daemon run with this config yet?",
-                        path=journal_path,
-                    )
-                create_journal_file(journal_path)
-            conn = connect(journal_path, busy_timeout)
-            try:
-                prepare_connection(conn, journal_path, role)
-            except BaseException:
-                conn.close()
-                raise
-        except BaseException:
-            if lock is not None:
-                lock.release()
-            raise
-        return cls(journal_path, role, conn, lock, clock, busy_timeout)
-
-    def close(self) -> None:
-        """Close the connection and release the daemon lock. Safe to call twice."""
-        with self._mutex:
-            if self._closed:
-                return
-            self._closed = True
-            try:
-                self._conn.close()
-            finally:
-                if self._daemon_lock is not None:
-                    self._daemon_lock.release()
-
-    def __enter__(self) -> Journal:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"Journal(path={str(self.path)!r}, role={self.role!r})"
-
-    def daemon_pid(self) -> int | None:
-        """PID of the live process holding this journal's daemon lock, or None."""
-        if self._daemon_lock is not None and self._daemon_lock.held:
-            return os.getpid()
-        holder = live_holder(self.path)
-        return holder.pid if holder else None
-
-    # ------------------------------------------------------------ transactions
-
-    @contextmanager
-    def _write(self, *, durable: bool) -> Iterator[sqlite3.Connection]:
-        if self.role == "reader":
-            raise JournalError(f"journal {self.path} was opened read-only (role 'reader')", path=self.path)
-        with self._mutex:
-            self._check_open()
-            conn = self._conn
-            try:
-                self._set_synchronous(full=durable)
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    yield conn
-                except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                raise database_error(self.path, exc) from exc
-
-    @contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
-        with self._mutex:
-            self._check_open()
-            conn = self._conn
-            try:
-                conn.execute("BEGIN")  # one snapshot for all the statements of a method
-                try:
-                    yield conn
-                finally:
-                    if conn.in_transaction:
-                        conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                raise database_error(self.path, exc) from exc
-
-    def _set_synchronous(self, *, full: bool) -> None:
-        # SQLite refuses to change the safety level inside a transaction, so this is
-        # switched between transactions (under the mutex), and only when it changes.
-        if self._sync_full is not full:
-            self._conn.execute(f"PRAGMA synchronous = {'FULL' if full else 'NORMAL'}")
-            self._sync_full = full
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise JournalError(f"journal {self.path} is closed", path=self.path)
-
-    def _now(self, now: float | None) -> float:
-        return float(self._clock() if now is None else now)
+class FileStates(JournalCore):
+    """Part of `Journal`: the state of each file, from observed to uploaded or parked."""
 
     # ------------------------------------------------------------- observing
 
@@ -617,160 +420,3 @@ class Journal:
                     {"attempts": 0, "next_attempt_at": stamp},
                 )
             return len(rows)
-
-    # ----------------------------------------------------------- Box folders
-
-    def box_folder_id(self, parent_id: str, name_key: str) -> str | None:
-        """The recorded id of the Box folder `name_key` (a case-folded name) under `parent_id`."""
-        check_box_ids(parent_id=parent_id, name_key=name_key)
-        with self._read() as conn:
-            found = conn.execute(
-                "SELECT folder_id FROM box_folders WHERE parent_id = ? AND name_key = ?", (parent_id, name_key)
-            ).fetchone()
-        return None if found is None else str(found[0])
-
-    def save_box_folder_id(self, parent_id: str, name_key: str, folder_id: str, *, now: float | None = None) -> None:
-        """Record (or replace) the id of the Box folder `name_key` under `parent_id`.
-
-        Committed without fsync, like scanner bookkeeping: an id lost to a power cut
-        only costs one more question to Box (a create answered 409).
-        """
-        check_box_ids(parent_id=parent_id, name_key=name_key, folder_id=folder_id)
-        with self._write(durable=False) as conn:
-            conn.execute(
-                "INSERT INTO box_folders (parent_id, name_key, folder_id, resolved_at) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (parent_id, name_key) DO UPDATE SET folder_id = excluded.folder_id,"
-                " resolved_at = excluded.resolved_at",
-                (parent_id, name_key, folder_id, self._now(now)),
-            )
-
-    def forget_box_folder(self, folder_id: str | None) -> int:
-        """Drop the recorded ids of a Box folder and of every folder recorded below it.
-
-        For a folder found deleted on Box: the ids under it are gone with it. None
-        drops every recorded id. Returns how many were dropped.
-        """
-        with self._write(durable=False) as conn:
-            if folder_id is None:
-                return conn.execute("DELETE FROM box_folders").rowcount
-            check_box_ids(folder_id=folder_id)
-            # UNION (not UNION ALL) stops at ids already seen, should the entries ever form a cycle.
-            conn.execute(
-                "WITH RECURSIVE gone(id) AS (VALUES (?) UNION"
-                " SELECT b.folder_id FROM box_folders AS b JOIN gone ON b.parent_id = gone.id)"
-                " DELETE FROM box_folders WHERE folder_id IN (SELECT id FROM gone)"
-                " OR parent_id IN (SELECT id FROM gone)",
-                (folder_id,),
-            )
-            # sqlite3's rowcount is -1 for a statement that starts with WITH; changes() is not.
-            return int(conn.execute("SELECT changes()").fetchone()[0])
-
-    # ------------------------------------------------------------- reporting
-
-    def get(self, file_id: int) -> FileRecord | None:
-        """The row with this id, or None."""
-        with self._read() as conn:
-            return fetch_file(conn, "id = ?", (file_id,))
-
-    def find(self, watch: str, relpath: str) -> FileRecord | None:
-        """The row of one file, or None."""
-        with self._read() as conn:
-            return fetch_file(conn, "watch = ? AND relpath = ?", (watch, relpath))
-
-    def counts_by_state(self, watch: str | None = None) -> dict[FileState, int]:
-        """How many files are in each state (every state present, zeros included)."""
-        with self._read() as conn:
-            if watch is None:
-                rows = conn.execute(queries.COUNTS_BY_STATE).fetchall()
-            else:
-                rows = conn.execute(queries.COUNTS_BY_STATE_IN_WATCH, {"watch": watch}).fetchall()
-        counts = dict.fromkeys(FileState, 0)
-        counts.update({FileState(state): n for state, n in rows})
-        return counts
-
-    def oldest_pending(self, watch: str | None = None) -> FileRecord | None:
-        """The pending file that has waited longest since it was ready (None if none)."""
-        with self._read() as conn:
-            if watch is None:
-                found = conn.execute(queries.OLDEST_PENDING).fetchone()
-            else:
-                found = conn.execute(queries.OLDEST_PENDING_IN_WATCH, {"watch": watch}).fetchone()
-        return None if found is None else file_record(found)
-
-    def recent_failures(self, limit: int = 20) -> list[FileRecord]:
-        """Failed and quarantined files, most recent first."""
-        check_limit(limit)
-        with self._read() as conn:
-            return [file_record(r) for r in conn.execute(queries.RECENT_FAILURES, {"limit": limit})]
-
-    def last_uploaded(self, watch: str | None = None) -> HistoryEntry | None:
-        """The latest upload, from the history (it outlives rows of deleted sources)."""
-        with self._read() as conn:
-            if watch is None:
-                found = conn.execute(queries.LAST_UPLOADED).fetchone()
-            else:
-                found = conn.execute(queries.LAST_UPLOADED_IN_WATCH, {"watch": watch}).fetchone()
-        return None if found is None else history_entry(found)
-
-    def last_arrival(self, watch: str) -> float | None:
-        """When a new or changed file was last observed in `watch` (None if never)."""
-        with self._read() as conn:
-            times = [r[0] for r in conn.execute(queries.LAST_ARRIVAL, {"watch": watch}) if r[0] is not None]
-        return max(times) if times else None
-
-    def in_flight(self) -> list[InFlight]:
-        """Uploading files with their chunked-upload progress."""
-        n = len(queries.FILE_COLUMNS)
-        with self._read() as conn:
-            rows = conn.execute(queries.IN_FLIGHT).fetchall()
-        return [
-            InFlight(
-                file=file_record(r[:n]),
-                session_id=r[n],
-                total_parts=r[n + 1] or 0,
-                parts_done=r[n + 2],
-                bytes_done=r[n + 3],
-            )
-            for r in rows
-        ]
-
-    def history(
-        self, watch: str | None = None, relpath: str | None = None, limit: int = 100
-    ) -> list[HistoryEntry]:
-        """History entries, newest first: all, of one watch, or of one file."""
-        check_limit(limit)
-        if relpath is not None and watch is None:
-            raise ValueError("history of a relpath needs its watch")
-        with self._read() as conn:
-            if watch is None:
-                rows = conn.execute(queries.HISTORY_ALL, {"limit": limit})
-            elif relpath is None:
-                rows = conn.execute(queries.HISTORY_IN_WATCH, {"watch": watch, "limit": limit})
-            else:
-                rows = conn.execute(queries.HISTORY_OF_PATH, {"watch": watch, "relpath": relpath, "limit": limit})
-            return [history_entry(r) for r in rows]
-
-    def prune_history(self, before: float) -> int:
-        """Delete history entries older than `before` (retention). Returns how many."""
-        with self._write(durable=False) as conn:
-            return conn.execute("DELETE FROM history WHERE ts < ?", (float(before),)).rowcount
-
-    def known_files(self, watch: str) -> Iterator[KnownFile]:
-        """Every file of `watch` as (relpath, size, mtime_ns, inode, state), one query.
-
-        Streams from a separate read connection (a consistent snapshot), so a scan
-        of 100,000 files neither holds the journal's lock nor builds a big list.
-        """
-        self._check_open()
-        conn = connect(self.path, self._busy_timeout)
-        try:
-            conn.execute("PRAGMA query_only = ON")
-            cursor = conn.execute(queries.KNOWN_FILES, {"watch": watch})
-            while batch := cursor.fetchmany(2000):
-                for relpath, size, mtime_ns, inode, state in batch:
-                    # A dict lookup, not FileState(state): this loop runs 100,000s of times.
-                    yield KnownFile(relpath, size, mtime_ns, from_i64(inode), _STATE_BY_NAME[state])
-        except sqlite3.Error as exc:
-            raise database_error(self.path, exc) from exc
-        finally:
-            conn.close()

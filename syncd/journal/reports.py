@@ -1,0 +1,131 @@
+"""What the journal reports: rows, counts by state, the oldest pending file,
+recent failures, uploads in flight, history (and its retention), and the
+stream of known files a start-up scan compares with the disk. Every figure
+comes from an indexed query (`syncd.journal.queries`).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+
+from syncd.journal import queries
+from syncd.journal.core import JournalCore
+from syncd.journal.records import FileRecord, FileState, HistoryEntry, InFlight, KnownFile
+from syncd.journal.rows import fetch_file, file_record, history_entry
+from syncd.journal.sqlite_file import connect, database_error
+from syncd.journal.validation import check_limit, from_i64
+
+_STATE_BY_NAME = {state.value: state for state in FileState}
+
+
+class Reports(JournalCore):
+    """Part of `Journal`: the read side (status, history, scans)."""
+
+    def get(self, file_id: int) -> FileRecord | None:
+        """The row with this id, or None."""
+        with self._read() as conn:
+            return fetch_file(conn, "id = ?", (file_id,))
+
+    def find(self, watch: str, relpath: str) -> FileRecord | None:
+        """The row of one file, or None."""
+        with self._read() as conn:
+            return fetch_file(conn, "watch = ? AND relpath = ?", (watch, relpath))
+
+    def counts_by_state(self, watch: str | None = None) -> dict[FileState, int]:
+        """How many files are in each state (every state present, zeros included)."""
+        with self._read() as conn:
+            if watch is None:
+                rows = conn.execute(queries.COUNTS_BY_STATE).fetchall()
+            else:
+                rows = conn.execute(queries.COUNTS_BY_STATE_IN_WATCH, {"watch": watch}).fetchall()
+        counts = dict.fromkeys(FileState, 0)
+        counts.update({FileState(state): n for state, n in rows})
+        return counts
+
+    def oldest_pending(self, watch: str | None = None) -> FileRecord | None:
+        """The pending file that has waited longest since it was ready (None if none)."""
+        with self._read() as conn:
+            if watch is None:
+                found = conn.execute(queries.OLDEST_PENDING).fetchone()
+            else:
+                found = conn.execute(queries.OLDEST_PENDING_IN_WATCH, {"watch": watch}).fetchone()
+        return None if found is None else file_record(found)
+
+    def recent_failures(self, limit: int = 20) -> list[FileRecord]:
+        """Failed and quarantined files, most recent first."""
+        check_limit(limit)
+        with self._read() as conn:
+            return [file_record(r) for r in conn.execute(queries.RECENT_FAILURES, {"limit": limit})]
+
+    def last_uploaded(self, watch: str | None = None) -> HistoryEntry | None:
+        """The latest upload, from the history (it outlives rows of deleted sources)."""
+        with self._read() as conn:
+            if watch is None:
+                found = conn.execute(queries.LAST_UPLOADED).fetchone()
+            else:
+                found = conn.execute(queries.LAST_UPLOADED_IN_WATCH, {"watch": watch}).fetchone()
+        return None if found is None else history_entry(found)
+
+    def last_arrival(self, watch: str) -> float | None:
+        """When a new or changed file was last observed in `watch` (None if never)."""
+        with self._read() as conn:
+            times = [r[0] for r in conn.execute(queries.LAST_ARRIVAL, {"watch": watch}) if r[0] is not None]
+        return max(times) if times else None
+
+    def in_flight(self) -> list[InFlight]:
+        """Uploading files with their chunked-upload progress."""
+        n = len(queries.FILE_COLUMNS)
+        with self._read() as conn:
+            rows = conn.execute(queries.IN_FLIGHT).fetchall()
+        return [
+            InFlight(
+                file=file_record(r[:n]),
+                session_id=r[n],
+                total_parts=r[n + 1] or 0,
+                parts_done=r[n + 2],
+                bytes_done=r[n + 3],
+            )
+            for r in rows
+        ]
+
+    def history(
+        self, watch: str | None = None, relpath: str | None = None, limit: int = 100
+    ) -> list[HistoryEntry]:
+        """History entries, newest first: all, of one watch, or of one file."""
+        check_limit(limit)
+        if relpath is not None and watch is None:
+            raise ValueError("history of a relpath needs its watch")
+        with self._read() as conn:
+            if watch is None:
+                rows = conn.execute(queries.HISTORY_ALL, {"limit": limit})
+            elif relpath is None:
+                rows = conn.execute(queries.HISTORY_IN_WATCH, {"watch": watch, "limit": limit})
+            else:
+                rows = conn.execute(queries.HISTORY_OF_PATH, {"watch": watch, "relpath": relpath, "limit": limit})
+            return [history_entry(r) for r in rows]
+
+    def prune_history(self, before: float) -> int:
+        """Delete history entries older than `before` (retention). Returns how many."""
+        with self._write(durable=False) as conn:
+            return conn.execute("DELETE FROM history WHERE ts < ?", (float(before),)).rowcount
+
+    def known_files(self, watch: str) -> Iterator[KnownFile]:
+        """Every file of `watch` as (relpath, size, mtime_ns, inode, state), one query.
+
+        Streams from a separate read connection (a consistent snapshot), so a scan
+        of 100,000 files neither holds the journal's lock nor builds a big list.
+        """
+        self._check_open()
+        conn = connect(self.path, self._busy_timeout)
+        try:
+            conn.execute("PRAGMA query_only = ON")
+            cursor = conn.execute(queries.KNOWN_FILES, {"watch": watch})
+            while batch := cursor.fetchmany(2000):
+                for relpath, size, mtime_ns, inode, state in batch:
+                    # A dict lookup, not FileState(state): this loop runs 100,000s of times.
+                    yield KnownFile(relpath, size, mtime_ns, from_i64(inode), _STATE_BY_NAME[state])
+        except sqlite3.Error as exc:
+            raise database_error(self.path, exc) from exc
+        finally:
+            conn.close()
