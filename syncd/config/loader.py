@@ -666,7 +666,7 @@ def _check_token_store(section: _Section, context: _Context, token_store: Path) 
         if not token_store.parent.is_dir():
             context.problem(key, f"folder {token_store.parent} does not exist", "an existing folder for the token store")
         else:
-            context.warnings.append(f"{key}: {token_store} does not exist yet; run `syncd auth` to create it")
+            context.warnings.append(f"{key}: {token_store} does not exist yet; run `syncd auth login` to create it")
         return
     if info.st_mode & 0o077:
         context.problem(
