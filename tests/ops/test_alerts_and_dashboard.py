@@ -95,3 +95,32 @@ def test_a_running_daemon_exports_every_metric_the_rules_and_dashboard_use(tmp_p
     assert re.search(r'^syncd_last_arrival_timestamp_seconds\{watch="inbox"\} [1-9]', text, flags=re.M)
     assert 'syncd_health_probe_ok{probe="journal"} 1.0' in text
     assert 'syncd_box_refusing{scope="credentials"} 0.0' in text
+
+
+def test_uploaded_bytes_count_parts_before_the_file_commits(tmp_path: Path, emulator_factory) -> None:
+    """A large upload shows as it goes: bytes are counted as Box acknowledges each part."""
+    from syncd.daemon_process import CHUNKED_MIN
+    from tests.daemon.daemon_process import wait_until
+
+    emulator = emulator_factory("--bandwidth", "3000000")  # per connection: ~3 s per 8 MiB part
+    port = free_port()
+    config = write_config(tmp_path / "syncd.yaml", config_data(
+        emulator, tmp_path / "journal.db", [Watch(tmp_path / "inbox")], box={"part_concurrency": 1},
+        metrics={"listen": f"127.0.0.1:{port}"}))
+    (tmp_path / "inbox").mkdir()
+
+    def sample(name: str) -> float:
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        values = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name)]
+        return sum(values)
+
+    with DaemonProcess(config, tmp_path / "daemon.log") as daemon:
+        big = tmp_path / "inbox" / "big.bin"
+        big.write_bytes(b"\x5a" * (CHUNKED_MIN + 1_000_000))
+        wait_until(lambda: sample("syncd_uploaded_bytes_total") > 0, timeout=60, interval=0.2,
+                   message=daemon.tail)
+        assert sample("syncd_uploaded_files_total") == 0  # counted before the commit, not at it
+        assert 0 < sample("syncd_uploaded_bytes_total") < big.stat().st_size
+        daemon.wait_for_event("upload_committed", timeout=120)
+        wait_until(lambda: sample("syncd_uploaded_files_total") == 1, timeout=10, message=daemon.tail)
+        assert sample("syncd_uploaded_bytes_total") == big.stat().st_size
