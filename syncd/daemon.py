@@ -35,7 +35,7 @@ from syncd.box import AuthError, BoxAPIError, BoxError, ErrorClass
 from syncd.config import Config, ConfigError, diff_configs, load_config
 from syncd.connection import BoxConnection, JournalFolderIds, connect_box
 from syncd.daemon_state import (
-    CREDENTIALS_SCOPE, BoxSideState, PublishedState, ReloadResult, publish, watch_scope,
+    CREDENTIALS_SCOPE, BoxSideState, PublishedState, ReloadResult, publish, state_path_for, watch_scope,
 )
 from syncd.health import HealthCheck
 from syncd.journal import FileRecord, FileState, Journal
@@ -69,6 +69,7 @@ class Daemon:
         #: Where Box refuses us; the circuit breaker drives it, metrics, /healthz and status read it.
         self.box_state = BoxSideState(on_change=self._publish_state)
         self._last_reload: ReloadResult | None = None
+        self._publish_lock = threading.Lock()  # one snapshot written at a time, the latest last
         self.notifier = SystemdNotifier()
         self.health = HealthCheck()
         self.metrics = Metrics()
@@ -171,6 +172,7 @@ class Daemon:
         if self.box is not None:
             self.box.close()
         counts = self.journal.counts_by_state()
+        state_path_for(self.journal.path).unlink(missing_ok=True)  # nothing to tell once stopped
         log.info("daemon_stopped", **{str(k): v for k, v in counts.items()})
         if self.once:
             left = counts.get(FileState.PENDING, 0) + counts.get(FileState.FAILED, 0) + counts.get(FileState.UPLOADING, 0)
@@ -238,7 +240,8 @@ class Daemon:
         # The Box connection, journal and worker pool are built once; say so rather than half-apply.
         later = changes.restart_required
         if later:
-            log.warning("reload_needs_restart", keys=list(later), detail="these settings take effect at the next restart")
+            log.warning("reload_needs_restart", keys=list(later),
+                        detail="these settings take effect at the next restart")
         if new.logging != self.config.logging:
             configure_logging(self.log_format or new.logging.format, new.logging.level)
         self.config = new
@@ -258,11 +261,13 @@ class Daemon:
         """Write what only the daemon knows beside the journal, for `syncd status`."""
         if self.journal is None:
             return
-        state = PublishedState(os.getpid(), self.started_at, self.box_state.refusals(), self._last_reload)
-        try:
-            publish(self.journal.path, state)
-        except OSError as exc:
-            log.warning("daemon_state_not_published", reason=exc.strerror or str(exc), path=str(self.journal.path.parent))
+        with self._publish_lock:
+            state = PublishedState(os.getpid(), self.started_at, self.box_state.refusals(), self._last_reload)
+            try:
+                publish(self.journal.path, state)
+            except OSError as exc:
+                log.warning("daemon_state_not_published", reason=exc.strerror or str(exc),
+                            path=str(self.journal.path.parent))
 
     # ------------------------------------------------------------------- work
 

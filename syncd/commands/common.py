@@ -33,8 +33,9 @@ def add_config_argument(parser: argparse.ArgumentParser) -> None:
                         help=f"configuration file (default ${CONFIG_ENV}, else {DEFAULT_CONFIG})")
 
 
-def add_json_argument(parser: argparse.ArgumentParser, help: str = "machine-readable JSON output") -> None:  # noqa: A002
-    parser.add_argument("--json", action="store_true", help=help)
+def add_json_argument(parser: argparse.ArgumentParser, text: str = "machine-readable JSON output") -> None:
+    """--json, with its help `text`."""
+    parser.add_argument("--json", action="store_true", help=text)
 
 
 def config_path(args: argparse.Namespace) -> Path:

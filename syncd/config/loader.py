@@ -452,7 +452,8 @@ class _Section:
                 return None
             if info.st_mode & 0o077:
                 self.context.problem(
-                    key, f"credential store file {path} is open to group/others (mode {stat.S_IMODE(info.st_mode):04o})",
+                    key,
+                    f"credential store file {path} is open to group/others (mode {stat.S_IMODE(info.st_mode):04o})",
                     "a file only root can read", f"fix: chmod 600 {path}",
                 )
                 return None
@@ -689,7 +690,8 @@ def _read_jwt(section: _Section, context: _Context) -> JwtAuth | None:
             return None
         context.private_paths.append((key, app_config))
         unread = "present, not read (holds the client secret and private key)"
-        return JwtAuth(app_config=app_config, client_id="", client_secret=Secret.unresolved(f"file {app_config}", unread),
+        return JwtAuth(app_config=app_config, client_id="",
+                       client_secret=Secret.unresolved(f"file {app_config}", unread),
                        public_key_id="", private_key=Secret.unresolved(f"file {app_config}", unread),
                        private_key_passphrase=passphrase_override, subject_type=subject_type,
                        subject_id=subject_id or "")

@@ -18,6 +18,7 @@ from pathlib import Path
 import requests
 import yaml
 
+from syncd.daemon_state import state_path_for
 from tests.daemon.daemon_process import wait_until
 from tests.deploy.test_units import DEPLOY, parse_unit
 from tests.ops.test_daemon_operations import NotifySocket, free_port, scrape
@@ -114,8 +115,11 @@ def test_exec_reload_validates_first_and_logging_level_applies(tmp_path: Path, e
         status = subprocess.run([*SYNCD, "status", "--check", "-c", str(tmp_path / "good.yaml")],
                                 capture_output=True, text=True, timeout=60, check=False)
         assert status.returncode == 1 and "last reload rejected" in status.stdout, status.stdout + status.stderr
+        published = state_path_for(tmp_path / "journal.db")
+        assert json.loads(published.read_text())["last_reload"]["ok"] is False
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(30) == 0
+        assert not published.exists()  # a stopped daemon has nothing to tell
     finally:
         if daemon.poll() is None:
             daemon.kill()
