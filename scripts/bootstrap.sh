@@ -11,8 +11,10 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 # systemd-python is a C extension: it needs libsystemd's headers, pkg-config,
 # a compiler and Python's headers. The test suite also drives real
-# systemd-journald / systemd-analyze binaries.
-APT_PACKAGES=(libsystemd-dev pkg-config gcc systemd)
+# systemd-journald / systemd-analyze binaries, checks the alert rules with
+# promtool (Debian's prometheus package), and builds the Debian package from
+# Debian's own python3 (python3-venv, python3-dev) and lints it (lintian).
+APT_PACKAGES=(libsystemd-dev pkg-config gcc systemd prometheus lintian python3-venv python3-dev)
 PY=${PYTHON:-python3}
 if ! command -v "$PY" >/dev/null 2>&1; then APT_PACKAGES+=(python3); PY=python3; fi
 missing=()
@@ -28,7 +30,17 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "bootstrap: installing system packages: ${missing[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive
     $SUDO apt-get update -qq
-    $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # We want promtool, not a Prometheus server: keep package scripts from starting services.
+    guard=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        guard=/usr/sbin/policy-rc.d
+        printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$guard" >/dev/null
+        $SUDO chmod 0755 "$guard"
+    fi
+    status=0
+    $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || status=$?
+    if [ -n "$guard" ]; then $SUDO rm -f "$guard"; fi
+    [ "$status" -eq 0 ] || exit "$status"
 fi
 
 if [ ! -x .venv/bin/python ]; then

@@ -14,7 +14,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from syncd import __version__
-from syncd.commands.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CommandError
+from syncd.commands.common import (
+    CONFIG_ENV, EXIT_BROKEN_PIPE, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CommandError, add_config_argument,
+    stdout_closed,
+)
 
 
 @dataclass(frozen=True)
@@ -50,13 +53,18 @@ def build_parser() -> argparse.ArgumentParser:
         prog="syncd",
         description="Watch drop folders and ingest every file into Box exactly once.",
         epilog=(
+            f"-c/--config may come before or after the command; without it ${CONFIG_ENV} names the file. "
+            "Every command but `emulator` takes --json (timestamps in ISO 8601, UTC). "
             f"Exit codes: {EXIT_OK} success; {EXIT_FAILURE} failure (e.g. `once` left files pending or failed, "
-            f"the journal is locked by another daemon or unreadable); {EXIT_USAGE} usage or configuration error. "
+            f"the journal is locked by another daemon or unreadable); {EXIT_USAGE} usage or configuration error; "
+            f"{EXIT_BROKEN_PIPE} the reader closed the output (`syncd history | head -1`); "
+            "`syncd status --check` has monitoring exit codes of its own. "
             "Run `syncd COMMAND --help` for each command's options and examples."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"syncd {__version__}")
+    add_config_argument(parser)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for command in COMMANDS:
         module = command.load()
@@ -78,7 +86,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     run: Callable[[argparse.Namespace], int] = args._run
     try:
-        return run(args)
+        code = run(args)
+        sys.stdout.flush()  # inside the try: a closed pipe must surface here, not at exit
+        return code
+    except BrokenPipeError:
+        return stdout_closed()
     except CommandError as exc:
         print(f"syncd: {exc}", file=sys.stderr)
         return exc.exit_code

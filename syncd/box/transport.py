@@ -34,6 +34,31 @@ log = logging.getLogger(__name__)
 USER_AGENT = f"syncd/{__version__}"
 
 
+# Path prefixes under which Box serves its APIs; what follows is the endpoint.
+_API_PREFIXES = ("/api/2.0/", "/2.0/")
+
+
+def endpoint_template(method: str, url: str) -> str:
+    """``METHOD /path`` with ids replaced by ``{id}``: a bounded name for an endpoint, for metrics.
+
+    ``PUT https://upload.box.com/api/2.0/files/upload_sessions/F00D.../`` becomes
+    ``PUT /files/upload_sessions/{id}``. A path segment counts as an id when it holds
+    only digits (file, folder, user ids) or is long and holds a digit (upload session ids);
+    endpoint names such as ``oauth2`` stay.
+    """
+    path = urlsplit(url).path
+    for prefix in _API_PREFIXES:
+        if path.startswith(prefix):
+            path = path[len(prefix) - 1:]
+            break
+    segments = ["{id}" if _is_id(segment) else segment for segment in path.strip("/").split("/") if segment]
+    return f"{method.upper()} /{'/'.join(segments)}"
+
+
+def _is_id(segment: str) -> bool:
+    return segment.isdigit() or (len(segment) >= 16 and any(c.isdigit() for c in segment))
+
+
 def is_loopback(url: str) -> bool:
     """Whether ``url`` names this machine (the only place plain HTTP / no TLS check is allowed)."""
     host = urlsplit(url).hostname or ""
@@ -103,8 +128,9 @@ class Transport:
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._rng_lock = threading.Lock()
-        #: Called with every HTTP status Box answers (retried ones too), e.g. to count 429s.
-        self.on_status: Callable[[int], None] | None = None
+        #: Called with the endpoint (`endpoint_template`) and status of every answer from Box
+        #: (retried ones too), e.g. to count answers by endpoint and code.
+        self.on_status: Callable[[str, int], None] | None = None
         self.session = requests.Session()
         adapter = requests.adapters.HTTPAdapter(
             pool_connections=4, pool_maxsize=concurrency + 2, max_retries=0, pool_block=False
@@ -199,7 +225,7 @@ class Transport:
                 continue
             status = response.status_code
             if self.on_status is not None:
-                self.on_status(status)
+                self.on_status(endpoint_template(method, url), status)
             if status == 401 and self.auth.can_refresh and not refreshed:
                 # Refresh once: the token may have expired early or been revoked.
                 response.close()

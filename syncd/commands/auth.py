@@ -16,7 +16,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from syncd.commands.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_config_argument, load
+from syncd.commands.common import (
+    EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_config_argument, add_json_argument, load, print_json,
+)
 
 EPILOG = """examples:
   syncd auth login -c /etc/syncd/syncd.yaml --port 8719     # then open the printed URL
@@ -31,6 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="auth_command", metavar="ACTION", required=True)
     login = sub.add_parser("login", help="OAuth 2.0 authorization-code bootstrap")
     add_config_argument(login)
+    add_json_argument(login)
     login.add_argument("--port", type=int, default=0,
                        help="loopback port for the redirect listener (must match the app's redirect URI)")
     login.add_argument("--code", metavar="CODE", help="exchange this code instead of listening ('-' reads stdin)")
@@ -39,14 +42,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     login.add_argument("--timeout", type=float, default=300.0, help="seconds to wait for the redirect")
     check = sub.add_parser("check", help="verify that the configured credentials work")
     add_config_argument(check)
+    add_json_argument(check)
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load(args.config)
-    return _login(args, config) if args.auth_command == "login" else _check(config)
+    config = load(args, resolve_secrets=True)
+    return _login(args, config) if args.auth_command == "login" else _check(args, config)
 
 
-def _check(config) -> int:
+def _check(args: argparse.Namespace, config) -> int:
     from syncd.box import BoxError
     from syncd.service.box_connection import connect_box
     from syncd.logs import register_secret
@@ -61,6 +65,10 @@ def _check(config) -> int:
         return EXIT_FAILURE
     finally:
         box.close()
+    if args.json:
+        print_json({"authenticated": True, "auth_type": config.box.auth.type, "as_user": config.box.as_user,
+                    "user": {key: user.get(key) for key in ("id", "name", "login")}})
+        return EXIT_OK
     print(f"authenticated as {user.get('name')} <{user.get('login')}> (user id {user.get('id')}) "
           f"using {config.box.auth.type}" + (f", acting as user {config.box.as_user}" if config.box.as_user else ""))
     return EXIT_OK
@@ -97,5 +105,8 @@ def _login(args: argparse.Namespace, config) -> int:
     except (AuthorizationDenied, TimeoutError, BoxError) as exc:
         print(f"syncd auth login: {exc}", file=sys.stderr)
         return EXIT_FAILURE
-    print(f"tokens stored in {auth.token_store} (mode 0600); `syncd auth check` verifies them")
+    if args.json:
+        print_json({"token_store": str(auth.token_store)})
+    else:
+        print(f"tokens stored in {auth.token_store} (mode 0600); `syncd auth check` verifies them")
     return EXIT_OK

@@ -1,22 +1,49 @@
-"""What several commands share: the --config option and loading it with a clear error."""
+"""What several commands share: --config (and $SYNCD_CONFIG), --json, loading the config
+with a clear error, ISO 8601 timestamps for machine-readable output."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import sys
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from syncd.config import Config, ConfigError, load_config
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+#: A process whose stdout was closed by its reader (`syncd history | head -1`) exits as if
+#: killed by SIGPIPE would make a shell report it: 128 + 13.
+EXIT_BROKEN_PIPE = 141
 
 DEFAULT_CONFIG = "/etc/syncd/syncd.yaml"
+#: The configuration file when -c/--config is not given.
+CONFIG_ENV = "SYNCD_CONFIG"
 
 
 def add_config_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", "-c", type=Path, default=Path(DEFAULT_CONFIG), metavar="FILE",
-                        help=f"configuration file (default {DEFAULT_CONFIG})")
+    """-c/--config FILE. Given to the top-level parser and to each sub-command, so it may come
+    before or after the command; SUPPRESS keeps a sub-command's absent option from erasing
+    a top-level one (see `config_path`)."""
+    parser.add_argument("--config", "-c", type=Path, default=argparse.SUPPRESS, metavar="FILE",
+                        help=f"configuration file (default ${CONFIG_ENV}, else {DEFAULT_CONFIG})")
+
+
+def add_json_argument(parser: argparse.ArgumentParser, text: str = "machine-readable JSON output") -> None:
+    """--json, with its help `text`."""
+    parser.add_argument("--json", action="store_true", help=text)
+
+
+def config_path(args: argparse.Namespace) -> Path:
+    """The config file: -c/--config (before or after the command), else $SYNCD_CONFIG, else the default."""
+    given = getattr(args, "config", None)
+    if given is not None:
+        return Path(given)
+    return Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
 
 
 class CommandError(Exception):
@@ -27,12 +54,27 @@ class CommandError(Exception):
         self.exit_code = exit_code
 
 
-def load(path: Path) -> Config:
-    """The config at `path`; CommandError (exit 2) listing every problem otherwise."""
+def load(args: argparse.Namespace, *, resolve_secrets: bool) -> Config:
+    """The config named by `args` (see `config_path`); CommandError (exit 2) listing every problem otherwise.
+
+    Only commands that talk to Box (run, once, push, auth) pass ``resolve_secrets=True``;
+    the others never read a secret, so they work from a root shell without systemd's
+    $CREDENTIALS_DIRECTORY.
+    """
     try:
-        return load_config(path)
+        return load_config(config_path(args), resolve_secrets=resolve_secrets)
     except ConfigError as exc:
         raise CommandError(f"invalid configuration: {exc}", EXIT_USAGE) from None
+
+
+def iso_time(timestamp: float | None) -> str | None:
+    """Unix seconds as ISO 8601 in UTC with its offset (``2026-01-02T03:04:05.250000+00:00``)."""
+    return None if timestamp is None else datetime.fromtimestamp(timestamp, UTC).isoformat()
+
+
+def print_json(data: Any, *, indent: int | None = None) -> None:
+    """One JSON document on stdout; ASCII-escaped, so a file name that is not UTF-8 still prints."""
+    print(json.dumps(data, indent=indent))
 
 
 def locate(config: Config, given: str) -> tuple[str, str]:
@@ -66,3 +108,12 @@ def open_journal(config: Config, role: str):
         return Journal.open(config.journal, role=role)  # type: ignore[arg-type]
     except JournalError as exc:
         raise CommandError(str(exc)) from None
+
+
+def stdout_closed() -> int:
+    """After a BrokenPipeError on stdout: point stdout at /dev/null so that the interpreter's
+    final flush cannot raise again, and return the exit code of a process stopped by SIGPIPE."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_BROKEN_PIPE

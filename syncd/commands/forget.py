@@ -10,11 +10,12 @@ from __future__ import annotations
 import argparse
 
 from syncd.commands.common import (
-    EXIT_FAILURE, EXIT_OK, add_config_argument, load, locate, open_journal,
+    EXIT_FAILURE, EXIT_OK, add_config_argument, add_json_argument, load, locate, open_journal, print_json,
 )
 
 EPILOG = """examples:
   syncd forget -c /etc/syncd/syncd.yaml /srv/drop/scans/invoice-17.pdf
+  syncd forget scans:invoice-17.pdf --json      # {"watch": ..., "path": ..., "forgotten": true}
 
 exit codes: 0 forgotten; 1 the journal did not know the file or cannot be
 written; 2 invalid configuration or path.
@@ -24,12 +25,16 @@ written; 2 invalid configuration or path.
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_argument(parser)
     parser.add_argument("path", help="the file (local path or WATCH:RELPATH)")
+    add_json_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load(args.config)
+    config = load(args, resolve_secrets=False)
     watch, relpath = locate(config, args.path)
     with open_journal(config, "operator") as journal:
         forgotten = journal.forget(watch, relpath)
-    print(f"{watch}:{relpath} {'forgotten' if forgotten else 'was not in the journal'}")
+    if args.json:
+        print_json({"watch": watch, "path": relpath, "forgotten": forgotten})
+    else:
+        print(f"{watch}:{relpath} {'forgotten' if forgotten else 'was not in the journal'}")
     return EXIT_OK if forgotten else EXIT_FAILURE

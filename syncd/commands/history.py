@@ -5,11 +5,10 @@ watch, or of one file (a local path inside a watch, or WATCH:RELPATH).
 from __future__ import annotations
 
 import argparse
-import json
 from datetime import datetime
 
 from syncd.commands.common import (
-    EXIT_OK, add_config_argument, load, locate, open_journal,
+    EXIT_OK, add_config_argument, add_json_argument, iso_time, load, locate, open_journal, print_json,
 )
 
 EPILOG = """examples:
@@ -26,19 +25,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", nargs="?", help="a file (local path or WATCH:RELPATH); all files when omitted")
     parser.add_argument("--watch", help="only this watch")
     parser.add_argument("--limit", type=int, default=100, metavar="N", help="most entries to show (default 100)")
-    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    add_json_argument(parser, "one JSON object per line (ts in ISO 8601, UTC)")
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load(args.config)
+    config = load(args, resolve_secrets=False)
     watch, relpath = locate(config, args.path) if args.path else (args.watch, None)
     with open_journal(config, "reader") as journal:
         entries = journal.history(watch=watch, relpath=relpath, limit=args.limit)
     for e in entries:
         if args.json:
-            print(json.dumps({"ts": e.ts, "watch": e.watch, "path": e.relpath, "event": str(e.event),
-                              "from": e.from_state and str(e.from_state), "to": e.to_state and str(e.to_state),
-                              "attempt": e.attempt, "detail": e.detail}))
+            print_json({"ts": iso_time(e.ts), "watch": e.watch, "path": e.relpath, "event": str(e.event),
+                        "from": e.from_state and str(e.from_state), "to": e.to_state and str(e.to_state),
+                        "attempt": e.attempt, "detail": e.detail})
         else:
             when = datetime.fromtimestamp(e.ts).astimezone().strftime("%Y-%m-%d %H:%M:%S")
             move = f"{e.from_state or '-'} -> {e.to_state or '-'}"

@@ -11,7 +11,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from syncd.commands.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_config_argument, load
+from syncd.commands.common import (
+    EXIT_FAILURE, EXIT_OK, EXIT_USAGE, add_config_argument, add_json_argument, load, print_json,
+)
 
 EPILOG = """examples:
   syncd push -c /etc/syncd/syncd.yaml --folder 123456 scan-001.pdf scan-002.pdf
@@ -30,6 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="when Box already has that name (default: upload a new version)")
     parser.add_argument("--state-file", type=Path, metavar="FILE",
                         help="where resume state is kept (default $XDG_STATE_HOME/syncd/push-sessions.json)")
+    add_json_argument(parser, "one JSON object per file on stdout (progress goes to stderr)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.folder.isdigit():
         print(f"syncd push: --folder must be a Box folder id (digits), not {args.folder!r}", file=sys.stderr)
         return EXIT_USAGE
-    config = load(args.config)
+    config = load(args, resolve_secrets=True)
     from syncd.service.box_connection import connect_box
     from syncd.logs import configure_logging, register_secret
     from syncd.commands.push_progress import PushProgress
@@ -50,14 +53,17 @@ def run(args: argparse.Namespace) -> int:
         register_secret(secret)
     configure_logging("console" if sys.stderr.isatty() else "json", "warning", stream=sys.stderr)
     items = expand(args.paths)
-    progress = PushProgress(sys.stdout, sum(i.size for i in items), len(items))
+    progress = PushProgress(sys.stderr if args.json else sys.stdout, sum(i.size for i in items), len(items))
     box = connect_box(config, workers=1)
     try:
         results = push(items, args.folder, box, conflict=args.conflict,
                        sessions=PushSessions(args.state_file or default_state_file()), progress=progress)
     finally:
         box.close()
-    problems = list(summary(results))
-    for line in problems:
+    if args.json:
+        for r in results:
+            print_json({"path": str(r.item.path), "outcome": r.outcome, "detail": r.detail,
+                        "file_id": r.uploaded.file_id if r.uploaded else None})
+    for line in summary(results):
         print(line, file=sys.stderr)
     return EXIT_FAILURE if any(r.outcome == "failed" for r in results) else EXIT_OK

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 from syncd.commands.common import (
-    EXIT_FAILURE, EXIT_OK, add_config_argument, load, locate, open_journal,
+    EXIT_FAILURE, EXIT_OK, add_config_argument, add_json_argument, load, locate, open_journal, print_json,
 )
 
 EPILOG = """examples:
@@ -29,12 +29,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     target.add_argument("--failed", action="store_true", help="every failed file")
     parser.add_argument("--all-parked", action="store_true",
                         help="also quarantined and skipped files (e.g. after renaming in Box)")
+    add_json_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    config = load(args.config)
+    config = load(args, resolve_secrets=False)
     watch, relpath = locate(config, args.path) if args.path else (None, None)
     with open_journal(config, "operator") as journal:
         count = journal.retry(watch, relpath, failed_only=not args.all_parked)
-    print(f"{count} file(s) made pending again")
+    if args.json:
+        print_json({"retried": count})
+    else:
+        print(f"{count} file(s) made pending again")
     return EXIT_OK if count else EXIT_FAILURE

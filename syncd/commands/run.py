@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from syncd.commands.common import EXIT_FAILURE, add_config_argument, load
+from syncd.commands.common import EXIT_FAILURE, add_config_argument, add_json_argument, load
 
 EPILOG = """examples:
   syncd run --config /etc/syncd/syncd.yaml
@@ -24,15 +24,16 @@ unreadable, or Box refused the credentials at start; 2 invalid configuration.
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_argument(parser)
+    add_json_argument(parser, "log as JSON lines on stderr, whatever logging.format says")
 
 
 def run(args: argparse.Namespace, *, once: bool = False) -> int:
-    config = load(args.config)
+    config = load(args, resolve_secrets=True)
     from syncd.service.daemon import run_daemon
     from syncd.journal import JournalError
 
     try:
-        return run_daemon(config, once=once)
+        return run_daemon(config, once=once, log_format="json" if args.json else None)
     except JournalError as exc:
         print(f"syncd: {exc}", file=sys.stderr)
         return EXIT_FAILURE

@@ -1,9 +1,15 @@
-"""The back-end of `syncd status`: what the daemon is doing and what went wrong, from the journal alone.
+"""The back-end of `syncd status`: what the daemon is doing and what went wrong, from
+the journal and what the running daemon publishes beside it (Box refusing us, the
+last reload).
 
 It reads the journal as a reader (no lock taken), so it works whether or not a
 daemon is running, and every figure comes from an indexed query so that it
 stays fast on a journal of a million rows. Alerts are the service's
 (`syncd.service.alerts`), the same the daemon logs.
+
+`StatusReport.check()` grades the report for monitoring (`syncd status --check`):
+critical when files failed, Box refuses us or no daemon runs; warning on alerts,
+a rejected reload or settings waiting for a restart; ok otherwise.
 """
 
 from __future__ import annotations
@@ -11,11 +17,35 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from enum import IntEnum
 from typing import Any
 
+from syncd.commands.common import iso_time as _iso
 from syncd.config import Config
+from syncd.service.daemon_state import BoxRefusal, ReloadResult, read_published
 from syncd.journal import FileState, Journal
 from syncd.service.alerts import current_alerts, format_age
+
+
+class CheckLevel(IntEnum):
+    """Monitoring levels, valued as the exit codes of `syncd status --check` (Nagios plugin convention)."""
+
+    OK = 0
+    WARNING = 1
+    CRITICAL = 2
+    UNKNOWN = 3
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """A graded status: the worst level found and every reason for it."""
+
+    level: CheckLevel
+    reasons: tuple[str, ...]
+
+    def line(self) -> str:
+        """One line for a monitoring system: ``SYNCD CRITICAL - 2 failed file(s); ...``."""
+        return f"SYNCD {self.level.name}" + (f" - {'; '.join(self.reasons)}" if self.reasons else "")
 
 
 @dataclass(frozen=True)
@@ -56,11 +86,37 @@ class StatusReport:
     last_upload_at: float | None
     recent_failures: list[Failure]
     alerts: list[str] = field(default_factory=list)
+    box_refusals: list[BoxRefusal] = field(default_factory=list)
+    last_reload: ReloadResult | None = None
+
+    def check(self) -> CheckResult:
+        """Grade this report: CRITICAL, WARNING or OK, with every reason."""
+        critical = []
+        if self.daemon_pid is None:
+            critical.append("daemon not running")
+        if self.counts.get("failed"):
+            critical.append(f"{self.counts['failed']} failed file(s)")
+        critical += [f"Box refuses {r.scope}: {r.reason}" for r in self.box_refusals]
+        warning = list(self.alerts)
+        if self.last_reload is not None and not self.last_reload.ok:
+            warning.append(f"last reload rejected: {self.last_reload.detail}")
+        if self.last_reload is not None and self.last_reload.restart_needed:
+            warning.append(f"restart needed for {', '.join(self.last_reload.restart_needed)}")
+        level = CheckLevel.CRITICAL if critical else CheckLevel.WARNING if warning else CheckLevel.OK
+        return CheckResult(level, tuple(critical + warning))
 
     def to_json(self) -> dict[str, Any]:
+        """The `--json` form: timestamps in ISO 8601 (UTC, with offset), ages in seconds."""
         data = asdict(self)
         data["daemon_running"] = self.daemon_pid is not None
         data["in_flight"] = [asdict(u) | {"percent": u.percent} for u in self.in_flight]
+        data["last_upload_at"] = _iso(self.last_upload_at)
+        data["recent_failures"] = [asdict(f) | {"at": _iso(f.at)} for f in self.recent_failures]
+        data["box_refusals"] = [asdict(r) | {"since": _iso(r.since)} for r in self.box_refusals]
+        if self.last_reload is not None:
+            data["last_reload"] = asdict(self.last_reload) | {"at": _iso(self.last_reload.at)}
+        check = self.check()
+        data["check"] = {"level": check.level.name.lower(), "reasons": list(check.reasons)}
         return data
 
 
@@ -81,9 +137,11 @@ def collect_status(journal: Journal, config: Config | None = None, *, failures: 
         for r in journal.recent_failures(failures)
     ]
     alerts = [alert.message for alert in current_alerts(journal, config, now)] if config is not None else []
+    daemon_pid = journal.daemon_pid()
+    published = read_published(journal.path, daemon_pid)
     return StatusReport(
         journal=str(journal.path),
-        daemon_pid=journal.daemon_pid(),
+        daemon_pid=daemon_pid,
         counts=counts,
         in_flight=in_flight,
         oldest_pending_path=f"{oldest.watch}:{oldest.relpath}" if oldest else None,
@@ -92,6 +150,8 @@ def collect_status(journal: Journal, config: Config | None = None, *, failures: 
         last_upload_at=last.ts if last else None,
         recent_failures=recent,
         alerts=alerts,
+        box_refusals=list(published.box_refusals) if published else [],
+        last_reload=published.last_reload if published else None,
     )
 
 
@@ -117,6 +177,13 @@ def render_status(report: StatusReport, *, now: float | None = None) -> str:
         for f in report.recent_failures:
             when = datetime.fromtimestamp(f.at).astimezone().strftime("%Y-%m-%d %H:%M:%S")
             lines.append(f"  [{f.state}] {f.watch}:{f.path}  {when}  {f.reason}")
+    for refusal in report.box_refusals:
+        lines.append(f"BOX REFUSING: {refusal.scope} for {format_age(now - refusal.since)}: {refusal.reason}")
+    if report.last_reload is not None:
+        reload = report.last_reload
+        when = datetime.fromtimestamp(reload.at).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        lines.append(f"last reload:    {when}, {'applied' if reload.ok else 'REJECTED'} ({reload.detail})"
+                     + (f"; restart needed for {', '.join(reload.restart_needed)}" if reload.restart_needed else ""))
     for alert in report.alerts:
         lines.append(f"ALERT: {alert}")
     return "\n".join(lines)

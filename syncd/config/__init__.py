@@ -11,7 +11,9 @@ A leaf module: it imports nothing else from syncd. The caller hands
 ``config.secrets`` to ``syncd.logs.register_secret`` so the log redactor knows them.
 """
 
-from syncd.config.changes import ConfigChanges, FieldChange, WatchChange, diff_configs
+from syncd.config.changes import (
+    APPLIED_ON_RELOAD, RESTART_REQUIRED, ConfigChanges, FieldChange, WatchChange, diff_configs,
+)
 from syncd.config.loader import AUTH_TYPES, SCHEMA, load_config, parse_listen_address
 from syncd.config.model import (
     DEFAULT_EXCLUDE,
@@ -32,12 +34,14 @@ from syncd.config.model import (
     is_loopback_host,
 )
 from syncd.config.problems import ConfigError, Problem
-from syncd.config.secret import Secret
-from syncd.config.summary import summarize_config
+from syncd.config.secret import Secret, SecretNotResolved
+from syncd.config.summary import summarize_config, unverified_secrets
 from syncd.config.units import format_duration, format_size, parse_duration, parse_size
 
 __all__ = [
+    "APPLIED_ON_RELOAD",
     "AUTH_TYPES",
+    "RESTART_REQUIRED",
     "SCHEMA",
     "DEFAULT_EXCLUDE",
     "AlertsConfig",
@@ -58,6 +62,7 @@ __all__ = [
     "ReadinessConfig",
     "RetryConfig",
     "Secret",
+    "SecretNotResolved",
     "WatchChange",
     "WatchConfig",
     "diff_configs",
@@ -69,4 +74,5 @@ __all__ = [
     "parse_listen_address",
     "parse_size",
     "summarize_config",
+    "unverified_secrets",
 ]

@@ -8,8 +8,14 @@ from pathlib import Path
 
 from syncd.config.model import Config, WatchConfig
 
-# Settings a running daemon cannot swap in place: the lead decides, this only flags them.
-RESTART_REQUIRED = frozenset({"journal"})
+# The one list of what a SIGHUP does with each top-level setting (a test checks that every
+# key of the config file is in exactly one of the two). The daemon applies the first set
+# in place; the second is built once at start (the Box connection and its pool, the
+# journal and its lock, the worker threads, the metrics listener), so a change there is
+# reported as waiting for a restart instead of being half-applied.
+APPLIED_ON_RELOAD = frozenset({"watches", "shutdown_timeout", "scan_interval", "retry", "readiness", "logging",
+                               "alerts"})
+RESTART_REQUIRED = frozenset({"box", "journal", "workers", "metrics"})
 
 
 @dataclass(frozen=True)

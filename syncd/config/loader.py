@@ -51,6 +51,8 @@ _AUTH_KEYS: dict[str, tuple[str, ...]] = {
     "jwt": ("app_config", "private_key_passphrase", "subject_type", "subject_id"),
 }
 _SECRET_SOURCES = ("file", "env", "credential")
+#: Where systemd's LoadCredential=NAME:RELATIVE looks for RELATIVE (systemd.exec(5), "credential store").
+CREDSTORE_DIRS = (Path("/etc/credstore"), Path("/run/credstore"), Path("/usr/lib/credstore"))
 
 # Every key the loader reads, by section ("watches[]" is each watch). The example
 # config is tested against this, so the two cannot drift apart.
@@ -71,13 +73,21 @@ SCHEMA: dict[str, tuple[str, ...]] = {
 }
 
 
-def load_config(path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None) -> Config:
+def load_config(path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None,
+                resolve_secrets: bool = True, credstore_dirs: Iterable[Path] = CREDSTORE_DIRS) -> Config:
     """Read and validate the YAML config at *path*.
 
     Relative paths inside are resolved against the file's directory; secrets
     given as ``{env: NAME}`` / ``{credential: NAME}`` are read from *environ*
     (default ``os.environ``; credentials from ``$CREDENTIALS_DIRECTORY``).
     Raises `ConfigError` whose ``problems`` lists every problem found.
+
+    With ``resolve_secrets=False`` (commands that never talk to Box) no secret
+    source is read: files and credentials are checked for presence and
+    permissions where they can be found, and each secret comes back as
+    `Secret.unresolved`, whose ``check`` says what was and was not verified.
+    Outside systemd (no ``$CREDENTIALS_DIRECTORY``) a credential is looked for
+    in *credstore_dirs* under the name the shipped units load it from.
     """
     source = Path(path)
     try:
@@ -103,6 +113,8 @@ def load_config(path: str | os.PathLike[str], *, environ: Mapping[str, str] | No
         config_file=source.resolve(),
         environ=os.environ if environ is None else environ,
         lines=document.lines,
+        resolve_secrets=resolve_secrets,
+        credstore_dirs=tuple(credstore_dirs),
     )
     context.problems.extend(document.duplicates)
     if document.data is None:
@@ -119,11 +131,14 @@ def load_config(path: str | os.PathLike[str], *, environ: Mapping[str, str] | No
 class _Context:
     """State shared while reading one file: problems found so far, secrets, warnings."""
 
-    def __init__(self, base_dir: Path, config_file: Path, environ: Mapping[str, str], lines: dict[str, int]):
+    def __init__(self, base_dir: Path, config_file: Path, environ: Mapping[str, str], lines: dict[str, int], *,
+                 resolve_secrets: bool = True, credstore_dirs: tuple[Path, ...] = CREDSTORE_DIRS):
         self.base_dir = base_dir
         self.config_file = config_file
         self.environ = environ
         self.lines = lines
+        self.resolve_secrets = resolve_secrets
+        self.credstore_dirs = credstore_dirs
         self.problems: list[Problem] = []
         self.secrets: list[Secret] = []
         self.warnings: list[str] = []
@@ -154,6 +169,12 @@ class _Context:
         secret = Secret(value, source)
         self.secrets.append(secret)
         return secret
+
+    def credstore_names(self, name: str) -> list[str]:
+        """The credential store file names the shipped units load credential *name* from:
+        syncd.service for /etc/syncd/syncd.yaml, syncd@INSTANCE for /etc/syncd/INSTANCE.yaml."""
+        stem = self.config_file.stem
+        return [f"syncd.{name}"] if stem == "syncd" else [f"syncd-{stem}.{name}", f"syncd.{name}"]
 
 
 class _Section:
@@ -334,6 +355,15 @@ class _Section:
             )
 
     def _secret_from_file(self, key: str, path: Path) -> Secret | None:
+        if not self.context.resolve_secrets:
+            info = _check_private_file(self.context, key, path, "secret file")
+            if info is None:
+                return None
+            if info.st_size == 0:
+                self.context.problem(key, f"secret file {path} is empty", "the secret on its first line")
+                return None
+            self.context.private_paths.append((key, path))
+            return Secret.unresolved(f"file {path}", f"present, mode {stat.S_IMODE(info.st_mode):04o}, not read")
         text = _read_private_file(self.context, key, path, "secret file")
         if text is None:
             return None
@@ -348,6 +378,9 @@ class _Section:
             self.context.problem(key, f"{name!r} is not an environment variable name", "letters, digits and _")
             return None
         value = self.context.environ.get(name)
+        if not self.context.resolve_secrets:
+            found = "set in this environment" if value and value.strip() else "not set in this environment"
+            return Secret.unresolved(f"env {name}", f"{found}; not read (the service's own environment is what counts)")
         if value is None:
             self.context.problem(key, f"environment variable {name} is not set", f"{name} set in syncd's environment")
             return None
@@ -361,6 +394,8 @@ class _Section:
             self.context.problem(key, f"{name!r} is not a credential name", "letters, digits, '.', '_', '-', '@'")
             return None
         directory = self.context.environ.get("CREDENTIALS_DIRECTORY")
+        if not self.context.resolve_secrets:
+            return self._inspect_credential(key, name, directory)
         if not directory:
             self.context.problem(
                 key,
@@ -385,6 +420,53 @@ class _Section:
             return None
         return self.context.add_secret(text.strip(), f"credential {name}")
 
+    def _inspect_credential(self, key: str, name: str, directory: str | None) -> Secret | None:
+        """Presence (and size) of a credential without reading it: in $CREDENTIALS_DIRECTORY when
+        systemd set it, else in the credential store the shipped units load it from."""
+        source = f"credential {name}"
+        if directory:
+            path = Path(directory) / name
+            try:
+                info = path.stat()
+            except OSError:
+                self.context.problem(
+                    key, f"credential {name} is not in $CREDENTIALS_DIRECTORY ({directory})",
+                    f"LoadCredential={name}:/path/to/secret in the unit file",
+                )
+                return None
+            if not stat.S_ISREG(info.st_mode) or info.st_size == 0:
+                self.context.problem(key, f"credential {name} is empty or not a file", "the secret as its content")
+                return None
+            return Secret.unresolved(source, "present in $CREDENTIALS_DIRECTORY, not read")
+        candidates = [d / f for d in self.context.credstore_dirs for f in self.context.credstore_names(name)]
+        for path in candidates:
+            try:
+                info = path.stat()
+            except PermissionError:
+                return Secret.unresolved(source, f"not verified: {path.parent} cannot be searched by this user")
+            except OSError:
+                continue
+            if not stat.S_ISREG(info.st_mode) or info.st_size == 0:
+                self.context.problem(key, f"credential store file {path} is empty or not a file",
+                                     "the secret as its content")
+                return None
+            if info.st_mode & 0o077:
+                self.context.problem(
+                    key,
+                    f"credential store file {path} is open to group/others (mode {stat.S_IMODE(info.st_mode):04o})",
+                    "a file only root can read", f"fix: chmod 600 {path}",
+                )
+                return None
+            return Secret.unresolved(
+                source, f"not verified outside systemd ($CREDENTIALS_DIRECTORY is not set); "
+                f"{path} is present (mode {stat.S_IMODE(info.st_mode):04o}), not read")
+        self.context.warnings.append(
+            f"{key}: no credential store file for {name} ({', '.join(map(str, candidates))}); "
+            f"the service will not start unless a drop-in loads {name} from elsewhere"
+        )
+        return Secret.unresolved(
+            source, "not verified outside systemd ($CREDENTIALS_DIRECTORY is not set, no credential store file found)")
+
     def finish(self, also_known: Iterable[str] = (), hints: Mapping[str, str] | None = None) -> None:
         """Report every key present but never asked for (an unknown key is an error)."""
         known = list(dict.fromkeys([*self.asked, *also_known]))
@@ -402,6 +484,17 @@ class _Section:
 
 def _read_private_file(context: _Context, key: str, path: Path, what: str) -> str | None:
     """Text of a file holding secrets, refusing one that group or others can read."""
+    if _check_private_file(context, key, path, what) is None:
+        return None
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        context.problem(key, f"{what} {path} cannot be read: {type(error).__name__}")
+        return None
+
+
+def _check_private_file(context: _Context, key: str, path: Path, what: str) -> os.stat_result | None:
+    """The stat of a regular file only its owner can read; None (with the problem recorded) otherwise."""
     try:
         info = path.stat()
     except FileNotFoundError:
@@ -421,11 +514,7 @@ def _read_private_file(context: _Context, key: str, path: Path, what: str) -> st
             f"fix: chmod 600 {path}",
         )
         return None
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        context.problem(key, f"{what} {path} cannot be read: {type(error).__name__}")
-        return None
+    return info
 
 
 def _read_config(top: _Section, context: _Context, source: Path) -> Config:
@@ -578,7 +667,7 @@ def _check_token_store(section: _Section, context: _Context, token_store: Path) 
         if not token_store.parent.is_dir():
             context.problem(key, f"folder {token_store.parent} does not exist", "an existing folder for the token store")
         else:
-            context.warnings.append(f"{key}: {token_store} does not exist yet; run `syncd auth` to create it")
+            context.warnings.append(f"{key}: {token_store} does not exist yet; run `syncd auth login` to create it")
         return
     if info.st_mode & 0o077:
         context.problem(
@@ -595,6 +684,17 @@ def _read_jwt(section: _Section, context: _Context) -> JwtAuth | None:
     if app_config is None:
         return None
     key = section.key("app_config")
+    if not context.resolve_secrets:
+        # The app config holds the client secret and private key: check it, do not read it.
+        if _check_private_file(context, key, app_config, "Box app config") is None:
+            return None
+        context.private_paths.append((key, app_config))
+        unread = "present, not read (holds the client secret and private key)"
+        return JwtAuth(app_config=app_config, client_id="",
+                       client_secret=Secret.unresolved(f"file {app_config}", unread),
+                       public_key_id="", private_key=Secret.unresolved(f"file {app_config}", unread),
+                       private_key_passphrase=passphrase_override, subject_type=subject_type,
+                       subject_id=subject_id or "")
     text = _read_private_file(context, key, app_config, "Box app config")
     if text is None:
         return None

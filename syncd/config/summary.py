@@ -17,11 +17,11 @@ def summarize_config(config: Config) -> list[str]:
     box = config.box
     auth = box.auth
     secrets = [f"{name} from {value.source}" for name, value in _fields_of(auth).items() if isinstance(value, Secret)]
-    auth_line = f"auth: {auth.type}" + (f" ({', '.join(secrets)})" if secrets else "")
+    auth_line = f"auth: {auth.type}" + (f" ({', '.join(dict.fromkeys(secrets))})" if secrets else "")
     if isinstance(auth, OAuthAuth):
         auth_line += f", token store {auth.token_store}"
     if isinstance(auth, JwtAuth):
-        auth_line += f", app config {auth.app_config}, as {auth.subject_type} {auth.subject_id}"
+        auth_line += f", app config {auth.app_config}, as {auth.subject_type} {auth.subject_id or '(from the app config)'}"
     lines = [
         f"config: {config.source}",
         f"box: api {box.api_url}, upload {box.upload_url}, token {box.token_url}"
@@ -41,8 +41,17 @@ def summarize_config(config: Config) -> list[str]:
         )
     metrics = f"metrics: {config.metrics.listen}" if config.metrics.listen else "metrics: off"
     lines += [f"logging: {config.logging.format}, level {config.logging.level}", metrics]
-    lines += [f"warning: {warning}" for warning in config.warnings]
     return lines
+
+
+def unverified_secrets(config: Config) -> list[str]:
+    """For a config loaded without resolving secrets: one line per secret source saying what was
+    checked of it without reading it (present, mode) and what could not be verified here."""
+    lines = []
+    for name, value in _fields_of(config.box.auth).items():
+        if isinstance(value, Secret) and not value.resolved:
+            lines.append(f"box.auth.{name} from {value.source}: {value.check}")
+    return list(dict.fromkeys(lines))
 
 
 def _fields_of(auth: object) -> dict[str, object]:

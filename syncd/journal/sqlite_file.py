@@ -88,6 +88,8 @@ def prepare_connection(conn: sqlite3.Connection, path: Path, role: Role) -> None
                 )
             conn.execute("PRAGMA journal_size_limit = 67108864")
             quick_check(conn, path)
+            if 0 < version < SCHEMA_VERSION:
+                backup_before_migration(conn, path, version)
             apply_migrations(conn, MIGRATIONS)
         else:
             if version < SCHEMA_VERSION:
@@ -103,6 +105,47 @@ def prepare_connection(conn: sqlite3.Connection, path: Path, role: Role) -> None
         conn.execute("PRAGMA synchronous = FULL")
     except sqlite3.Error as exc:
         raise database_error(path, exc) from exc
+
+
+def backup_path_for(path: Path, version: int) -> Path:
+    """Where the journal at schema `version` is copied before a newer syncd migrates it."""
+    return path.with_name(f"{path.name}.schema-{version}.bak")
+
+
+def backup_before_migration(conn: sqlite3.Connection, path: Path, version: int) -> Path:
+    """Copy the journal aside before migrating it from `version`: an upgrade that goes wrong,
+    or a downgrade, can then restore the file the old syncd wrote (deploy/README.md, "Upgrade").
+
+    SQLite's online backup API gives a consistent copy (WAL content included) under the
+    daemon lock; it is written to a temporary name, fsynced and renamed, so a crash leaves
+    either no backup or a whole one. An existing backup of the same version is kept: it is
+    the oldest, made before the first attempt. Mode 0600, like the state it copies.
+    """
+    target = backup_path_for(path, version)
+    if target.exists():
+        return target
+    staging = target.with_name(target.name + ".tmp")
+    staging.unlink(missing_ok=True)
+    fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.close(fd)
+    copy = sqlite3.connect(str(staging))
+    try:
+        conn.backup(copy)
+        copy.execute("PRAGMA journal_mode = DELETE")  # a self-contained file, no -wal beside it
+    finally:
+        copy.close()
+    fd = os.open(staging, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(staging, target)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return target
 
 
 def quick_check(conn: sqlite3.Connection, path: Path) -> None:

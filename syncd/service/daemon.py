@@ -12,6 +12,12 @@ start-up scan queued. SIGTERM/SIGINT stop intake, let in-flight uploads reach
 a safe point within `shutdown_timeout`, and exit 0; a second signal exits at
 once (the journal is consistent at every instant, so nothing is lost). SIGHUP
 reloads the config; an invalid one is rejected and the old one keeps running.
+Every setting is either applied on reload or reported as waiting for a restart
+(`syncd.config.changes`, one list); `syncd_config_last_reload_successful` and
+`syncd status` say how the last one went.
+
+What only the daemon knows (where Box refuses us, the last reload) is held in
+`syncd.service.daemon_state` and published beside the journal for `syncd status`.
 """
 
 from __future__ import annotations
@@ -27,6 +33,9 @@ import structlog
 from syncd import __version__
 from syncd.box import AuthError, BoxAPIError, BoxError, ErrorClass
 from syncd.config import Config, ConfigError, diff_configs, load_config
+from syncd.service.daemon_state import (
+    CREDENTIALS_SCOPE, BoxSideState, PublishedState, ReloadResult, publish, state_path_for, watch_scope,
+)
 from syncd.journal import FileRecord, FileState, Journal
 from syncd.logs import configure_logging, register_secret, route_uncaught_exceptions
 from syncd.pipeline.claims import ClaimQueue
@@ -44,8 +53,6 @@ log = structlog.get_logger("syncd.daemon")
 
 #: A worker busy this long without a byte of progress makes the pipeline unhealthy.
 STUCK_AFTER_SECONDS = 600.0
-#: Top-level settings a reload cannot apply to a running daemon.
-NEEDS_RESTART = frozenset({"box", "journal", "workers", "metrics"})
 #: How often the STATUS= line, alerts and gauges are refreshed.
 TICK_SECONDS = 1.0
 #: `syncd run` exit code when Box refuses the configured credentials (documented in `syncd run --help`).
@@ -55,9 +62,16 @@ EXIT_CREDENTIALS_REFUSED = 1
 class Daemon:
     """One running syncd: `run()` blocks until stopped and returns the exit code."""
 
-    def __init__(self, config: Config, *, once: bool = False) -> None:
+    def __init__(self, config: Config, *, once: bool = False, log_format: str | None = None) -> None:
         self.config = config
         self.once = once
+        #: --json on the command line: JSON log lines whatever logging.format says (kept across reloads).
+        self.log_format = log_format
+        self.started_at = time.time()
+        #: Where Box refuses us; the circuit breaker drives it, metrics, /healthz and status read it.
+        self.box_state = BoxSideState(on_change=self._publish_state)
+        self._last_reload: ReloadResult | None = None
+        self._publish_lock = threading.Lock()  # one snapshot written at a time, the latest last
         self.notifier = SystemdNotifier()
         self.health = HealthCheck()
         self.metrics = Metrics()
@@ -92,9 +106,9 @@ class Daemon:
         config = self.config
         # Sub-folder ids go to the journal: a restart then costs Box no call per folder.
         self.box = connect_box(config, folder_ids=JournalFolderIds(self.journal))
-        self.box.client.transport.on_status = self._count_status
+        self.box.client.transport.on_status = self.metrics.record_box_response
         self.ingest = Ingest(config, self.journal, self.box.client, self.box.uploader, self.box.folders,
-                             on_uploaded=self._uploaded, on_bytes=lambda n: self.pool and self.pool.progress())
+                             on_uploaded=self._uploaded, on_bytes=self._bytes_sent)
         self.claims = ClaimQueue(self.journal)
         self.pool = WorkerPool(self.claims.claim, self._process, workers=config.workers,
                                small_file_max=config.box.direct_upload_max,
@@ -107,7 +121,8 @@ class Daemon:
                              on_observer_restart=self.metrics.record_observer_restart,
                              observe_events=not self.once)
         self._register_health()
-        self.metrics.attach_journal(self.journal.counts_by_state, self._oldest_pending_age)
+        self._attach_metrics()
+        self._publish_state()
         self._install_signals()
         threading.Thread(target=self._check_credentials, name="box-check", daemon=True).start()
         self.pool.start()
@@ -156,6 +171,7 @@ class Daemon:
         if self.box is not None:
             self.box.close()
         counts = self.journal.counts_by_state()
+        state_path_for(self.journal.path).unlink(missing_ok=True)  # nothing to tell once stopped
         log.info("daemon_stopped", **{str(k): v for k, v in counts.items()})
         if self.once:
             left = counts.get(FileState.PENDING, 0) + counts.get(FileState.FAILED, 0) + counts.get(FileState.UPLOADING, 0)
@@ -207,27 +223,50 @@ class Daemon:
         """SIGHUP: load the config file again and apply it, or keep the old one."""
         assert self.intake is not None and self.ingest is not None
         source = self.config.source
+        if source is None:
+            return
         self.notifier.reloading("reloading configuration")
         try:
-            new = load_config(source) if source else None
+            new = load_config(source)
         except ConfigError as exc:
             log.error("reload_rejected", reason=str(exc), problems=len(exc.problems))
+            self._reloaded(ReloadResult(False, time.time(), f"{len(exc.problems)} problem(s) in {source}"))
             self.notifier.ready(self.status_line())
-            return
-        if new is None:
             return
         changes = diff_configs(self.config, new)
         for secret in new.secrets:
             register_secret(secret)
         # The Box connection, journal and worker pool are built once; say so rather than half-apply.
-        later = [c.key for c in changes.settings_changed if c.key.split(".")[0] in NEEDS_RESTART]
+        later = changes.restart_required
         if later:
-            log.warning("reload_needs_restart", keys=later, detail="these settings take effect at the next restart")
+            log.warning("reload_needs_restart", keys=list(later),
+                        detail="these settings take effect at the next restart")
+        if new.logging != self.config.logging:
+            configure_logging(self.log_format or new.logging.format, new.logging.level)
         self.config = new
         self.ingest.reconfigure(new)
         self.intake.reconfigure(new, changes)
+        self.metrics.set_expected_arrivals({w.name: w.expect_files_every for w in new.watches})
         log.info("config_reloaded", changes=changes.describe())
+        self._reloaded(ReloadResult(True, time.time(), f"{len(changes.describe())} change(s)", tuple(later)))
         self.notifier.ready(self.status_line())
+
+    def _reloaded(self, result: ReloadResult) -> None:
+        self._last_reload = result
+        self.metrics.record_reload(result.ok, result.at)
+        self._publish_state()
+
+    def _publish_state(self) -> None:
+        """Write what only the daemon knows beside the journal, for `syncd status`."""
+        if self.journal is None:
+            return
+        with self._publish_lock:
+            state = PublishedState(os.getpid(), self.started_at, self.box_state.refusals(), self._last_reload)
+            try:
+                publish(self.journal.path, state)
+            except OSError as exc:
+                log.warning("daemon_state_not_published", reason=exc.strerror or str(exc),
+                            path=str(self.journal.path.parent))
 
     # ------------------------------------------------------------------- work
 
@@ -236,14 +275,18 @@ class Daemon:
         with self.metrics.upload_in_flight():
             outcome: Outcome = self.ingest.process(record, stopping,
                                                    interrupted=self.claims.was_interrupted(record))
-        if outcome.kind in ("failed", "quarantined"):
+        if outcome.kind == "failed":
             self.metrics.record_failure(record.watch, outcome.code or outcome.kind)
+        elif outcome.kind == "quarantined":
+            self.metrics.record_quarantine(record.watch, outcome.code or outcome.kind)
         elif outcome.kind == "retry":
             self.metrics.record_retry(outcome.code or "unknown")
 
-    def _count_status(self, status: int) -> None:
-        if status == 429:
-            self.metrics.record_rate_limited()
+    def _bytes_sent(self, n: int) -> None:
+        """Bytes Box acknowledged (a part, or a piece of a direct body): progress and metrics."""
+        self.metrics.record_bytes(n)
+        if self.pool is not None:
+            self.pool.progress()
 
     def _uploaded(self, record: FileRecord, result, duration: float) -> None:
         method = "chunked" if result.size >= self.config.box.direct_upload_max else "direct"
@@ -285,6 +328,19 @@ class Daemon:
         self.health.register("workers", workers)
         self.health.register("journal", journal)
 
+    def _attach_metrics(self) -> None:
+        """Point the scrape-time gauges at their owners: the journal, the Box-side state, the health check."""
+        assert self.journal is not None
+        journal = self.journal
+        self.metrics.attach_journal(journal.counts_by_state, self._oldest_pending_age,
+                                    lambda: {w.name: journal.last_arrival(w.name) for w in self.config.watches})
+        self.metrics.attach_box_state(lambda: {
+            scope: self.box_state.refusing(scope)
+            for scope in (CREDENTIALS_SCOPE, *(watch_scope(w.name) for w in self.config.watches))})
+        self.metrics.attach_health(lambda: {p.name: p.ok for p in self.health.check().probes})
+        self.metrics.set_expected_arrivals({w.name: w.expect_files_every for w in self.config.watches})
+        self.metrics.record_reload(True, self.started_at)
+
     def _oldest_pending_age(self) -> float:
         assert self.journal is not None
         oldest = self.journal.oldest_pending()
@@ -312,12 +368,15 @@ class Daemon:
                 log.warning(alert.event, detail=alert.message, **alert.fields)
 
 
-def run_daemon(config: Config, *, once: bool = False) -> int:
-    """Set up logging and run the daemon; the `syncd run`/`once` entry point."""
+def run_daemon(config: Config, *, once: bool = False, log_format: str | None = None) -> int:
+    """Set up logging and run the daemon; the `syncd run`/`once` entry point.
+
+    `log_format` overrides `logging.format` (``syncd run --json``), for this run and its reloads.
+    """
     for secret in config.secrets:
         register_secret(secret)
-    configure_logging(config.logging.format, config.logging.level)
+    configure_logging(log_format or config.logging.format, config.logging.level)
     route_uncaught_exceptions()  # a crash's traceback goes through the redactor too
     for warning in config.warnings:
         log.warning("config_warning", detail=warning)
-    return Daemon(config, once=once).run()
+    return Daemon(config, once=once, log_format=log_format).run()

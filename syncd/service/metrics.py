@@ -1,47 +1,64 @@
 """Prometheus metrics for the daemon (served by `syncd.service.metrics_server`).
 
 `Metrics` owns its own `CollectorRegistry` (never prometheus_client's global
-one), so several daemons, or several tests, can live in one process. All
-metric names carry the `syncd_` prefix:
+one), so several daemons, or several tests, can live in one process. Names follow
+Prometheus conventions: the `syncd_` prefix, base units in the name (`_seconds`,
+`_bytes`), `_total` on counters, `_timestamp_seconds` for Unix times.
 
-| metric | type | labels |
-|---|---|---|
-| syncd_files_uploaded_total | counter | watch |
-| syncd_bytes_uploaded_total | counter | watch |
-| syncd_upload_failures_total | counter | watch, reason |
-| syncd_retries_total | counter | reason |
-| syncd_rate_limited_total | counter | (429 answers from Box) |
-| syncd_queue_depth | gauge, read from the journal at scrape time | state |
-| syncd_oldest_pending_age_seconds | gauge, read at scrape time | |
-| syncd_uploads_in_flight | gauge | |
-| syncd_upload_duration_seconds | histogram | method (direct, chunked) |
-| syncd_detect_to_commit_seconds | histogram | |
-| syncd_observer_restarts_total | counter | watch |
-| syncd_last_scan_timestamp_seconds | gauge | watch |
+| metric | type | labels | what |
+|---|---|---|---|
+| syncd_build_info | gauge (1) | version, python | the running build |
+| process_* | prometheus-client's ProcessCollector | | CPU, memory, open fds, start time |
+| syncd_uploaded_bytes_total | counter | | bytes sent to Box as they go: a chunked part when Box acknowledges it, a direct body as it is sent (refused attempts too) |
+| syncd_uploaded_files_total | counter | watch | files committed to Box (new files and new versions) |
+| syncd_committed_bytes_total | counter | watch | size of the files committed |
+| syncd_failed_files_total | counter | watch, reason | files parked as failed (attempts used up, or refused) |
+| syncd_quarantined_files_total | counter | watch, reason | files parked as quarantined (Box can never take them as they are) |
+| syncd_retries_total | counter | reason | uploads scheduled for another attempt |
+| syncd_box_responses_total | counter | endpoint, code | every HTTP answer from Box (retried ones too) |
+| syncd_files | gauge, read from the journal at scrape time | state | files the journal tracks, by state |
+| syncd_oldest_pending_age_seconds | gauge, read at scrape time | | age of the oldest file waiting |
+| syncd_last_arrival_timestamp_seconds | gauge, read at scrape time | watch | when a file last arrived (0: never) |
+| syncd_expected_arrival_interval_seconds | gauge | watch | the watch's `expect_files_every` (watches that set it) |
+| syncd_box_refusing | gauge, read at scrape time | scope | 1 while Box refuses that scope (`credentials`, `watch:NAME`) |
+| syncd_health_probe_ok | gauge, read at scrape time | probe | 1 when the health probe passes (the watchdog's verdict) |
+| syncd_config_last_reload_successful | gauge | | 1 when the last reload (or the start) applied the config |
+| syncd_config_last_reload_success_timestamp_seconds | gauge | | when the config was last applied |
+| syncd_uploads_in_flight | gauge | | uploads in progress |
+| syncd_upload_duration_seconds | histogram | method (direct, chunked) | first request to verified commit |
+| syncd_detect_to_commit_seconds | histogram | | first detection to verified commit |
+| syncd_observer_restarts_total | counter | watch | filesystem observers restarted after dying |
+| syncd_last_scan_timestamp_seconds | gauge | watch | when the last full scan of a watch finished |
 
-`reason` labels must come from a bounded set (error codes such as
-`rate_limited`, `server_error`, `item_name_invalid`), never from free text,
-or every distinct message would become a new time series.
+`reason` and `endpoint` labels come from bounded sets (error codes such as
+`rate_limited`, `item_name_invalid`; endpoint templates such as
+`POST /files/upload_sessions/{id}`), never from free text, or every distinct
+message would become a new time series. `deploy/prometheus/alerts.yml` and
+`deploy/grafana/syncd.json` use these names; a test scrapes a running daemon for
+every name they use.
 
-This module is a leaf: the journal's numbers come in through
-callbacks, so it never imports the journal, the pipeline or the Box client.
+`syncd.service.metrics_server` serves `/metrics` and `/healthz`. This module is a leaf: numbers that live elsewhere (the journal, the
+Box-side state, the health probes) come in through callbacks read at scrape time,
+so it never imports the journal, the pipeline or the Box client.
 """
 
 from __future__ import annotations
 
+import platform
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
-log = structlog.get_logger("syncd.metrics")  # named as before the move into syncd.service
+from syncd import __version__
+
+log = structlog.get_logger("syncd.metrics")
 
 UPLOAD_METHODS = ("direct", "chunked")
 
@@ -50,83 +67,54 @@ UPLOAD_DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300
 # Includes the settle period (seconds) and queueing behind other files (up to hours).
 DETECT_TO_COMMIT_BUCKETS = (1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
 
-QueueCounts = Callable[[], Mapping[str, int]]
-OldestPendingAge = Callable[[], float | None]
+#: A scrape-time reading: label values -> sample value (an empty tuple for an unlabelled gauge).
+Reading = Callable[[], Mapping[tuple[str, ...], float]]
 
 
 class MetricsInputError(ValueError):
     """A metric was recorded with a value that makes no sense (negative size, unknown method...)."""
 
 
-@dataclass(frozen=True)
-class JournalGauges:
-    """Callbacks read at scrape time: counts by state, and the oldest pending file's age (or None)."""
+class _ScrapeTimeGauge(Collector):
+    """A gauge family whose samples are read from a callback at each scrape.
 
-    queue_counts: QueueCounts
-    oldest_pending_age_s: OldestPendingAge
-
-
-class _JournalCollector(Collector):
-    """Reads queue depth and oldest pending age only when Prometheus scrapes.
-
-    Reading at scrape time keeps the numbers exactly what the journal says,
-    instead of a copy that every state change would have to keep in sync.
+    Reading at scrape time keeps the numbers exactly what their owner (the journal,
+    the Box-side state) says, instead of a copy every change would have to keep in
+    sync. Without a source, or when the source raises, the family has no samples:
+    a scrape must not fail because the journal is busy.
     """
 
-    def __init__(self) -> None:
-        self._gauges: JournalGauges | None = None
+    def __init__(self, name: str, documentation: str, labels: tuple[str, ...] = ()) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labels = labels
+        self._read: Reading | None = None
         self._lock = threading.Lock()
 
-    def attach(self, gauges: JournalGauges | None) -> None:
+    def attach(self, read: Reading | None) -> None:
         with self._lock:
-            self._gauges = gauges
+            self._read = read
+
+    def _family(self) -> GaugeMetricFamily:
+        return GaugeMetricFamily(self.name, self.documentation, labels=list(self.labels))
 
     def describe(self) -> list[Metric]:
-        # Declaring the families up front lets the registry reject name clashes at registration.
-        return [self._queue_family(), self._age_family()]
+        # Declaring the family up front lets the registry reject name clashes at registration.
+        return [self._family()]
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:
-            gauges = self._gauges
-        if gauges is None:
-            return
-        yield from self._collect_queue(gauges)
-        yield from self._collect_age(gauges)
-
-    def _collect_queue(self, gauges: JournalGauges) -> Iterator[Metric]:
-        try:
-            # str() so enum states (the journal's FileState is a StrEnum) become plain label values.
-            counts = {str(state): int(n) for state, n in gauges.queue_counts().items()}
-        except Exception as exc:  # a scrape must not fail because the journal is busy
-            log.warning("metrics_queue_counts_failed", error=f"{type(exc).__name__}: {exc}")
-            return
-        family = self._queue_family()
-        for state, count in sorted(counts.items()):
-            family.add_metric([state], float(count))
+            read = self._read
+        family = self._family()
+        if read is not None:
+            try:
+                samples = {tuple(str(v) for v in k): float(v) for k, v in read().items()}
+            except Exception as exc:
+                log.warning("metrics_read_failed", metric=self.name, error=f"{type(exc).__name__}: {exc}")
+                samples = {}
+            for labels, value in sorted(samples.items()):
+                family.add_metric(list(labels), value)
         yield family
-
-    def _collect_age(self, gauges: JournalGauges) -> Iterator[Metric]:
-        try:
-            age = gauges.oldest_pending_age_s()
-        except Exception as exc:
-            log.warning("metrics_oldest_pending_failed", error=f"{type(exc).__name__}: {exc}")
-            return
-        family = self._age_family()
-        family.add_metric([], 0.0 if age is None else max(0.0, float(age)))
-        yield family
-
-    @staticmethod
-    def _queue_family() -> GaugeMetricFamily:
-        return GaugeMetricFamily(
-            "syncd_queue_depth", "Files in the journal by state.", labels=["state"]
-        )
-
-    @staticmethod
-    def _age_family() -> GaugeMetricFamily:
-        return GaugeMetricFamily(
-            "syncd_oldest_pending_age_seconds",
-            "Age of the oldest file waiting to be uploaded (0 when none is waiting).",
-        )
 
 
 class Metrics:
@@ -135,21 +123,31 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.files_uploaded = Counter(
-            "syncd_files_uploaded", "Files committed to Box.", ["watch"], registry=r
-        )
-        self.bytes_uploaded = Counter(
-            "syncd_bytes_uploaded", "Bytes of files committed to Box.", ["watch"], registry=r
-        )
-        self.upload_failures = Counter(
-            "syncd_upload_failures",
-            "Uploads that failed for good (parked as failed or quarantined).",
-            ["watch", "reason"],
+        ProcessCollector(registry=r)
+        Gauge("syncd_build_info", "The running syncd build (always 1).", ["version", "python"], registry=r).labels(
+            version=__version__, python=platform.python_version()).set(1)
+        self.uploaded_bytes = Counter(
+            "syncd_uploaded_bytes", "Bytes sent to Box: a chunked part when Box acknowledges it, a direct body as it is sent.",
             registry=r,
         )
-        self.retries = Counter("syncd_retries", "Requests or uploads retried.", ["reason"], registry=r)
-        self.rate_limited = Counter(
-            "syncd_rate_limited", "429 Too Many Requests answers from Box.", registry=r
+        self.uploaded_files = Counter(
+            "syncd_uploaded_files", "Files committed to Box (new files and new versions).", ["watch"], registry=r
+        )
+        self.committed_bytes = Counter(
+            "syncd_committed_bytes", "Size of the files committed to Box.", ["watch"], registry=r
+        )
+        self.failed_files = Counter(
+            "syncd_failed_files", "Files parked as failed (attempts used up, or refused for good).",
+            ["watch", "reason"], registry=r,
+        )
+        self.quarantined_files = Counter(
+            "syncd_quarantined_files", "Files parked as quarantined (Box can never take them as they are).",
+            ["watch", "reason"], registry=r,
+        )
+        self.retries = Counter("syncd_retries", "Uploads scheduled for another attempt.", ["reason"], registry=r)
+        self.box_responses = Counter(
+            "syncd_box_responses", "HTTP answers from Box (retried requests too), by endpoint and status code.",
+            ["endpoint", "code"], registry=r,
         )
         self.uploads_in_flight = Gauge(
             "syncd_uploads_in_flight", "Uploads currently in progress.", registry=r
@@ -176,19 +174,81 @@ class Metrics:
             ["watch"],
             registry=r,
         )
-        self._journal = _JournalCollector()
-        r.register(self._journal)
+        self.expected_arrival_interval = Gauge(
+            "syncd_expected_arrival_interval_seconds",
+            "A watch's expect_files_every: an alert fires when no file arrived for longer.",
+            ["watch"],
+            registry=r,
+        )
+        self.reload_successful = Gauge(
+            "syncd_config_last_reload_successful",
+            "1 when the last reload (or the start) applied the configuration, 0 when it was rejected.",
+            registry=r,
+        )
+        self.reload_success_timestamp = Gauge(
+            "syncd_config_last_reload_success_timestamp_seconds",
+            "When the configuration was last applied (start or reload, Unix time).",
+            registry=r,
+        )
+        self.files = _ScrapeTimeGauge("syncd_files", "Files the journal tracks, by state.", ("state",))
+        self.oldest_pending_age = _ScrapeTimeGauge(
+            "syncd_oldest_pending_age_seconds", "Age of the oldest file waiting to be uploaded (0 when none is).")
+        self.last_arrival = _ScrapeTimeGauge(
+            "syncd_last_arrival_timestamp_seconds", "When a file last arrived in a watch (Unix time; 0: never).",
+            ("watch",))
+        self.box_refusing = _ScrapeTimeGauge(
+            "syncd_box_refusing", "1 while Box refuses a scope (credentials, or watch:NAME's folder).", ("scope",))
+        self.health_probe_ok = _ScrapeTimeGauge(
+            "syncd_health_probe_ok", "1 when the health probe passes; any 0 stops the systemd watchdog pings.",
+            ("probe",))
+        for collector in (self.files, self.oldest_pending_age, self.last_arrival, self.box_refusing,
+                          self.health_probe_ok):
+            r.register(collector)
 
     def __repr__(self) -> str:
         return "Metrics()"
 
-    def attach_journal(self, queue_counts: QueueCounts, oldest_pending_age_s: OldestPendingAge) -> None:
-        """Read queue depth by state and the oldest pending age from these callbacks at scrape time."""
-        self._journal.attach(JournalGauges(queue_counts, oldest_pending_age_s))
+    def attach_journal(self, files_by_state: Callable[[], Mapping[str, int]],
+                       oldest_pending_age_s: Callable[[], float | None],
+                       last_arrivals: Callable[[], Mapping[str, float | None]] | None = None) -> None:
+        """Read files by state, the oldest pending age and each watch's last arrival from these
+        callbacks at scrape time."""
+        # str() so enum states (the journal's FileState is a StrEnum) become plain label values.
+        self.files.attach(lambda: {(str(state),): n for state, n in files_by_state().items()})
+        self.oldest_pending_age.attach(lambda: {(): max(0.0, oldest_pending_age_s() or 0.0)})
+        if last_arrivals is not None:
+            self.last_arrival.attach(lambda: {(watch,): at or 0.0 for watch, at in last_arrivals().items()})
 
     def detach_journal(self) -> None:
         """Stop reporting journal gauges (e.g. while the journal is closed)."""
-        self._journal.attach(None)
+        for gauge in (self.files, self.oldest_pending_age, self.last_arrival):
+            gauge.attach(None)
+
+    def attach_box_state(self, refusing: Callable[[], Mapping[str, bool]]) -> None:
+        """Read `syncd_box_refusing{scope}` from `refusing()` (scope -> refusing) at scrape time."""
+        self.box_refusing.attach(lambda: {(scope,): 1.0 if no else 0.0 for scope, no in refusing().items()})
+
+    def attach_health(self, probes: Callable[[], Mapping[str, bool]]) -> None:
+        """Read `syncd_health_probe_ok{probe}` from `probes()` (name -> ok) at scrape time."""
+        self.health_probe_ok.attach(lambda: {(name,): 1.0 if ok else 0.0 for name, ok in probes().items()})
+
+    def set_expected_arrivals(self, intervals: Mapping[str, float | None]) -> None:
+        """Each watch's expect_files_every (seconds); watches without one are not reported."""
+        self.expected_arrival_interval.clear()
+        for watch, interval in intervals.items():
+            if interval is not None:
+                self.expected_arrival_interval.labels(watch=watch).set(interval)
+
+    def record_reload(self, ok: bool, at: float | None = None) -> None:
+        """Note a reload (or the start): applied (`ok`) or rejected."""
+        self.reload_successful.set(1 if ok else 0)
+        if ok:
+            self.reload_success_timestamp.set(time.time() if at is None else at)
+
+    def record_bytes(self, n: int) -> None:
+        """Count `n` bytes sent to Box (an acknowledged part, or a piece of a direct upload's body)."""
+        _require_non_negative("bytes", n)
+        self.uploaded_bytes.inc(n)
 
     def record_upload(
         self,
@@ -198,29 +258,33 @@ class Metrics:
         duration_s: float,
         detect_to_commit_s: float | None = None,
     ) -> None:
-        """Count one verified commit: file and bytes per watch, duration by method, end-to-end latency."""
+        """Count one verified commit: file and its size per watch, duration by method, end-to-end latency."""
         if method not in UPLOAD_METHODS:
             raise MetricsInputError(f"upload method must be one of {UPLOAD_METHODS}, got {method!r}")
         _require_non_negative("size_bytes", size_bytes)
         _require_non_negative("duration_s", duration_s)
-        self.files_uploaded.labels(watch=watch).inc()
-        self.bytes_uploaded.labels(watch=watch).inc(size_bytes)
+        self.uploaded_files.labels(watch=watch).inc()
+        self.committed_bytes.labels(watch=watch).inc(size_bytes)
         self.upload_duration.labels(method=method).observe(duration_s)
         if detect_to_commit_s is not None:
             _require_non_negative("detect_to_commit_s", detect_to_commit_s)
             self.detect_to_commit.observe(detect_to_commit_s)
 
     def record_failure(self, watch: str, reason: str) -> None:
-        """Count a file parked as failed/quarantined; `reason` is an error code, not a message."""
-        self.upload_failures.labels(watch=watch, reason=_require_label("reason", reason)).inc()
+        """Count a file parked as failed; `reason` is an error code, not a message."""
+        self.failed_files.labels(watch=watch, reason=_require_label("reason", reason)).inc()
+
+    def record_quarantine(self, watch: str, reason: str) -> None:
+        """Count a file parked as quarantined; `reason` is an error code, not a message."""
+        self.quarantined_files.labels(watch=watch, reason=_require_label("reason", reason)).inc()
 
     def record_retry(self, reason: str) -> None:
         """Count one retry; `reason` is an error code (e.g. rate_limited, server_error, timeout)."""
         self.retries.labels(reason=_require_label("reason", reason)).inc()
 
-    def record_rate_limited(self) -> None:
-        """Count one 429 answer."""
-        self.rate_limited.inc()
+    def record_box_response(self, endpoint: str, status: int) -> None:
+        """Count one HTTP answer from Box; `endpoint` is a template (``GET /files/{id}``), never a raw URL."""
+        self.box_responses.labels(endpoint=_require_label("endpoint", endpoint), code=str(status)).inc()
 
     def record_observer_restart(self, watch: str) -> None:
         """Count a filesystem observer restarted for `watch`."""
@@ -239,10 +303,19 @@ class Metrics:
         finally:
             self.uploads_in_flight.dec()
 
+    def box_refusals(self) -> dict[str, bool]:
+        """The Box-side state as last attached (scope -> refusing), for /healthz."""
+        return {labels[0]: bool(value) for labels, value in _read_now(self.box_refusing).items()}
+
     def exposition(self, accept: str = "") -> tuple[bytes, str]:
         """The scrape body and its content type, negotiated from an Accept header."""
         encoder, content_type = choose_encoder(accept)
         return encoder(self.registry), content_type
+
+
+def _read_now(gauge: _ScrapeTimeGauge) -> dict[tuple[str, ...], float]:
+    family = next(gauge.collect())
+    return {tuple(sample.labels[name] for name in gauge.labels): sample.value for sample in family.samples}
 
 
 def _require_non_negative(name: str, value: float) -> None:

@@ -39,7 +39,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(200, body, content_type)
         elif path == "/healthz":
             report = self.health.check()
-            body = json.dumps(report.to_dict(), sort_keys=True).encode()
+            data = report.to_dict()
+            refusing = sorted(scope for scope, no in self.metrics.box_refusals().items() if no)
+            data["box_refusing"] = refusing
+            if report.healthy and refusing:
+                # Box refusing us is no reason for systemd to restart the daemon: 200, not 503.
+                data["status"] = "degraded"
+            body = json.dumps(data, sort_keys=True).encode()
             self._reply(200 if report.healthy else 503, body, "application/json")
         else:
             self._reply(404, b'{"error": "not found; try /metrics or /healthz"}', "application/json")

@@ -35,7 +35,7 @@ def test_watches_added_removed_changed_and_settings(write_config, tmp_path: Path
     keys = {f.key: f for f in changes.settings_changed}
     assert set(keys) == {"box.auth.token", "journal", "workers", "retry.max_backoff"}
     assert (keys["workers"].old, keys["workers"].new) == (4, 8)
-    assert changes.restart_required == ("journal",)
+    assert changes.restart_required == ("box.auth.token", "journal", "workers")
     described = "\n".join(changes.describe())
     assert "watch added: new" in described and "watch removed: gone" in described
     assert "watch inbox: conflict: 'version' -> 'skip'" in described
@@ -52,3 +52,15 @@ def test_auth_type_change_is_one_setting(write_config) -> None:
                           " subject_id: '9'}")
     changes = diff_configs(old, load_ok(write_config(ccg, "b.yaml")))
     assert [f.key for f in changes.settings_changed] == ["box.auth"]
+
+
+def test_every_setting_either_applies_on_reload_or_needs_a_restart() -> None:
+    """One list decides (the daemon reads `restart_required`): every top-level key of the
+    config file, and every compared field of Config, is in exactly one of the two sets."""
+    import dataclasses
+
+    from syncd.config import APPLIED_ON_RELOAD, RESTART_REQUIRED, SCHEMA, Config
+
+    assert not APPLIED_ON_RELOAD & RESTART_REQUIRED
+    assert APPLIED_ON_RELOAD | RESTART_REQUIRED == set(SCHEMA[""])
+    assert APPLIED_ON_RELOAD | RESTART_REQUIRED == {f.name for f in dataclasses.fields(Config) if f.compare}

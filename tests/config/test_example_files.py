@@ -6,7 +6,7 @@ import os
 import re
 from pathlib import Path
 
-from syncd.config import SCHEMA, DeveloperTokenAuth, load_config
+from syncd.config import SCHEMA, ClientCredentialsAuth, DeveloperTokenAuth, load_config
 from syncd.config.yaml_source import parse_yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -15,11 +15,21 @@ DEMO = REPO / "config" / "demo.yaml"
 
 
 def test_example_loads(tmp_path: Path) -> None:
-    (tmp_path / "box-token").write_text("example-token-value")
-    os.chmod(tmp_path / "box-token", 0o400)
+    (tmp_path / "box-client-secret").write_text("example-secret-value")
+    os.chmod(tmp_path / "box-client-secret", 0o400)
     config = load_config(EXAMPLE, environ={"CREDENTIALS_DIRECTORY": str(tmp_path)})
-    assert config.box.auth.token.reveal() == "example-token-value"
+    # A production-grade method by default: not a developer token, which Box expires after 60 minutes.
+    assert isinstance(config.box.auth, ClientCredentialsAuth)
+    assert config.box.auth.client_secret.reveal() == "example-secret-value"
     assert [w.name for w in config.watches] == ["invoices", "scans"]
+
+
+def test_docs_name_the_auth_login_command() -> None:
+    """`syncd auth` alone is a usage error: every place that tells an operator to run it says `auth login`."""
+    for path in (EXAMPLE, REPO / "deploy" / "README.md", REPO / "syncd" / "config" / "loader.py"):
+        text = path.read_text()
+        assert not re.search(r"syncd auth(?! (login|check))\b", text), path
+        assert "syncd auth login" in text, path
 
 
 def test_example_documents_every_schema_key() -> None:

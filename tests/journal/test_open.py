@@ -188,3 +188,24 @@ def test_interrupted_creation_leaves_no_half_made_journal(journal_path: Path) ->
     with Journal.open(journal_path) as journal:
         assert journal.counts_by_state()[FileState.PENDING] == 0
     assert not (journal_path.parent / "journal.db.new").exists()
+
+
+def test_a_migration_is_preceded_by_a_backup_of_the_old_journal(journal_path: Path) -> None:
+    """An upgrade keeps the file the old syncd wrote, whole and readable, before migrating it."""
+    from syncd.journal.sqlite_file import backup_path_for
+
+    build_version_1_journal(journal_path)
+    backup = backup_path_for(journal_path, 1)
+    with Journal.open(journal_path):
+        pass
+    assert backup.exists() and oct(backup.stat().st_mode & 0o777) == "0o600"
+    conn = sqlite3.connect(backup)
+    assert schema_version(conn) == 1
+    assert conn.execute("SELECT relpath, state FROM files").fetchall() == [("old.pdf", "uploaded")]
+    assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    conn.close()
+    before = backup.stat().st_mtime_ns
+    with Journal.open(journal_path):  # already current: no new backup, the first one kept
+        pass
+    assert backup.stat().st_mtime_ns == before
+    assert sorted(p.name for p in journal_path.parent.glob("*.bak*")) == [backup.name]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import json
+import platform
 import socket
 import urllib.error
 import urllib.request
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from syncd import __version__
 from syncd.service.health import HealthCheck
 from syncd.service.metrics import Metrics, MetricsInputError
 from syncd.service.metrics_server import MetricsServer, MetricsServerError
@@ -64,21 +66,34 @@ def test_recorded_events_appear_in_a_scrape(metrics: Metrics, server: MetricsSer
     metrics.record_upload("inbox", 1000, "direct", 0.2, detect_to_commit_s=3.0)
     metrics.record_upload("inbox", 24_000_000, "chunked", 12.0, detect_to_commit_s=20.0)
     metrics.record_upload("scans", 10, "direct", 0.01)
-    metrics.record_failure("inbox", "item_name_invalid")
+    metrics.record_bytes(8 * 1024 * 1024)  # a part acknowledged, long before its file commits
+    metrics.record_failure("inbox", "attempts_exhausted")
+    metrics.record_quarantine("inbox", "item_name_invalid")
     metrics.record_retry("rate_limited")
     metrics.record_retry("rate_limited")
-    metrics.record_rate_limited()
+    metrics.record_box_response("PUT /files/upload_sessions/{id}", 429)
+    metrics.record_box_response("PUT /files/upload_sessions/{id}", 200)
+    metrics.record_reload(False)
     metrics.record_observer_restart("scans")
     metrics.record_scan("inbox", finished_at=1_700_000_000.0)
 
     s = scrape(server)
 
-    assert s[("syncd_files_uploaded_total", (("watch", "inbox"),))] == 2
-    assert s[("syncd_files_uploaded_total", (("watch", "scans"),))] == 1
-    assert s[("syncd_bytes_uploaded_total", (("watch", "inbox"),))] == 24_001_000
-    assert s[("syncd_upload_failures_total", (("reason", "item_name_invalid"), ("watch", "inbox")))] == 1
+    assert s[("syncd_uploaded_files_total", (("watch", "inbox"),))] == 2
+    assert s[("syncd_uploaded_files_total", (("watch", "scans"),))] == 1
+    assert s[("syncd_committed_bytes_total", (("watch", "inbox"),))] == 24_001_000
+    assert s[("syncd_uploaded_bytes_total", ())] == 8 * 1024 * 1024
+    # failures and quarantines are counted apart
+    assert s[("syncd_failed_files_total", (("reason", "attempts_exhausted"), ("watch", "inbox")))] == 1
+    assert s[("syncd_quarantined_files_total", (("reason", "item_name_invalid"), ("watch", "inbox")))] == 1
+    assert not any(name == "syncd_failed_files_total" and ("reason", "item_name_invalid") in labels
+                   for name, labels in s)
     assert s[("syncd_retries_total", (("reason", "rate_limited"),))] == 2
-    assert s[("syncd_rate_limited_total", ())] == 1
+    assert s[("syncd_box_responses_total", (("code", "429"), ("endpoint", "PUT /files/upload_sessions/{id}")))] == 1
+    assert s[("syncd_box_responses_total", (("code", "200"), ("endpoint", "PUT /files/upload_sessions/{id}")))] == 1
+    assert s[("syncd_config_last_reload_successful", ())] == 0
+    assert s[("syncd_build_info", (("python", platform.python_version()), ("version", __version__)))] == 1
+    assert s[("process_open_fds", ())] > 0
     assert s[("syncd_observer_restarts_total", (("watch", "scans"),))] == 1
     assert s[("syncd_last_scan_timestamp_seconds", (("watch", "inbox"),))] == 1_700_000_000.0
     assert s[("syncd_upload_duration_seconds_count", (("method", "direct"),))] == 2
@@ -97,15 +112,15 @@ def test_journal_gauges_are_read_at_scrape_time(metrics: Metrics, server: Metric
     metrics.attach_journal(lambda: counts, lambda: ages[0])
 
     first = scrape(server)
-    assert first[("syncd_queue_depth", (("state", "pending"),))] == 3
-    assert first[("syncd_queue_depth", (("state", "uploading"),))] == 1
+    assert first[("syncd_files", (("state", "pending"),))] == 3
+    assert first[("syncd_files", (("state", "uploading"),))] == 1
     assert first[("syncd_oldest_pending_age_seconds", ())] == 42.5
 
     counts.update(pending=0, uploaded=4)
     ages[0] = None  # nothing pending any more
     second = scrape(server)
-    assert second[("syncd_queue_depth", (("state", "pending"),))] == 0
-    assert second[("syncd_queue_depth", (("state", "uploaded"),))] == 4
+    assert second[("syncd_files", (("state", "pending"),))] == 0
+    assert second[("syncd_files", (("state", "uploaded"),))] == 4
     assert second[("syncd_oldest_pending_age_seconds", ())] == 0
 
 
@@ -116,10 +131,10 @@ def test_enum_states_become_plain_label_values(metrics: Metrics, server: Metrics
 
     metrics.attach_journal(lambda: {State.PENDING: 2, State.FAILED: 0}, lambda: None)
     s = scrape(server)
-    assert s[("syncd_queue_depth", (("state", "pending"),))] == 2
-    assert s[("syncd_queue_depth", (("state", "failed"),))] == 0
+    assert s[("syncd_files", (("state", "pending"),))] == 2
+    assert s[("syncd_files", (("state", "failed"),))] == 0
     metrics.detach_journal()
-    assert not any(name == "syncd_queue_depth" for name, _ in scrape(server))
+    assert not any(name == "syncd_files" for name, _ in scrape(server))
 
 
 def test_a_failing_journal_callback_does_not_break_the_scrape(metrics: Metrics, server: MetricsServer) -> None:
@@ -127,11 +142,11 @@ def test_a_failing_journal_callback_does_not_break_the_scrape(metrics: Metrics, 
         raise RuntimeError("database is locked")
 
     metrics.attach_journal(broken, lambda: 1.0)
-    metrics.record_rate_limited()
+    metrics.record_box_response("GET /users/me", 200)
     s = scrape(server)
-    assert not any(name == "syncd_queue_depth" for name, _ in s)
+    assert not any(name == "syncd_files" for name, _ in s)
     assert s[("syncd_oldest_pending_age_seconds", ())] == 1.0
-    assert s[("syncd_rate_limited_total", ())] == 1
+    assert s[("syncd_box_responses_total", (("code", "200"), ("endpoint", "GET /users/me")))] == 1
 
 
 def test_uploads_in_flight_follow_the_with_block_even_on_error(metrics: Metrics, server: MetricsServer) -> None:
@@ -147,9 +162,9 @@ def test_uploads_in_flight_follow_the_with_block_even_on_error(metrics: Metrics,
 
 def test_each_metrics_object_has_its_own_registry() -> None:
     a, b = Metrics(), Metrics()
-    a.record_rate_limited()
-    assert b"syncd_rate_limited_total 1.0" in a.exposition()[0]
-    assert b"syncd_rate_limited_total 0.0" in b.exposition()[0]
+    a.record_bytes(7)
+    assert b"syncd_uploaded_bytes_total 7.0" in a.exposition()[0]
+    assert b"syncd_uploaded_bytes_total 0.0" in b.exposition()[0]
 
 
 def test_openmetrics_is_served_when_asked_for(server: MetricsServer) -> None:
@@ -237,3 +252,33 @@ def test_ipv6_loopback_is_served(metrics: Metrics, health: HealthCheck) -> None:
 def test_nonsense_values_are_rejected(metrics: Metrics, call, message: str) -> None:
     with pytest.raises(MetricsInputError, match=message):
         call(metrics)
+
+
+def test_box_refusals_show_as_a_gauge_and_degrade_healthz_without_failing_it(
+        metrics: Metrics, health: HealthCheck, server: MetricsServer) -> None:
+    """The plumbing the circuit breaker drives: refuse/accept on BoxSideState, read at scrape time."""
+    from syncd.service.daemon_state import BoxSideState
+
+    changes: list[int] = []
+    state = BoxSideState(on_change=lambda: changes.append(1))
+    metrics.attach_box_state(lambda: {s: state.refusing(s) for s in ("credentials", "watch:inbox", "watch:scans")})
+    health.register("journal", lambda: (True, "readable"))
+
+    def refusing() -> dict[str, float]:
+        return {dict(labels)["scope"]: v for (name, labels), v in scrape(server).items() if name == "syncd_box_refusing"}
+
+    assert refusing() == {"credentials": 0, "watch:inbox": 0, "watch:scans": 0}
+    state.refuse("watch:inbox", "403 access_denied_insufficient_permissions on folder 12")
+    state.refuse("watch:inbox", "403 access_denied_insufficient_permissions on folder 12")  # no change
+    assert refusing() == {"credentials": 0, "watch:inbox": 1, "watch:scans": 0}
+    status, _, body = get(server.url + "/healthz")
+    assert status == 200  # degraded is no reason for systemd to restart the daemon
+    assert json.loads(body)["status"] == "degraded" and json.loads(body)["box_refusing"] == ["watch:inbox"]
+    state.refuse("credentials", "401 after a refused token refresh")
+    assert refusing() == {"credentials": 1, "watch:inbox": 1, "watch:scans": 1}  # credentials cover every watch
+    state.accept("credentials")
+    state.accept("watch:inbox")
+    state.accept("watch:inbox")  # already accepted: no change
+    assert refusing() == {"credentials": 0, "watch:inbox": 0, "watch:scans": 0}
+    assert json.loads(get(server.url + "/healthz")[2])["status"] == "ok"
+    assert len(changes) == 4

@@ -1,7 +1,8 @@
 """Validate Box API traffic against Box's own OpenAPI document (``openapi.json``).
 
-The spec is loaded once per process, from ``<repo>/../shared/box-api/openapi.json``
-or from the file named by ``$SYNCD_BOX_OPENAPI``. Where the live Box service is known
+The spec is loaded once per process, from the copy vendored beside this module
+(``tests/support/box-openapi/openapi.json``, Apache-2.0, see the NOTICE there) or
+from the file named by ``$SYNCD_BOX_OPENAPI``. Where the live Box service is known
 to differ from the spec (REFERENCE.md §2, §4, §7), the loaded copy is patched; every
 such patch is one row of :data:`SPEC_EXCEPTIONS`, with the reason for it. Nothing else
 relaxes the spec.
@@ -45,6 +46,8 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
 SPEC_ENV = "SYNCD_BOX_OPENAPI"
+# Box's spec, vendored so that a clone with nothing beside it runs the whole suite.
+VENDORED_SPEC = Path(__file__).resolve().parent / "box-openapi" / "openapi.json"
 _SPEC_URI = "urn:box:openapi"
 _HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch")
 # Prefixes under which the emulator (and Box) serve the spec's paths.
@@ -83,12 +86,11 @@ class SpecViolation(AssertionError):
 
 
 def spec_path() -> Path:
-    """Where openapi.json is read from: ``$SYNCD_BOX_OPENAPI`` or ``<repo>/../shared/box-api``."""
+    """Where openapi.json is read from: ``$SYNCD_BOX_OPENAPI``, else the vendored copy."""
     override = os.environ.get(SPEC_ENV)
     if override:
         return Path(override)
-    repo = Path(__file__).resolve().parents[2]
-    return repo.parent / "shared" / "box-api" / "openapi.json"
+    return VENDORED_SPEC
 
 
 def _read_spec(path: Path) -> Spec:
