@@ -20,6 +20,7 @@ import socket
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import ssl
     from pathlib import Path
 
     from syncd.emulator.tls import TlsFiles
@@ -223,7 +224,6 @@ def run(args: argparse.Namespace) -> int:
     from syncd.emulator.context import Compat, Context, PartSizeTable
     from syncd.emulator.faults import Faults, FaultSettings
     from syncd.emulator.server import serve
-    from syncd.emulator.tls import TlsError, server_context
     from syncd.emulator.shapes import Shapes
     from syncd.emulator.store import (DEFAULT_ENTERPRISE_ID, DEFAULT_USER_ID, DEFAULT_USER_LOGIN,
                                       DEFAULT_USER_NAME, Store, User)
@@ -266,8 +266,8 @@ def run(args: argparse.Namespace) -> int:
     data_dir.mkdir(parents=True, exist_ok=True)
     try:
         tls_files = _tls_files(args, data_dir)
-        context = server_context(tls_files) if tls_files is not None else None
-    except TlsError as exc:
+        context = _tls_context(tls_files) if tls_files is not None else None
+    except ValueError as exc:  # tls.TlsError: a file that does not load
         print(f"syncd emulator: {exc}", file=sys.stderr)
         return 2
     store = Store(data_dir)
@@ -340,16 +340,23 @@ def remote_reason(host: str) -> str | None:
     return None
 
 
+def _tls_context(files: "TlsFiles") -> "ssl.SSLContext":
+    # Imported only here: ssl and cryptography cost a plain-HTTP emulator memory for nothing.
+    from syncd.emulator.tls import server_context
+
+    return server_context(files)
+
+
 def _tls_files(args: argparse.Namespace, data_dir: "Path") -> "TlsFiles | None":
     """The certificate to serve: given, made by --tls-self-signed, or none (plain HTTP only)."""
+    if args.tls_cert is None and args.tls_self_signed is None:
+        return None
     from pathlib import Path
 
     from syncd.emulator.tls import TlsFiles, self_signed
 
     if args.tls_cert is not None:
         return TlsFiles(Path(args.tls_cert), Path(args.tls_key))
-    if args.tls_self_signed is None:
-        return None
     directory = Path(args.tls_self_signed) if args.tls_self_signed else data_dir / "tls"
     names = tuple(args.tls_name)
     if args.host not in ("127.0.0.1", "::1", "localhost", "0.0.0.0", "::"):

@@ -18,7 +18,6 @@ import email.message
 import json
 import os
 import socket
-import ssl
 import struct
 import sys
 import threading
@@ -28,12 +27,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from syncd.emulator.errors import BoxError, OAuthError, generic
 from syncd.emulator.faults import Faults, Stats
 from syncd.emulator.ids import unique_hex
+
+if TYPE_CHECKING:  # ssl is imported only by a TLS-serving emulator (tls.py): it costs memory
+    import ssl
 
 CHUNK = 1 << 20
 TLS_HANDSHAKE = b"\x16"  # the first byte of every TLS connection (a handshake record)
@@ -254,10 +256,10 @@ class EmulatorServer(ThreadingHTTPServer):
         super().__init__(address, BoxRequestHandler)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        # A failed TLS handshake or a client gone mid-request is the client's
-        # business (curl without the CA, a port scanner): no traceback for it.
-        error = sys.exc_info()[1]
-        if isinstance(error, (ssl.SSLError, ConnectionError, TimeoutError)):
+        # A failed TLS handshake (ssl.SSLError), a client gone mid-request, a
+        # timeout: the client's business (curl without the CA, a port scanner),
+        # no traceback for it. All of them are OSErrors; bugs are not.
+        if isinstance(sys.exc_info()[1], OSError):
             return
         super().handle_error(request, client_address)
 

@@ -565,6 +565,8 @@ class Store:
                 db.execute("DELETE FROM parts WHERE session_id=?", (content.session_id,))
                 for staged in content.staged:
                     os.replace(staged.path, staged.final)
+                for leftover in content.path.glob("*.hit"):  # staged by an earlier, failed attempt
+                    leftover.unlink(missing_ok=True)
             else:
                 os.replace(content.path, self.data_dir / blob)
             return self.get_item(item_id, owner_id, db)  # type: ignore[return-value]
