@@ -249,7 +249,7 @@ def run(args: argparse.Namespace) -> int:
         if (args.tls_cert is None) != (args.tls_key is None):
             raise ValueError("--tls-cert and --tls-key go together")
         if args.tls_cert is not None and args.tls_self_signed is not None:
-            raise ValueError("--tls-self-signed makes its own certificate: drop --tls-cert/--tls-key, or it")
+            raise ValueError("--tls-self-signed and --tls-cert/--tls-key are alternatives: give one of them")
         if args.tls_name and args.tls_self_signed is None:
             raise ValueError("--tls-name names hosts in the --tls-self-signed certificate: add --tls-self-signed")
         reason = None if args.allow_remote else remote_reason(args.host)
@@ -265,9 +265,8 @@ def run(args: argparse.Namespace) -> int:
     data_dir = Path(args.data)
     data_dir.mkdir(parents=True, exist_ok=True)
     try:
-        tls_files = _tls_files(args, data_dir)
-        context = _tls_context(tls_files) if tls_files is not None else None
-    except ValueError as exc:  # tls.TlsError: a file that does not load
+        tls_files, context = _tls(args, data_dir)
+    except (ValueError, OSError) as exc:  # tls.TlsError (a file that does not load), an unwritable DIR
         print(f"syncd emulator: {exc}", file=sys.stderr)
         return 2
     store = Store(data_dir)
@@ -340,25 +339,20 @@ def remote_reason(host: str) -> str | None:
     return None
 
 
-def _tls_context(files: "TlsFiles") -> "ssl.SSLContext":
-    # Imported only here: ssl and cryptography cost a plain-HTTP emulator memory for nothing.
-    from syncd.emulator.tls import server_context
-
-    return server_context(files)
-
-
-def _tls_files(args: argparse.Namespace, data_dir: "Path") -> "TlsFiles | None":
-    """The certificate to serve: given, made by --tls-self-signed, or none (plain HTTP only)."""
+def _tls(args: argparse.Namespace, data_dir: "Path") -> "tuple[TlsFiles | None, ssl.SSLContext | None]":
+    """The certificate to serve (given, or made by --tls-self-signed) and its context; none: plain HTTP only."""
     if args.tls_cert is None and args.tls_self_signed is None:
-        return None
+        return None, None
+    # Imported only now: ssl and cryptography cost a plain-HTTP emulator memory for nothing.
     from pathlib import Path
 
-    from syncd.emulator.tls import TlsFiles, self_signed
+    from syncd.emulator.tls import TlsFiles, self_signed, server_context
 
     if args.tls_cert is not None:
-        return TlsFiles(Path(args.tls_cert), Path(args.tls_key))
-    directory = Path(args.tls_self_signed) if args.tls_self_signed else data_dir / "tls"
-    names = tuple(args.tls_name)
-    if args.host not in ("127.0.0.1", "::1", "localhost", "0.0.0.0", "::"):
-        names += (args.host.strip("[]"),)  # a specific address or name it was told to listen on
-    return self_signed(directory, names)
+        files = TlsFiles(Path(args.tls_cert), Path(args.tls_key))
+    else:
+        names = tuple(args.tls_name)
+        if args.host not in ("127.0.0.1", "::1", "localhost", "0.0.0.0", "::"):
+            names += (args.host.strip("[]"),)  # a specific address or name it was told to listen on
+        files = self_signed(Path(args.tls_self_signed) if args.tls_self_signed else data_dir / "tls", names)
+    return files, server_context(files)

@@ -205,22 +205,17 @@ def receive_multipart(ctx: Context, request: Request, on_attributes: Callable[[d
                 raise bad_request(f"Malformed multipart body: {exc}", "body") from None
             for event in events:
                 if isinstance(event, PartStart):
-                    if event.name == "attributes" and (early_part or sink is not None) and attributes_raw is None:
-                        raise BoxError(400, "metadata_after_file_contents",
-                                       "Metadata after file contents: send the attributes part first")
                     if attributes_raw is None and event.name == "attributes":
+                        if early_part or sink is not None:
+                            raise BoxError(400, "metadata_after_file_contents",
+                                           "Metadata after file contents: send the attributes part first")
                         attributes_raw = bytearray()
                         role = "attributes"
-                    elif attributes_raw is None and sink is None and not attributes_required:
-                        sink = start_file({})
+                    elif sink is None and (attributes_raw is not None or not attributes_required):
+                        sink = start_file({} if attributes_raw is None else _parse_attributes(attributes_raw))
                         role = "file"
-                    elif attributes_raw is None:
-                        early_part = True
-                        role = "ignore"
-                    elif sink is None:
-                        sink = start_file(_parse_attributes(attributes_raw))
-                        role = "file"
-                    else:
+                    else:  # a part before a required attributes part, or after the file
+                        early_part = early_part or sink is None
                         role = "ignore"
                 elif isinstance(event, PartData):
                     if role == "attributes":

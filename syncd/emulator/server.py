@@ -4,7 +4,9 @@ One thread per connection (not per request). With a TLS context the same port
 serves HTTPS and plain HTTP: the connection's first byte tells them apart (a TLS
 ClientHello starts with 0x16, an HTTP request line with a letter), and the TLS
 handshake runs in the connection's own thread, so a slow client never holds up
-the accept loop. Absolute URLs in replies use the scheme the request came in on. Request bodies are never read
+the accept loop. Absolute URLs in replies use the scheme the request came in on.
+
+Request bodies are never read
 whole: handlers pull them through `BodyReader` in ~1 MiB chunks, which also
 implements `Transfer-Encoding: chunked`, the per-connection bandwidth cap and
 the `drop_rate` fault (the connection is reset part-way through the body).

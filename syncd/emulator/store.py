@@ -316,7 +316,10 @@ class Store:
             raise ValueError(f"version {version_id} has {position} bytes, fewer than {end}")
 
     def read_range(self, version_id: int, offset: int, size: int) -> Iterator[memoryview]:
-        """Bytes [offset, offset+size) of a version, streamed from disk in CHUNK-sized pieces."""
+        """Bytes [offset, offset+size) of a version, streamed from disk in READ_CHUNK pieces.
+
+        Each piece is a view of one reused buffer: use it before asking for the next.
+        """
         buffer = bytearray(READ_CHUNK)
         view = memoryview(buffer)
         for path, start, length in self._segments(version_id, offset, size):

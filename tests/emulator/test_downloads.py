@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -18,11 +19,9 @@ ARGS = ("--min-chunked-size", "1000", "--part-sizes", "*=1KiB")
 
 
 @pytest.fixture(scope="module")
-def box(tmp_path_factory: pytest.TempPathFactory):
-    process = EmulatorProcess(tmp_path_factory.mktemp("downloads"), *ARGS)
-    process.start()
-    yield process
-    process.stop()
+def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
+    with EmulatorProcess(tmp_path_factory.mktemp("downloads"), *ARGS) as process:
+        yield process
 
 
 def download_url(box: EmulatorProcess, file_id: str, **params: Any) -> str:

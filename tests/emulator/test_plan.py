@@ -11,19 +11,22 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
 from box_sdk_gen.schemas.client_error import ClientError
 from box_sdk_gen.schemas.files import Files
+from box_sdk_gen.schemas.upload_part import UploadPart
 from box_sdk_gen.schemas.upload_parts import UploadParts
 from box_sdk_gen.schemas.upload_session import UploadSession
 from box_sdk_gen.schemas.upload_session_plan_response import UploadSessionPlanResponse
 
 from tests.emulator.sdk_shapes import check_shape
-from tests.emulator.wire import (auth, chunked_upload, commit, create_session, create_version_session, plan,
-                                 plan_parts, put_part, sha_digest, upload)
+from tests.emulator import wire
+from tests.emulator.wire import (auth, chunked_upload, create_session, create_version_session, plan, plan_parts,
+                                 put_part, sha_digest, upload)
 from tests.support import openapi
 from tests.support.emulator import EmulatorProcess
 
@@ -33,11 +36,9 @@ COMMIT = "/files/upload_sessions/{upload_session_id}/commit"
 
 
 @pytest.fixture(scope="module")
-def box(tmp_path_factory: pytest.TempPathFactory):
-    process = EmulatorProcess(tmp_path_factory.mktemp("plan"), *ARGS)
-    process.start()
-    yield process
-    process.stop()
+def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
+    with EmulatorProcess(tmp_path_factory.mktemp("plan"), *ARGS) as process:
+        yield process
 
 
 def error(response: requests.Response, status: int, code: str) -> dict[str, Any]:
@@ -74,6 +75,14 @@ def committed(response: requests.Response) -> dict[str, Any]:
     check_shape(Files, response.json())
     openapi.validate_http_response(response, COMMIT)
     return response.json()["entries"][0]
+
+
+def commit(box: EmulatorProcess, session: dict[str, Any], parts: list[dict[str, Any]], data: bytes,
+           **kwargs: Any) -> requests.Response:
+    """Commit, after checking that every entry is an UploadPart as the SDK would send it."""
+    for part in parts:
+        check_shape(UploadPart, part)
+    return wire.commit(box, session, parts, data, **kwargs)
 
 
 def hit_entries(answer: dict[str, Any], with_sha512: bool = False) -> list[dict[str, Any]]:

@@ -10,6 +10,7 @@ import socket
 import ssl
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +27,9 @@ ARGS = ("--min-chunked-size", "1000", "--part-sizes", f"*={KIB}")
 
 
 @pytest.fixture(scope="module")
-def box(tmp_path_factory: pytest.TempPathFactory):
-    process = EmulatorProcess(tmp_path_factory.mktemp("tls"), *ARGS, tls=True)
-    process.start()
-    yield process
-    process.stop()
+def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
+    with EmulatorProcess(tmp_path_factory.mktemp("tls"), *ARGS, tls=True) as process:
+        yield process
 
 
 def https_client(box: EmulatorProcess) -> requests.Session:
