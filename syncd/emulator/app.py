@@ -1,19 +1,22 @@
 """Routing: which handler serves a request, and what runs before it.
 
 Order for Box endpoints: route -> injected faults (`reject_next`, `fail_rate`)
--> authentication (+ `as-user`) -> rate limits -> handler. Admin endpoints
-under `/_emulator/` need no auth, see no faults and are not counted in stats.
+-> authentication (+ `as-user`) -> rate limits -> handler. Download URLs
+(`/d/1/...`, downloads.py) see faults but need no token: the URL is the
+credential. Admin endpoints under `/_emulator/` see no faults and are not
+counted in stats; with --admin-token they need it as a Bearer token.
 """
 
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
-from syncd.emulator import content, items
+from syncd.emulator import commit, content, downloads, items, plan
 from syncd.emulator.clock import iso
 from syncd.emulator.context import Context
 from syncd.emulator.errors import BoxError, OAuthError, generic
@@ -47,7 +50,8 @@ ROUTES: tuple[Route, ...] = (
     _route("PUT", f"/api/2.0/files/upload_sessions/{_SESSION}", "sessions.upload_part", content.upload_part),
     _route("DELETE", f"/api/2.0/files/upload_sessions/{_SESSION}", "sessions.abort", content.abort_session),
     _route("GET", f"/api/2.0/files/upload_sessions/{_SESSION}/parts", "sessions.list_parts", content.list_parts),
-    _route("POST", f"/api/2.0/files/upload_sessions/{_SESSION}/commit", "sessions.commit", content.commit_session),
+    _route("POST", f"/api/2.0/files/upload_sessions/{_SESSION}/plan", "sessions.plan", plan.plan_session),
+    _route("POST", f"/api/2.0/files/upload_sessions/{_SESSION}/commit", "sessions.commit", commit.commit_session),
     _route("POST", f"/api/2.0/files/{_ID}/content", "files.upload_version", content.upload_version),
     _route("OPTIONS", f"(?:/api)?/2.0/files/{_ID}/content", "files.preflight", content.preflight),
     _route("POST", f"/api/2.0/files/{_ID}/upload_sessions", "sessions.create_version",
@@ -59,7 +63,7 @@ ROUTES: tuple[Route, ...] = (
     _route("GET", f"/2.0/files/{_ID}", "files.get", items.get_file),
     _route("PUT", f"/2.0/files/{_ID}", "files.update", items.update_file),
     _route("DELETE", f"/2.0/files/{_ID}", "files.delete", items.delete_file),
-    _route("GET", f"/2.0/files/{_ID}/content", "files.download", items.download_file),
+    _route("GET", f"/2.0/files/{_ID}/content", "files.download", downloads.download_file),
     _route("GET", f"/2.0/files/{_ID}/versions", "files.versions", items.file_versions),
     _route("GET", "/2.0/users/me", "users.me", items.users_me),
 )
@@ -81,11 +85,12 @@ def find_route(method: str, path: str) -> tuple[Route | None, dict[str, str], bo
 class EmulatorApp:
     """The Box emulator as the HTTP layer sees it."""
 
-    def __init__(self, ctx: Context, public_url: str | None) -> None:
+    def __init__(self, ctx: Context, public_url: str | None, admin_token: str | None = None) -> None:
         self.ctx = ctx
         self.faults = ctx.faults
         self.stats = Stats()
         self.public_url = public_url
+        self._admin_token = admin_token
 
     def handle(self, request: Request) -> Response:
         path = request.path
@@ -93,7 +98,13 @@ class EmulatorApp:
             path = path.rstrip("/")  # rclone's preflight uses `/files/content/`
         if path.startswith("/_emulator/"):
             request.endpoint = "_admin"
+            self._check_admin_token(request)
             return self._admin(request, path)
+        download = downloads.DOWNLOAD_PATH_RE.match(path)
+        if download is not None:
+            request.endpoint = "downloads.content"
+            self._inject(request)
+            return downloads.serve_download(self.ctx, request, download["token"])
         if path == "/oauth2/token" or path == "/api/oauth2/token":
             request.endpoint = "oauth.token"
             self._inject(request)
@@ -115,7 +126,11 @@ class EmulatorApp:
             raise BoxError(404, "not_found", f"No API endpoint at {request.method} {request.path}")
         request.endpoint = route.endpoint
         applied = self._inject(request)
-        user = self.ctx.auth.authenticate(request.header("Authorization"), request.header("As-User"))
+        authorization = request.header("Authorization")
+        if authorization is None and route.endpoint == "files.download" and request.arg("access_token"):
+            # Box's download "pre-authentication": the token in the query string.
+            authorization = f"Bearer {request.arg('access_token')}"
+        user = self.ctx.auth.authenticate(authorization, request.header("As-User"))
         wait = self.faults.rate_limited(route.endpoint, user.id)
         if wait is not None:
             raise BoxError(429, "rate_limit_exceeded", "Request rate limit exceeded, please try again later",
@@ -152,6 +167,15 @@ class EmulatorApp:
         return Response.json(200, self.ctx.auth.grant(form))
 
     # -- admin -------------------------------------------------------------
+    def _check_admin_token(self, request: Request) -> None:
+        if self._admin_token is None:
+            return
+        given = request.header("Authorization") or ""
+        if not given.lower().startswith("bearer ") or \
+                not secrets.compare_digest(given[7:].strip().encode(), self._admin_token.encode()):
+            raise BoxError(401, "unauthorized", "The admin API needs the --admin-token as a Bearer token", None,
+                           {"WWW-Authenticate": 'Bearer realm="syncd-emulator-admin"'})
+
     def _admin(self, request: Request, path: str) -> Response:
         action = (request.method, path[len("/_emulator"):])
         try:
@@ -169,12 +193,10 @@ class EmulatorApp:
             if action == ("POST", "/tokens/expire"):
                 return Response.json(200, {"expired": self.ctx.auth.expire_all()})
             if action == ("POST", "/oauth/refresh-token"):
-                body = _optional_json(request)
-                user_id = body.get("user_id")
-                if user_id is not None and self.ctx.store.get_user(str(user_id)) is None:
-                    raise BoxError(404, "not_found", "Unknown user_id")
                 return Response.json(200, {"refresh_token": self.ctx.auth.mint_refresh_token(
-                    str(user_id) if user_id is not None else None)})
+                    self._admin_user(request))})
+            if action == ("POST", "/oauth/tokens"):
+                return Response.json(200, self.ctx.auth.issue_pair(self._admin_user(request)))
             if action == ("POST", "/jwt-keys"):
                 return self._register_key(request)
             if action == ("POST", "/users"):
@@ -182,6 +204,15 @@ class EmulatorApp:
         except ValueError as exc:
             raise BoxError(400, "bad_request", str(exc)) from None
         raise BoxError(404, "not_found", f"No admin endpoint at {request.method} {request.path}")
+
+    def _admin_user(self, request: Request) -> str | None:
+        """The body's optional `user_id` (None: the default user); 404 if no such user."""
+        user_id = _optional_json(request).get("user_id")
+        if user_id is None:
+            return None
+        if self.ctx.store.get_user(str(user_id)) is None:
+            raise BoxError(404, "not_found", "Unknown user_id")
+        return str(user_id)
 
     def _advance_clock(self, request: Request) -> Response:
         body = _optional_json(request)

@@ -103,6 +103,14 @@ class Authenticator:
             body["refresh_token"] = self.mint_refresh_token(user_id)
         return body
 
+    def issue_pair(self, user_id: str | None = None) -> dict[str, Any]:
+        """A token answer with an access token and a refresh token, as the refresh grant gives.
+
+        For test clients that start from stored OAuth tokens
+        (POST /_emulator/oauth/tokens); the refresh token rotates like any other.
+        """
+        return self._issue(user_id or self.default_user_id, with_refresh=True)
+
     def mint_refresh_token(self, user_id: str | None = None) -> str:
         token = secrets.token_urlsafe(48)
         self.store.save_token(token, TokenRecord("refresh", user_id or self.default_user_id, self.client.client_id,

@@ -3,15 +3,29 @@
 It answers with the status codes, error codes and JSON shapes of the live Box
 service (where the live service differs from Box's OpenAPI spec, it follows
 the live service; the choices it makes where Box is undocumented are listed
-below). State
-(metadata in SQLite, file content on disk) lives under --data and survives a
-restart, upload sessions and parts included. Fault knobs (all off by default)
-can also be changed at run time with `PUT /_emulator/faults`.
+below, and in docs/EMULATOR.md). State (metadata in SQLite, file content on
+disk) lives under --data and survives a restart, upload sessions and parts
+included. It serves plain HTTP, and HTTPS on the same port with --tls-cert/--tls-key
+or --tls-self-signed. It listens on loopback only unless --allow-remote says
+otherwise. Fault knobs (all off by default) can also be changed at run time
+with `PUT /_emulator/faults`.
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import os
+import socket
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import ssl
+    from pathlib import Path
+
+    from syncd.emulator.tls import TlsFiles
+
+ADMIN_TOKEN_ENV = "SYNCD_EMULATOR_ADMIN_TOKEN"
 
 EPILOG = """\
 examples:
@@ -19,16 +33,54 @@ examples:
   syncd emulator --port 0 --data /tmp/box --min-chunked-size 1000 --part-sizes '*=1KiB'
   syncd emulator --port 8765 --data ./var/emulator --latency-ms 50 --bandwidth 2000000 \\
       --upload-rate-limit 240 --api-rate-limit 1000 --commit-202 2 --fail-rate 0.01 --seed 7
+  syncd emulator --port 8443 --data ./var/emulator --tls-self-signed
+      then: SSL_CERT_FILE=./var/emulator/tls/ca.pem (or REQUESTS_CA_BUNDLE / NODE_EXTRA_CA_CERTS)
+  sudo syncd emulator --port 443 --data ./var/emulator --tls-self-signed
+      with "127.0.0.1 api.box.com upload.box.com dl.boxcloud.com" in /etc/hosts: clients whose
+      base URLs are fixed to https://api.box.com reach the emulator
 
-on start it prints one line:
-  syncd emulator listening: api=http://HOST:PORT/2.0 upload=http://HOST:PORT/api/2.0 token=http://HOST:PORT/oauth2/token
+on start it prints one line (https when TLS is on; ca=... with --tls-self-signed):
+  syncd emulator listening: api=http://HOST:PORT/2.0 upload=http://HOST:PORT/api/2.0 token=http://HOST:PORT/oauth2/token [ca=FILE]
 
-admin API (no auth, JSON) under /_emulator/:
+TLS: --tls-cert/--tls-key serve your certificate; --tls-self-signed [DIR] makes a throwaway CA
+  and a server certificate for localhost, 127.0.0.1, ::1, api.box.com, upload.box.com,
+  dl.boxcloud.com, app.box.com, account.box.com (plus --tls-name NAME ...) in DIR (default
+  DATA/tls), reused on the next start while valid; trust DIR/ca.pem and nothing else changes.
+  Either way the port answers HTTPS and plain HTTP alike (the first byte of a connection tells
+  them apart), and absolute URLs in replies (session_endpoints, upload_url, download Location)
+  use the scheme and Host of the request, or --public-url.
+
+safety: the emulator trusts its callers (a fixed developer token, an admin API that rewrites
+  its behaviour), so it listens on loopback addresses only: --host 0.0.0.0, a LAN address or a
+  name resolving to one exits 2 with the reason, unless --allow-remote is given. --admin-token
+  (or $SYNCD_EMULATOR_ADMIN_TOKEN) makes the admin API require "Authorization: Bearer TOKEN".
+
+admin API (JSON) under /_emulator/ (no auth unless --admin-token):
   GET|PUT /faults (knobs in snake_case, plus reject_next {count,status,retry_after?,endpoint?,applied?};
   applied=true handles the request first and then answers the 5xx, as Box's 503 sometimes does),
-  GET /stats, POST /stats/reset, POST /clock {"advance_seconds": N}, POST /tokens/expire,
-  POST /oauth/refresh-token {"user_id"?}, POST /jwt-keys {"kid","public_key_pem"},
-  POST /users {"name","login"}
+  GET /stats (requests per endpoint and status; bytes_received per endpoint, so
+  bytes_received["sessions.upload_part"] counts the part bytes received), POST /stats/reset,
+  POST /clock {"advance_seconds": N}, POST /tokens/expire,
+  POST /oauth/tokens {"user_id"?}: a fresh access + refresh token pair, as the token endpoint
+  answers it (start an OAuth client from it; refresh tokens are single use and rotate),
+  POST /oauth/refresh-token {"user_id"?}: a refresh token alone,
+  POST /jwt-keys {"kid","public_key_pem"}, POST /users {"name","login"}
+
+downloads: GET /2.0/files/{id}/content[?version=ID] answers 302 with Location on a download URL
+  {origin}/d/1/TOKEN/download (dl.boxcloud.com-style, same port, no auth needed) valid for 15
+  minutes of emulator time; it serves GET/HEAD with Content-Length, ETag ("<sha1>"), Range
+  (206, 416 with Content-Range: bytes */SIZE); expired 403, unknown 404. Clients that follow
+  redirects see the bytes. Content is ready on commit: no 202 "not ready yet" is ever sent.
+
+upload-session plan (boxsdk 10.18's create_file_upload_session_plan, upload_big_file_version):
+  every session has session_endpoints.plan; POST it {"parts":[{"offset","size","sha512"}]} ->
+  {"upload_session_id","hits":[{"offset","size","sha512","part_id"}],"misses":[...]}: hits are
+  the parts of the file's current version with the same offset, size and SHA-512 (hashed
+  from disk the first time asked, then kept); a new-file session has only misses. A part
+  outside the file, a missing field or a bad sha512: 400 bad_request. A commit may list hit
+  parts (part_id, offset, size); sha512 on every entry or none (else 400 bad_request); a hit
+  of another file: 400 parts_mismatch. GET .../parts lists uploaded parts only, never hits.
+  Part uploads also accept Digest: sha-512=<base64>.
 
 choices where Box is undocumented or its sources disagree (REFERENCE.md sec. 7):
   - file 409s (upload, preflight, create session, rename) carry context_info.conflicts as ONE
@@ -38,13 +90,21 @@ choices where Box is undocumented or its sources disagree (REFERENCE.md sec. 7):
   - part digest mismatch: 412 precondition_failed. Content-Range not fitting the session
     (offset not a multiple of part_size, wrong size, wrong total): 416
     requested_range_not_satisfiable. Missing/garbled Content-Range or Digest: 400 bad_request.
-  - part digests: sha= (any case) and sha-256= are verified; the part reply's sha1 is hex.
-  - commit order: part list (400 parts_mismatch, also for parts missing or not covering the
+  - part digests: sha= (any case), sha-256= and sha-512= are verified; the part reply carries
+    sha1 (hex) only, never sha512 (boxsdk would then send sha512 on some commit entries only).
+  - commit order: sha512 on some entries only (400 bad_request) -> part list (400
+    parts_mismatch, also for parts missing or not covering the file, or a hit of another
     file) -> whole-file digest (400 digest_mismatch) -> If-Match/If-None-Match (412) ->
-    --commit-202 (202 with Retry-After and an empty body) -> 201.
+    --commit-202 (202 with Retry-After and an empty body) -> unchanged content (202, no
+    Retry-After) -> 201.
   - a commit repeated after success answers 201 with the same file; GET/PUT on a committed
     session answer 404; DELETE answers 204 after commit, 404 after abort.
-  - new versions answer 201 (--version-upload-status 200 for the spec's status).
+  - a new-version commit whose content and name are the file's own answers 202 WITHOUT
+    Retry-After and makes no version (boxsdk: "202 because the file did not change"; a 202
+    with Retry-After means "retry"); the session is then finished and a repeated commit
+    answers 201 with the unchanged file.
+  - new versions answer 201 (--version-upload-status 200 for the spec's status). A direct
+    version upload may carry the file part alone (no attributes), as the live service accepts.
   - upload sessions need >= --min-chunked-size bytes (exactly 20,000,000 is accepted by
     default); below it 400 file_size_too_small. part_size comes from --part-sizes.
   - session expiry (7 days), token and auth-code lifetimes follow the emulator clock
@@ -63,7 +123,6 @@ choices where Box is undocumented or its sources disagree (REFERENCE.md sec. 7):
     Session /log endpoints answer 404.
   - admin stats count a connection cut by --drop-rate under status "0".
   - GET /files/{id}/versions lists past versions only (not the current one), newest first.
-  - GET /files/{id}/content streams the bytes with 200 (no redirect to a download host).
   - DELETE /files/{id} moves the file to the trash (204); it then disappears from listings.
   - DELETE /folders/{id} moves the folder and everything below it to the trash (204); a folder
     holding anything needs ?recursive=true, else 400 folder_not_empty. The root folder "0"
@@ -100,6 +159,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jwt-public-key", default=None, metavar="PEM_FILE",
                         help="public key verifying JWT assertions (with --jwt-key-id)")
     parser.add_argument("--jwt-key-id", default=None, metavar="KID", help="key id (kid) of --jwt-public-key")
+    parser.add_argument("--allow-remote", action="store_true",
+                        help="allow --host to be a non-loopback address (0.0.0.0, a LAN address); "
+                             "without it such a --host exits 2")
+    parser.add_argument("--admin-token", default=os.environ.get(ADMIN_TOKEN_ENV), metavar="TOKEN",
+                        help=f"require this Bearer token on the /_emulator/ admin API "
+                             f"(default: ${ADMIN_TOKEN_ENV}; unset: no auth)")
+    tls = parser.add_argument_group("TLS (the port then answers HTTPS and plain HTTP alike)")
+    tls.add_argument("--tls-cert", default=None, metavar="FILE",
+                     help="PEM certificate (chain) to serve, with --tls-key")
+    tls.add_argument("--tls-key", default=None, metavar="FILE", help="PEM private key of --tls-cert")
+    tls.add_argument("--tls-self-signed", nargs="?", const="", default=None, metavar="DIR",
+                     help="make a throwaway CA + server certificate in DIR (default DATA/tls, reused while "
+                          "valid) and serve it; clients trust DIR/ca.pem (printed as ca= on the start line)")
+    tls.add_argument("--tls-name", action="append", default=[], metavar="NAME",
+                     help="extra DNS name or IP address for the --tls-self-signed certificate (repeatable)")
     compat = parser.add_argument_group("where Box's sources disagree (defaults follow the live API)")
     compat.add_argument("--file-conflicts", choices=("object", "array"), default="object",
                         help="shape of context_info.conflicts in file 409s (default object; the spec says array)")
@@ -170,12 +244,31 @@ def run(args: argparse.Namespace) -> int:
             load_public_key(pem)
         if not args.token:
             raise ValueError("--token must not be empty")
+        if args.admin_token == "":
+            raise ValueError("--admin-token must not be empty")
+        if (args.tls_cert is None) != (args.tls_key is None):
+            raise ValueError("--tls-cert and --tls-key go together")
+        if args.tls_cert is not None and args.tls_self_signed is not None:
+            raise ValueError("--tls-self-signed and --tls-cert/--tls-key are alternatives: give one of them")
+        if args.tls_name and args.tls_self_signed is None:
+            raise ValueError("--tls-name names hosts in the --tls-self-signed certificate: add --tls-self-signed")
+        reason = None if args.allow_remote else remote_reason(args.host)
+        if reason is not None:
+            raise ValueError(f"refusing to listen on {args.host}: {reason}. The emulator trusts whoever reaches "
+                             "it (a fixed developer token, an admin API that changes its behaviour), so it "
+                             "listens on loopback only. Use --host 127.0.0.1 (or ::1), or pass --allow-remote "
+                             "(better with --admin-token) to mean it")
     except (ValueError, OSError) as exc:
         print(f"syncd emulator: {exc}", file=sys.stderr)
         return 2
 
     data_dir = Path(args.data)
     data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        tls_files, context = _tls(args, data_dir)
+    except (ValueError, OSError) as exc:  # tls.TlsError (a file that does not load), an unwritable DIR
+        print(f"syncd emulator: {exc}", file=sys.stderr)
+        return 2
     store = Store(data_dir)
     offset = store.get_meta("clock_offset")
     clock = Clock(float(offset) if offset else 0.0)
@@ -192,9 +285,9 @@ def run(args: argparse.Namespace) -> int:
                     version_upload_status=args.version_upload_status, unauthorized_body=args.unauthorized_body)
     ctx = Context(store=store, shapes=Shapes(store), clock=clock, faults=faults, auth=auth, part_sizes=part_sizes,
                   compat=compat)
-    app = EmulatorApp(ctx, args.public_url)
+    app = EmulatorApp(ctx, args.public_url, args.admin_token)
     try:
-        server = serve(app, args.host, args.port)
+        server = serve(app, args.host, args.port, context)
     except OSError as exc:
         print(f"syncd emulator: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
@@ -207,11 +300,59 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, stop)
     host, port = server.server_address[:2]
     display = f"[{host}]" if ":" in host else host
-    origin = f"http://{display}:{port}"
-    print(f"syncd emulator listening: api={origin}/2.0 upload={origin}/api/2.0 token={origin}/oauth2/token",
+    origin = f"{'https' if context is not None else 'http'}://{display}:{port}"
+    ca = f" ca={tls_files.ca.resolve()}" if tls_files is not None and tls_files.ca is not None else ""
+    if ca:
+        print(f"syncd emulator: TLS with a throwaway CA: trust {ca[4:]} (SSL_CERT_FILE, REQUESTS_CA_BUNDLE, "
+              "NODE_EXTRA_CA_CERTS or curl --cacert); plain http:// works on the same port", file=sys.stderr)
+    if args.allow_remote and args.admin_token is None:
+        print("syncd emulator: warning: --allow-remote without --admin-token: anyone who reaches this port "
+              "can change the emulator through /_emulator/", file=sys.stderr)
+    print(f"syncd emulator listening: api={origin}/2.0 upload={origin}/api/2.0 token={origin}/oauth2/token{ca}",
           flush=True)
     try:
         server.serve_forever(poll_interval=0.05)
     finally:
         server.server_close()
     return 0
+
+
+def remote_reason(host: str) -> str | None:
+    """Why binding `host` would reach beyond this machine; None for loopback addresses.
+
+    A name is resolved: every address it gives must be loopback. A name that
+    does not resolve is left to the bind, which fails with its own message.
+    """
+    try:
+        addresses = {ipaddress.ip_address(host.strip("[]"))}
+    except ValueError:
+        try:
+            infos = socket.getaddrinfo(host, None)
+        except (socket.gaierror, UnicodeError):
+            return None
+        addresses = {ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos}
+    if any(address.is_unspecified for address in addresses):
+        return "that address means every network interface"
+    outside = sorted(str(address) for address in addresses if not address.is_loopback)
+    if outside:
+        return f"not a loopback address ({', '.join(outside)})"
+    return None
+
+
+def _tls(args: argparse.Namespace, data_dir: "Path") -> "tuple[TlsFiles | None, ssl.SSLContext | None]":
+    """The certificate to serve (given, or made by --tls-self-signed) and its context; none: plain HTTP only."""
+    if args.tls_cert is None and args.tls_self_signed is None:
+        return None, None
+    # Imported only now: ssl and cryptography cost a plain-HTTP emulator memory for nothing.
+    from pathlib import Path
+
+    from syncd.emulator.tls import TlsFiles, self_signed, server_context
+
+    if args.tls_cert is not None:
+        files = TlsFiles(Path(args.tls_cert), Path(args.tls_key))
+    else:
+        names = tuple(args.tls_name)
+        if args.host not in ("127.0.0.1", "::1", "localhost", "0.0.0.0", "::"):
+            names += (args.host.strip("[]"),)  # a specific address or name it was told to listen on
+        files = self_signed(Path(args.tls_self_signed) if args.tls_self_signed else data_dir / "tls", names)
+    return files, server_context(files)

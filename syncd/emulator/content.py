@@ -21,7 +21,7 @@ from syncd.emulator.multipart import End, MultipartError, MultipartParser, PartD
 from syncd.emulator.names import validate_name
 from syncd.emulator.server import CHUNK, Request, Response
 from syncd.emulator.shapes import file_mini, folder_mini, part_body, session_body
-from syncd.emulator.store import ROOT_ID, Item, NameInUse, NewContent, Part, Session, User, check_if_match
+from syncd.emulator.store import Item, NameInUse, NewContent, Part, Session, User, check_if_match
 
 SESSION_ID_RE = re.compile(r"^[0-9A-Fa-f]{32}$")
 CONTENT_RANGE_RE = re.compile(r"^\s*bytes\s+(\d+)-(\d+)/(\d+)\s*$", re.IGNORECASE)
@@ -90,8 +90,11 @@ def expected_sha1(request: Request) -> str | None:
     return value.lower()
 
 
+DIGEST_LENGTHS = {"sha": 20, "sha-256": 32, "sha-512": 64}
+
+
 def parse_digest(value: str | None, required_message: str) -> dict[str, bytes]:
-    """`digest: sha=<b64>[, sha-256=<b64>]` -> {"sha": raw, ...}; algorithm names case-insensitive."""
+    """`digest: sha=<b64>[, sha-256=<b64>][, sha-512=<b64>]` -> {"sha": raw, ...}; names case-insensitive."""
     if not value:
         raise bad_request(required_message, "digest")
     digests: dict[str, bytes] = {}
@@ -100,34 +103,34 @@ def parse_digest(value: str | None, required_message: str) -> dict[str, bytes]:
         algorithm = algorithm.strip().lower()
         if algorithm == "sha-1":
             algorithm = "sha"
-        if not sep or algorithm not in ("sha", "sha-256"):
+        if not sep or algorithm not in DIGEST_LENGTHS:
             continue
         try:
             raw = base64.b64decode(encoded.strip(), validate=True)
         except (binascii.Error, ValueError):
             raise bad_request("The digest header is not valid base64", "digest") from None
-        if len(raw) != (20 if algorithm == "sha" else 32):
+        if len(raw) != DIGEST_LENGTHS[algorithm]:
             raise bad_request("The digest header has the wrong length", "digest")
         digests[algorithm] = raw
     if not digests:
-        raise bad_request("The digest header must give sha= or sha-256=", "digest")
+        raise bad_request("The digest header must give sha=, sha-256= or sha-512=", "digest")
     return digests
 
 
 class ContentSink:
-    """A temp file receiving content while it is hashed."""
+    """A temp file receiving content while it is hashed (SHA-1 always, others on request)."""
 
-    def __init__(self, path: Path, sha256: bool = False) -> None:
+    def __init__(self, path: Path, extra: tuple[str, ...] = ()) -> None:
         self.path = path
         self._file: BinaryIO = open(path, "wb")
         self._sha1 = hashlib.sha1()
-        self._sha256 = hashlib.sha256() if sha256 else None
+        self._extra = {name: hashlib.new(name.replace("-", "")) for name in extra}
         self.size = 0
 
     def write(self, data: bytes) -> None:
         self._sha1.update(data)
-        if self._sha256 is not None:
-            self._sha256.update(data)
+        for digest in self._extra.values():
+            digest.update(data)
         self._file.write(data)
         self.size += len(data)
 
@@ -141,8 +144,9 @@ class ContentSink:
     def sha1(self) -> bytes:
         return self._sha1.digest()
 
-    def sha256(self) -> bytes | None:
-        return self._sha256.digest() if self._sha256 is not None else None
+    def digest(self, name: str) -> bytes:
+        """The digest named as in a Digest header ("sha", "sha-256", "sha-512")."""
+        return self.sha1() if name == "sha" else self._extra[name].digest()
 
     def content(self) -> NewContent:
         return NewContent(self.path, self.size, self._sha1.hexdigest())
@@ -155,9 +159,14 @@ class MultipartUpload:
     sink: ContentSink
 
 
-def receive_multipart(ctx: Context, request: Request,
-                      on_attributes: Callable[[dict[str, Any]], None]) -> MultipartUpload:
+def receive_multipart(ctx: Context, request: Request, on_attributes: Callable[[dict[str, Any]], None],
+                      attributes_required: bool = True) -> MultipartUpload:
     """Stream a multipart upload: `attributes` must come first; the part after it is the file.
+
+    Without `attributes_required` (a new version) the body may hold the file
+    part alone, as the live service accepts: the first part is then the file
+    and the attributes are `{}`. An `attributes` part after the file is refused
+    either way (400 metadata_after_file_contents).
 
     `on_attributes(dict)` runs before the file is received (early 4xx). The
     caller owns the returned sink (temp file).
@@ -178,6 +187,13 @@ def receive_multipart(ctx: Context, request: Request,
     role = "none"
     early_part = False
     sink: ContentSink | None = None
+
+    def start_file(received: dict[str, Any]) -> ContentSink:
+        nonlocal attributes
+        attributes = received
+        on_attributes(received)
+        return ContentSink(ctx.store.temp_path())
+
     try:
         while not parser.finished:
             data = request.body.read(CHUNK)
@@ -189,22 +205,17 @@ def receive_multipart(ctx: Context, request: Request,
                 raise bad_request(f"Malformed multipart body: {exc}", "body") from None
             for event in events:
                 if isinstance(event, PartStart):
-                    if attributes_raw is None:
-                        if event.name == "attributes":
-                            if early_part:
-                                raise BoxError(400, "metadata_after_file_contents",
-                                               "Metadata after file contents: send the attributes part first")
-                            attributes_raw = bytearray()
-                            role = "attributes"
-                        else:
-                            early_part = True
-                            role = "ignore"
-                    elif sink is None:
-                        attributes = _parse_attributes(attributes_raw)
-                        on_attributes(attributes)
-                        sink = ContentSink(ctx.store.temp_path())
+                    if attributes_raw is None and event.name == "attributes":
+                        if early_part or sink is not None:
+                            raise BoxError(400, "metadata_after_file_contents",
+                                           "Metadata after file contents: send the attributes part first")
+                        attributes_raw = bytearray()
+                        role = "attributes"
+                    elif sink is None and (attributes_raw is not None or not attributes_required):
+                        sink = start_file({} if attributes_raw is None else _parse_attributes(attributes_raw))
                         role = "file"
-                    else:
+                    else:  # a part before a required attributes part, or after the file
+                        early_part = early_part or sink is None
                         role = "ignore"
                 elif isinstance(event, PartData):
                     if role == "attributes":
@@ -217,7 +228,7 @@ def receive_multipart(ctx: Context, request: Request,
                         sink.write(event.data)
                 elif isinstance(event, End):
                     break
-        if attributes_raw is None:
+        if attributes_raw is None and attributes_required:
             raise bad_request("The attributes part is missing", "attributes")
         if sink is None:
             raise bad_request("The file part is missing", "file")
@@ -240,7 +251,7 @@ def _parse_attributes(raw: bytearray) -> dict[str, Any]:
     return value
 
 
-def _files_response(ctx: Context, request: Request, item: Item, status: int = 201) -> Response:
+def files_response(ctx: Context, request: Request, item: Item, status: int = 201) -> Response:
     entry = ctx.shapes.item_fields(item, request.fields())
     return Response.json(status, {"total_count": 1, "entries": [entry]})
 
@@ -285,7 +296,7 @@ def upload_file(ctx: Context, request: Request, user: User, params: dict[str, st
             upload.sink.discard()  # no-op once moved into the blob store
     finally:
         ctx.release_name(target.get("reservation"))
-    return _files_response(ctx, request, item)
+    return files_response(ctx, request, item)
 
 
 def upload_version(ctx: Context, request: Request, user: User, params: dict[str, str]) -> Response:
@@ -309,7 +320,7 @@ def upload_version(ctx: Context, request: Request, user: User, params: dict[str,
         target.update(name=name, modified=optional_time(attributes.get("content_modified_at"),
                                                        "content_modified_at"))
 
-    upload = receive_multipart(ctx, request, check)
+    upload = receive_multipart(ctx, request, check, attributes_required=False)
     try:
         content = _finish_upload(ctx, request, upload)
         settings = ctx.faults.settings
@@ -320,7 +331,7 @@ def upload_version(ctx: Context, request: Request, user: User, params: dict[str,
         raise file_conflict(clash.existing, ctx.compat.file_conflicts) from None
     finally:
         upload.sink.discard()
-    return _files_response(ctx, request, item, status=ctx.compat.version_upload_status)
+    return files_response(ctx, request, item, status=ctx.compat.version_upload_status)
 
 
 def preflight(ctx: Context, request: Request, user: User, params: dict[str, str]) -> Response:
@@ -439,7 +450,7 @@ def create_version_session(ctx: Context, request: Request, user: User, params: d
     return _new_session(ctx, request, user, size, None, file_id, name)
 
 
-def _load_session(ctx: Context, user: User, raw_id: str, allow_finished: bool = False) -> Session:
+def load_session(ctx: Context, user: User, raw_id: str, allow_finished: bool = False) -> Session:
     if not SESSION_ID_RE.match(raw_id):
         raise BoxError(400, "invalid_upload_session_id", "Invalid upload session id")
     session = ctx.store.get_session(raw_id.upper())
@@ -458,14 +469,14 @@ def _load_session(ctx: Context, user: User, raw_id: str, allow_finished: bool = 
 
 def get_session(ctx: Context, request: Request, user: User, params: dict[str, str]) -> Response:
     """GET /api/2.0/files/upload_sessions/{id}"""
-    session = _load_session(ctx, user, params["session_id"])
+    session = load_session(ctx, user, params["session_id"])
     parts = len(ctx.store.parts(session.id))
     return Response.json(200, session_body(session, f"{request.origin}/api/2.0", parts))
 
 
 def abort_session(ctx: Context, request: Request, user: User, params: dict[str, str]) -> Response:
     """DELETE /api/2.0/files/upload_sessions/{id}: 204, also after commit."""
-    session = _load_session(ctx, user, params["session_id"], allow_finished=True)
+    session = load_session(ctx, user, params["session_id"], allow_finished=True)
     if session.state == "open":
         with ctx.session_lock(session.id):
             ctx.store.abort_session(session.id)
@@ -474,7 +485,7 @@ def abort_session(ctx: Context, request: Request, user: User, params: dict[str, 
 
 def list_parts(ctx: Context, request: Request, user: User, params: dict[str, str]) -> Response:
     """GET /api/2.0/files/upload_sessions/{id}/parts: index offsets, sorted by byte offset."""
-    session = _load_session(ctx, user, params["session_id"])
+    session = load_session(ctx, user, params["session_id"])
     offset = _int_arg(request, "offset", 0)
     limit = _int_arg(request, "limit", 1000)
     if offset > 10000:
@@ -498,7 +509,7 @@ def _int_arg(request: Request, name: str, default: int) -> int:
 
 def upload_part(ctx: Context, request: Request, user: User, params: dict[str, str]) -> Response:
     """PUT /api/2.0/files/upload_sessions/{id}"""
-    session = _load_session(ctx, user, params["session_id"])
+    session = load_session(ctx, user, params["session_id"])
     digests = parse_digest(request.header("Digest"), "The digest header is required")
     match = CONTENT_RANGE_RE.match(request.header("Content-Range") or "")
     if not match:
@@ -518,7 +529,7 @@ def upload_part(ctx: Context, request: Request, user: User, params: dict[str, st
     clash = ctx.store.overlapping_part(session.id, first, last)
     if clash is not None:
         raise _overlap(clash, ctx.compat.part_overlap_status)
-    sink = ContentSink(ctx.store.temp_path(), sha256="sha-256" in digests)
+    sink = ContentSink(ctx.store.temp_path(), tuple(name for name in digests if name != "sha"))
     try:
         while sink.size <= size:
             data = request.body.read(min(CHUNK, size + 1 - sink.size))
@@ -528,11 +539,11 @@ def upload_part(ctx: Context, request: Request, user: User, params: dict[str, st
         sink.close()
         if sink.size != size:
             raise bad_request(f"Body has {sink.size} bytes; content-range says {size}", "body")
-        if digests.get("sha", sink.sha1()) != sink.sha1() or \
-                digests.get("sha-256", sink.sha256()) != sink.sha256():
+        if any(sink.digest(name) != expected for name, expected in digests.items()):
             raise BoxError(412, "precondition_failed",
                            "The digest header does not match the content of the part")
-        part = Part(session.id, first, unique_hex(8).upper(), size, sink.sha1().hex())
+        sha512 = sink.digest("sha-512").hex() if "sha-512" in digests else None
+        part = Part(session.id, first, unique_hex(8).upper(), size, sink.sha1().hex(), sha512)
         clash = ctx.store.add_part(part, sink.path)
         if clash is not None:
             raise _overlap(clash, ctx.compat.part_overlap_status)
@@ -544,119 +555,3 @@ def upload_part(ctx: Context, request: Request, user: User, params: dict[str, st
 def _overlap(clash: Part, status: int) -> BoxError:
     return BoxError(status, "range_overlaps_existing_part", "Part overlaps a part that was already uploaded",
                     {"conflicting_part": part_body(clash)})
-
-
-def commit_session(ctx: Context, request: Request, user: User, params: dict[str, str]) -> Response:
-    """POST /api/2.0/files/upload_sessions/{id}/commit"""
-    session = _load_session(ctx, user, params["session_id"], allow_finished=True)
-    digests = parse_digest(request.header("Digest"), "The digest header (whole-file SHA-1) is required")
-    if "sha" not in digests:
-        raise bad_request("The commit digest must be sha=<base64 SHA-1>", "digest")
-    body = request.json()
-    if not isinstance(body, dict) or not isinstance(body.get("parts"), list):
-        raise bad_request("parts is required", "parts")
-    attributes = body.get("attributes") or {}
-    if not isinstance(attributes, dict):
-        raise bad_request("attributes must be an object", "attributes")
-    created = optional_time(attributes.get("content_created_at"), "attributes.content_created_at")
-    modified = optional_time(attributes.get("content_modified_at"), "attributes.content_modified_at")
-    with ctx.session_lock(session.id):
-        session = _load_session(ctx, user, session.id, allow_finished=True)
-        if session.state == "committed":
-            # A retried commit whose first reply was lost: answer like the first time.
-            item = ctx.store.get_item(session.result_file_id or -1, user.id)
-            if item is None:
-                raise BoxError(404, "not_found", "Upload session was committed")
-            return _files_response(ctx, request, item)
-        ordered = _match_parts(session, body["parts"], ctx.store.parts(session.id))
-        sha1 = _whole_file_sha1(ctx, session, ordered)
-        expected = digests["sha"]
-        if bytes.fromhex(sha1) != expected:
-            raise BoxError(400, "digest_mismatch",
-                           f"File digest was incorrect. Actual: {base64.b64encode(bytes.fromhex(sha1)).decode()} "
-                           f"Expected: {base64.b64encode(expected).decode()}")
-        _check_commit_preconditions(ctx, request, session, user)
-        earlier = ctx.store.count_commit(session.id)
-        settings = ctx.faults.settings
-        if earlier < settings.commit_202:
-            return Response(202, b"", {"Retry-After": str(int(settings.commit_retry_after))})
-        name = attributes.get("name") if isinstance(attributes.get("name"), str) else session.file_name
-        if name is not None:
-            validate_name(name)
-        parts_dir = ctx.store.session_dir(session.id)
-        parts_dir.mkdir(parents=True, exist_ok=True)  # a 0-byte session has no part files
-        content = NewContent(parts_dir, session.file_size, sha1, session_id=session.id)
-        try:
-            item = ctx.store.store_file(user.id, session.folder_id, session.file_id, name, content,
-                                        ctx.clock.now(), created, modified, settings.max_file_size,
-                                        settings.storage_quota, if_match=None)
-        except NameInUse as clash:
-            raise file_conflict(clash.existing, ctx.compat.file_conflicts) from None
-    return _files_response(ctx, request, item)
-
-
-def _check_commit_preconditions(ctx: Context, request: Request, session: Session, user: User) -> None:
-    if_match = request.header("If-Match")
-    if_none_match = request.header("If-None-Match")
-    if if_match is None and if_none_match is None:
-        return
-    if session.file_id is not None:
-        target = ctx.store.get_item(session.file_id, user.id)
-    else:
-        target = ctx.store.find_by_name(user.id, session.folder_id or ROOT_ID, session.file_name or "")
-    etag = None if target is None else str(target.etag)
-    failed = BoxError(412, "precondition_failed", "The resource has been modified. Please retrieve the resource again and retry")
-    if if_match is not None:
-        wanted = if_match.strip().strip('"')
-        if etag is None or (wanted != "*" and wanted != etag):
-            raise failed
-    if if_none_match is not None and etag is not None:
-        wanted = if_none_match.strip().strip('"')
-        if wanted == "*" or wanted == etag:
-            raise failed
-
-
-def _match_parts(session: Session, listed: list[Any], stored: list[Part]) -> list[Part]:
-    """Check the commit's part list against the stored parts; they must cover the file."""
-    by_id = {part.part_id.upper(): part for part in stored}
-    chosen: list[Part] = []
-    for entry in listed:
-        if not isinstance(entry, dict) or not isinstance(entry.get("part_id"), str):
-            raise bad_request("Each part needs part_id, offset and size", "parts")
-        part = by_id.get(entry["part_id"].upper())
-        sha1 = entry.get("sha1")
-        if part is None or entry.get("offset") != part.offset or entry.get("size") != part.size or \
-                (sha1 is not None and str(sha1).lower() != part.sha1):
-            raise BoxError(400, "parts_mismatch",
-                           f"No matching part found on server for {json.dumps(entry, separators=(',', ':'))}")
-        chosen.append(part)
-    chosen.sort(key=lambda part: part.offset)
-    position = 0
-    for part in chosen:
-        if part.offset != position:
-            break
-        position += part.size
-    if position != session.file_size or len(chosen) != len({part.offset for part in chosen}):
-        raise BoxError(400, "parts_mismatch",
-                       f"The parts do not cover the file: {position} of {session.file_size} bytes are contiguous")
-    return chosen
-
-
-def _whole_file_sha1(ctx: Context, session: Session, parts: list[Part]) -> str:
-    """SHA-1 of the parts in offset order, read from disk; cached across commit retries."""
-    key = ",".join(part.part_id for part in parts)
-    if session.assembled_key == key and session.assembled_sha1:
-        return session.assembled_sha1
-    sha1 = hashlib.sha1()
-    buffer = bytearray(CHUNK)
-    view = memoryview(buffer)
-    for part in parts:
-        with open(ctx.store.part_path(session.id, part.offset), "rb", buffering=0) as source:
-            while True:
-                count = source.readinto(buffer)
-                if not count:
-                    break
-                sha1.update(view[:count])
-    digest = sha1.hexdigest()
-    ctx.store.set_assembled(session.id, key, digest)
-    return digest

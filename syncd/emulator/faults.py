@@ -234,8 +234,9 @@ def _parse_reject(value: Any) -> RejectRule | None:
 ENDPOINT_NAMES = frozenset({
     "oauth.token", "oauth.authorize", "files.upload", "files.upload_version", "files.preflight",
     "sessions.create", "sessions.create_version", "sessions.get", "sessions.upload_part",
-    "sessions.list_parts", "sessions.commit", "sessions.abort", "folders.create", "folders.get",
-    "folders.items", "files.get", "files.update", "files.delete", "files.download", "files.versions",
+    "sessions.list_parts", "sessions.plan", "sessions.commit", "sessions.abort",
+    "folders.create", "folders.get", "folders.delete", "folders.items",
+    "files.get", "files.update", "files.delete", "files.download", "downloads.content", "files.versions",
     "users.me", "unknown",
 })
 

@@ -8,6 +8,13 @@ tests and benchmarks, and for anyone's test suite that wants a Box to talk to.
 
 The read helpers use plain `requests` against the emulator's HTTP API, so a
 test can check what "Box" holds independently of the client under test.
+
+With `tls=True` it serves HTTPS with a throwaway CA (`--tls-self-signed`):
+`box.ca_file` is the file to trust (e.g. REQUESTS_CA_BUNDLE), and the helpers
+trust it. `port=443, host="127.0.0.1"` plus an /etc/hosts entry for Box's host
+names lets clients with fixed https://api.box.com URLs reach it (binding 443
+needs the privilege to). `admin_token` starts it with an admin token (passed in
+the environment, not on its command line) that the admin helpers then send.
 """
 
 from __future__ import annotations
@@ -23,7 +30,9 @@ from typing import Any
 
 import requests
 
-_LINE_RE = re.compile(r"api=(?P<api>\S+) upload=(?P<upload>\S+) token=(?P<token>\S+)")
+from syncd.emulator.command import ADMIN_TOKEN_ENV
+
+_LINE_RE = re.compile(r"api=(?P<api>\S+) upload=(?P<upload>\S+) token=(?P<token>\S+)(?: ca=(?P<ca>.+))?$")
 START_TIMEOUT = 20.0
 
 
@@ -34,11 +43,16 @@ class EmulatorError(RuntimeError):
 class EmulatorProcess:
     """One emulator process serving `data_dir`; start() binds an ephemeral port."""
 
-    def __init__(self, data_dir: Path, *extra_args: str, token: str = "dev-token") -> None:
+    def __init__(self, data_dir: Path, *extra_args: str, token: str = "dev-token", tls: bool = False,
+                 host: str = "127.0.0.1", port: int = 0, admin_token: str | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.extra_args = tuple(extra_args)
         self.token = token
-        self.port = 0
+        self.tls = tls
+        self.host = host
+        self.port = port
+        self.admin_token = admin_token
+        self.ca_file: Path | None = None  # the CA to trust, once a tls=True emulator started
         self.process: subprocess.Popen[str] | None = None
         self.origin = self.api_url = self.upload_url = self.token_url = ""
         self._http = requests.Session()
@@ -52,9 +66,13 @@ class EmulatorProcess:
         """Start the process and wait for its start line (reuses the port after a restart)."""
         if self.process is not None and self.process.poll() is None:
             raise EmulatorError("emulator already running")
-        command = [sys.executable, "-m", "syncd.emulator", "--host", "127.0.0.1", "--port", str(self.port),
-                   "--data", str(self.data_dir), "--token", self.token, *self.extra_args]
+        command = [sys.executable, "-m", "syncd.emulator", "--host", self.host, "--port", str(self.port),
+                   "--data", str(self.data_dir), "--token", self.token,
+                   *(["--tls-self-signed"] if self.tls else []), *self.extra_args]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env.pop(ADMIN_TOKEN_ENV, None)
+        if self.admin_token is not None:
+            env[ADMIN_TOKEN_ENV] = self.admin_token
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                         text=True, env=env)
         self._stderr = []
@@ -67,6 +85,9 @@ class EmulatorProcess:
         self.api_url, self.upload_url, self.token_url = match["api"], match["upload"], match["token"]
         self.origin = self.api_url[: -len("/2.0")]
         self.port = int(self.origin.rsplit(":", 1)[1])
+        if match["ca"]:
+            self.ca_file = Path(match["ca"])
+            self._http.verify = str(self.ca_file)
         return self
 
     def _read_start_line(self, process: subprocess.Popen[str]) -> str:
@@ -128,7 +149,9 @@ class EmulatorProcess:
 
     # -- admin helpers -----------------------------------------------------
     def _admin(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        response = self._http.request(method, f"{self.origin}/_emulator/{path}", json=body, timeout=30)
+        headers = {"Authorization": f"Bearer {self.admin_token}"} if self.admin_token is not None else {}
+        response = self._http.request(method, f"{self.origin}/_emulator/{path}", json=body, headers=headers,
+                                      timeout=30)
         if response.status_code >= 400:
             raise EmulatorError(f"{method} /_emulator/{path} -> {response.status_code}: {response.text}")
         return response.json()
@@ -142,6 +165,10 @@ class EmulatorProcess:
     def stats(self) -> dict[str, Any]:
         return self._admin("GET", "stats")
 
+    def part_bytes_received(self) -> int:
+        """Request-body bytes the emulator received on part uploads since the last stats reset."""
+        return int(self.stats()["bytes_received"].get("sessions.upload_part", 0))
+
     def reset_stats(self) -> None:
         self._admin("POST", "stats/reset")
 
@@ -150,6 +177,11 @@ class EmulatorProcess:
 
     def expire_tokens(self) -> None:
         self._admin("POST", "tokens/expire")
+
+    def mint_tokens(self, user_id: str | None = None) -> dict[str, Any]:
+        """A fresh access + refresh token pair for a user (default: the --token user), as
+        the token endpoint answers it: start an OAuth client from its refresh_token."""
+        return self._admin("POST", "oauth/tokens", {} if user_id is None else {"user_id": user_id})
 
     def mint_refresh_token(self, user_id: str | None = None) -> str:
         return self._admin("POST", "oauth/refresh-token", {} if user_id is None else {"user_id": user_id})[

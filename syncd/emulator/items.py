@@ -209,31 +209,6 @@ def delete_file(ctx: Context, request: Request, user: User, params: dict[str, st
     return Response(204)
 
 
-def download_file(ctx: Context, request: Request, user: User, params: dict[str, str]) -> Response:
-    """GET /2.0/files/{id}/content[?version=ID]: the bytes, streamed (no redirect)."""
-    item = _load_file(ctx, user, params["id"])
-    version_id = item.version_id
-    raw_version = request.arg("version")
-    if raw_version:
-        if not raw_version.isdigit():
-            raise not_found("Not Found")
-        version = ctx.store.get_version(int(raw_version))
-        if version is None or version.file_id != item.id:
-            raise not_found("Not Found")
-        version_id = version.id
-    assert version_id is not None
-    files = ctx.store.blob_files(version_id)
-    return Response(200, headers={"Content-Type": "application/octet-stream",
-                                  "Content-Disposition": f"attachment; filename*=UTF-8''{_quote(item.name)}"},
-                    files=files, file_size=sum(path.stat().st_size for path in files))
-
-
-def _quote(name: str) -> str:
-    from urllib.parse import quote
-
-    return quote(name, safe="")
-
-
 def file_versions(ctx: Context, request: Request, user: User, params: dict[str, str]) -> Response:
     """GET /2.0/files/{id}/versions: past versions only (the current one is the file itself)."""
     item = _load_file(ctx, user, params["id"])

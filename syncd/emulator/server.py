@@ -1,6 +1,12 @@
-"""HTTP layer: a threaded HTTP/1.1 server with keep-alive, TCP_NODELAY and traffic shaping.
+"""HTTP layer: a threaded HTTP/1.1 server with keep-alive, TCP_NODELAY, TLS and traffic shaping.
 
-One thread per connection (not per request). Request bodies are never read
+One thread per connection (not per request). With a TLS context the same port
+serves HTTPS and plain HTTP: the connection's first byte tells them apart (a TLS
+ClientHello starts with 0x16, an HTTP request line with a letter), and the TLS
+handshake runs in the connection's own thread, so a slow client never holds up
+the accept loop. Absolute URLs in replies use the scheme the request came in on.
+
+Request bodies are never read
 whole: handlers pull them through `BodyReader` in ~1 MiB chunks, which also
 implements `Transfer-Encoding: chunked`, the per-connection bandwidth cap and
 the `drop_rate` fault (the connection is reset part-way through the body).
@@ -12,8 +18,10 @@ from __future__ import annotations
 
 import email.message
 import json
+import os
 import socket
 import struct
+import sys
 import threading
 import time
 import traceback
@@ -21,14 +29,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from syncd.emulator.errors import BoxError, OAuthError, generic
 from syncd.emulator.faults import Faults, Stats
 from syncd.emulator.ids import unique_hex
 
+if TYPE_CHECKING:  # ssl is imported only by a TLS-serving emulator (tls.py): it costs memory
+    import ssl
+
 CHUNK = 1 << 20
+TLS_HANDSHAKE = b"\x16"  # the first byte of every TLS connection (a handshake record)
 MAX_JSON_BODY = 1 << 20
 # Unread request bodies up to this size are drained so that the client sees our
 # error reply instead of a reset; larger ones close the connection instead.
@@ -189,9 +201,9 @@ class Request:
             return None
         return [name.strip() for name in raw.split(",") if name.strip()]
 
-    def json(self) -> Any:
-        """The body parsed as JSON; 400 bad_request if it is not."""
-        raw = self.body.read_all(MAX_JSON_BODY)
+    def json(self, limit: int = MAX_JSON_BODY) -> Any:
+        """The body (at most `limit` bytes, else 413) parsed as JSON; 400 bad_request if it is not."""
+        raw = self.body.read_all(limit)
         try:
             return json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError):
@@ -204,7 +216,8 @@ class Response:
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
     files: list[Path] | None = None  # streamed one after the other instead of `body` (downloads)
-    file_size: int = 0
+    file_size: int = 0  # bytes of `files` to send ...
+    file_offset: int = 0  # ... starting this far into their concatenation (a Range request)
     close: bool = False
 
     @classmethod
@@ -237,11 +250,20 @@ class EmulatorServer(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], app: App) -> None:
+    def __init__(self, address: tuple[str, int], app: App, tls: ssl.SSLContext | None = None) -> None:
         self.app = app
+        self.tls = tls
         if ":" in address[0]:  # an IPv6 literal such as ::1
             self.address_family = socket.AF_INET6
         super().__init__(address, BoxRequestHandler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A failed TLS handshake (ssl.SSLError), a client gone mid-request, a
+        # timeout: the client's business (curl without the CA, a port scanner),
+        # no traceback for it. All of them are OSErrors; bugs are not.
+        if isinstance(sys.exc_info()[1], OSError):
+            return
+        super().handle_error(request, client_address)
 
 
 class BoxRequestHandler(BaseHTTPRequestHandler):
@@ -254,12 +276,25 @@ class BoxRequestHandler(BaseHTTPRequestHandler):
     timeout = 300
 
     def setup(self) -> None:
+        self.scheme = "http"
+        tls = self.server.tls
+        if tls is not None:
+            self.request.settimeout(self.timeout)
+            if self.request.recv(1, socket.MSG_PEEK) == TLS_HANDSHAKE:
+                self.request = tls.wrap_socket(self.request, server_side=True)
+                self.scheme = "https"
         super().setup()
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         faults = self.server.app.faults
         self._in = Throttle(lambda: faults.settings.bandwidth)
         self._out = Throttle(lambda: faults.settings.bandwidth)
         self._shaped = True
+
+    def finish(self) -> None:
+        super().finish()
+        if self.scheme == "https":
+            # socketserver closes the socket it accepted, which wrapping detached.
+            self.request.close()
 
     def log_message(self, format: str, *args: Any) -> None:
         # Access logs would flood the test output; errors are visible in replies and stats.
@@ -290,7 +325,7 @@ class BoxRequestHandler(BaseHTTPRequestHandler):
         if not host:
             address, port = self.server.server_address[:2]
             host = f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
-        return f"http://{host}"
+        return f"{self.scheme}://{host}"
 
     def _body_reader(self) -> BodyReader:
         encoding = (self.headers.get("Transfer-Encoding") or "").lower()
@@ -384,13 +419,28 @@ class BoxRequestHandler(BaseHTTPRequestHandler):
         self._send(head)
         if head_only:
             return
+        skip, remaining = response.file_offset, response.file_size
         for path in response.files:
+            if remaining <= 0:
+                break
             with open(path, "rb") as source:
-                while True:
-                    data = source.read(self._out.chunk_size(CHUNK))
+                size = os.fstat(source.fileno()).st_size
+                if skip >= size:
+                    skip -= size
+                    continue
+                source.seek(skip)
+                skip = 0
+                while remaining > 0:
+                    data = source.read(min(self._out.chunk_size(CHUNK), remaining))
                     if not data:
                         break
                     self._send(data)
+                    remaining -= len(data)
+        if remaining > 0:
+            # The content is shorter than the Content-Length sent (it cannot be, unless
+            # the data directory was damaged): end the connection so the client sees a
+            # truncated body at once instead of waiting for bytes that never come.
+            raise ConnectionAbortedError(f"content ended {remaining} bytes early")
 
     def _send(self, data: bytes) -> None:
         if not self.server.app.faults.settings.bandwidth or not getattr(self, "_shaped", True):
@@ -404,9 +454,12 @@ class BoxRequestHandler(BaseHTTPRequestHandler):
             view = view[size:]
 
 
-def serve(app: App, host: str, port: int) -> EmulatorServer:
-    """Bind (port 0 = ephemeral) and return the server; call serve_forever() on it."""
-    return EmulatorServer((host, port), app)
+def serve(app: App, host: str, port: int, tls: ssl.SSLContext | None = None) -> EmulatorServer:
+    """Bind (port 0 = ephemeral) and return the server; call serve_forever() on it.
+
+    With `tls` the port answers HTTPS and plain HTTP alike (see the module docstring).
+    """
+    return EmulatorServer((host, port), app, tls)
 
 
 def start_in_thread(server: EmulatorServer) -> threading.Thread:

@@ -134,7 +134,7 @@ def session_body(session: Session, upload_base: str, num_parts: int) -> dict[str
         "total_parts": session.total_parts,
         "num_parts_processed": num_parts,
         "session_endpoints": {
-            "upload_part": url, "commit": f"{url}/commit", "abort": url,
+            "upload_part": url, "commit": f"{url}/commit", "abort": url, "plan": f"{url}/plan",
             "list_parts": f"{url}/parts", "status": url, "log_event": f"{url}/log",
         },
     }

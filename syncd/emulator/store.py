@@ -6,7 +6,12 @@ Layout under `--data DIR`:
   blobs/<random>    content of a directly uploaded version
   parts/<session>/  one file per uploaded part, named by its byte offset; a
                     committed session's directory stays and is the version's
-                    content (versions.blob names it), so commit copies nothing
+                    content (versions.blob names it), so commit copies nothing.
+                    Parts reused from an earlier version (plan hits) are
+                    hard-linked (or, when the range is not one whole file,
+                    copied) in as `<offset>.hit` and renamed to `<offset>` in
+                    the commit's transaction. Content files are never written
+                    after they are in place, so sharing them by link is safe.
   tmp/              request bodies while they stream in (cleared on start)
 
 Every mutation runs in one short transaction under a process-wide lock, so
@@ -69,7 +74,11 @@ CREATE TABLE IF NOT EXISTS sessions(
   result_file_id INTEGER, assembled_key TEXT, assembled_sha1 TEXT);
 CREATE TABLE IF NOT EXISTS parts(
   session_id TEXT NOT NULL, offset INTEGER NOT NULL, part_id TEXT NOT NULL,
-  size INTEGER NOT NULL, sha1 TEXT NOT NULL, PRIMARY KEY(session_id, offset));
+  size INTEGER NOT NULL, sha1 TEXT NOT NULL, sha512 TEXT, PRIMARY KEY(session_id, offset));
+CREATE TABLE IF NOT EXISTS chunks(
+  part_id TEXT PRIMARY KEY, version_id INTEGER NOT NULL, offset INTEGER NOT NULL,
+  size INTEGER NOT NULL, sha1 TEXT NOT NULL, sha512 TEXT NOT NULL);
+CREATE UNIQUE INDEX IF NOT EXISTS chunks_range ON chunks(version_id, offset, size);
 CREATE TABLE IF NOT EXISTS tokens(
   hash TEXT PRIMARY KEY, kind TEXT NOT NULL, user_id TEXT NOT NULL, client_id TEXT,
   expires_at REAL, used INTEGER NOT NULL DEFAULT 0, redirect_uri TEXT);
@@ -77,6 +86,7 @@ CREATE TABLE IF NOT EXISTS jtis(jti TEXT PRIMARY KEY, expires_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS jwt_keys(kid TEXT PRIMARY KEY, pem TEXT NOT NULL);
 """
 
+READ_CHUNK = 1 << 20
 _FIRST_ITEM_ID = 1_000_000_000
 _FIRST_VERSION_ID = 2_000_000_000
 
@@ -149,11 +159,39 @@ class Session:
 
 @dataclass(frozen=True)
 class Part:
+    """A part uploaded to a session; `sha512` is known once asked for (or sent as a digest)."""
+
     session_id: str
     offset: int
     part_id: str
     size: int
     sha1: str
+    sha512: str | None = None
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """The hashes of one byte range of a committed version, kept once computed.
+
+    Its `part_id` is what the plan endpoint hands out as a hit and what a commit
+    names to reuse the range. Ids are 16 hex digits, so they never collide with
+    the 8-digit ids of uploaded parts.
+    """
+
+    part_id: str
+    version_id: int
+    offset: int
+    size: int
+    sha1: str
+    sha512: str
+
+
+@dataclass(frozen=True)
+class Staged:
+    """A reused range linked or copied into a session directory, renamed into place at commit."""
+
+    path: Path
+    final: Path
 
 
 @dataclass(frozen=True)
@@ -174,6 +212,13 @@ class NewContent:
     size: int
     sha1: str
     session_id: str | None = None  # set: commit this session; its part directory is the content
+    staged: tuple[Staged, ...] = ()  # reused ranges to rename into the part directory
+    chunks: tuple[tuple[int, int, str, str], ...] = ()  # (offset, size, sha1, sha512) known for it
+
+
+def new_chunk_id() -> str:
+    """A part id for a chunk: 16 upper-case hex digits, unique across the store."""
+    return unique_hex(16).upper()
 
 
 def token_hash(token: str) -> str:
@@ -197,11 +242,14 @@ class Store:
         self._local = threading.local()
         self.lock = threading.RLock()
         self._users: dict[str, User] = {}
+        self._secrets: dict[str, bytes] = {}
         with self.lock:
             self._db().executescript(_SCHEMA)
-            columns = {row["name"] for row in self._db().execute("PRAGMA table_info(versions)")}
-            if "blob" not in columns:  # data directories written before versions.blob existed
-                self._db().execute("ALTER TABLE versions ADD COLUMN blob TEXT")
+            # Data directories written by older emulators lack these columns.
+            for table, column in (("versions", "blob"), ("parts", "sha512")):
+                columns = {row["name"] for row in self._db().execute(f"PRAGMA table_info({table})")}
+                if column not in columns:
+                    self._db().execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT")
         with self.write() as db:
             for table, first in (("items", _FIRST_ITEM_ID), ("versions", _FIRST_VERSION_ID)):
                 if db.execute("SELECT 1 FROM sqlite_sequence WHERE name=?", (table,)).fetchone() is None:
@@ -252,6 +300,61 @@ class Store:
     def part_path(self, session_id: str, offset: int) -> Path:
         return self.parts_dir / session_id / str(offset)
 
+    def _segments(self, version_id: int, offset: int, size: int) -> Iterator[tuple[Path, int, int]]:
+        """(file, start within it, length) covering bytes [offset, offset+size) of a version."""
+        position = 0
+        end = offset + size
+        for path in self.blob_files(version_id):
+            length = path.stat().st_size
+            if position + length > offset and position < end:
+                start = max(offset - position, 0)
+                yield path, start, min(length, end - position) - start
+            position += length
+            if position >= end:
+                return
+        if position < end:
+            raise ValueError(f"version {version_id} has {position} bytes, fewer than {end}")
+
+    def read_range(self, version_id: int, offset: int, size: int) -> Iterator[memoryview]:
+        """Bytes [offset, offset+size) of a version, streamed from disk in READ_CHUNK pieces.
+
+        Each piece is a view of one reused buffer: use it before asking for the next.
+        """
+        buffer = bytearray(READ_CHUNK)
+        view = memoryview(buffer)
+        for path, start, length in self._segments(version_id, offset, size):
+            with open(path, "rb", buffering=0) as source:
+                source.seek(start)
+                while length > 0:
+                    count = source.readinto(view[:min(READ_CHUNK, length)])
+                    if not count:
+                        raise ValueError(f"{path} is shorter than the store recorded")
+                    length -= count
+                    yield view[:count]
+
+    def stage_range(self, version_id: int, offset: int, size: int, session_id: str) -> Staged:
+        """Put a version's bytes [offset, offset+size) beside a session's parts, for its commit.
+
+        A range that is exactly one content file is hard-linked (no copy); any
+        other range is copied. The result is named `<offset>.hit`, which
+        `blob_files` ignores until the commit renames it to `<offset>`.
+        """
+        final = self.part_path(session_id, offset)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        staged = final.with_name(f"{offset}.hit")
+        staged.unlink(missing_ok=True)
+        segments = list(self._segments(version_id, offset, size))
+        if len(segments) == 1 and segments[0][1] == 0 and segments[0][2] == segments[0][0].stat().st_size:
+            try:
+                os.link(segments[0][0], staged)
+                return Staged(staged, final)
+            except OSError:
+                pass  # no hard links here (another file system): copy instead
+        with open(staged, "wb") as target:
+            for piece in self.read_range(version_id, offset, size):
+                target.write(piece)
+        return Staged(staged, final)
+
     # -- meta --------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
         row = self.read().execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
@@ -261,6 +364,17 @@ class Store:
         with self.write() as db:
             db.execute("INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value=excluded.value",
                        (key, value))
+
+    def secret(self, name: str) -> bytes:
+        """A random 32-byte key kept in the database (made on first use), e.g. to sign download URLs."""
+        cached = self._secrets.get(name)
+        if cached is not None:
+            return cached
+        with self.write() as db:
+            db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES(?, ?)", (f"secret:{name}", secrets.token_hex(32)))
+            value = bytes.fromhex(db.execute("SELECT value FROM meta WHERE key=?", (f"secret:{name}",)).fetchone()[0])
+        self._secrets[name] = value
+        return value
 
     # -- users -------------------------------------------------------------
     def ensure_user(self, user: User) -> None:
@@ -445,10 +559,17 @@ class Store:
             version_id = int(cursor.lastrowid)
             db.execute("UPDATE items SET version_id=?, size=?, sha1=?, etag=? WHERE id=?",
                        (version_id, content.size, content.sha1, etag, item_id))
+            for offset, size, sha1, sha512 in content.chunks:
+                db.execute("INSERT OR IGNORE INTO chunks VALUES(?, ?, ?, ?, ?, ?)",
+                           (new_chunk_id(), version_id, offset, size, sha1, sha512))
             if content.session_id is not None:
                 db.execute("UPDATE sessions SET state='committed', result_file_id=? WHERE id=?",
                            (item_id, content.session_id))
                 db.execute("DELETE FROM parts WHERE session_id=?", (content.session_id,))
+                for staged in content.staged:
+                    os.replace(staged.path, staged.final)
+                for leftover in content.path.glob("*.hit"):  # staged by an earlier, failed attempt
+                    leftover.unlink(missing_ok=True)
             else:
                 os.replace(content.path, self.data_dir / blob)
             return self.get_item(item_id, owner_id, db)  # type: ignore[return-value]
@@ -510,6 +631,12 @@ class Store:
         rows = self.read().execute("SELECT * FROM versions WHERE file_id=? ORDER BY id DESC", (file_id,)).fetchall()
         return [Version(**dict(row)) for row in rows]
 
+    def file_of_version(self, version_id: int) -> Item | None:
+        """The (active) file a version belongs to, whoever owns it."""
+        row = self.read().execute("SELECT i.* FROM items i JOIN versions v ON v.file_id = i.id "
+                                  "WHERE v.id=? AND i.status='active'", (version_id,)).fetchone()
+        return None if row is None else _item(row)
+
     def get_version(self, version_id: int) -> Version | None:
         row = self.read().execute("SELECT * FROM versions WHERE id=?", (version_id,)).fetchone()
         return None if row is None else Version(**dict(row))
@@ -551,9 +678,32 @@ class Store:
             path = self.part_path(part.session_id, part.offset)
             path.parent.mkdir(parents=True, exist_ok=True)
             os.replace(temp, path)
-            db.execute("INSERT INTO parts VALUES(?, ?, ?, ?, ?)",
-                       (part.session_id, part.offset, part.part_id, part.size, part.sha1))
+            db.execute("INSERT INTO parts(session_id, offset, part_id, size, sha1, sha512) VALUES(?, ?, ?, ?, ?, ?)",
+                       (part.session_id, part.offset, part.part_id, part.size, part.sha1, part.sha512))
         return None
+
+    def set_part_sha512(self, session_id: str, offset: int, sha512: str) -> None:
+        with self.write() as db:
+            db.execute("UPDATE parts SET sha512=? WHERE session_id=? AND offset=?", (sha512, session_id, offset))
+
+    # -- chunks (hashes of committed versions' ranges) ---------------------
+    def find_chunk(self, version_id: int, offset: int, size: int) -> Chunk | None:
+        row = self.read().execute("SELECT * FROM chunks WHERE version_id=? AND offset=? AND size=?",
+                                  (version_id, offset, size)).fetchone()
+        return None if row is None else Chunk(**dict(row))
+
+    def chunk_by_id(self, part_id: str) -> Chunk | None:
+        row = self.read().execute("SELECT * FROM chunks WHERE part_id=?", (part_id,)).fetchone()
+        return None if row is None else Chunk(**dict(row))
+
+    def save_chunk(self, version_id: int, offset: int, size: int, sha1: str, sha512: str) -> Chunk:
+        """Keep a range's hashes; if another thread kept them first, theirs (and its id) win."""
+        with self.write() as db:
+            db.execute("INSERT OR IGNORE INTO chunks VALUES(?, ?, ?, ?, ?, ?)",
+                       (new_chunk_id(), version_id, offset, size, sha1, sha512))
+        chunk = self.find_chunk(version_id, offset, size)
+        assert chunk is not None
+        return chunk
 
     def count_commit(self, session_id: str) -> int:
         """Record one more commit attempt; returns how many came before it."""
@@ -580,6 +730,13 @@ class Store:
                 db.execute("DELETE FROM parts WHERE session_id=?", (row["id"],))
             shutil.rmtree(self.session_dir(row["id"]), ignore_errors=True)
         return len(rows)
+
+    def finish_unchanged_session(self, session_id: str, file_id: int) -> None:
+        """Close a new-version session whose content was the file's own: committed, no new version."""
+        with self.write() as db:
+            db.execute("UPDATE sessions SET state='committed', result_file_id=? WHERE id=?", (file_id, session_id))
+            db.execute("DELETE FROM parts WHERE session_id=?", (session_id,))
+        shutil.rmtree(self.session_dir(session_id), ignore_errors=True)
 
     def abort_session(self, session_id: str) -> None:
         """Mark the session aborted and delete its parts."""

@@ -1,9 +1,11 @@
-"""The official Box Python SDK (box-sdk-gen) drives the emulator through its own API.
+"""The official Box Python SDK (boxsdk 10.x, module box_sdk_gen) drives the emulator through its own API.
 
 This is the independent-client bar of issue 2: none of syncd's code is involved, the
 SDK builds every request itself and checks the answers its own way (for example
 ``upload_big_file`` asserts part sha1/size/offset and ``total_count == total_parts``).
-Only the SDK's base URLs are pointed at the emulator.
+Only the SDK's base URLs are pointed at the emulator. boxsdk 10.18 is the supported
+SDK (box-sdk-gen is deprecated); its ``upload_big_file_version`` plans every part
+(issue 13) and sends only the misses.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from box_sdk_gen import BoxCCGAuth, BoxClient, BoxDeveloperTokenAuth, BoxJWTAuth, CCGConfig, JWTConfig
+import requests
+from box_sdk_gen import (AccessToken, BoxCCGAuth, BoxClient, BoxDeveloperTokenAuth, BoxJWTAuth, BoxOAuth, CCGConfig,
+                         InMemoryTokenStorage, JWTConfig, OAuthConfig)
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from box_sdk_gen.box.errors import BoxAPIError
@@ -33,6 +37,7 @@ from box_sdk_gen.managers.uploads import (
 from box_sdk_gen.networking.base_urls import BaseUrls
 from box_sdk_gen.networking.network import NetworkSession
 from box_sdk_gen.schemas.upload_part import UploadPart
+from box_sdk_gen.schemas.upload_part_plan import UploadPartPlan
 
 from tests.support.emulator import EmulatorProcess
 
@@ -85,7 +90,7 @@ def client(sdk_emulator: EmulatorProcess) -> BoxClient:
 def test_sdk_creates_folder_and_uploads_file(client: BoxClient, sdk_emulator: EmulatorProcess) -> None:
     folder = client.folders.create_folder(unique("sdk-folder"), CreateFolderParent(id="0"))
     assert folder.id and folder.parent.id == "0"
-    data = b"uploaded by box-sdk-gen\n" * 50
+    data = b"uploaded by boxsdk\n" * 50
     files = client.uploads.upload_file(
         UploadFileAttributes(name="hello.txt", parent=UploadFileAttributesParentField(id=folder.id)),
         io.BytesIO(data),
@@ -233,3 +238,86 @@ def test_sdk_jwt_auth(sdk_emulator: EmulatorProcess) -> None:
     client = BoxClient(auth=BoxJWTAuth(config=config), network_session=emulator_network(sdk_emulator))
     folder = client.folders.create_folder(unique("jwt-folder"), CreateFolderParent(id="0"))
     assert folder.id
+
+
+def test_sdk_plan_after_upload_big_file_hits_every_part(client: BoxClient) -> None:
+    data = secrets.token_bytes(3 * PART_SIZE + 4321)
+    uploaded = client.chunked_uploads.upload_big_file(io.BytesIO(data), unique("planned.bin"), len(data), "0")
+    manager = client.chunked_uploads
+    session = manager.create_file_upload_session_for_existing_file(uploaded.id, len(data))
+    assert session.session_endpoints.plan and session.total_parts == 4
+    parts = [UploadPartPlan(offset=offset, size=len(data[offset:offset + session.part_size]),
+                            sha_512=hashlib.sha512(data[offset:offset + session.part_size]).hexdigest())
+             for offset in range(0, len(data), session.part_size)]
+    plan = manager.create_file_upload_session_plan_by_url(session.session_endpoints.plan, parts)
+    assert plan.upload_session_id == session.id
+    assert len(plan.hits) == session.total_parts and plan.misses == []
+    assert [(hit.offset, hit.size, hit.sha_512) for hit in plan.hits] == [(p.offset, p.size, p.sha_512) for p in parts]
+    assert all(hit.part_id for hit in plan.hits)
+    by_id = manager.create_file_upload_session_plan(session.id, parts[1:2])
+    assert [hit.part_id for hit in by_id.hits] == [plan.hits[1].part_id] and by_id.misses == []
+    manager.delete_file_upload_session_by_id(session.id)
+
+
+def test_sdk_upload_big_file_version_sends_only_the_changed_part(client: BoxClient,
+                                                                   sdk_emulator: EmulatorProcess) -> None:
+    old = secrets.token_bytes(3 * PART_SIZE + 777)
+    first = client.chunked_uploads.upload_big_file(io.BytesIO(old), unique("delta.bin"), len(old), "0")
+    new = old[:PART_SIZE] + secrets.token_bytes(PART_SIZE) + old[2 * PART_SIZE:]  # the second of four parts
+    sdk_emulator.reset_stats()
+    version = client.chunked_uploads.upload_big_file_version(first.id, io.BytesIO(new), len(new))
+    assert version is not None and version.id == first.id and version.sha_1 == sha1_hex(new)
+    assert version.file_version.id != first.file_version.id
+    stats = sdk_emulator.stats()
+    assert stats["requests"]["sessions.upload_part"] == {"200": 1}  # exactly one part was received ...
+    assert sdk_emulator.part_bytes_received() == PART_SIZE  # ... and only its bytes
+    assert stats["requests"]["sessions.plan"] == {"200": 4}  # the SDK plans part by part
+    assert sdk_emulator.download(first.id) == new
+    assert [v["sha1"] for v in sdk_emulator.file_versions(first.id)] == [sha1_hex(old)]
+
+
+def test_sdk_upload_big_file_version_of_identical_content_sends_nothing(client: BoxClient,
+                                                                          sdk_emulator: EmulatorProcess) -> None:
+    data = secrets.token_bytes(2 * PART_SIZE + 5)
+    first = client.chunked_uploads.upload_big_file(io.BytesIO(data), unique("same.bin"), len(data), "0")
+    sdk_emulator.reset_stats()
+    # boxsdk: "Returns nothing when commit responds with 202 because the file did not change."
+    assert client.chunked_uploads.upload_big_file_version(first.id, io.BytesIO(data), len(data)) is None
+    assert sdk_emulator.part_bytes_received() == 0
+    assert sdk_emulator.get_file(first.id)["file_version"]["id"] == first.file_version.id
+    assert sdk_emulator.file_versions(first.id) == []
+
+
+def test_sdk_download_file_follows_the_redirect(client: BoxClient, sdk_emulator: EmulatorProcess) -> None:
+    data = secrets.token_bytes(2 * PART_SIZE + 99)
+    uploaded = client.chunked_uploads.upload_big_file(io.BytesIO(data), unique("download.bin"), len(data), "0")
+    stream = client.downloads.download_file(uploaded.id)
+    assert stream is not None and stream.read() == data
+    part = client.downloads.download_file(uploaded.id, range=f"bytes={PART_SIZE - 10}-{PART_SIZE + 9}")
+    assert part is not None and part.read() == data[PART_SIZE - 10:PART_SIZE + 10]
+    url = client.downloads.get_download_file_url(uploaded.id)
+    assert url.startswith(f"{sdk_emulator.origin}/d/1/")
+
+
+def test_sdk_oauth_from_a_minted_refresh_token_refreshes_and_rotates(emulator: EmulatorProcess) -> None:
+    # its own emulator: expiring tokens would also expire the module's developer token
+    minted = emulator.mint_tokens()
+    storage = InMemoryTokenStorage(AccessToken(access_token=minted["access_token"],
+                                               refresh_token=minted["refresh_token"]))
+    auth = BoxOAuth(OAuthConfig(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, token_storage=storage))
+    client = BoxClient(auth=auth, network_session=emulator_network(emulator))
+    me = client.users.get_user_me()
+    assert me.id == "11446498"
+    used = [minted["refresh_token"]]
+    for _ in range(2):  # twice: the rotated refresh token works as the first one did
+        emulator.expire_tokens()
+        # the SDK sees 401, refreshes with its stored refresh token and retries
+        assert client.users.get_user_me().id == me.id
+        rotated = storage.get()
+        assert rotated is not None and rotated.refresh_token not in used
+        used.append(rotated.refresh_token)
+    for old in used[:-1]:  # every refresh token before the current one is refused
+        reply = requests.post(emulator.token_url, timeout=30, data={
+            "grant_type": "refresh_token", "refresh_token": old, "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET})
+        assert reply.status_code == 400 and reply.json()["error"] == "invalid_grant"

@@ -31,9 +31,13 @@ def test_help_documents_every_knob_and_the_choices() -> None:
                    "--host", "--port", "--data", "--token", "--public-url", "--latency-ms", "--bandwidth",
                    "--upload-rate-limit", "--api-rate-limit", "--commit-202", "--commit-retry-after",
                    "--fail-rate", "--drop-rate", "--token-ttl", "--max-file-size", "--storage-quota",
-                   "--min-chunked-size", "--part-sizes", "--seed", "--jwt-public-key", "--jwt-key-id"):
+                   "--min-chunked-size", "--part-sizes", "--seed", "--jwt-public-key", "--jwt-key-id",
+                   "--tls-cert", "--tls-key", "--tls-self-signed", "--tls-name", "--allow-remote", "--admin-token"):
         assert option in result.stdout, option
     assert "range_overlaps_existing_part" in result.stdout and "parts_mismatch" in result.stdout
+    for topic in ("session_endpoints.plan", "302", "/d/1/", "Range", "POST /oauth/tokens", "ca.pem",
+                  "SSL_CERT_FILE", "NODE_EXTRA_CA_CERTS", "api.box.com", "file part alone", "sha512 on every entry"):
+        assert topic in result.stdout, topic
 
 
 def test_bad_options_exit_2_with_a_clear_message(tmp_path: Path) -> None:
@@ -92,3 +96,43 @@ def test_ipv6_loopback(tmp_path: Path) -> None:
     finally:
         process.terminate()
         assert process.wait(10) == 0
+
+
+def test_a_non_loopback_address_needs_allow_remote(tmp_path: Path) -> None:
+    for host in ("0.0.0.0", "::"):
+        result = run_cli("--host", host, "--port", "0", "--data", str(tmp_path / "d"))
+        assert result.returncode == 2, (host, result.stderr)
+        assert f"refusing to listen on {host}" in result.stderr and "--allow-remote" in result.stderr
+    assert not (tmp_path / "d").exists()  # refused before anything was created
+    process = subprocess.Popen([sys.executable, "-m", "syncd.emulator", "--host", "0.0.0.0", "--port", "0",
+                                "--allow-remote", "--data", str(tmp_path / "open")], cwd=REPO_ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = process.stdout.readline() if process.stdout else ""
+        assert line.startswith("syncd emulator listening: api=http://0.0.0.0:"), line
+        port = line.split("api=http://0.0.0.0:")[1].split("/")[0]
+        reply = requests.get(f"http://127.0.0.1:{port}/2.0/users/me", headers={"Authorization": "Bearer dev-token"},
+                             timeout=30)
+        assert reply.status_code == 200
+    finally:
+        process.terminate()
+        assert process.wait(10) == 0
+    assert process.stderr is not None and "--admin-token" in process.stderr.read()  # the warning
+
+
+def test_the_admin_api_can_require_a_token(tmp_path: Path) -> None:
+    secret = "admin-" + os.urandom(8).hex()
+    box = EmulatorProcess(tmp_path / "d", admin_token=secret).start()
+    try:
+        assert box.faults()["fail_rate"] == 0  # the harness sends the token
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {secret}"}):
+            reply = requests.get(f"{box.origin}/_emulator/stats", headers=headers, timeout=30)
+            assert reply.status_code == 401 and reply.json()["code"] == "unauthorized", headers
+            assert secret not in reply.text
+        assert requests.post(f"{box.origin}/_emulator/oauth/tokens", timeout=30).status_code == 401
+        assert requests.get(f"{box.api_url}/users/me", headers=auth(box), timeout=30).status_code == 200
+        assert box.process is not None and secret not in " ".join(box.process.args)  # not on the command line
+    finally:
+        box.stop()
+    assert secret not in box.stderr
+    assert run_cli("--port", "0", "--data", str(tmp_path / "e"), "--admin-token", "").returncode == 2

@@ -184,3 +184,11 @@ def test_random_503_carries_retry_after(box: EmulatorProcess) -> None:
     replies = [requests.get(f"{box.api_url}/users/me", headers=auth(box), timeout=30) for _ in range(30)]
     unavailable = [reply for reply in replies if reply.status_code == 503]
     assert unavailable and all(reply.headers["Retry-After"] == "1" for reply in unavailable)
+
+
+def test_every_endpoint_can_be_named_in_reject_next() -> None:
+    from syncd.emulator.app import ROUTES
+    from syncd.emulator.faults import ENDPOINT_NAMES
+
+    served = {route.endpoint for route in ROUTES} | {"oauth.token", "oauth.authorize", "downloads.content"}
+    assert served <= ENDPOINT_NAMES, sorted(served - ENDPOINT_NAMES)

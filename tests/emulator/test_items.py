@@ -157,8 +157,11 @@ def test_conditional_get_head_and_fields(box: EmulatorProcess) -> None:
     not_modified = requests.get(f"{box.api_url}/files/{item['id']}",
                                 headers={**auth(box), "If-None-Match": item["etag"]}, timeout=30)
     assert not_modified.status_code == 304
-    head = requests.head(f"{box.api_url}/files/{item['id']}/content", headers=auth(box), timeout=30)
+    redirect = requests.head(f"{box.api_url}/files/{item['id']}/content", headers=auth(box), timeout=30)
+    assert redirect.status_code == 302 and redirect.content == b""
+    head = requests.head(redirect.headers["Location"], timeout=30)  # the download URL needs no token
     assert head.status_code == 200 and head.headers["Content-Length"] == "11" and head.content == b""
+    assert head.headers["ETag"] == f'"{item["sha1"]}"'
     folder = get(box, "/folders/0", fields="name,size").json()
     assert set(folder) == {"type", "id", "etag", "sequence_id", "name", "size"}
     assert code(get(box, f"/files/{item['id']}/content", version="999")) == (404, "not_found")

@@ -21,7 +21,6 @@ import urllib.parse
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import jwt
@@ -362,6 +361,20 @@ def test_version_upload_if_match_and_rename(box: BoxWire) -> None:
     _, third = box.call("POST", url, (200, 201), files=[("attributes", (None, "{}")), ("file", ("f", b"v3"))])
     assert third["entries"][0]["name"] == renamed
 
+    # The file part alone, as the live service accepts: a new version, the name kept.
+    _, fourth = box.call("POST", url, (200, 201), files=[("file", ("f", b"v4"))])
+    entry = fourth["entries"][0]
+    assert entry["sha1"] == sha1_hex(b"v4") and entry["name"] == renamed
+    assert entry["file_version"]["id"] != third["entries"][0]["file_version"]["id"]
+    assert box.emulator.download(first["id"]) == b"v4"
+    # When attributes are there, their rules stand: after the file part they are refused.
+    box.call("POST", url, 400, code="metadata_after_file_contents",
+             files=[("file", ("f", b"v5")), ("attributes", (None, "{}"))])
+    box.call("POST", url, 400, code="bad_request", files=[("attributes", (None, "{}"))])  # no file part
+    # A new file still needs them.
+    box.call("POST", f"{box.emulator.upload_url}/files/content", 400, code="bad_request",
+             files=[("file", ("f", b"nameless"))])
+
     _, versions = box.call("GET", f"{box.emulator.api_url}/files/{first['id']}/versions", 200)
     assert versions["total_count"] >= 2 and all(v["type"] == "file_version" for v in versions["entries"])
 
@@ -663,9 +676,13 @@ def test_files_get_update_download_delete(box: BoxWire) -> None:
     assert updated["content_modified_at"].startswith("2021-06-07T")
     box.call("PUT", file_url, 400, data="{", headers={"Content-Type": "application/json"})
 
+    # Box answers the download with 302 to a download URL (spec: "Location ... on dl.boxcloud.com").
+    redirect, _ = box.call("GET", f"{file_url}/content", 302, allow_redirects=False)
+    assert redirect.headers["Location"].startswith(f"{box.emulator.origin}/d/1/") and redirect.content == b""
+    assert box.http.get(redirect.headers["Location"], timeout=30).content == data
+    # A client that follows redirects sees the bytes, as before.
     response = box.http.get(f"{file_url}/content", headers={"Authorization": f"Bearer {box.token}"}, timeout=30)
-    assert response.status_code == 200 and response.content == data
-    openapi.validate_http_response(response)
+    assert response.status_code == 200 and response.content == data and response.history[0].status_code == 302
 
     box.call("DELETE", file_url, 412, headers={"If-Match": "not-the-etag"})
     box.call("DELETE", file_url, 204)

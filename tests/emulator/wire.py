@@ -70,3 +70,23 @@ def chunked_upload(emulator: EmulatorProcess, name: str, data: bytes, folder: st
     committed = commit(emulator, session, parts, data)
     assert committed.status_code == 201, committed.text
     return committed.json()["entries"][0]
+
+
+def create_version_session(emulator: EmulatorProcess, file_id: str, size: int,
+                           **body: Any) -> requests.Response:
+    return requests.post(f"{emulator.upload_url}/files/{file_id}/upload_sessions",
+                         json={"file_size": size, **body}, headers=auth(emulator), timeout=30)
+
+
+def plan_parts(data: bytes, part_size: int) -> list[dict[str, Any]]:
+    """A plan request's parts for `data`: offset, size and hex SHA-512 of each part."""
+    return [{"offset": offset, "size": len(data[offset:offset + part_size]),
+             "sha512": hashlib.sha512(data[offset:offset + part_size]).hexdigest()}
+            for offset in range(0, len(data), part_size)]
+
+
+def plan(emulator: EmulatorProcess, session: dict[str, Any], parts: Any,
+         token: str | None = None) -> requests.Response:
+    """POST the session's plan endpoint (`parts` as given: malformed on purpose in some tests)."""
+    return requests.post(session["session_endpoints"]["plan"], json={"parts": parts},
+                         headers=auth(emulator, token), timeout=60)
