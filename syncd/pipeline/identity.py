@@ -107,3 +107,27 @@ class FileIdentity:
         if isinstance(expected, FileIdentity) and self.ctime_ns != expected.ctime_ns:
             return IdentityChange(ChangeKind.CTIME, expected, self)
         return None
+
+
+class HasIdentity:
+    """The journal's three fields read through a record's ``identity`` (for ScanEntry, ReadyCandidate)."""
+
+    __slots__ = ()
+    identity: FileIdentity
+
+    @property
+    def size(self) -> int:
+        return self.identity.size
+
+    @property
+    def mtime_ns(self) -> int:
+        return self.identity.mtime_ns
+
+    @property
+    def inode(self) -> int:
+        return self.identity.inode
+
+    @property
+    def stat(self) -> FileStat:
+        """Size, mtime_ns and inode as a :class:`FileStat`."""
+        return self.identity.stat

@@ -82,7 +82,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from syncd.pipeline.identity import FileIdentity
+from syncd.pipeline.identity import FileIdentity, HasIdentity
 from syncd.pipeline.scanner import ProblemKind, ScanProblem, normalize_relpath, stat_identity
 from syncd.pipeline.source import OpenRefused
 from syncd.pipeline.writers import (
@@ -113,7 +113,7 @@ _FINAL_PROBLEMS = frozenset({
 
 
 @dataclass(frozen=True, slots=True)
-class ReadyCandidate:
+class ReadyCandidate(HasIdentity):
     """A file that stopped changing: what the journal needs to decide whether it is new work.
 
     ``identity`` is what the worker must find when it opens the file
@@ -125,18 +125,6 @@ class ReadyCandidate:
     relpath: str
     identity: FileIdentity
     writer: WriterObservation = QUIET_TIME_ONLY
-
-    @property
-    def size(self) -> int:
-        return self.identity.size
-
-    @property
-    def mtime_ns(self) -> int:
-        return self.identity.mtime_ns
-
-    @property
-    def inode(self) -> int:
-        return self.identity.inode
 
 
 @dataclass(frozen=True, slots=True)

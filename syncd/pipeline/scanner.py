@@ -43,7 +43,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from syncd.pipeline.filters import PathFilter
-from syncd.pipeline.identity import FileIdentity, FileStat
+from syncd.pipeline.identity import FileIdentity, FileStat, HasIdentity
 from syncd.pipeline.names import display_path
 
 DEFAULT_BACKSTOP_INTERVAL = 600.0
@@ -51,28 +51,11 @@ DEFAULT_BACKSTOP_INTERVAL = 600.0
 
 
 @dataclass(frozen=True, slots=True)
-class ScanEntry:
+class ScanEntry(HasIdentity):
     """One candidate file found by a scan, as seen at that moment."""
 
     relpath: str
     identity: FileIdentity
-
-    @property
-    def size(self) -> int:
-        return self.identity.size
-
-    @property
-    def mtime_ns(self) -> int:
-        return self.identity.mtime_ns
-
-    @property
-    def inode(self) -> int:
-        return self.identity.inode
-
-    @property
-    def stat(self) -> FileStat:
-        """Size, mtime_ns and inode as a :class:`FileStat`."""
-        return self.identity.stat
 
 
 class ProblemKind(StrEnum):

@@ -100,6 +100,8 @@ _openat2_missing = _SYS_OPENAT2 is None  # set once ENOSYS was seen: no point as
 
 
 def _openat2(dir_fd: int, path: bytes, flags: int) -> int:
+    if _SYS_OPENAT2 is None:
+        raise OSError(errno.ENOSYS, f"openat2 has no known number on {platform.machine()}")
     how = _OpenHow(flags, 0, _RESOLVE)
     # ctypes releases the GIL for the call: a hung network mount blocks this thread only.
     fd = _syscall(ctypes.c_long(_SYS_OPENAT2), ctypes.c_int(dir_fd), ctypes.c_char_p(path),
@@ -150,11 +152,13 @@ def open_beneath(dir_fd: int, relpath: str, *, resolver: Resolver = Resolver.AUT
     if not normal:
         raise RelativePathError(relpath, "names the watched root itself, not a file")
     encoded = os.fsencode(normal)
-    if resolver is not Resolver.WALK and not _openat2_missing:
+    if resolver is Resolver.OPENAT2:
+        return _openat2(dir_fd, encoded, OPEN_FLAGS)
+    if resolver is Resolver.AUTO and not _openat2_missing:
         try:
             return _openat2(dir_fd, encoded, OPEN_FLAGS)
         except OSError as exc:
-            if exc.errno not in _FALLBACK_ERRNOS or resolver is Resolver.OPENAT2:
+            if exc.errno not in _FALLBACK_ERRNOS:
                 raise
             if exc.errno == errno.ENOSYS:
                 _openat2_missing = True

@@ -387,3 +387,73 @@ def test_symlink_swap_race_never_yields_the_secret(tree: Path, resolver: Resolve
         swapper.wait(timeout=60)
     assert swapper.returncode == 0
     assert outcomes["read"] > 0 and outcomes["refused"] > 0, outcomes
+
+
+# ------------------------------------------------- kernels without openat2
+
+
+def _deny_openat2(errno_value: int) -> None:
+    """Install a seccomp filter in this (child) process answering openat2 with ``errno_value``."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    class SockFilter(ctypes.Structure):
+        _fields_ = (("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte),
+                    ("k", ctypes.c_uint32))
+
+    class SockFprog(ctypes.Structure):
+        _fields_ = (("len", ctypes.c_ushort), ("filter", ctypes.POINTER(SockFilter)))
+
+    bpf_ld_w_abs, bpf_jeq_k, bpf_ret_k = 0x20, 0x15, 0x06
+    seccomp_ret_errno, seccomp_ret_allow = 0x00050000, 0x7FFF0000
+    program = (SockFilter * 4)(
+        SockFilter(bpf_ld_w_abs, 0, 0, 0),  # seccomp_data.nr
+        SockFilter(bpf_jeq_k, 0, 1, 437),  # openat2?
+        SockFilter(bpf_ret_k, 0, 0, seccomp_ret_errno | errno_value),
+        SockFilter(bpf_ret_k, 0, 0, seccomp_ret_allow),
+    )
+    fprog = SockFprog(4, program)
+    pr_set_no_new_privs, pr_set_seccomp, seccomp_mode_filter = 38, 22, 2
+    assert libc.prctl(pr_set_no_new_privs, 1, 0, 0, 0) == 0
+    assert libc.prctl(pr_set_seccomp, seccomp_mode_filter, ctypes.byref(fprog), 0, 0) == 0
+
+
+@pytest.mark.parametrize("denied_with", [errno.ENOSYS, errno.EPERM], ids=["ENOSYS", "EPERM"])
+def test_without_openat2_the_walk_keeps_every_refusal(tree: Path, denied_with: int) -> None:
+    """A real kernel filter (seccomp, as container runtimes install) denies openat2 in a child."""
+    os.symlink(tree.parent / "outside" / "secret", tree / "link")
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(reader)
+            _deny_openat2(denied_with)
+            from syncd.pipeline import source as module
+
+            results = []
+            for relpath in ("sub/doc.txt", "link"):
+                outcome = module.open_source(tree, relpath)
+                if isinstance(outcome, OpenedSource):
+                    with outcome:
+                        results.append(outcome.pread(0, 100).decode())
+                else:
+                    results.append(outcome.kind.value)
+            try:
+                module.open_beneath(os.open(tree, os.O_PATH), "sub/doc.txt", resolver=Resolver.OPENAT2)
+                results.append("openat2 worked")
+            except OSError as exc:
+                results.append(errno.errorcode[exc.errno])
+            results.append(str(module.openat2_available()))
+            os.write(writer, "|".join(results).encode())
+        finally:
+            os._exit(0)
+    os.close(writer)
+    try:
+        answer = os.read(reader, 1000).decode()
+    finally:
+        os.close(reader)
+        os.waitpid(pid, 0)
+    name = errno.errorcode[denied_with]
+    # ENOSYS: no openat2 at all, remembered; EPERM: asked again each time (it may be one file's).
+    assert answer == f"ordinary content|symlink_skipped|{name}|{denied_with != errno.ENOSYS}"
