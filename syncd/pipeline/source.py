@@ -233,7 +233,7 @@ _REFUSALS: dict[int, tuple[ProblemKind, str]] = {
     # openat2 also says EXDEV when a folder on the path is moved out of the root while it resolves.
     errno.EXDEV: (ProblemKind.SYMLINK_OUTSIDE_ROOT, "its path leads out of the watched root"),
     errno.ENOENT: (ProblemKind.VANISHED, "disappeared before it could be opened"),
-    errno.ENOTDIR: (ProblemKind.VANISHED, "a folder on its path was replaced by a file"),
+    errno.ENOTDIR: (ProblemKind.VANISHED, "a folder on its path is not a folder (any more)"),
     errno.EACCES: (ProblemKind.PERMISSION_DENIED, "permission denied"),
     errno.EPERM: (ProblemKind.PERMISSION_DENIED, "operation not permitted"),
     errno.EAGAIN: (ProblemKind.BUSY, "another process holds a lease on it (e.g. a file server); trying again later"),
