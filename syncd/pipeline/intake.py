@@ -62,6 +62,7 @@ class WatchRuntime:
     config: WatchConfig
     observer: WatchObserver
     scanner: Scanner
+    writers: WriterDetector  # its open_counter is what a worker's open_source(own_opens=...) reports to
     last_scan_at: float | None = None
 
 
@@ -132,16 +133,16 @@ class Intake:
         polling = watch.observer == "polling"
         # Writers are seen by a read lease where the kernel grants one, else (inotify) by
         # counting open/close events, else only quiet time tells: see syncd.pipeline.writers.
-        open_counter = None if polling else OpenCounter()
+        writers = WriterDetector(open_counter=None if polling else OpenCounter())
         observer = WatchObserver(
             watch.name, watch.path, self._queue.put, recursive=watch.recursive, path_filter=path_filter,
-            polling=polling, poll_interval=watch.poll_interval, open_counter=open_counter,
+            polling=polling, poll_interval=watch.poll_interval, open_counter=writers.open_counter,
         )
         scanner = Scanner(watch.path, recursive=watch.recursive, path_filter=path_filter,
                           on_problem=lambda problem, name=watch.name: self._problem(name, problem))
         with self._lock:
-            self.watches[watch.name] = WatchRuntime(watch, observer, scanner)
-        self.tracker.add_watch(watch.name, watch.path, writers=WriterDetector(open_counter=open_counter))
+            self.watches[watch.name] = WatchRuntime(watch, observer, scanner, writers)
+        self.tracker.add_watch(watch.name, watch.path, writers=writers)
         if self.observe_events:
             observer.start()
         self.request_scan(watch.name, reason="start-up")
