@@ -65,8 +65,8 @@ SCHEMA: dict[str, tuple[str, ...]] = {
     "retry": ("max_attempts", "initial_backoff", "max_backoff"),
     "readiness": ("settle", "closed_settle", "never_settles_after"),
     "watches[]": ("path", "folder_id", "recursive", "observer", "poll_interval", "include", "exclude",
-                  "mirror_subfolders", "conflict", "invalid_names", "after_upload", "archive_dir",
-                  "archive_template", "expect_files_every", "name"),
+                  "default_excludes", "mirror_subfolders", "conflict", "invalid_names", "name_collisions",
+                  "after_upload", "archive_dir", "archive_template", "expect_files_every", "name"),
     "logging": ("format", "level"),
     "metrics": ("listen", "allow_remote"),
     "alerts": ("pending_older_than",),
@@ -529,7 +529,7 @@ def _read_config(top: _Section, context: _Context, source: Path) -> Config:
     scan_interval = top.duration("scan_interval", 600.0)
     retry = _read_retry(top.section("retry"))
     readiness = _read_readiness(top.section("readiness"))
-    watches = _read_watches(top, context)
+    watches = _read_watches(top, context, readiness.settle)
     logging_config = _read_logging(top.section("logging"))
     metrics = _read_metrics(top.section("metrics"))
     alerts_section = top.section("alerts")
@@ -791,7 +791,7 @@ def _read_readiness(section: _Section) -> ReadinessConfig:
     return ReadinessConfig(settle, closed_settle, never)
 
 
-def _read_watches(top: _Section, context: _Context) -> list[WatchConfig]:
+def _read_watches(top: _Section, context: _Context, settle: float) -> list[WatchConfig]:
     raw = top.take("watches")
     if raw is _MISSING or raw is None:
         context.problem("watches", "is required but missing", "a list of at least one watch (path, folder_id)")
@@ -805,24 +805,26 @@ def _read_watches(top: _Section, context: _Context) -> list[WatchConfig]:
         if not isinstance(item, dict):
             context.problem(key, f"is {_kind(item)}", "a mapping with at least path and folder_id")
             continue
-        watch = _read_watch(_Section(context, key, item), context)
+        watch = _read_watch(_Section(context, key, item), context, settle)
         if watch is not None:
             watches.append((index, watch))
     _check_watch_set(context, watches)
     return [watch for _, watch in watches]
 
 
-def _read_watch(section: _Section, context: _Context) -> WatchConfig | None:
+def _read_watch(section: _Section, context: _Context, settle: float) -> WatchConfig | None:
     path = section.path("path")
     folder_id = section.box_id("folder_id", what="Box folder id")
     recursive = section.boolean("recursive", True)
     observer = section.choice("observer", "native", ("native", "polling"))
     poll_interval = section.duration("poll_interval", 5.0)
     include = _read_patterns(section, "include", ("*",))
-    exclude = _read_patterns(section, "exclude", model.DEFAULT_EXCLUDE)
+    exclude = _read_patterns(section, "exclude", ())
+    default_excludes = section.boolean("default_excludes", True)
     mirror_subfolders = section.boolean("mirror_subfolders", True)
     conflict = section.choice("conflict", "version", ("version", "skip", "rename", "fail"))
     invalid_names = section.choice("invalid_names", "quarantine", ("quarantine", "sanitize"))
+    name_collisions = section.choice("name_collisions", "quarantine", ("quarantine", "rename"))
     after_upload = section.choice("after_upload", "keep", ("keep", "delete", "move"))
     archive_dir = section.path("archive_dir", None)
     archive_template = section.string("archive_template", model.DEFAULT_ARCHIVE_TEMPLATE)
@@ -835,6 +837,13 @@ def _read_watch(section: _Section, context: _Context) -> WatchConfig | None:
         section.fail("archive_dir", f"is set but after_upload is {after_upload}", "archive_dir only with after_upload: move")
     if archive_template is not None:
         _check_archive_template(section, archive_template)
+    if observer == "polling" and settle < 2 * poll_interval:
+        # A poll sees a change only once per interval: a shorter settle could call a file
+        # finished between two polls of a writer that is still going.
+        section.fail("poll_interval", f"is {poll_interval:g}s, but readiness.settle ({settle:g}s) is shorter than "
+                     f"2 x poll_interval ({2 * poll_interval:g}s), so a file still being written could be "
+                     "taken as finished between two polls",
+                     f"poll_interval <= {settle / 2:g}s, or readiness.settle >= {2 * poll_interval:g}s")
     if path is not None:
         if path.exists() and not path.is_dir():
             section.fail("path", f"{path} is not a folder", "a folder to watch")
@@ -858,9 +867,11 @@ def _read_watch(section: _Section, context: _Context) -> WatchConfig | None:
         poll_interval=poll_interval,
         include=include,
         exclude=exclude,
+        default_excludes=default_excludes,
         mirror_subfolders=mirror_subfolders,
         conflict=conflict,
         invalid_names=invalid_names,
+        name_collisions=name_collisions,
         after_upload=after_upload,
         archive_dir=archive_dir,
         archive_template=archive_template or model.DEFAULT_ARCHIVE_TEMPLATE,

@@ -19,7 +19,8 @@ DEFAULT_UPLOAD_URL = "https://upload.box.com/api/2.0"
 # Box refuses chunked upload sessions below this size, so files up to it must go direct.
 MIN_DIRECT_UPLOAD_MAX = 20_000_000
 # The temporary names editors, browsers and copy tools write before the final
-# rename, plus dotfiles and dot-directories. syncd.pipeline.filters applies them.
+# rename, plus dotfiles and dot-directories. syncd.pipeline.filters applies them
+# before a watch's own excludes unless the watch says default_excludes: false.
 DEFAULT_EXCLUDE: tuple[str, ...] = (
     "*.tmp",
     "*.part",
@@ -124,7 +125,14 @@ class ReadinessConfig:
 
 @dataclass(frozen=True)
 class WatchConfig:
-    """One drop folder and the Box folder its files go to."""
+    """One drop folder and the Box folder its files go to.
+
+    ``exclude`` holds only the watch's own patterns; :data:`DEFAULT_EXCLUDE`
+    applies before them unless ``default_excludes`` is False (gitignore order:
+    a watch pattern ``!name`` can re-include a default-excluded name).
+    ``invalid_names`` also decides for names that are not valid UTF-8;
+    ``name_collisions`` for two local paths that are one name in Box.
+    """
 
     path: Path
     folder_id: str
@@ -133,10 +141,12 @@ class WatchConfig:
     observer: Literal["native", "polling"] = "native"
     poll_interval: float = 5.0
     include: tuple[str, ...] = ("*",)
-    exclude: tuple[str, ...] = DEFAULT_EXCLUDE
+    exclude: tuple[str, ...] = ()  # the watch's own patterns, as given; see default_excludes
+    default_excludes: bool = True  # DEFAULT_EXCLUDE applies before `exclude`
     mirror_subfolders: bool = True
     conflict: Literal["version", "skip", "rename", "fail"] = "version"
-    invalid_names: Literal["quarantine", "sanitize"] = "quarantine"
+    invalid_names: Literal["quarantine", "sanitize"] = "quarantine"  # also names that are not UTF-8
+    name_collisions: Literal["quarantine", "rename"] = "quarantine"  # two local names, one Box name
     after_upload: Literal["keep", "delete", "move"] = "keep"
     archive_dir: Path | None = None
     archive_template: str = DEFAULT_ARCHIVE_TEMPLATE

@@ -1,29 +1,41 @@
 """Which paths under a watched root are candidates for ingestion.
 
-A :class:`PathFilter` holds include and exclude glob patterns and answers, for a
+A :class:`PathFilter` holds include and exclude patterns and answers, for a
 path *relative to the watched root* (POSIX separators, no leading slash),
-whether a file should be ingested and whether a directory should be descended.
+whether a file should be ingested and whether a directory should be
+descended. The scanner and the watcher of a watch share one filter, so both
+always agree on what a candidate is.
 
-Pattern language (gitignore-like, case-sensitive as Linux file names are):
+Patterns follow **gitignore** semantics (the ``pathspec`` library's
+``GitIgnoreSpec``), case-sensitive as Linux names are:
 
-* A pattern without ``/`` is matched against the basename only, at any depth:
-  ``*.tmp`` excludes ``a.tmp`` and ``x/y/a.tmp``.
-* A pattern containing ``/`` is matched against the whole relative path,
-  anchored at the root: ``reports/*.pdf`` matches ``reports/q1.pdf`` but not
-  ``old/reports/q1.pdf``; a leading ``/`` anchors a plain name at the root
-  (``/todo.txt`` matches ``todo.txt`` only).
-* ``*`` matches any run of characters except ``/``, ``?`` one character except
-  ``/``, ``[...]`` a character class; ``**`` matches across ``/``, and ``**/``
-  matches zero or more whole directories (``**/draft/*.doc``).
+* a pattern without a ``/`` (other than a trailing one) matches a name at any
+  depth: ``*.tmp`` matches ``a.tmp`` and ``x/y/a.tmp``;
+* a pattern with a ``/`` at the start or in the middle is anchored at the
+  root: ``reports/*.pdf`` matches ``reports/q1.pdf``, not
+  ``old/reports/q1.pdf``; ``/todo.txt`` matches ``todo.txt`` only;
+* a trailing ``/`` matches directories only: ``build/``;
+* ``*`` matches anything but ``/``, ``?`` one character but ``/``, ``[...]``
+  a class (``[!...]`` negated); ``**`` matches across directories
+  (``**/draft/*.doc``, ``inbox/**``);
+* ``!pattern`` re-includes what an earlier pattern excluded; the last
+  pattern that matches decides. As in git, a file inside an excluded
+  *directory* cannot be re-included: the directory is never descended.
 
-Excludes apply to files and to directories: an excluded directory is not
-descended, so nothing below it is ever a candidate. Includes apply to files
-only (an empty include list means "every file"), so ``include=["*.pdf"]``
-still descends into sub-folders to find PDFs there.
+Excludes apply to files and directories; includes to files only (the default
+``*`` takes every file), so ``include: ["*.pdf"]`` still descends into
+sub-folders to find PDFs there.
 
-The default excludes skip the temporary names that editors, browsers and
-copy tools write before the final rename, plus dotfiles and dot-directories:
-see :data:`DEFAULT_EXCLUDES`.
+**Defaults.** :data:`DEFAULT_EXCLUDES` (editor, browser and copy-tool
+temporaries; dotfiles and dot-directories) come first and the watch's own
+excludes after them, so a watch can add to them and re-include one with
+``!`` (``!.htaccess``); ``use_default_excludes=False`` (config
+``default_excludes: false``) drops them.
+
+**Always excluded**, whatever the configuration: syncd's own set-aside names
+(``.NAME.syncd-PID-STAMP``, see :func:`set_aside_name`), which exist for an
+instant while an uploaded file is deleted or archived and must never be
+uploaded themselves.
 """
 
 from __future__ import annotations
@@ -32,10 +44,25 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import pathspec
+from pathspec.patterns.gitignore.base import GitIgnorePatternError
+
 from syncd.config import DEFAULT_EXCLUDE, WatchConfig
 
 DEFAULT_EXCLUDES: tuple[str, ...] = DEFAULT_EXCLUDE
 """Patterns excluded unless the caller passes ``use_default_excludes=False``."""
+
+_SET_ASIDE = re.compile(r"\..+\.syncd-[0-9]+-[0-9]+", re.DOTALL)
+
+
+def set_aside_name(name: str, pid: int, stamp: int) -> str:
+    """The temporary name a file gets while syncd deletes or archives it (same directory)."""
+    return f".{name}.syncd-{pid}-{stamp}"
+
+
+def is_set_aside_name(name: str) -> bool:
+    """True for a name :func:`set_aside_name` makes; such entries are never candidates."""
+    return _SET_ASIDE.fullmatch(name) is not None
 
 
 class FilterPatternError(ValueError):
@@ -47,70 +74,58 @@ class FilterPatternError(ValueError):
         self.problem = problem
 
 
-@dataclass(frozen=True, slots=True)
-class _CompiledPattern:
-    source: str
-    regex: re.Pattern[str]
-    whole_path: bool  # True: match the relative path; False: match the basename
-
-    def matches(self, relpath: str, basename: str) -> bool:
-        return self.regex.fullmatch(relpath if self.whole_path else basename) is not None
-
-
-def _translate_glob(pattern: str) -> str:
-    """Regex source for one glob pattern under the rules in the module docstring."""
-    out: list[str] = []
-    i, n = 0, len(pattern)
-    while i < n:
-        char = pattern[i]
-        if char == "*":
-            if pattern.startswith("**/", i):
-                out.append("(?:.*/)?")
-                i += 3
-                continue
-            if pattern.startswith("**", i):
-                out.append(".*")
-                i += 2
-                continue
-            out.append("[^/]*")
-        elif char == "?":
-            out.append("[^/]")
-        elif char == "[":
-            # As in fnmatch, a ']' right after '[' (or '[!') is a literal member of the class.
-            negated = pattern.startswith(("[!", "[^"), i)
-            end = pattern.find("]", i + (3 if negated else 2))
+def _unclosed_class(text: str) -> bool:
+    index = 0
+    while index < len(text):
+        char = text[index]
+        if char == "\\":
+            index += 2
+            continue
+        if char == "[":
+            start = index + 1
+            if text[start : start + 1] in ("!", "^"):
+                start += 1
+            # As in fnmatch and git, a ']' right after '[' (or '[!') is a member of the class.
+            end = text.find("]", start + 1)
             if end == -1:
-                raise FilterPatternError(pattern, "unclosed '[' character class")
-            body = pattern[i + 1 : end]
-            if negated:
-                body = "^" + body[1:]
-            out.append("[" + body.replace("\\", "\\\\") + "]")
-            i = end
-        else:
-            out.append(re.escape(char))
-        i += 1
-    return "".join(out)
+                return True
+            index = end
+        index += 1
+    return False
 
 
-def _compile(pattern: object) -> _CompiledPattern:
+def _check(pattern: object) -> str:
+    """The pattern as gitignore reads it; raises FilterPatternError for a pattern that is surely a mistake."""
     if not isinstance(pattern, str):
         raise FilterPatternError(pattern, "must be a string")
     text = pattern.strip()
-    if not text:
+    if not text or text == "!":
         raise FilterPatternError(pattern, "is empty")
     if "\x00" in text:
         raise FilterPatternError(pattern, "contains a NUL character")
-    whole_path = "/" in text  # before removing a leading '/', which anchors "/top.txt" at the root
-    text = text.removeprefix("/")
-    if text.endswith("/"):
-        raise FilterPatternError(pattern, "must not end with '/' (excludes apply to directories already)")
-    if ".." in text.split("/"):
+    if text.startswith("#"):
+        raise FilterPatternError(pattern, r"starts with '#', which gitignore reads as a comment (write \# for a name)")
+    body = text.removeprefix("!").strip("/")
+    if not body:
+        raise FilterPatternError(pattern, "matches no name (only '/')")
+    if ".." in body.split("/"):
         raise FilterPatternError(pattern, "must not contain '..' (patterns are relative to the watched root)")
+    if _unclosed_class(body):
+        raise FilterPatternError(pattern, "unclosed '[' character class")
+    return text
+
+
+def _compile(patterns: tuple[str, ...]) -> pathspec.GitIgnoreSpec:
+    lines = [_check(p) for p in patterns]
     try:
-        regex = re.compile(_translate_glob(text), re.DOTALL)
-    except re.error as exc:
-        raise FilterPatternError(pattern, f"cannot be compiled ({exc})") from exc
-    return _CompiledPattern(source=pattern, regex=regex, whole_path=whole_path)
+        return pathspec.GitIgnoreSpec.from_lines(lines)
+    except GitIgnorePatternError:
+        for pattern, line in zip(patterns, lines):  # name the one pattern at fault
+            try:
+                pathspec.GitIgnoreSpec.from_lines([line])
+            except GitIgnorePatternError as exc:
+                raise FilterPatternError(pattern, f"is not a valid gitignore pattern ({exc})") from exc
+        raise
 
 
 def _basename(relpath: str) -> str:
@@ -121,17 +136,18 @@ def _basename(relpath: str) -> str:
 class PathFilter:
     """Include/exclude decisions for paths relative to a watched root.
 
-    ``include``: glob patterns a *file* must match (any of them) to be a
-    candidate; empty means every file. ``exclude``: glob patterns that remove
-    files and whole directories; :data:`DEFAULT_EXCLUDES` are added unless
-    ``use_default_excludes`` is False. Raises :class:`FilterPatternError` for
-    a pattern that is not a non-empty relative glob.
+    ``include``: patterns a *file* must match (the last matching one not
+    negated) to be a candidate; empty means every file. ``exclude``: patterns
+    that remove files and whole directories, after :data:`DEFAULT_EXCLUDES`
+    unless ``use_default_excludes`` is False. Raises
+    :class:`FilterPatternError` for a pattern that is not a usable gitignore
+    pattern relative to the root.
     """
 
     include: tuple[str, ...]
-    exclude: tuple[str, ...]
-    _include: tuple[_CompiledPattern, ...] = field(repr=False, compare=False)
-    _exclude: tuple[_CompiledPattern, ...] = field(repr=False, compare=False)
+    exclude: tuple[str, ...]  # the patterns in force: defaults (when used) then the given ones
+    _include: pathspec.GitIgnoreSpec | None = field(repr=False, compare=False)
+    _exclude: pathspec.GitIgnoreSpec = field(repr=False, compare=False)
 
     def __init__(
         self,
@@ -144,19 +160,21 @@ class PathFilter:
             given = include if isinstance(include, str) else exclude
             raise FilterPatternError(given, "give a list of patterns, not a string")
         include_patterns = tuple(include)
-        exclude_patterns = tuple(exclude) + (DEFAULT_EXCLUDES if use_default_excludes else ())
+        exclude_patterns = (DEFAULT_EXCLUDES if use_default_excludes else ()) + tuple(exclude)
         object.__setattr__(self, "include", include_patterns)
         object.__setattr__(self, "exclude", exclude_patterns)
-        object.__setattr__(self, "_include", tuple(_compile(p) for p in include_patterns))
-        object.__setattr__(self, "_exclude", tuple(_compile(p) for p in exclude_patterns))
+        object.__setattr__(self, "_include", _compile(include_patterns) if include_patterns else None)
+        object.__setattr__(self, "_exclude", _compile(exclude_patterns))
 
-    def is_excluded(self, relpath: str) -> bool:
-        """True if this one path (file or directory) matches an exclude pattern.
+    def is_excluded(self, relpath: str, *, is_directory: bool = False) -> bool:
+        """True if this one path matches the excludes (or is a set-aside name).
 
         Does not look at the parent directories; see :meth:`accepts_file`.
+        ``is_directory`` lets directory-only patterns (``build/``) match.
         """
-        basename = _basename(relpath)
-        return any(p.matches(relpath, basename) for p in self._exclude)
+        if is_set_aside_name(_basename(relpath)):
+            return True
+        return self._exclude.match_file(relpath + "/" if is_directory else relpath)
 
     def accepts_directory(self, relpath: str, *, check_parents: bool = True) -> bool:
         """True if the directory ``relpath`` should be descended.
@@ -170,33 +188,32 @@ class PathFilter:
             return True
         if check_parents and not self._parents_accepted(relpath):
             return False
-        return not self.is_excluded(relpath)
+        return not self.is_excluded(relpath, is_directory=True)
 
     def accepts_file(self, relpath: str, *, check_parents: bool = True) -> bool:
         """True if the file ``relpath`` is a candidate for ingestion.
 
-        The file must not be excluded, must match an include pattern when
-        there are any, and (with ``check_parents``, the default) must not lie
-        below an excluded directory.
+        The file must not be excluded, must match the includes when there are
+        any, and (with ``check_parents``, the default) must not lie below an
+        excluded directory.
         """
         relpath = relpath.strip("/")
         if not relpath:
             return False
         if check_parents and not self._parents_accepted(relpath):
             return False
-        basename = _basename(relpath)
-        if any(p.matches(relpath, basename) for p in self._exclude):
+        if self.is_excluded(relpath):
             return False
-        return not self._include or any(p.matches(relpath, basename) for p in self._include)
+        return self._include is None or self._include.match_file(relpath)
 
     def _parents_accepted(self, relpath: str) -> bool:
         parts = relpath.split("/")[:-1]
         for depth in range(1, len(parts) + 1):
-            if self.is_excluded("/".join(parts[:depth])):
+            if self.is_excluded("/".join(parts[:depth]), is_directory=True):
                 return False
         return True
 
 
 def watch_filter(watch: WatchConfig) -> PathFilter:
-    """The filter of a configured watch (its `exclude` already holds the defaults it keeps)."""
-    return PathFilter(watch.include, watch.exclude, use_default_excludes=False)
+    """The filter of a configured watch: its excludes added to the defaults unless it turned them off."""
+    return PathFilter(watch.include, watch.exclude, use_default_excludes=watch.default_excludes)

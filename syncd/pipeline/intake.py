@@ -30,9 +30,11 @@ import structlog
 from syncd.config import Config, ConfigChanges, WatchConfig
 from syncd.journal import FileState, Journal
 from syncd.pipeline.filters import watch_filter
+from syncd.pipeline.names import display_path
 from syncd.pipeline.readiness import ReadinessTracker, ReadyCandidate, UnsettledFile
 from syncd.pipeline.scanner import ScanProblem, Scanner
 from syncd.pipeline.watcher import Nomination, NominationKind, WatchHealth, WatchObserver
+from syncd.pipeline.writers import OpenCounter, WriterDetector
 
 log = structlog.get_logger("syncd.intake")
 
@@ -60,6 +62,7 @@ class WatchRuntime:
     config: WatchConfig
     observer: WatchObserver
     scanner: Scanner
+    writers: WriterDetector  # its open_counter is what a worker's open_source(own_opens=...) reports to
     last_scan_at: float | None = None
 
 
@@ -127,15 +130,19 @@ class Intake:
     def add_watch(self, watch: WatchConfig) -> None:
         """Start watching one more root (also used by a config reload)."""
         path_filter = watch_filter(watch)
+        polling = watch.observer == "polling"
+        # Writers are seen by a read lease where the kernel grants one, else (inotify) by
+        # counting open/close events, else only quiet time tells: see syncd.pipeline.writers.
+        writers = WriterDetector(open_counter=None if polling else OpenCounter())
         observer = WatchObserver(
             watch.name, watch.path, self._queue.put, recursive=watch.recursive, path_filter=path_filter,
-            polling=watch.observer == "polling", poll_interval=watch.poll_interval,
+            polling=polling, poll_interval=watch.poll_interval, open_counter=writers.open_counter,
         )
         scanner = Scanner(watch.path, recursive=watch.recursive, path_filter=path_filter,
                           on_problem=lambda problem, name=watch.name: self._problem(name, problem))
         with self._lock:
-            self.watches[watch.name] = WatchRuntime(watch, observer, scanner)
-        self.tracker.add_watch(watch.name, watch.path)
+            self.watches[watch.name] = WatchRuntime(watch, observer, scanner, writers)
+        self.tracker.add_watch(watch.name, watch.path, writers=writers)
         if self.observe_events:
             observer.start()
         self.request_scan(watch.name, reason="start-up")
@@ -234,7 +241,7 @@ class Intake:
             return
         if item.kind is NominationKind.TOUCH:
             if not self.tracker.is_tracking(item.watch, item.relpath):
-                log.info("file_detected", watch=item.watch, path=item.relpath, closed=item.closed)
+                log.info("file_detected", watch=item.watch, path=display_path(item.relpath), closed=item.closed)
             self.tracker.touch(item.watch, item.relpath, closed=item.closed)
         elif item.kind is NominationKind.GONE:
             self.tracker.gone(item.watch, item.relpath, is_directory=item.is_directory)
@@ -261,7 +268,7 @@ class Intake:
             for observation in self.journal.observe_many(watch, files, now):
                 new_work = True
                 row = observation.file
-                log.info("file_ready", watch=watch, path=row.relpath, size=row.size,
+                log.info("file_ready", watch=watch, path=display_path(row.relpath), size=row.size,
                          change=str(observation.kind), previous_state=observation.previous_state)
         if new_work:
             self._on_new_work()
@@ -281,7 +288,7 @@ class Intake:
             victims = [relpath] if row is not None and row.state not in KEEP_WHEN_GONE else []
         for victim in victims:
             if self.journal.remove(watch, victim, "deleted from the drop folder") is not None:
-                log.info("file_removed", watch=watch, path=victim)
+                log.info("file_removed", watch=watch, path=display_path(victim))
 
     def _scan(self, scan: _Scan) -> None:
         runtime = self.watches.get(scan.watch)
@@ -298,8 +305,9 @@ class Intake:
                 continue
             if not self.tracker.is_tracking(scan.watch, entry.relpath):
                 # At debug: a start-up scan may find 100,000 files; scan_finished counts them.
-                log.debug("file_detected", watch=scan.watch, path=entry.relpath, size=entry.size, by="scan")
-                self.tracker.touch(scan.watch, entry.relpath)
+                log.debug("file_detected", watch=scan.watch, path=display_path(entry.relpath), size=entry.size,
+                          by="scan")
+                self.tracker.touch(scan.watch, entry.relpath, found_by_scan=True)
                 nominated += 1
         removed = 0
         if not scan.subdir and runtime.config.path.is_dir():
@@ -328,9 +336,10 @@ class Intake:
     # -------------------------------------------------------------- callbacks
 
     def _problem(self, watch: str, problem: ScanProblem) -> None:
-        log.warning("path_problem", watch=watch, path=problem.relpath, kind=str(problem.kind), detail=problem.detail)
+        log.warning("path_problem", watch=watch, path=display_path(problem.relpath), kind=str(problem.kind),
+                    detail=problem.detail)
 
     def _unsettled(self, unsettled: UnsettledFile) -> None:
         # Still tracked (and re-checked with a backoff): this only tells a person.
-        log.warning("file_never_settles", watch=unsettled.watch, path=unsettled.relpath,
+        log.warning("file_never_settles", watch=unsettled.watch, path=display_path(unsettled.relpath),
                     tracked_s=round(unsettled.tracked_seconds), reason=unsettled.reason)

@@ -7,12 +7,51 @@ tracker turns them into :class:`ReadyCandidate` values once the file is stable:
   ``close_quiet`` (default 0.4 s; never more than ``settle``) when the last
   event was a close-after-write (``touch(..., closed=True)``); any later write
   event restarts the full wait;
-* and two stats (size, mtime_ns, inode), both after the last event, agree: the
-  first taken early in the quiet period (``stat_interval`` after the event, or
-  sooner for a close) and the second at its end, at least ``stat_interval``
-  apart. mtime alone is never trusted: ``cp -p`` keeps an old mtime, so a file
-  is never "old enough" by its mtime. Even with ``settle=0`` the two stats are
-  taken, so a file is never ready sooner than ``stat_interval`` after an event.
+* and two looks at its identity (device, inode, size, mtime_ns, ctime_ns),
+  both after the last event, agree: the first taken early in the quiet period
+  (``stat_interval`` after the event, or sooner for a close) and the second at
+  its end, at least ``stat_interval`` apart. mtime alone is never trusted:
+  ``cp -p`` keeps an old mtime, so a file is never "old enough" by its mtime.
+  Even with ``settle=0`` both looks are taken, so a file is never ready sooner
+  than ``stat_interval`` after an event;
+* and no writer is seen at the second look. For a watch registered with a
+  :class:`~syncd.pipeline.writers.WriterDetector`, the second look opens the
+  file with :func:`~syncd.pipeline.source.open_source` (beneath the root, no
+  symlinks, non-blocking) and asks, in this order: a read lease (the kernel
+  says whether any process has it open for writing: authoritative, readers
+  such as ``tail -f`` do not count), else the watch's open/close event count
+  (inotify watches: any opener counts, see :mod:`syncd.pipeline.writers` for
+  what it cannot see), else nothing: quiet time alone decides (polling
+  watches on NFS/SMB, and files syncd may not lease on watches without
+  events). A file a writer holds open keeps waiting, re-checked with the
+  backoff below, however long it has been quiet; its writer's close
+  (``IN_CLOSE_WRITE``) nominates it again at once.
+
+What is guaranteed, by watch type:
+
+* where leases work (a local file system; syncd owns the files or has
+  ``CAP_LEASE``; inotify or polling): at the second look, no process had the
+  file open for writing, under any name; plus quiet time. (A writer that
+  opens it after that look is the upload's business: it holds a lease, see
+  :class:`~syncd.pipeline.writers.LeaseMonitor`.)
+* inotify watch without leases: at the second look, no process that opened
+  it through the watched directories since the observer started still had
+  it open (readers count too); a writer that opened it earlier (start-up,
+  moved in, across an event overflow) is caught only by quiet time, and
+  inotify's merging of identical events can hide one opener (see
+  :mod:`syncd.pipeline.writers`).
+* polling watch on NFS/SMB, or a watch without a detector: quiet time only:
+  a writer that pauses longer than ``settle`` with the file open is not seen,
+  and its partial file is taken as finished. Polling watches therefore need
+  ``settle`` >= 2 x poll interval (enforced by the config loader).
+
+**Files found by a scan** (``touch(..., found_by_scan=True)``) may skip the
+wait when the tracker is built with ``ready_by_ctime=True`` (off by default;
+see :func:`ready_by_ctime`): the first look is taken at once and the file is
+ready then if its ctime is older than ``settle`` and a lease says no process
+has it open for writing. ctime cannot be set back (``cp -p`` and ``touch``
+set mtime only), so an old ctime means nothing changed the file for that
+long. Anything else settles as above.
 
 A file that changes between two stats without any event (NFS/SMB, writes
 through mmap, lost events) counts as still being written: it is re-checked
@@ -43,7 +82,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from syncd.pipeline.scanner import FileStat, ProblemKind, ScanProblem, normalize_relpath, stat_candidate
+from syncd.pipeline.identity import FileIdentity, HasIdentity
+from syncd.pipeline.scanner import ProblemKind, ScanProblem, normalize_relpath, stat_identity
+from syncd.pipeline.source import OpenRefused
+from syncd.pipeline.writers import (
+    QUIET_TIME_ONLY,
+    WriterDetector,
+    WriterEvidence,
+    WriterLook,
+    WriterObservation,
+    WriterState,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -64,25 +113,42 @@ _FINAL_PROBLEMS = frozenset({
 
 
 @dataclass(frozen=True, slots=True)
-class ReadyCandidate:
-    """A file that stopped changing: what the journal needs to decide whether it is new work."""
+class ReadyCandidate(HasIdentity):
+    """A file that stopped changing: what the journal needs to decide whether it is new work.
+
+    ``identity`` is what the worker must find when it opens the file
+    (``open_source(..., expect=identity)``); ``writer`` is the evidence that
+    no writer had it open (for logs and metrics).
+    """
 
     watch: str
     relpath: str
-    size: int
-    mtime_ns: int
-    inode: int
+    identity: FileIdentity
+    writer: WriterObservation = QUIET_TIME_ONLY
 
 
 @dataclass(frozen=True, slots=True)
 class UnsettledFile:
-    """A file still changing after ``unsettled_after`` seconds of tracking."""
+    """A file still changing, or still held open by a writer, after ``unsettled_after`` seconds of tracking."""
 
     watch: str
     relpath: str
     tracked_seconds: float
-    last_stat: FileStat | None
+    last_stat: FileIdentity | None
     reason: str
+
+
+def ready_by_ctime(identity: FileIdentity, writer: WriterObservation, *, now_ns: int, settle: float) -> bool:
+    """True when a file found by a scan may be ready without waiting (issue 12's rule).
+
+    Its ctime must be at least ``settle`` in the past (a ctime in the future,
+    from a skewed clock, is not old) and the kernel must have said, through a
+    lease, that no process has it open for writing. Counting open events is
+    not enough: a file found by a scan may have been opened before the watch
+    started.
+    """
+    return (writer.state is WriterState.NO_WRITER and writer.evidence is WriterEvidence.LEASE
+            and identity.ctime_ns <= now_ns - int(settle * 1e9))
 
 
 @dataclass(slots=True)
@@ -94,7 +160,8 @@ class _Tracked:
     closed: bool
     next_unsettled_report: float
     events: int = 0  # bumped by every touch, to discard a stat taken while an event arrived
-    last_stat: FileStat | None = None
+    by_scan: bool = False  # nominated by a scan and no event since: may be ready by its ctime
+    last_stat: FileIdentity | None = None
     last_stat_at: float = 0.0
     quiet_checks_failed: int = 0  # consecutive checks that found changes without events or errors
     problem_reported: bool = False
@@ -106,6 +173,7 @@ class _Tracked:
 class _Watch:
     root: Path
     follow_symlinks: bool
+    writers: WriterDetector | None
 
 
 # Heap entries are plain tuples (deadline, token, key): compared in C, and tokens are unique so
@@ -125,9 +193,12 @@ class ReadinessTracker:
     a tracked file vanished before it settled. ``on_problem(watch, problem)``:
     a tracked path is unusable (symlink, FIFO, permission denied...; see
     :class:`~syncd.pipeline.scanner.ScanProblem`). ``on_unsettled(file)``: a
-    file has been changing for longer than ``unsettled_after``.
-    Durations are seconds; ``clock`` is a monotonic clock (injectable so the
-    decision logic can be tested without sleeping).
+    file has been changing (or held open by a writer) for longer than
+    ``unsettled_after``. ``ready_by_ctime``: let files found by a scan skip
+    the wait (see :func:`ready_by_ctime`). Durations are seconds; ``clock`` is
+    a monotonic clock and ``wall_clock_ns`` the clock ctimes are compared
+    with (both injectable so the decision logic can be tested without
+    sleeping).
 
     Call :meth:`add_watch` for every root, then :meth:`start`; or drive it
     without a thread by calling :meth:`process_due`.
@@ -145,7 +216,9 @@ class ReadinessTracker:
         on_gone: Callable[[str, str], None] | None = None,
         on_problem: Callable[[str, ScanProblem], None] | None = None,
         on_unsettled: Callable[[UnsettledFile], None] | None = None,
+        ready_by_ctime: bool = False,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock_ns: Callable[[], int] = time.time_ns,
     ) -> None:
         _check_durations(settle, close_quiet, stat_interval, recheck_max, unsettled_after)
         self.settle = settle
@@ -157,7 +230,9 @@ class ReadinessTracker:
         self._on_gone = on_gone
         self._on_problem = on_problem
         self._on_unsettled = on_unsettled
+        self.ready_by_ctime = ready_by_ctime
         self._clock = clock
+        self._wall_clock_ns = wall_clock_ns
         self._lock = threading.Lock()
         self._wakeup = threading.Condition(self._lock)
         self._watches: dict[str, _Watch] = {}
@@ -170,16 +245,21 @@ class ReadinessTracker:
 
     # ----------------------------------------------------------------- setup
 
-    def add_watch(self, name: str, root: Path | str, *, follow_symlinks: bool = False) -> None:
+    def add_watch(self, name: str, root: Path | str, *, follow_symlinks: bool = False,
+                  writers: WriterDetector | None = None) -> None:
         """Register a watched root under ``name`` (the name nominations use).
 
         ``follow_symlinks`` must match the watch's Scanner so both agree on
-        what a candidate is (see :mod:`syncd.pipeline.scanner`).
+        what a candidate is (see :mod:`syncd.pipeline.scanner`). ``writers``:
+        how to see writers of this watch's files; None means quiet time only.
+        A watch that follows symlinks gets quiet time only too: the open that
+        asks about writers never follows a link.
         """
         if not isinstance(name, str) or not name:
             raise ReadinessError(f"watch name must be a non-empty string, got {name!r}")
         with self._lock:
-            self._watches[name] = _Watch(root=Path(os.path.abspath(root)), follow_symlinks=follow_symlinks)
+            self._watches[name] = _Watch(root=Path(os.path.abspath(root)), follow_symlinks=follow_symlinks,
+                                         writers=None if follow_symlinks else writers)
 
     def reconfigure(
         self,
@@ -242,14 +322,17 @@ class ReadinessTracker:
 
     # ----------------------------------------------------------- nominations
 
-    def touch(self, watch: str, relpath: str, *, closed: bool = False) -> None:
+    def touch(self, watch: str, relpath: str, *, closed: bool = False, found_by_scan: bool = False) -> None:
         """Something happened to ``relpath`` under ``watch``: (re)start its wait.
 
         ``closed=True`` for a close-after-write (or a rename into place under
         inotify): only ``close_quiet`` is then needed; any other event sets the
-        full ``settle`` wait again. Raises :class:`ReadinessError` for an
-        unknown watch and :class:`~syncd.pipeline.scanner.RelativePathError`
-        for a path that would leave the root.
+        full ``settle`` wait again. ``found_by_scan=True`` for a nomination by a
+        scan rather than an event: with ``ready_by_ctime`` the file may be
+        ready at once (only while no event touched it). Raises
+        :class:`ReadinessError` for an unknown watch and
+        :class:`~syncd.pipeline.scanner.RelativePathError` for a path that
+        would leave the root.
         """
         relpath = normalize_relpath(relpath)
         if not relpath:
@@ -262,8 +345,12 @@ class ReadinessTracker:
             record = self._records.get(key)
             if record is None:
                 record = _Tracked(watch, relpath, first_seen=now, last_event=now, closed=closed,
-                                  next_unsettled_report=now + self.unsettled_after)
+                                  next_unsettled_report=now + self.unsettled_after,
+                                  by_scan=found_by_scan and self.ready_by_ctime
+                                  and self._watches[watch].writers is not None)
                 self._records[key] = record
+            else:
+                record.by_scan = False  # an event (or a second scan) since: it settles
             record.last_event = now
             record.closed = closed
             record.events += 1
@@ -311,7 +398,8 @@ class ReadinessTracker:
         callbacks: list[Callable[[], None]] = []
         due = self._take_due(callbacks)
         parents_checked: dict[tuple[str, str], dict[str, bool]] = {}
-        results = [(key, events, self._stat(key, parents_checked)) for key, events in due]
+        results = [(key, events, self._examine(key, second_look, parents_checked))
+                   for key, events, second_look in due]
         with self._lock:
             now = self._clock()
             for key, events, result in results:
@@ -327,9 +415,9 @@ class ReadinessTracker:
                 logger.exception("readiness callback failed")
         return wait
 
-    def _take_due(self, callbacks: list[Callable[[], None]]) -> list[tuple[tuple[str, str], int]]:
-        """Pop due heap entries; return those that need a stat now (key, event counter)."""
-        due: list[tuple[tuple[str, str], int]] = []
+    def _take_due(self, callbacks: list[Callable[[], None]]) -> list[tuple[tuple[str, str], int, bool]]:
+        """Pop due heap entries; return those that need a look now (key, event counter, second look?)."""
+        due: list[tuple[tuple[str, str], int, bool]] = []
         with self._lock:
             now = self._clock()
             while self._heap and self._heap[0][0] <= now:
@@ -344,47 +432,80 @@ class ReadinessTracker:
                     self._check_unsettled(record, now, callbacks)
                     self._schedule(record, first_stat_at)
                     continue
-                due.append((key, record.events))
+                due.append((key, record.events, record.last_stat is not None or record.by_scan))
         return due
 
-    def _stat(self, key: tuple[str, str], parents_checked: dict[tuple[str, str], dict[str, bool]]
-              ) -> FileStat | ScanProblem:
+    def _examine(self, key: tuple[str, str], second_look: bool, parents_checked: dict[tuple[str, str], dict[str, bool]]
+                 ) -> FileIdentity | WriterLook | ScanProblem:
+        """Outside the lock (a hung network mount must not block touch()): a stat, or the second look."""
         watch = self._watches.get(key[0])
         if watch is None:
             return ScanProblem(key[1], ProblemKind.VANISHED, "its watch was removed")
-        # Outside the lock: a stat on a hung network mount must not block the watcher's touch().
+        if second_look and watch.writers is not None:
+            return self._second_look(watch.root, key[1], watch.writers)
         # One batch shares the parent-directory checks (many due files share few directories).
         batch_cache = parents_checked.setdefault((key[0], str(watch.root)), {})
-        return stat_candidate(watch.root, key[1], follow_symlinks=watch.follow_symlinks,
-                              parents_checked=batch_cache)
+        return stat_identity(watch.root, key[1], follow_symlinks=watch.follow_symlinks, parents_checked=batch_cache)
 
-    def _apply(self, record: _Tracked, result: FileStat | ScanProblem, now: float,
+    @staticmethod
+    def _second_look(root: Path, relpath: str, writers: WriterDetector) -> WriterLook | ScanProblem:
+        """Open the file beneath its root (never a link, never blocking) and ask who writes it."""
+        look = writers.look(root, relpath)
+        if not isinstance(look, OpenRefused):
+            return look
+        if look.kind is ProblemKind.PERMISSION_DENIED:
+            # Cannot open it to ask (the upload will say so): decide without a lease.
+            identity = stat_identity(root, relpath)
+            if isinstance(identity, ScanProblem):
+                return identity
+            return WriterLook(identity, writers.observe(None, relpath))
+        return look.problem  # BUSY (a file server's lease: somebody has it open) waits like other problems
+
+    def _apply(self, record: _Tracked, result: FileIdentity | WriterLook | ScanProblem, now: float,
                callbacks: list[Callable[[], None]]) -> None:
-        key = (record.watch, record.relpath)
         if isinstance(result, ScanProblem):
             self._apply_problem(record, result, now, callbacks)
             return
+        identity, writer = (result.identity, result.writer) if isinstance(result, WriterLook) else (result, None)
         quiet = self._quiet(record)
+        if record.by_scan:
+            record.by_scan = False
+            if writer is not None and ready_by_ctime(
+                    identity, writer, now_ns=self._wall_clock_ns(), settle=self.settle):
+                self._ready(record, identity, writer, callbacks)
+                return
+            # Not old enough, or no lease to vouch for it: this look opens the usual wait.
         if record.last_stat is None:
-            record.last_stat, record.last_stat_at = result, now
+            record.last_stat, record.last_stat_at = identity, now
             self._schedule(record, max(record.last_event + quiet, now + self.stat_interval))
-        elif result != record.last_stat:
+        elif identity != record.last_stat:
             # Changed with no event seen: a writer the observer cannot see (network mount, mmap)
             # or lost events. Treat it as activity and back off: such files are often written for long.
             record.quiet_checks_failed += 1
-            record.last_stat, record.last_stat_at = result, now
+            record.last_stat, record.last_stat_at = identity, now
             record.last_event, record.closed = now, False
             self._schedule(record, now + self._backoff(record))
+        elif writer is not None and writer.writer_seen:
+            # Quiet, but held open: wait (with the backoff) for the writer to close it. Its
+            # close-write event nominates the file again at once; a lease is asked again each time.
+            record.quiet_checks_failed += 1
+            self._schedule(record, now + self._backoff(record))
+            self._check_unsettled(record, now, callbacks, f"held open by a writer: {writer.detail}")
+            return
         else:
             ready_at = max(record.last_event + quiet, record.last_stat_at + self.stat_interval)
             if now >= ready_at:
-                del self._records[key]
-                candidate = ReadyCandidate(record.watch, record.relpath, result.size, result.mtime_ns, result.inode)
-                callbacks.append(lambda: self._on_ready(candidate))
+                self._ready(record, identity, writer or QUIET_TIME_ONLY, callbacks)
                 return
             self._schedule(record, ready_at)
         reason = "changes without file system events" if record.quiet_checks_failed else "events keep arriving"
         self._check_unsettled(record, now, callbacks, reason)
+
+    def _ready(self, record: _Tracked, identity: FileIdentity, writer: WriterObservation,
+               callbacks: list[Callable[[], None]]) -> None:
+        del self._records[(record.watch, record.relpath)]
+        candidate = ReadyCandidate(record.watch, record.relpath, identity, writer)
+        callbacks.append(lambda: self._on_ready(candidate))
 
     def _apply_problem(self, record: _Tracked, problem: ScanProblem, now: float,
                        callbacks: list[Callable[[], None]]) -> None:
@@ -428,6 +549,8 @@ class ReadinessTracker:
         return min(self.close_quiet, self.settle) if record.closed else self.settle
 
     def _first_stat_time(self, record: _Tracked) -> float:
+        if record.by_scan:
+            return record.last_event  # its ctime may make it ready now: look at once
         quiet = self._quiet(record)
         # The first stat opens the window the second must confirm; open it early so the two agreeing
         # stats span (nearly) the whole quiet period: a writer the observer cannot see (network

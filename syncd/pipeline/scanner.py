@@ -3,12 +3,13 @@
 The :class:`Scanner` is the backstop of the watcher: it runs at start-up
 (files dropped while the daemon was down), periodically, whenever the watcher
 may have lost events, and on a directory moved in. It yields one
-:class:`ScanEntry` (relative path, size, mtime_ns, inode) per regular file the
+:class:`ScanEntry` (relative path and :class:`~syncd.pipeline.identity.FileIdentity`:
+device, inode, size, mtime_ns, ctime_ns) per regular file the
 :class:`~syncd.pipeline.filters.PathFilter` accepts, and reports what it could
 not look at (permission denied, vanished mid-walk, symlinks, FIFOs...) as
 :class:`ScanProblem` values through a callback instead of dying.
 
-Symlink policy (the same in :func:`stat_candidate`, used by the readiness
+Symlink policy (the same in :func:`stat_identity`, used by the readiness
 tracker, so both agree on what a candidate is):
 
 * ``follow_symlinks=False`` (default): symlinks are never followed, neither to
@@ -23,6 +24,12 @@ tracker, so both agree on what a candidate is):
   read, whatever the setting.
 
 Relative paths use ``/`` and never start with it; the root itself is ``""``.
+A name that is not valid UTF-8 is a ``str`` holding surrogate escapes
+(``os.fsdecode``); ``os.fsencode`` gives its bytes back. ``str(problem)``
+renders such paths with :func:`~syncd.pipeline.names.display_path`.
+
+Everything here looks *by path*: it decides what to look at, never what is
+read. Reading goes through :func:`syncd.pipeline.source.open_source`.
 """
 
 from __future__ import annotations
@@ -36,38 +43,19 @@ from enum import StrEnum
 from pathlib import Path
 
 from syncd.pipeline.filters import PathFilter
+from syncd.pipeline.identity import FileIdentity, FileStat, HasIdentity
+from syncd.pipeline.names import display_path
 
 DEFAULT_BACKSTOP_INTERVAL = 600.0
 """Seconds between backstop scans of every root (the daemon schedules them; see DESIGN.md invariant 2)."""
 
 
 @dataclass(frozen=True, slots=True)
-class FileStat:
-    """The identity of one state of a file: all three change when it is rewritten or replaced."""
-
-    size: int
-    mtime_ns: int
-    inode: int
-
-    @classmethod
-    def from_stat(cls, st: os.stat_result) -> FileStat:
-        """The FileStat of an ``os.stat_result``."""
-        return cls(size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino)
-
-
-@dataclass(frozen=True, slots=True)
-class ScanEntry:
+class ScanEntry(HasIdentity):
     """One candidate file found by a scan, as seen at that moment."""
 
     relpath: str
-    size: int
-    mtime_ns: int
-    inode: int
-
-    @property
-    def stat(self) -> FileStat:
-        """Size, mtime_ns and inode as a :class:`FileStat`."""
-        return FileStat(self.size, self.mtime_ns, self.inode)
+    identity: FileIdentity
 
 
 class ProblemKind(StrEnum):
@@ -80,6 +68,8 @@ class ProblemKind(StrEnum):
     SYMLINK_LOOP = "symlink_loop"
     NOT_REGULAR_FILE = "not_regular_file"
     IO_ERROR = "io_error"
+    CHANGED = "changed"  # not the file readiness saw any more (see syncd.pipeline.source)
+    BUSY = "busy"  # another process holds a lease that refuses our open for now
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +88,7 @@ class ScanProblem:
     directory: bool = False
 
     def __str__(self) -> str:
-        return f"{self.relpath or '.'}: {self.kind.value}: {self.detail}"
+        return f"{display_path(self.relpath) or '.'}: {self.kind.value}: {self.detail}"
 
 
 class RelativePathError(ValueError):
@@ -111,7 +101,22 @@ class RelativePathError(ValueError):
 
 ProblemCallback = Callable[[ScanProblem], None]
 
-_NOT_REGULAR = "is not a regular file (FIFO, socket or device)"
+_FILE_TYPES = (
+    (stat_module.S_ISDIR, "is a directory"),
+    (stat_module.S_ISFIFO, "is a FIFO (named pipe)"),
+    (stat_module.S_ISSOCK, "is a UNIX socket"),
+    (stat_module.S_ISCHR, "is a character device"),
+    (stat_module.S_ISBLK, "is a block device"),
+    (stat_module.S_ISLNK, "is a symbolic link"),
+)
+
+
+def not_regular_reason(mode: int) -> str:
+    """Why an entry of this ``st_mode`` is not uploaded, in words ("is a FIFO (named pipe)")."""
+    for test, reason in _FILE_TYPES:
+        if test(mode):
+            return reason
+    return "is not a regular file"
 
 
 def normalize_relpath(relpath: str) -> str:
@@ -161,14 +166,31 @@ def stat_candidate(
     follow_symlinks: bool = False,
     parents_checked: dict[str, bool] | None = None,
 ) -> FileStat | ScanProblem:
+    """:func:`stat_identity` reduced to the :class:`FileStat` the journal stores today."""
+    result = stat_identity(root, relpath, follow_symlinks=follow_symlinks, parents_checked=parents_checked)
+    return result.stat if isinstance(result, FileIdentity) else result
+
+
+def stat_identity(
+    root: Path,
+    relpath: str,
+    *,
+    follow_symlinks: bool = False,
+    parents_checked: dict[str, bool] | None = None,
+) -> FileIdentity | ScanProblem:
     """Stat the file ``relpath`` under ``root`` under the module's symlink policy.
 
-    Returns its :class:`FileStat`, or a :class:`ScanProblem` saying why it is
-    not a usable regular file (``VANISHED`` when it does not exist any more).
-    Never raises for conditions on disk; raises :class:`RelativePathError`
-    for a malformed ``relpath``. ``parents_checked``: a dict the caller keeps
-    for one batch of calls, remembering which parent directories were found
-    free of symlinks, so files sharing a directory do not re-check it.
+    Returns its :class:`FileIdentity`, or a :class:`ScanProblem` saying why it
+    is not a usable regular file (``VANISHED`` when it does not exist any
+    more). Never raises for conditions on disk; raises
+    :class:`RelativePathError` for a malformed ``relpath``.
+    ``parents_checked``: a dict the caller keeps for one batch of calls,
+    remembering which parent directories were found free of symlinks, so
+    files sharing a directory do not re-check it.
+
+    This is a check by path, good for deciding what to look at; what is read
+    and uploaded is decided by :func:`syncd.pipeline.source.open_source`,
+    which cannot be raced by a symlink swapped in after this stat.
     """
     relpath = normalize_relpath(relpath)
     root_abs = os.fspath(root)
@@ -195,10 +217,8 @@ def stat_candidate(
     except OSError as exc:
         return _problem_from_oserror(relpath, exc)
     if not stat_module.S_ISREG(st.st_mode):
-        if stat_module.S_ISDIR(st.st_mode):
-            return ScanProblem(relpath, ProblemKind.NOT_REGULAR_FILE, "is a directory")
-        return ScanProblem(relpath, ProblemKind.NOT_REGULAR_FILE, _NOT_REGULAR)
-    return FileStat.from_stat(st)
+        return ScanProblem(relpath, ProblemKind.NOT_REGULAR_FILE, not_regular_reason(st.st_mode))
+    return FileIdentity.from_stat(st)
 
 
 class Scanner:
@@ -322,9 +342,10 @@ class Scanner:
                     elif accepts_file(relpath, check_parents=False):
                         st = entry.stat(follow_symlinks=False)
                         if stat_module.S_ISREG(st.st_mode):
-                            yield ScanEntry(relpath, st.st_size, st.st_mtime_ns, st.st_ino)
+                            yield ScanEntry(relpath, FileIdentity.from_stat(st))
                         else:
-                            self._report(ScanProblem(relpath, ProblemKind.NOT_REGULAR_FILE, _NOT_REGULAR))
+                            self._report(ScanProblem(relpath, ProblemKind.NOT_REGULAR_FILE,
+                                                     not_regular_reason(st.st_mode)))
                 except OSError as exc:
                     self._report(_problem_from_oserror(relpath, exc))
 
@@ -358,9 +379,9 @@ class Scanner:
             stack.append((entry.path, relpath + "/"))
         elif stat_module.S_ISREG(st.st_mode):
             if self.path_filter.accepts_file(relpath, check_parents=False):
-                yield ScanEntry(relpath, st.st_size, st.st_mtime_ns, st.st_ino)
+                yield ScanEntry(relpath, FileIdentity.from_stat(st))
         else:
-            self._report(ScanProblem(relpath, ProblemKind.NOT_REGULAR_FILE, _NOT_REGULAR))
+            self._report(ScanProblem(relpath, ProblemKind.NOT_REGULAR_FILE, not_regular_reason(st.st_mode)))
 
     def _report(self, problem: ScanProblem) -> None:
         if self._on_problem is not None:

@@ -20,9 +20,19 @@ file deleted                                ``GONE``
 directory created or moved in               ``SCAN_DIRECTORY`` (watchdog may not report
                                             the contents of a directory moved in)
 directory deleted or moved out              ``GONE`` with ``is_directory=True``
-opened / closed-without-write / dir         ignored (our own reads must not re-nominate
-modified                                    a file)
+opened / closed-without-write / dir         no nomination (our own reads must not
+modified                                    re-nominate a file)
 ==========================================  =========================================
+
+**Open/close counting** (inotify only). Given an
+:class:`~syncd.pipeline.writers.OpenCounter`, the observer feeds it every
+file's ``IN_OPEN``, ``IN_CLOSE_WRITE`` and ``IN_CLOSE_NOWRITE``, and renames,
+straight from watchdog's emitter thread in kernel order, *before* watchdog's
+event queue (which drops an event equal to the one before it, so two opens in
+a row would count as one). Every file below the root is counted, excluded
+names too: an editor's ``.x.swp`` renamed to ``x`` carries its count. The
+counter is reset whenever events may have been lost (queue overflow,
+observer restart) and suspended while the watch polls.
 
 ``RESCAN`` (scan the whole root again) is nominated whenever events may have
 been lost. How watchdog 7 surfaces each case, and how it is caught here:
@@ -79,9 +89,11 @@ from watchdog.observers.api import BaseObserver
 from watchdog.observers.inotify import InotifyEmitter
 # watchdog >= 7: InotifyFD (one reader thread per inotify instance) is what this module extends.
 from watchdog.observers.inotify_c import CallbackId, InotifyEvent, InotifyFD, Mask, WatchCallback, WatchDescriptor
+from watchdog.observers.inotify_move_event_grouper import GroupedInotifyEvent, PathedInotifyEvent
 from watchdog.observers.polling import PollingObserver
 
 from syncd.pipeline.filters import PathFilter
+from syncd.pipeline.writers import OpenCounter
 
 logger = logging.getLogger(__name__)
 
@@ -177,13 +189,28 @@ class _ReportingInotifyFD(InotifyFD):
             self._report_overflow()
 
 
-class _ReportingInotifyObserver(BaseObserver):
-    """watchdog's InotifyObserver, built on :class:`_ReportingInotifyFD`."""
+class _CountingInotifyEmitter(InotifyEmitter):
+    """watchdog's inotify emitter, showing each raw (path-resolved) event to ``on_raw`` first."""
 
-    def __init__(self, inotify_fd: _ReportingInotifyFD, *, timeout: float) -> None:
+    def __init__(self, *args: object, on_raw: Callable[[GroupedInotifyEvent], None] | None = None,
+                 **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._on_raw = on_raw
+
+    def build_and_queue_event(self, event: GroupedInotifyEvent, *, full_events: bool = False) -> None:
+        if self._on_raw is not None:
+            self._on_raw(event)
+        super().build_and_queue_event(event, full_events=full_events)
+
+
+class _ReportingInotifyObserver(BaseObserver):
+    """watchdog's InotifyObserver, built on :class:`_ReportingInotifyFD` and :class:`_CountingInotifyEmitter`."""
+
+    def __init__(self, inotify_fd: _ReportingInotifyFD, *, timeout: float,
+                 on_raw: Callable[[GroupedInotifyEvent], None] | None = None) -> None:
         self.inotify_fd = inotify_fd
         self.inotify_fd.start()
-        super().__init__(InotifyEmitter, timeout=timeout, inotify_fd=inotify_fd)
+        super().__init__(_CountingInotifyEmitter, timeout=timeout, inotify_fd=inotify_fd, on_raw=on_raw)
 
     def on_thread_stop(self) -> None:
         super().on_thread_stop()
@@ -225,7 +252,8 @@ class WatchObserver:
     ``poll_interval`` seconds, instead of inotify. ``check_interval``: how
     often the supervisor checks the observer threads and the root identity.
     ``fallback_to_polling``: switch to polling when the inotify watch limit is
-    reached.
+    reached. ``open_counter``: fed with the open/close events of every file
+    below the root (see the module docstring); None to skip counting.
 
     ``on_nomination`` is called from watchdog's dispatcher thread and from the
     supervisor thread; it must be quick and thread-safe (e.g. ``Queue.put``).
@@ -244,6 +272,7 @@ class WatchObserver:
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         check_interval: float = DEFAULT_CHECK_INTERVAL,
         fallback_to_polling: bool = True,
+        open_counter: OpenCounter | None = None,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise WatchError(f"watch name must be a non-empty string, got {name!r}")
@@ -258,6 +287,7 @@ class WatchObserver:
         self.check_interval = float(check_interval)
         self.fallback_to_polling = fallback_to_polling
         self._on_nomination = on_nomination
+        self._open_counter = open_counter
         self._polling = polling
         self._lock = threading.RLock()
         self._observer: BaseObserver | None = None
@@ -349,10 +379,16 @@ class WatchObserver:
     # -------------------------------------------------------------- observer
 
     def _new_observer(self) -> BaseObserver:
+        counter = self._open_counter
         if self._polling:
+            if counter is not None:
+                counter.suspend("the watch is polled (no open/close events)")
             return PollingObserver(timeout=self.poll_interval)
+        if counter is not None:
+            counter.reset()  # a new observer: opens made before it are not known
         inotify_fd = _ReportingInotifyFD(self._on_overflow, self._on_watch_limit)
-        return _ReportingInotifyObserver(inotify_fd, timeout=1.0)
+        return _ReportingInotifyObserver(inotify_fd, timeout=1.0,
+                                         on_raw=self._count_opens if counter is not None else None)
 
     def _start_observer(self) -> bool:
         """Create, schedule and start an observer (caller holds the lock); False on failure."""
@@ -475,6 +511,8 @@ class WatchObserver:
     # waits for that very thread to stop: they must not take the lock (plain assignments only).
 
     def _on_overflow(self) -> None:
+        if self._open_counter is not None:
+            self._open_counter.reset()  # opens and closes were lost: counts mean nothing any more
         self._overflows += 1
         logger.warning("watch %s: inotify queue overflowed; events were lost", self.name)
         self.request_rescan("inotify event queue overflowed")
@@ -494,6 +532,40 @@ class WatchObserver:
         logger.error("watch %s: %s", self.name, self._last_error)
         self.request_rescan(reason)
         self._check_now.set()
+
+    # ------------------------------------------------------- open counting
+
+    def _count_opens(self, event: GroupedInotifyEvent) -> None:
+        """Feed the open counter one raw event (emitter thread, kernel order). Never raises."""
+        counter = self._open_counter
+        if counter is None:
+            return
+        try:
+            if not isinstance(event, PathedInotifyEvent):  # a NamedTuple itself: test it, not tuple
+                source, dest = event
+                src_rel, dest_rel = self._relpath(source.path), self._relpath(dest.path)
+                if src_rel and dest_rel:
+                    counter.moved(src_rel, dest_rel)
+                elif src_rel:
+                    counter.removed(src_rel)
+                return
+            raw, relpath = event.ev, self._relpath(event.path)
+            if not relpath:
+                return
+            if raw.is_directory:
+                if raw.is_delete or raw.is_moved_from:
+                    counter.removed(relpath)  # a tree gone: the closes of its files never reach us
+            elif raw.is_open:
+                counter.opened(relpath)
+            elif raw.is_close_write:
+                counter.closed(relpath, wrote=True)
+            elif raw.is_close_nowrite:
+                counter.closed(relpath, wrote=False)
+            elif raw.is_moved_from:
+                counter.removed(relpath)  # moved out of the watch (a move inside comes as a pair)
+        except Exception:  # an exception here would kill watchdog's emitter thread
+            logger.exception("watch %s: cannot count open/close event %r", self.name, event)
+            counter.reset()
 
     # ----------------------------------------------------------- translation
 

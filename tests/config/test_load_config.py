@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from syncd.config import DEFAULT_EXCLUDE, DeveloperTokenAuth, Secret
+from syncd.config import DeveloperTokenAuth, Secret
 from tests.config.conftest import MINIMAL, load_ok
 
 
@@ -32,8 +32,9 @@ def test_design_contract_config_loads_with_defaults(write_config, tmp_path: Path
     (watch,) = config.watches
     assert watch.path == tmp_path / "inbox" and watch.folder_id == "0" and watch.name == "inbox"
     assert watch.recursive and watch.observer == "native" and watch.poll_interval == 5.0
-    assert watch.include == ("*",) and watch.exclude == DEFAULT_EXCLUDE
+    assert watch.include == ("*",) and watch.exclude == () and watch.default_excludes
     assert (watch.conflict, watch.invalid_names, watch.after_upload) == ("version", "quarantine", "keep")
+    assert watch.name_collisions == "quarantine"
     assert watch.archive_dir is None and watch.expect_files_every is None
     assert (config.logging.format, config.logging.level) == ("auto", "info")
     assert config.metrics.listen is None
@@ -69,7 +70,7 @@ def test_every_setting_is_read(write_config, tmp_path: Path) -> None:
         shutdown_timeout: 0
         scan_interval: 1h30m
         retry: {max_attempts: 3, initial_backoff: 1s, max_backoff: 1m}
-        readiness: {settle: 1.5s, closed_settle: 0, never_settles_after: 1d}
+        readiness: {settle: 1m, closed_settle: 0, never_settles_after: 1d}
         watches:
           - path: inbox
             folder_id: "123"
@@ -79,9 +80,11 @@ def test_every_setting_is_read(write_config, tmp_path: Path) -> None:
             poll_interval: 30s
             include: "*.pdf"
             exclude: []
+            default_excludes: false
             mirror_subfolders: false
             conflict: rename
             invalid_names: sanitize
+            name_collisions: rename
             after_upload: move
             archive_dir: archive
             archive_template: "{watch}/{date:%Y}/{name}"
@@ -100,6 +103,7 @@ def test_every_setting_is_read(write_config, tmp_path: Path) -> None:
     assert config.readiness.never_settles_after == 86400.0
     (watch,) = config.watches
     assert watch.name == "drops" and watch.include == ("*.pdf",) and watch.exclude == ()
+    assert not watch.default_excludes and watch.name_collisions == "rename" and watch.poll_interval == 30.0
     assert watch.archive_dir == tmp_path / "archive"
     assert watch.expect_files_every == 86400.0
     assert str(config.metrics.listen) == "[::1]:9200" and config.metrics.listen.is_loopback

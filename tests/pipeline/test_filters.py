@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -44,10 +45,13 @@ def test_excluded_directory_is_not_descended_and_hides_everything_below() -> Non
     assert f.accepts_directory("")  # the root is always walked
 
 
-def test_check_parents_false_only_looks_at_the_last_component() -> None:
-    f = PathFilter(exclude=["archive"])
+def test_check_parents_false_only_looks_at_the_path_itself() -> None:
+    # As in git, a file below an excluded directory cannot be re-included; a walker that never
+    # descends excluded directories may skip that ancestor check.
+    f = PathFilter(exclude=["archive/", "!archive/a.pdf"])
     assert f.accepts_file("archive/a.pdf", check_parents=False)
     assert not f.accepts_file("archive/a.pdf")
+    assert not f.accepts_directory("archive")
 
 
 def test_basename_patterns_match_at_any_depth_and_path_patterns_are_anchored() -> None:
@@ -88,7 +92,7 @@ def test_default_excludes_can_be_turned_off() -> None:
     f = PathFilter(use_default_excludes=False)
     assert f.exclude == ()
     assert f.accepts_file(".profile") and f.accepts_file("x.tmp")
-    assert PathFilter(exclude=["*.log"]).exclude == ("*.log", *DEFAULT_EXCLUDES)
+    assert PathFilter(exclude=["*.log"]).exclude == (*DEFAULT_EXCLUDES, "*.log")
 
 
 @pytest.mark.parametrize(
@@ -97,7 +101,10 @@ def test_default_excludes_can_be_turned_off() -> None:
         ("", "is empty"),
         ("   ", "is empty"),
         ("../x", "'..'"),
-        ("logs/", "must not end with '/'"),
+        ("/", "matches no name"),
+        ("!", "is empty"),
+        ("#notes", "comment"),
+        ("a\\", "not a valid gitignore pattern"),
         ("a[bc", "unclosed"),
         (42, "must be a string"),
     ],
@@ -144,3 +151,74 @@ def test_include_patterns_on_name_or_relative_path() -> None:
     watch = _watch(include=("*.pdf", "scans/*.tif"), exclude=("archive/*",))
     assert accepts(watch, "x/y.pdf") and accepts(watch, "scans/page.tif")
     assert not accepts(watch, "other/page.tif") and not accepts(watch, "y.PDF") and not accepts(watch, "archive/a.pdf")
+
+
+# ------------------------------------------------------ gitignore semantics
+
+
+def test_negation_re_includes_what_an_earlier_pattern_excluded() -> None:
+    f = PathFilter(exclude=["*.log", "!keep.log", "logs/", "!logs/important.txt"])
+    assert not f.accepts_file("debug.log") and not f.accepts_file("deep/debug.log")
+    assert f.accepts_file("keep.log") and f.accepts_file("deep/keep.log")
+    # As in git: inside an excluded directory nothing can be re-included (it is never walked).
+    assert not f.accepts_directory("logs") and not f.accepts_file("logs/important.txt")
+
+
+def test_the_last_matching_pattern_wins() -> None:
+    f = PathFilter(exclude=["!a.txt", "*.txt"])  # the negation comes first, so the exclusion wins
+    assert not f.accepts_file("a.txt")
+
+
+def test_a_user_pattern_can_re_include_a_default_excluded_name() -> None:
+    f = PathFilter(exclude=["!.htaccess"])
+    assert f.accepts_file(".htaccess") and not f.accepts_file(".profile")
+    assert not f.accepts_file("download.crdownload")  # the other defaults still apply
+
+
+def test_directory_only_patterns_match_directories_not_files() -> None:
+    f = PathFilter(exclude=["build/"], use_default_excludes=False)
+    assert not f.accepts_directory("build") and not f.accepts_file("build/out.bin")
+    assert not f.accepts_directory("src/build")
+    assert f.accepts_file("build")  # a file called build is not a directory
+
+
+def test_negated_includes() -> None:
+    f = PathFilter(include=["*.pdf", "!draft-*.pdf"])
+    assert f.accepts_file("a.pdf") and not f.accepts_file("draft-1.pdf") and not f.accepts_file("a.txt")
+
+
+@pytest.mark.parametrize("use_defaults", [True, False])
+def test_syncds_set_aside_names_are_always_excluded(use_defaults: bool) -> None:
+    f = PathFilter(exclude=["!.*", "!*"], use_default_excludes=use_defaults)  # however hard a config tries
+    assert not f.accepts_file(".report.pdf.syncd-4242-123456789")
+    assert not f.accepts_file("sub/.a b.syncd-1-2")
+    assert f.accepts_file(".report.pdf.syncd-x-1")  # not the set-aside format: the config's "!.*" decides
+
+
+def test_actions_set_aside_names_are_the_ones_the_filter_excludes(tmp_path: Path) -> None:
+    """syncd.pipeline.actions makes the name; the filter must recognise every one it makes."""
+    from syncd.pipeline.actions import _set_aside
+    from syncd.pipeline.filters import is_set_aside_name, set_aside_name
+    from syncd.pipeline.scanner import FileStat
+
+    path = tmp_path / "report final.pdf"
+    path.write_bytes(b"uploaded")
+    aside = _set_aside(path, FileStat.from_stat(os.stat(path)))
+    assert is_set_aside_name(aside.name)
+    assert is_set_aside_name(set_aside_name("report final.pdf", 12, 34))
+    assert not PathFilter(use_default_excludes=False).accepts_file(aside.name)
+
+
+def test_scanner_and_watcher_share_the_watch_filter(tmp_path: Path) -> None:
+    from syncd.pipeline.scanner import Scanner
+    from syncd.pipeline.watcher import WatchObserver
+
+    watch = _watch(path=tmp_path, exclude=("*.log", "!keep.log"))
+    path_filter = watch_filter(watch)
+    for name in ("a.log", "keep.log", "b.txt", ".x.syncd-1-2", "c.tmp"):
+        (tmp_path / name).write_bytes(b"x")
+    scanned = {e.relpath for e in Scanner(tmp_path, path_filter=path_filter).scan()}
+    watcher = WatchObserver("in", tmp_path, lambda n: None, path_filter=path_filter)
+    assert scanned == {"keep.log", "b.txt"}
+    assert {n for n in ("a.log", "keep.log", "b.txt", ".x.syncd-1-2", "c.tmp")
+            if watcher.path_filter.accepts_file(n)} == scanned

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from syncd.pipeline.identity import FileIdentity
 from syncd.pipeline.readiness import ReadinessError, ReadinessTracker, ReadyCandidate, UnsettledFile
 from syncd.pipeline.scanner import ProblemKind, RelativePathError, ScanProblem
 
@@ -82,7 +83,7 @@ def test_closed_file_is_ready_after_the_short_quiet_period(tmp_path: Path) -> No
     assert rig.ready == []
     rig.advance(0.1)
     st = os.stat(tmp_path / "a.txt")
-    assert rig.ready == [ReadyCandidate("inbox", "a.txt", 5, st.st_mtime_ns, st.st_ino)]
+    assert rig.ready == [ReadyCandidate("inbox", "a.txt", FileIdentity.from_stat(st))]
     assert rig.elapsed_until_ready(start) == pytest.approx(0.4, abs=0.001)
     assert not rig.tracker.is_tracking("inbox", "a.txt")
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from syncd.pipeline.filters import PathFilter
+from syncd.pipeline.identity import FileIdentity
 from syncd.pipeline.scanner import (
     FileStat,
     ProblemKind,
@@ -23,6 +24,7 @@ from syncd.pipeline.scanner import (
     Scanner,
     ScanProblem,
     stat_candidate,
+    stat_identity,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -57,6 +59,7 @@ def test_lists_a_few_thousand_files_with_their_identity(tmp_path: Path) -> None:
     st = os.stat(tmp_path / "dir07/nested/file42.bin")
     assert (entry.size, entry.mtime_ns, entry.inode) == (42, st.st_mtime_ns, st.st_ino)
     assert entry.stat == FileStat(42, st.st_mtime_ns, st.st_ino)
+    assert entry.identity == FileIdentity.from_stat(st)  # device and ctime too
     assert elapsed < 2.0, f"scandir walk of 2000 files took {elapsed:.2f} s"
 
 
@@ -155,6 +158,18 @@ def test_fifo_is_reported_not_listed_and_not_opened(tmp_path: Path) -> None:
     assert [(p.relpath, p.kind) for p in problems] == [("pipe", ProblemKind.NOT_REGULAR_FILE)]
     fifo = stat_candidate(tmp_path, "pipe")
     assert isinstance(fifo, ScanProblem) and fifo.kind is ProblemKind.NOT_REGULAR_FILE
+    assert problems[0].detail == fifo.detail == "is a FIFO (named pipe)"
+
+
+def test_stat_identity_and_problem_text_for_a_name_that_is_not_utf8(tmp_path: Path) -> None:
+    raw = os.fsencode(tmp_path) + b"/caf\xe9.txt"
+    with open(raw, "wb") as handle:
+        handle.write(b"x")
+    os.mkfifo(os.fsencode(tmp_path) + b"/pipe\xff")
+    entries, problems = _scan(tmp_path)
+    (relpath,) = entries
+    assert stat_identity(tmp_path, relpath) == entries[relpath].identity == FileIdentity.from_stat(os.stat(raw))
+    assert str(problems[0]) == "pipe\\xff: not_regular_file: is a FIFO (named pipe)"
 
 
 def test_files_and_directories_vanishing_mid_scan_are_reported_and_the_scan_goes_on(tmp_path: Path) -> None:
