@@ -40,7 +40,7 @@ from syncd.box import (
 )
 from syncd.box import hash_file
 from syncd.config import Config, WatchConfig
-from syncd.journal import FileRecord, Journal, JournalError, PartRecord, SessionRecord, StaleClaim
+from syncd.journal import ClaimedFile, FileRecord, Journal, JournalError, PartRecord, SessionRecord, StaleClaim
 from syncd.pipeline.actions import AfterUpload, SourceActionRefused, apply_after_upload
 from syncd.pipeline.conflicts import ConflictOutcome, upload_with_policy
 from syncd.pipeline.names import name_problem, sanitize_name
@@ -58,13 +58,13 @@ QUARANTINE_CODES = frozenset(
 class JournalProgress:
     """`syncd.box.UploadProgress` backed by the journal, so a chunked upload survives a crash."""
 
-    def __init__(self, journal: Journal, record: FileRecord, upload_url: str) -> None:
-        self._journal = journal
-        self._record = record
+    def __init__(self, claim: ClaimedFile, upload_url: str) -> None:
+        self._claim = claim
+        self._record = claim.record
         self._upload_url = upload_url.rstrip("/")
 
     def load(self) -> SavedSession | None:
-        saved = self._journal.load_session(self._record.id)
+        saved = self._claim.load_session()
         if saved is None:
             return None
         session, parts = saved
@@ -84,8 +84,7 @@ class JournalProgress:
         )
 
     def session_created(self, session: SavedSession) -> None:
-        self._journal.save_session(
-            self._record.id,
+        self._claim.save_session(
             SessionRecord(
                 session_id=session.session_id,
                 part_size=session.part_size,
@@ -94,21 +93,17 @@ class JournalProgress:
                 expires_at=_epoch(session.expires_at),
                 endpoint=session.upload_part_url,
             ),
-            claim_seq=self._record.claim_seq,
         )
         log.info("upload_session_created", path=self._record.relpath, session_id=session.session_id,
                  part_size=session.part_size, total_parts=session.total_parts)
 
     def part_uploaded(self, part: UploadedPart) -> None:
-        self._journal.add_part(
-            self._record.id, PartRecord(part.part_id, part.offset, part.size, part.sha1),
-            claim_seq=self._record.claim_seq,
-        )
+        self._claim.add_part(PartRecord(part.part_id, part.offset, part.size, part.sha1))
         log.info("upload_part", watch=self._record.watch, path=self._record.relpath, offset=part.offset,
                  size=part.size, part_id=part.part_id)
 
     def session_discarded(self) -> None:
-        self._journal.drop_session(self._record.id)
+        self._claim.drop_session()
 
 
 def _epoch(iso: str | None) -> float:
@@ -186,7 +181,7 @@ class Ingest:
             watch = self.config.watch_named(record.watch)
         except KeyError:
             reason = f"watch {record.watch!r} is no longer in the configuration"
-            self.journal.mark_failed(record.id, reason, "watch_removed", claim_seq=record.claim_seq)
+            self.journal.claimed(record).mark_failed(reason, "watch_removed")
             return Outcome("failed", reason, code="watch_removed")
         path = watch.path / record.relpath
         current = stat_candidate(watch.path, record.relpath)
@@ -204,7 +199,7 @@ class Ingest:
         if problem is not None:
             if watch.invalid_names == "quarantine":
                 reason = f"Box cannot take this name: {problem}"
-                self.journal.mark_quarantined(record.id, reason, code="item_name_invalid", claim_seq=record.claim_seq)
+                self.journal.claimed(record).mark_quarantined(reason, code="item_name_invalid")
                 log_.warning("file_quarantined", reason=reason)
                 return Outcome("quarantined", reason, code="item_name_invalid")
             name = sanitize_name(name)
@@ -214,7 +209,7 @@ class Ingest:
                                               interrupted)
         except UploadCancelled as exc:
             # Shutdown: parts sent so far are recorded; the next start resumes the session.
-            self.journal.schedule_retry(record.id, str(exc), "shutdown", self._clock(), claim_seq=record.claim_seq)
+            self.journal.claimed(record).schedule_retry(str(exc), "shutdown", self._clock())
             log_.info("upload_paused_for_shutdown")
             return Outcome("retry", "stopped by shutdown", code="shutdown")
         except SourceChanged as exc:
@@ -280,7 +275,7 @@ class Ingest:
             if existing is not None:
                 log_.info("upload_reconciled", file_id=existing.file_id, sha1=sha1)
                 return existing
-        progress = JournalProgress(self.journal, record, self.client.upload_url)
+        progress = JournalProgress(self.journal.claimed(record), self.client.upload_url)
         log_.info("upload_started", size=record.size, folder_id=folder_id, new_version_of=record.box_file_id)
 
         def upload(attempt_name: str, existing_id: str | None) -> UploadedFile:
@@ -300,17 +295,17 @@ class Ingest:
             outcome = upload_with_policy(upload, name, watch.conflict, on_decision=decided)
         if isinstance(outcome, ConflictOutcome):
             if outcome.skipped:
-                self.journal.mark_skipped(record.id, outcome.reason, claim_seq=record.claim_seq)
+                self.journal.claimed(record).mark_skipped(outcome.reason)
                 log_.info("file_skipped", reason=outcome.reason)
                 return Outcome("skipped", outcome.reason)
-            self.journal.mark_failed(record.id, outcome.reason, outcome.code, claim_seq=record.claim_seq)
+            self.journal.claimed(record).mark_failed(outcome.reason, outcome.code)
             log_.warning("upload_failed", reason=outcome.reason, error_code=outcome.code)
             return Outcome("failed", outcome.reason, code=outcome.code)
         return outcome
 
     def _hash(self, record: FileRecord, path: Path) -> str:
         sha1, _ = hash_file(path)
-        self.journal.record_sha1(record.id, sha1, claim_seq=record.claim_seq)
+        self.journal.claimed(record).record_sha1(sha1)
         return sha1
 
     def _already_in_box(self, record: FileRecord, folder_id: str, name: str, sha1: str) -> UploadedFile | None:
@@ -332,10 +327,7 @@ class Ingest:
         self, record: FileRecord, watch: WatchConfig, path: Path, result: UploadedFile, duration: float,
         log_: structlog.BoundLogger,
     ) -> Outcome:
-        uploaded = self.journal.mark_uploaded(
-            record.id, result.file_id, result.version_id, result.etag, result.sha1, self._clock(),
-            claim_seq=record.claim_seq,
-        )
+        uploaded = self.journal.claimed(record).mark_uploaded(result.file_id, result.version_id, result.etag, result.sha1, self._clock())
         log_.info("upload_committed", size=result.size, sha1=result.sha1, file_id=result.file_id,
                   version_id=result.version_id, duration_ms=round(duration * 1000))
         if self._on_uploaded is not None:
@@ -399,19 +391,19 @@ class Ingest:
     def _box_error(self, record: FileRecord, exc: BoxAPIError, log_: structlog.BoundLogger) -> Outcome:
         if exc.code in QUARANTINE_CODES:
             reason = f"Box cannot take this file: {exc.message} ({exc.code})"
-            self.journal.mark_quarantined(record.id, reason, code=exc.code, claim_seq=record.claim_seq)
+            self.journal.claimed(record).mark_quarantined(reason, code=exc.code)
             log_.warning("file_quarantined", reason=reason, error_code=exc.code, request_id=exc.request_id)
             return Outcome("quarantined", reason, code=exc.code)
         klass = exc.error_class
         if klass is ErrorClass.PERMANENT_CONFIG and exc.code != "storage_limit_exceeded":
             reason = _config_reason(exc)
-            self.journal.mark_failed(record.id, reason, exc.code, claim_seq=record.claim_seq)
+            self.journal.claimed(record).mark_failed(reason, exc.code)
             log_.error("upload_failed", reason=reason, error_code=exc.code, request_id=exc.request_id,
                        status=exc.status)
             return Outcome("failed", reason, code=exc.code)
         if klass is ErrorClass.PERMANENT_FILE:
             reason = f"Box refused the upload: {exc}"
-            self.journal.mark_failed(record.id, reason, exc.code, claim_seq=record.claim_seq)
+            self.journal.claimed(record).mark_failed(reason, exc.code)
             log_.warning("upload_failed", reason=reason, error_code=exc.code, request_id=exc.request_id)
             return Outcome("failed", reason, code=exc.code)
         return self._retry(record, str(exc), exc.code or str(exc.status), exc.retry_after, log_,
@@ -421,11 +413,11 @@ class Ingest:
                log_: structlog.BoundLogger, *, request_id: str | None = None) -> Outcome:
         if self.retry_schedule.exhausted(record.attempts):
             final = f"gave up after {record.attempts} attempts: {reason}"
-            self.journal.mark_failed(record.id, final, code, claim_seq=record.claim_seq)
+            self.journal.claimed(record).mark_failed(final, code)
             log_.error("upload_failed", reason=final, error_code=code, request_id=request_id)
             return Outcome("failed", final, code=code)
         delay = self.retry_schedule.delay(record.attempts, retry_after=retry_after)
-        self.journal.schedule_retry(record.id, reason, code, self._clock() + delay, claim_seq=record.claim_seq)
+        self.journal.claimed(record).schedule_retry(reason, code, self._clock() + delay)
         log_.warning("upload_retry_scheduled", reason=reason, error_code=code, request_id=request_id,
                      retry_in_s=round(delay, 1))
         return Outcome("retry", reason, code=code)
