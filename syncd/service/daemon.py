@@ -30,7 +30,7 @@ from syncd.config import Config, ConfigError, diff_configs, load_config
 from syncd.journal import FileRecord, FileState, Journal
 from syncd.logs import configure_logging, register_secret, route_uncaught_exceptions
 from syncd.pipeline.claims import ClaimQueue
-from syncd.pipeline.ingest import Ingest, Outcome
+from syncd.pipeline.ingest import Ingest, Outcome, OutcomeKind
 from syncd.pipeline.intake import Intake
 from syncd.pipeline.worker import WorkerPool
 from syncd.service.alerts import current_alerts
@@ -236,9 +236,9 @@ class Daemon:
         with self.metrics.upload_in_flight():
             outcome: Outcome = self.ingest.process(record, stopping,
                                                    interrupted=self.claims.was_interrupted(record))
-        if outcome.kind in ("failed", "quarantined"):
-            self.metrics.record_failure(record.watch, outcome.code or outcome.kind)
-        elif outcome.kind == "retry":
+        if outcome.kind in (OutcomeKind.FAILED, OutcomeKind.QUARANTINED):
+            self.metrics.record_failure(record.watch, outcome.code or outcome.kind.value)
+        elif outcome.kind is OutcomeKind.RETRY:
             self.metrics.record_retry(outcome.code or "unknown")
 
     def _count_status(self, status: int) -> None:
