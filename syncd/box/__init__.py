@@ -41,7 +41,8 @@ resume values ``SavedSession``/``UploadedPart`` through the ``UploadProgress`` p
 Errors: ``BoxAPIError`` (status, code, message, request_id, context_info, retry_after,
 ``conflicts``), ``AuthError``, ``OutcomeUnknown``, ``SourceChanged``, ``IntegrityError``,
 ``BoxConnectionError``; all subclass ``BoxError`` and carry ``error_class`` (an
-``ErrorClass``: RETRY_LATER, REFRESH_AUTH, NAME_CONFLICT, PERMANENT_FILE, PERMANENT_CONFIG).
+``ErrorClass``: RETRY_LATER, REFRESH_AUTH, NAME_CONFLICT, QUARANTINE, QUOTA, PERMANENT_FILE,
+PERMANENT_CONFIG), so a caller decides on the class alone, never on Box's codes.
 
 Guarantees
 ----------

@@ -55,12 +55,6 @@ from syncd.pipeline.scanner import FileStat, ProblemKind, ScanProblem, stat_cand
 
 log = structlog.get_logger("syncd.ingest")
 
-#: Box error codes that mean "Box can never take this file as it is".
-QUARANTINE_CODES = frozenset(
-    {"item_name_invalid", "item_name_too_long", "file_size_limit_exceeded", "request_entity_too_large"}
-)
-
-
 class OutcomeKind(enum.StrEnum):
     """What became of one claimed file."""
 
@@ -108,26 +102,22 @@ class JournalProgress:
     def __init__(self, attempt: Attempt, upload_url: str) -> None:
         self._claim = attempt.claim
         self._log = attempt.log
-        self._upload_url = upload_url.rstrip("/")
+        self._upload_url = upload_url
 
     def load(self) -> SavedSession | None:
         saved = self._claim.load_session()
         if saved is None:
             return None
         session, parts = saved
-        url = session.endpoint or f"{self._upload_url}/files/upload_sessions/{session.session_id}"
-        return SavedSession(
-            session_id=session.session_id,
+        return SavedSession.resumed(
+            session.session_id,
+            endpoint=session.endpoint,
+            upload_url=self._upload_url,
             file_size=session.file_size,
             part_size=session.part_size,
             total_parts=session.total_parts,
             expires_at=datetime.fromtimestamp(session.expires_at, timezone.utc).isoformat(),
-            upload_part_url=url,
-            commit_url=f"{url}/commit",
-            list_parts_url=f"{url}/parts",
-            abort_url=url,
-            status_url=url,
-            parts=tuple(UploadedPart(p.part_id, p.offset, p.size, p.sha1) for p in parts),
+            parts=(UploadedPart(p.part_id, p.offset, p.size, p.sha1) for p in parts),
         )
 
     def session_created(self, session: SavedSession) -> None:
@@ -418,25 +408,26 @@ class Ingest:
 
     def _box_error(self, attempt: Attempt, exc: BoxAPIError) -> Outcome:
         claim, log_ = attempt.claim, attempt.log
-        if exc.code in QUARANTINE_CODES:
-            reason = f"Box cannot take this file: {exc.message} ({exc.code})"
-            claim.mark_quarantined(reason, code=exc.code)
-            log_.warning("file_quarantined", reason=reason, error_code=exc.code, request_id=exc.request_id)
-            return Outcome(OutcomeKind.QUARANTINED, reason, code=exc.code)
-        klass = exc.error_class
-        if klass is ErrorClass.PERMANENT_CONFIG and exc.code != "storage_limit_exceeded":
-            reason = _config_reason(exc)
-            claim.mark_failed(reason, exc.code)
-            log_.error("upload_failed", reason=reason, error_code=exc.code, request_id=exc.request_id,
-                       status=exc.status)
-            return Outcome(OutcomeKind.FAILED, reason, code=exc.code)
-        if klass is ErrorClass.PERMANENT_FILE:
-            reason = f"Box refused the upload: {exc}"
-            claim.mark_failed(reason, exc.code)
-            log_.warning("upload_failed", reason=reason, error_code=exc.code, request_id=exc.request_id)
-            return Outcome(OutcomeKind.FAILED, reason, code=exc.code)
-        return self._retry(claim, log_, str(exc), exc.code or str(exc.status), retry_after=exc.retry_after,
-                           request_id=exc.request_id)
+        match exc.error_class:
+            case ErrorClass.QUARANTINE:
+                reason = f"Box cannot take this file: {exc.message} ({exc.code})"
+                claim.mark_quarantined(reason, code=exc.code)
+                log_.warning("file_quarantined", reason=reason, error_code=exc.code, request_id=exc.request_id)
+                return Outcome(OutcomeKind.QUARANTINED, reason, code=exc.code)
+            case ErrorClass.PERMANENT_CONFIG:
+                reason = _config_reason(exc)
+                claim.mark_failed(reason, exc.code)
+                log_.error("upload_failed", reason=reason, error_code=exc.code, request_id=exc.request_id,
+                           status=exc.status)
+                return Outcome(OutcomeKind.FAILED, reason, code=exc.code)
+            case ErrorClass.PERMANENT_FILE:
+                reason = f"Box refused the upload: {exc}"
+                claim.mark_failed(reason, exc.code)
+                log_.warning("upload_failed", reason=reason, error_code=exc.code, request_id=exc.request_id)
+                return Outcome(OutcomeKind.FAILED, reason, code=exc.code)
+            case _:  # RETRY_LATER, QUOTA (until space is freed), REFRESH_AUTH, NAME_CONFLICT
+                return self._retry(claim, log_, str(exc), exc.code or str(exc.status), retry_after=exc.retry_after,
+                                   request_id=exc.request_id)
 
     def _retry(self, claim: ClaimedFile, log_: structlog.stdlib.BoundLogger, reason: str, code: str | None, *,
                retry_after: float | None = None, request_id: str | None = None) -> Outcome:

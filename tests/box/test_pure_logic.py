@@ -15,8 +15,10 @@ from syncd.box import (
     ErrorClass,
     OAuthRefreshAuth,
     RetryPolicy,
+    SavedSession,
     TokenBucket,
     TokenStore,
+    UploadedPart,
     Uploader,
     classify,
 )
@@ -52,10 +54,13 @@ class FakeClock:
         (409, "item_name_in_use", ErrorClass.NAME_CONFLICT),
         (409, "name_temporarily_reserved", ErrorClass.RETRY_LATER),
         (409, "operation_blocked_temporary", ErrorClass.RETRY_LATER),
-        (400, "item_name_invalid", ErrorClass.PERMANENT_FILE),
-        (403, "file_size_limit_exceeded", ErrorClass.PERMANENT_FILE),
+        (400, "item_name_invalid", ErrorClass.QUARANTINE),
+        (403, "file_size_limit_exceeded", ErrorClass.QUARANTINE),
+        (400, "item_name_too_long", ErrorClass.QUARANTINE),
+        (413, "request_entity_too_large", ErrorClass.QUARANTINE),
+        (400, "file_size_too_small", ErrorClass.PERMANENT_FILE),
         (412, "precondition_failed", ErrorClass.PERMANENT_FILE),
-        (403, "storage_limit_exceeded", ErrorClass.PERMANENT_CONFIG),
+        (403, "storage_limit_exceeded", ErrorClass.QUOTA),
         (404, "not_found", ErrorClass.PERMANENT_CONFIG),
         (400, "invalid_grant", ErrorClass.PERMANENT_CONFIG),
         (410, "session_expired", ErrorClass.RETRY_LATER),
@@ -278,3 +283,20 @@ def test_folder_paging_by_marker_or_offset(markers: bool) -> None:
     client.transport = fake  # type: ignore[assignment]
     assert [item["id"] for item in client.iter_folder_items("0", limit=3)] == [str(i) for i in range(7)]
     assert len(fake.calls) == 3
+
+
+def test_a_resumed_session_derives_its_urls_as_box_lays_them_out() -> None:
+    # The journal keeps one URL per session; the others follow from it, as for a session
+    # Box describes with its upload_part endpoint only.
+    base = "https://upload.box.com/api/2.0"
+    values = dict(file_size=30, part_size=8, total_parts=4, expires_at="2030-01-01T00:00:00+00:00")
+    from_box = SavedSession.from_json({"id": "S1", "part_size": 8, "total_parts": 4,
+                                       "session_expires_at": values["expires_at"],
+                                       "session_endpoints": {"upload_part": f"{base}/files/upload_sessions/S1"}}, 30)
+    assert SavedSession.resumed("S1", endpoint=None, upload_url=base + "/", **values) == from_box
+    elsewhere = "https://upload-las.app.box.com/api/2.0/files/upload_sessions/S1"
+    moved = SavedSession.resumed("S1", endpoint=elsewhere, upload_url=base, **values,
+                                 parts=[UploadedPart("P0", 0, 8, "00" * 20)])
+    assert (moved.upload_part_url, moved.status_url, moved.abort_url) == (elsewhere, elsewhere, elsewhere)
+    assert (moved.commit_url, moved.list_parts_url) == (f"{elsewhere}/commit", f"{elsewhere}/parts")
+    assert moved.parts == (UploadedPart("P0", 0, 8, "00" * 20),)
