@@ -66,10 +66,47 @@ class Auth:
         """A non-secret key naming the Box user requests run as (for per-user rate limits)."""
         return self.as_user or type(self).__name__
 
+    def flow(self) -> "AuthFlow":
+        """The auth of one logical request (all its sends): see :class:`AuthFlow`."""
+        return AuthFlow(self)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(as_user={self.as_user!r})"
 
     __str__ = __repr__
+
+
+class AuthFlow:
+    """Box's bearer auth applied to the sends of one logical request (httpx's auth flow, for Box).
+
+    Each send carries the provider's current access token (which it renews ahead
+    of expiry) and ``As-User`` when set. When Box answers 401, the flow makes the
+    provider forget that token and asks for the request to be sent once more with
+    a new one; once per logical request, so refused credentials end in the 401.
+    """
+
+    def __init__(self, auth: Auth) -> None:
+        self._auth = auth
+        self._token: str | None = None
+        self._refreshed = False
+
+    def apply(self, headers: dict[str, str]) -> None:
+        """Add the auth headers of the next send to ``headers``."""
+        self._token = self._auth.access_token()
+        headers["Authorization"] = f"Bearer {self._token}"
+        if self._auth.as_user:
+            headers["As-User"] = self._auth.as_user
+
+    def refresh_after(self, response: requests.Response) -> bool:
+        """Whether Box refused the token of the last send and the request should go again with a new one."""
+        if response.status_code != 401 or not self._auth.can_refresh or self._refreshed or self._token is None:
+            return False
+        self._auth.invalidate(self._token)
+        self._refreshed = True
+        return True
+
+    def __repr__(self) -> str:
+        return f"AuthFlow({self._auth!r}, refreshed={self._refreshed})"
 
 
 class DeveloperTokenAuth(Auth):
