@@ -21,8 +21,11 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import requests
+import structlog
 
-from .errors import AuthError, ErrorClass
+from .errors import AuthError, ErrorClass, redact_url
+
+log = structlog.get_logger("syncd.box.credentials")
 
 BOX_TOKEN_URL = "https://api.box.com/oauth2/token"
 # Box's own audience for JWT assertions, whatever host the token is fetched from.
@@ -155,7 +158,10 @@ class TokenEndpoint:
             except AuthError as exc:
                 if exc.error_class is not ErrorClass.RETRY_LATER or attempt + 1 >= attempts:
                     raise
-                sleep(random.uniform(0.0, min(10.0, 0.5 * 2**attempt)))
+                wait = random.uniform(0.0, min(10.0, 0.5 * 2**attempt))
+                log.info("box_token_request_retrying", url=redact_url(self.token_url), attempt=attempt + 1,
+                         wait_s=round(wait, 3), status=exc.status, error_code=exc.code)
+                sleep(wait)
         raise AssertionError("unreachable")
 
     def request_token(self, form: Mapping[str, str]) -> dict[str, Any]:

@@ -19,7 +19,6 @@ resolve by looking at Box.
 from __future__ import annotations
 
 import ipaddress
-import logging
 import random
 import threading
 import time
@@ -29,6 +28,7 @@ from urllib.parse import urlsplit
 
 import requests
 import requests.adapters
+import structlog
 
 from .. import __version__
 from .credentials import Auth, AuthFlow
@@ -37,7 +37,7 @@ from .http_errors import accepted, mapped_send_errors
 from .http_retry import RETRYABLE_STATUSES, SAFE_METHODS, RetryPolicy, RetryState, retry_delay
 from .ratelimit import RateLimiter
 
-log = logging.getLogger(__name__)
+log = structlog.get_logger("syncd.box.transport")
 
 USER_AGENT = f"syncd/{__version__}"
 
@@ -174,14 +174,15 @@ class Transport:
                 wait = retries.after_no_answer()
                 if wait is None:
                     raise BoxConnectionError(method, url, f"{exc.cause} after {retries.failures} attempts") from None
-                log.info("box request failed, retrying", extra={
-                    "method": method, "url": redact_url(url), "cause": exc.cause, "attempt": retries.failures,
-                    "wait_s": wait})
+                log.info("box_request_retrying", method=method, url=redact_url(url), attempt=retries.failures,
+                         wait_s=round(wait, 3), cause=exc.cause)
                 self._sleep(wait)
                 continue
             if self.on_status is not None:
                 self.on_status(response.status_code)
             if auth.refresh_after(response):
+                log.info("box_token_rejected", method=method, url=redact_url(url), status=response.status_code,
+                         request_id=BoxAPIError.from_response(response).request_id)
                 response.close()
                 continue
             if response.status_code in RETRYABLE_STATUSES:
@@ -192,9 +193,9 @@ class Transport:
                 if wait is None:
                     raise error
                 response.close()
-                log.info("box answered %s, retrying", error.status, extra={
-                    "method": method, "url": redact_url(url), "code": error.code, "request_id": error.request_id,
-                    "attempt": retries.failures, "wait_s": wait})
+                log.info("box_request_retrying", method=method, url=redact_url(url), attempt=retries.failures,
+                         wait_s=round(wait, 3), status=error.status, error_code=error.code,
+                         request_id=error.request_id)
                 self._sleep(wait)
                 continue
             return accepted(response, accepted_statuses)
