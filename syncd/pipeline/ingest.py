@@ -190,27 +190,36 @@ class Ingest:
         bound = log.bind(watch=record.watch, path=record.relpath, file_row=record.id, attempt=record.attempts)
         claim = self.journal.claimed(record)
         try:
-            outcome = self._process(record, claim, bound, stopping, interrupted)
-        except StaleClaim:
-            outcome = Outcome(OutcomeKind.STALE, "the file changed during the upload; its new content is pending")
-            bound.info("upload_superseded", reason=outcome.detail)
-        except JournalError:
-            bound.exception("journal_write_failed")
-            raise
-        except Exception as exc:  # a bug must not strand the row in `uploading`
-            bound.exception("ingest_crashed")
-            outcome = self._retry(claim, bound, f"internal error: {type(exc).__name__}: {exc}", "internal_error")
-        return outcome
-
-    def _process(self, record: FileRecord, claim: ClaimedFile, log_: structlog.stdlib.BoundLogger,
-                 stopping: threading.Event | None, interrupted: bool) -> Outcome:
-        try:
             watch = self.config.watch_named(record.watch)
         except KeyError:
-            reason = f"watch {record.watch!r} is no longer in the configuration"
-            claim.mark_failed(reason, "watch_removed")
-            return Outcome(OutcomeKind.FAILED, reason, code="watch_removed")
-        attempt = Attempt(record, claim, watch, watch.path / record.relpath, log_, stopping, interrupted)
+            return self._guarded(claim, bound, lambda: self._watch_removed(claim))
+        attempt = Attempt(record, claim, watch, watch.path / record.relpath, bound, stopping, interrupted)
+        return self._guarded(claim, bound, lambda: self._ingest(attempt))
+
+    def _guarded(self, claim: ClaimedFile, log_: structlog.stdlib.BoundLogger, step: Callable[[], Outcome]
+                 ) -> Outcome:
+        """Run `step`; a stale claim ends the attempt quietly, and a bug schedules a retry rather than
+        strand the row in `uploading`. Journal failures propagate: nothing can be recorded."""
+        try:
+            return step()
+        except StaleClaim:
+            outcome = Outcome(OutcomeKind.STALE, "the file changed during the upload; its new content is pending")
+            log_.info("upload_superseded", reason=outcome.detail)
+            return outcome
+        except JournalError:
+            log_.exception("journal_write_failed")
+            raise
+        except Exception as exc:
+            log_.exception("ingest_crashed")
+            return self._retry(claim, log_, f"internal error: {type(exc).__name__}: {exc}", "internal_error")
+
+    def _watch_removed(self, claim: ClaimedFile) -> Outcome:
+        reason = f"watch {claim.record.watch!r} is no longer in the configuration"
+        claim.mark_failed(reason, "watch_removed")
+        return Outcome(OutcomeKind.FAILED, reason, code="watch_removed")
+
+    def _ingest(self, attempt: Attempt) -> Outcome:
+        record, claim, watch, log_ = attempt.record, attempt.claim, attempt.watch, attempt.log
         current = stat_candidate(watch.path, record.relpath)
         if isinstance(current, ScanProblem):
             return self._unusable(attempt, current)
