@@ -2,7 +2,7 @@
 
 ``configure_logging(format, level)`` sends every log event -- syncd's own
 structlog events and records from libraries such as requests/urllib3 that use
-stdlib logging -- through one chain:
+stdlib logging, with the fields they pass as ``extra={...}`` -- through one chain:
 
     redact_event_dict  ->  console | JSON lines | journald
 
@@ -29,6 +29,10 @@ Standard event fields (use these names so logs, journald fields and dashboards a
 ``error_code`` Box error code (``rate_limit_exceeded``) or a local reason
 ``status``     HTTP status code
 ``request_id`` Box request id (from the error body or the ``box-request-id`` header)
+``method``     HTTP method of a request to Box
+``url``        URL of a request to Box, without query string
+``wait_s``     seconds waited before the next try (``Retry-After`` or backoff)
+``cause``      why a request got no answer (``ConnectionError``, ``ReadTimeout``)
 ``duration_ms`` how long the step took, in milliseconds
 ``reason``     a human-readable why (failures, quarantine, skips)
 =============  ==================================================================
@@ -36,7 +40,9 @@ Standard event fields (use these names so logs, journald fields and dashboards a
 Events are snake_case names of the state change, e.g. ``file_detected``,
 ``file_ready``, ``upload_started``, ``part_uploaded``, ``upload_committed``,
 ``upload_retry_scheduled``, ``upload_failed``, ``file_quarantined``,
-``source_deleted``, ``source_moved``.
+``source_deleted``, ``source_moved``; from the Box client ``box_request_retrying``
+(method, url, attempt, wait_s, and status, error_code, request_id or cause),
+``box_token_rejected``, ``box_token_request_retrying``, ``upload_session_abort_failed``.
 
 Under journald each event becomes one entry with ``MESSAGE`` (the event and its
 fields as ``key=value``), ``PRIORITY``, ``SYSLOG_IDENTIFIER=syncd``, the code
@@ -364,6 +370,8 @@ def configure_logging(format: str = "auto", level: str = "info", *, stream: Text
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
+    # Records of libraries logging through stdlib keep the fields they pass as extra={...}.
+    foreign_pre_chain = [*pre_chain, structlog.stdlib.ExtraAdder()]
     if chosen == "journald":
         # Fail now, not on the first event, if systemd-python is missing.
         from systemd import journal  # noqa: F401
@@ -377,7 +385,8 @@ def configure_logging(format: str = "auto", level: str = "info", *, stream: Text
         handler = SafeStreamHandler(stream)
         final = [render_json]
     handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(foreign_pre_chain=pre_chain, processors=[redact_event_dict, *final])
+        structlog.stdlib.ProcessorFormatter(foreign_pre_chain=foreign_pre_chain,
+                                            processors=[redact_event_dict, *final])
     )
     handler._syncd_handler = True  # type: ignore[attr-defined]
     root = logging.getLogger()

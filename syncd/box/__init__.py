@@ -41,7 +41,15 @@ resume values ``SavedSession``/``UploadedPart`` through the ``UploadProgress`` p
 Errors: ``BoxAPIError`` (status, code, message, request_id, context_info, retry_after,
 ``conflicts``), ``AuthError``, ``OutcomeUnknown``, ``SourceChanged``, ``IntegrityError``,
 ``BoxConnectionError``; all subclass ``BoxError`` and carry ``error_class`` (an
-``ErrorClass``: RETRY_LATER, REFRESH_AUTH, NAME_CONFLICT, PERMANENT_FILE, PERMANENT_CONFIG).
+``ErrorClass``: RETRY_LATER, REFRESH_AUTH, NAME_CONFLICT, QUARANTINE, QUOTA, PERMANENT_FILE,
+PERMANENT_CONFIG), so a caller decides on the class alone, never on Box's codes.
+
+Logs
+----
+structlog events (see ``syncd.logs`` for the fields): ``box_request_retrying`` (method,
+url without query, attempt, wait_s, and status, error_code, request_id, or the cause of a
+send that got no answer), ``box_token_rejected`` (a 401, one refresh follows),
+``box_token_request_retrying``, ``upload_session_abort_failed``.
 
 Guarantees
 ----------

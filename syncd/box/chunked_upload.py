@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import logging
 import os
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, Mapping
+
+import structlog
 
 from .client import BoxClient, validate_id, validate_name
 from .errors import BoxAPIError, IntegrityError, OutcomeUnknown, SourceChanged, UploadCancelled
@@ -32,7 +33,7 @@ from .upload_values import (
     hash_file,
 )
 
-log = logging.getLogger("syncd.box.uploads")  # named as before uploads.py was split
+log = structlog.get_logger("syncd.box.uploads")  # named as before uploads.py was split
 
 
 def content_range(offset: int, length: int, total: int) -> str:
@@ -388,4 +389,5 @@ def abort_session(client: BoxClient, session: SavedSession) -> None:
     try:
         client.transport.request("DELETE", session.abort_url, ok=(200, 204, 404, 410))
     except BoxAPIError as exc:
-        log.info("could not abort upload session", extra={"session_id": session.session_id, "status": exc.status})
+        log.info("upload_session_abort_failed", session_id=session.session_id, status=exc.status,
+                 error_code=exc.code, request_id=exc.request_id, detail="the session expires on its own")

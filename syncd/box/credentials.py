@@ -21,8 +21,11 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import requests
+import structlog
 
-from .errors import AuthError, ErrorClass
+from .errors import AuthError, ErrorClass, redact_url
+
+log = structlog.get_logger("syncd.box.credentials")
 
 BOX_TOKEN_URL = "https://api.box.com/oauth2/token"
 # Box's own audience for JWT assertions, whatever host the token is fetched from.
@@ -66,10 +69,47 @@ class Auth:
         """A non-secret key naming the Box user requests run as (for per-user rate limits)."""
         return self.as_user or type(self).__name__
 
+    def flow(self) -> "AuthFlow":
+        """The auth of one logical request (all its sends): see :class:`AuthFlow`."""
+        return AuthFlow(self)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(as_user={self.as_user!r})"
 
     __str__ = __repr__
+
+
+class AuthFlow:
+    """Box's bearer auth applied to the sends of one logical request (httpx's auth flow, for Box).
+
+    Each send carries the provider's current access token (which it renews ahead
+    of expiry) and ``As-User`` when set. When Box answers 401, the flow makes the
+    provider forget that token and asks for the request to be sent once more with
+    a new one; once per logical request, so refused credentials end in the 401.
+    """
+
+    def __init__(self, auth: Auth) -> None:
+        self._auth = auth
+        self._token: str | None = None
+        self._refreshed = False
+
+    def apply(self, headers: dict[str, str]) -> None:
+        """Add the auth headers of the next send to ``headers``."""
+        self._token = self._auth.access_token()
+        headers["Authorization"] = f"Bearer {self._token}"
+        if self._auth.as_user:
+            headers["As-User"] = self._auth.as_user
+
+    def refresh_after(self, response: requests.Response) -> bool:
+        """Whether Box refused the token of the last send and the request should go again with a new one."""
+        if response.status_code != 401 or not self._auth.can_refresh or self._refreshed or self._token is None:
+            return False
+        self._auth.invalidate(self._token)
+        self._refreshed = True
+        return True
+
+    def __repr__(self) -> str:
+        return f"AuthFlow({self._auth!r}, refreshed={self._refreshed})"
 
 
 class DeveloperTokenAuth(Auth):
@@ -118,7 +158,10 @@ class TokenEndpoint:
             except AuthError as exc:
                 if exc.error_class is not ErrorClass.RETRY_LATER or attempt + 1 >= attempts:
                     raise
-                sleep(random.uniform(0.0, min(10.0, 0.5 * 2**attempt)))
+                wait = random.uniform(0.0, min(10.0, 0.5 * 2**attempt))
+                log.info("box_token_request_retrying", url=redact_url(self.token_url), attempt=attempt + 1,
+                         wait_s=round(wait, 3), status=exc.status, error_code=exc.code)
+                sleep(wait)
         raise AssertionError("unreachable")
 
     def request_token(self, form: Mapping[str, str]) -> dict[str, Any]:

@@ -22,7 +22,9 @@ class ErrorClass(enum.Enum):
     RETRY_LATER = "retry_later"  # transient: rate limit, 5xx, busy name, expired session
     REFRESH_AUTH = "refresh_auth"  # the access token was refused even after one refresh
     NAME_CONFLICT = "name_conflict"  # an item with that name exists (see BoxAPIError.conflicts)
-    PERMANENT_FILE = "permanent_file"  # this file cannot be uploaded as it is (name, size, etag)
+    QUARANTINE = "quarantine"  # Box can never take this file as it is (its name or its size): set it aside
+    QUOTA = "quota"  # the account's storage is full: no upload works until space is freed, then all do
+    PERMANENT_FILE = "permanent_file"  # this upload was refused and repeating it cannot help (etag, locked)
     PERMANENT_CONFIG = "permanent_config"  # nothing will work until the configuration changes
 
 
@@ -41,13 +43,13 @@ _CODE_CLASSES: dict[str, ErrorClass] = {
     "bad_digest": ErrorClass.RETRY_LATER,
     "session_expired": ErrorClass.RETRY_LATER,
     "upload_failed": ErrorClass.RETRY_LATER,
-    "item_name_invalid": ErrorClass.PERMANENT_FILE,
-    "item_name_too_long": ErrorClass.PERMANENT_FILE,
-    "file_size_limit_exceeded": ErrorClass.PERMANENT_FILE,
+    "item_name_invalid": ErrorClass.QUARANTINE,
+    "item_name_too_long": ErrorClass.QUARANTINE,
+    "file_size_limit_exceeded": ErrorClass.QUARANTINE,
+    "request_entity_too_large": ErrorClass.QUARANTINE,
     "file_size_too_small": ErrorClass.PERMANENT_FILE,
-    "request_entity_too_large": ErrorClass.PERMANENT_FILE,
     "precondition_failed": ErrorClass.PERMANENT_FILE,
-    "storage_limit_exceeded": ErrorClass.PERMANENT_CONFIG,
+    "storage_limit_exceeded": ErrorClass.QUOTA,
     "access_denied_insufficient_permissions": ErrorClass.PERMANENT_CONFIG,
     "insufficient_scope": ErrorClass.PERMANENT_CONFIG,
     "forbidden": ErrorClass.PERMANENT_CONFIG,

@@ -1,7 +1,14 @@
-"""HTTP transport for Box: one pooled ``requests.Session``, auth headers, the
-client-side rate limiter, and retries with exponential backoff and full jitter
-that honour ``Retry-After`` (the policy and its delays are in
-:mod:`~syncd.box.http_retry`).
+"""HTTP transport for Box: one pooled ``requests.Session`` and the loop that turns
+a logical request into sends, in the way httpx splits a client's jobs:
+
+- a single send (``Transport._send``): the client-side rate limiter, a fresh body
+  and headers, one exchange on the pooled session;
+- the error mapping (:mod:`~syncd.box.http_errors`): requests/urllib3 failures to
+  BoxConnectionError or OutcomeUnknown, unaccepted answers to BoxAPIError;
+- the auth (:class:`~syncd.box.credentials.AuthFlow`): bearer token and As-User on
+  every send, one refresh after a 401;
+- the retry policy (:class:`~syncd.box.http_retry.RetryState`): whether to send
+  again and after how long (backoff with full jitter, ``Retry-After`` obeyed).
 
 A request whose outcome may be unknown (the body may have reached Box but the
 answer was lost) is retried only when it is safe to repeat; otherwise
@@ -12,24 +19,25 @@ resolve by looking at Box.
 from __future__ import annotations
 
 import ipaddress
-import logging
 import random
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping
 from urllib.parse import urlsplit
 
 import requests
 import requests.adapters
-import urllib3.exceptions
+import structlog
 
 from .. import __version__
-from .credentials import Auth
-from .errors import BoxAPIError, BoxConnectionError, OutcomeUnknown, redact_url
-from .http_retry import RETRYABLE_STATUSES, SAFE_METHODS, RetryPolicy, retry_delay
+from .credentials import Auth, AuthFlow
+from .errors import BoxAPIError, BoxConnectionError, redact_url
+from .http_errors import accepted, mapped_send_errors
+from .http_retry import RETRYABLE_STATUSES, SAFE_METHODS, RetryPolicy, RetryState, retry_delay
 from .ratelimit import RateLimiter
 
-log = logging.getLogger(__name__)
+log = structlog.get_logger("syncd.box.transport")
 
 USER_AGENT = f"syncd/{__version__}"
 
@@ -70,30 +78,24 @@ def is_loopback(url: str) -> bool:
         return False
 
 
-def _body_may_have_been_sent(exc: requests.RequestException) -> bool:
-    """False only when the request certainly never reached the server."""
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return False
-    if isinstance(exc, requests.exceptions.ConnectionError):
-        reason = exc.args[0] if exc.args else None
-        inner = getattr(reason, "reason", reason)
-        if isinstance(inner, (urllib3.exceptions.NewConnectionError, ConnectionRefusedError)):
-            return False
-        if isinstance(reason, urllib3.exceptions.MaxRetryError) and isinstance(
-            reason.reason, urllib3.exceptions.NewConnectionError
-        ):
-            return False
-    return True
-
-
-# Mistakes in the request itself: retrying cannot help.
-_CALLER_ERRORS = (
-    requests.exceptions.InvalidURL, requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema,
-    requests.exceptions.InvalidHeader, requests.exceptions.URLRequired,
-)
-
 Body = bytes | str | None
 BodyFactory = Callable[[], tuple[Any, Mapping[str, str]]]
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One logical request as the caller asked for it; each send builds its body and headers anew."""
+
+    method: str
+    url: str
+    params: Mapping[str, Any] | None
+    json: Any
+    data: Body
+    body_factory: BodyFactory | None
+    headers: Mapping[str, str] | None
+    replay_safe: bool
+    upload: bool
+    timeout: tuple[float, float] | None
 
 
 class Transport:
@@ -186,73 +188,61 @@ class Transport:
           waits its ``Retry-After`` up to a deadline.)
         """
         method = method.upper()
-        if replay_safe is None:
-            replay_safe = method in SAFE_METHODS
-        accepted = frozenset(ok) if ok is not None else None
-        started = time.monotonic()
-        attempt = 0  # retries of transient failures so far
-        refreshed = False
+        call = _Call(method, url, params, json, data, body_factory, headers,
+                     method in SAFE_METHODS if replay_safe is None else replay_safe, upload, timeout)
+        accepted_statuses = frozenset(ok) if ok is not None else None
+        auth = self.auth.flow()
+        retries = RetryState(self.retry, self._delay)
         while True:
-            self.rate_limiter.acquire(self.auth.identity, upload=upload)
-            token = self.auth.access_token()
-            send_headers = {"Authorization": f"Bearer {token}"}
-            if self.auth.as_user:
-                send_headers["As-User"] = self.auth.as_user
-            body: Any = data
-            if body_factory is not None:
-                body, extra = body_factory()
-                send_headers.update(extra)
-            if headers:
-                send_headers.update(headers)
             try:
-                response = self.session.request(
-                    method, url, params=params, json=json, data=body, headers=send_headers,
-                    timeout=timeout or self.timeout, verify=self._verify_for(url), allow_redirects=False,
-                )
-            except _CALLER_ERRORS as exc:
-                raise ValueError(f"bad request to {redact_url(url)}: {type(exc).__name__}") from None
-            except requests.RequestException as exc:
-                cause = type(exc).__name__
-                if _body_may_have_been_sent(exc) and not replay_safe:
-                    raise OutcomeUnknown(method, url, cause) from None
-                if attempt + 1 >= self.retry.max_attempts or time.monotonic() - started > self.retry.deadline:
-                    raise BoxConnectionError(method, url, f"{cause} after {attempt + 1} attempts") from None
-                wait = self._delay(attempt, None)
-                log.info("box request failed, retrying", extra={
-                    "method": method, "url": redact_url(url), "cause": cause, "attempt": attempt + 1, "wait_s": wait})
+                response = self._send(call, auth)
+            except BoxConnectionError as exc:
+                wait = retries.after_no_answer()
+                if wait is None:
+                    raise BoxConnectionError(method, url, f"{exc.cause} after {retries.failures} attempts") from None
+                log.info("box_request_retrying", method=method, url=redact_url(url), attempt=retries.failures,
+                         wait_s=round(wait, 3), cause=exc.cause)
                 self._sleep(wait)
-                attempt += 1
                 continue
-            status = response.status_code
             if self.on_status is not None:
-                self.on_status(endpoint_template(method, url), status)
-            if status == 401 and self.auth.can_refresh and not refreshed:
-                # Refresh once: the token may have expired early or been revoked.
+                self.on_status(endpoint_template(method, url), response.status_code)
+            if auth.refresh_after(response):
+                log.info("box_token_rejected", method=method, url=redact_url(url), status=response.status_code,
+                         request_id=BoxAPIError.from_response(response).request_id)
                 response.close()
-                self.auth.invalidate(token)
-                refreshed = True
                 continue
-            if status in RETRYABLE_STATUSES:
+            if response.status_code in RETRYABLE_STATUSES:
                 error = BoxAPIError.from_response(response)
-                if status >= 500 and not replay_safe:
-                    # Box warns that a write answered 5xx may have been applied anyway:
-                    # the caller looks before sending it again.
-                    raise error
-                if status == 429 and error.retry_after:
+                if error.status == 429 and error.retry_after:
                     self.rate_limiter.penalize(self.auth.identity, error.retry_after, upload=upload)
-                wait = self._delay(attempt, error.retry_after)
-                if attempt + 1 >= self.retry.max_attempts or time.monotonic() - started + wait > self.retry.deadline:
+                wait = retries.after_answer(error.status, error.retry_after, replay_safe=call.replay_safe)
+                if wait is None:
                     raise error
                 response.close()
-                log.info("box answered %s, retrying", status, extra={
-                    "method": method, "url": redact_url(url), "code": error.code, "request_id": error.request_id,
-                    "attempt": attempt + 1, "wait_s": wait})
+                log.info("box_request_retrying", method=method, url=redact_url(url), attempt=retries.failures,
+                         wait_s=round(wait, 3), status=error.status, error_code=error.code,
+                         request_id=error.request_id)
                 self._sleep(wait)
-                attempt += 1
                 continue
-            if (accepted is not None and status in accepted) or (accepted is None and 200 <= status < 300):
-                return response
-            raise BoxAPIError.from_response(response)
+            return accepted(response, accepted_statuses)
+
+    def _send(self, call: _Call, auth: AuthFlow) -> requests.Response:
+        """One HTTP exchange: wait for the rate limiter, build the body and the headers, send,
+        and map a failure to get an answer to BoxConnectionError or OutcomeUnknown."""
+        self.rate_limiter.acquire(self.auth.identity, upload=call.upload)
+        headers: dict[str, str] = {}
+        auth.apply(headers)
+        body: Any = call.data
+        if call.body_factory is not None:
+            body, extra = call.body_factory()
+            headers.update(extra)
+        if call.headers:
+            headers.update(call.headers)
+        with mapped_send_errors(call.method, call.url, replay_safe=call.replay_safe):
+            return self.session.request(
+                call.method, call.url, params=call.params, json=call.json, data=body, headers=headers,
+                timeout=call.timeout or self.timeout, verify=self._verify_for(call.url), allow_redirects=False,
+            )
 
     def request_json(self, method: str, url: str, **kwargs: Any) -> Any:
         """:meth:`request` and decode the JSON answer (None for an empty body)."""

@@ -11,7 +11,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Callable, Iterable, Mapping, Protocol
 
 from .errors import BoxAPIError, SourceChanged
 
@@ -94,12 +94,22 @@ class SavedSession:
             part_size=int(raw["part_size"]),
             total_parts=int(raw["total_parts"]),
             expires_at=raw.get("session_expires_at"),
-            upload_part_url=session_url,
-            commit_url=endpoints.get("commit") or f"{session_url}/commit",
-            list_parts_url=endpoints.get("list_parts") or f"{session_url}/parts",
-            abort_url=endpoints.get("abort") or session_url,
-            status_url=endpoints.get("status") or session_url,
+            **_session_endpoints(session_url, endpoints),
         )
+
+    @classmethod
+    def resumed(cls, session_id: str, *, endpoint: str | None, upload_url: str, file_size: int, part_size: int,
+                total_parts: int, expires_at: str | None, parts: Iterable[UploadedPart] = ()) -> "SavedSession":
+        """A session saved earlier, rebuilt from its id and the one URL kept with it.
+
+        ``endpoint`` is the session's own URL as Box gave it (``upload_part_url``),
+        which may be on another host than the upload base; a session saved without
+        it lives at ``{upload_url}/files/upload_sessions/{session_id}``. The other
+        URLs derive from that one, as Box lays them out.
+        """
+        session_url = endpoint or f"{upload_url.rstrip('/')}/files/upload_sessions/{session_id}"
+        return cls(session_id=session_id, file_size=file_size, part_size=part_size, total_parts=total_parts,
+                   expires_at=expires_at, **_session_endpoints(session_url), parts=tuple(parts))
 
     def to_json(self) -> dict[str, Any]:
         data = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "parts"}
@@ -111,6 +121,18 @@ class SavedSession:
         """Inverse of :meth:`to_json`."""
         values = {k: data[k] for k in cls.__dataclass_fields__ if k != "parts"}
         return cls(**values, parts=tuple(UploadedPart.from_json(p) for p in data.get("parts", ())))
+
+
+def _session_endpoints(session_url: str, given: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """A session's URLs: those Box gave (``session_endpoints``), the others derived from its own URL."""
+    given = given or {}
+    return {
+        "upload_part_url": given.get("upload_part") or session_url,
+        "commit_url": given.get("commit") or f"{session_url}/commit",
+        "list_parts_url": given.get("list_parts") or f"{session_url}/parts",
+        "abort_url": given.get("abort") or session_url,
+        "status_url": given.get("status") or session_url,
+    }
 
 
 class UploadProgress(Protocol):

@@ -10,28 +10,31 @@ It knows SQLite only (no Box, no pipeline, no config). How the daemon uses it:
     journal.remove(watch, relpath, "deleted locally")
 
     row = journal.claim_next(now, max_size=None)       # a worker owns `row` from here
-    journal.record_sha1(row.id, sha1, claim_seq=row.claim_seq)
-    journal.save_session(row.id, SessionRecord(...), claim_seq=row.claim_seq)   # chunked only,
-    journal.add_part(row.id, PartRecord(...), claim_seq=row.claim_seq)          # before/after
-    journal.mark_uploaded(row.id, box_file_id, version_id, etag, sha1, now, claim_seq=row.claim_seq)
-    # or schedule_retry / mark_failed / mark_quarantined / mark_skipped
+    claim = journal.claimed(row)                       # its writes, each checked against the claim
+    claim.record_sha1(sha1)
+    claim.save_session(SessionRecord(...))             # chunked only: the session and each part
+    claim.add_part(PartRecord(...))                    # Box acknowledged; claim.drop_session()
+    claim.mark_uploaded(box_file_id, version_id, etag, sha1, now)
+    # or claim.schedule_retry / mark_failed / mark_quarantined / mark_skipped
 
     journal.save_box_folder_id(parent_id, name_key, folder_id)   # Box sub-folder ids, so a restart
     journal.box_folder_id(parent_id, name_key)                   # need not ask Box for them again;
     journal.forget_box_folder(folder_id)                         # dropped (with all below) once gone
 
-Workers should always pass `claim_seq`: if the file changed (or was claimed again)
-meanwhile, the outcome method raises StaleClaim instead of recording a stale upload.
+If the file changed (or was claimed again) since `row` was claimed, every write of
+`claim` raises StaleClaim and records nothing: the upload is of old content.
 `syncd status/history` open it with role="reader" (read-only, no lock) and
 `syncd retry/forget` with role="operator" (writes beside a running daemon).
 
 Modules: `journal` (the Journal, made of `core`: opening, transactions, the
 durability and threading notes; `file_states`: the file state machine;
 `box_folder_ids`: the Box folder-id cache; `reports`: status and history
-queries), `schema` (tables, indexes, migrations), `records` (what comes out),
-`lock` (single-writer lock).
+queries), `claimed_file` (a worker's writes under its claim), `schema`
+(tables, indexes, migrations), `records` (what comes out), `lock`
+(single-writer lock).
 """
 
+from syncd.journal.claimed_file import ClaimedFile
 from syncd.journal.errors import InvalidTransition, JournalError, JournalLocked, StaleClaim, UnknownFile
 from syncd.journal.journal import Journal
 from syncd.journal.records import (
@@ -53,6 +56,7 @@ from syncd.journal.sqlite_file import Role
 __all__ = [
     "ALLOWED_TRANSITIONS",
     "SCHEMA_VERSION",
+    "ClaimedFile",
     "FileRecord",
     "FileState",
     "HistoryEntry",

@@ -3,9 +3,9 @@ worker, and their outcomes (uploaded, retry, failed, quarantined, skipped),
 with saved upload sessions; operator retries; recovery after a crash.
 
 Every method is one transaction; those written on behalf of a worker or an
-operator are durable (see `syncd.journal.core`). Outcome methods accept
-`claim_seq` (from the claimed FileRecord): if the row was claimed again or
-changed since, they raise StaleClaim and record nothing.
+operator are durable (see `syncd.journal.core`). What a worker writes for the
+file it claimed (hash, session, parts, outcome) goes through the handle
+`claimed(record)` returns (`syncd.journal.claimed_file`), which checks the claim.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from syncd.journal import queries
+from syncd.journal.claimed_file import ClaimedFile
 from syncd.journal.core import JournalCore
-from syncd.journal.errors import InvalidTransition, JournalError
+from syncd.journal.errors import JournalError
 from syncd.journal.records import (
     FileRecord,
     FileState,
@@ -28,18 +29,16 @@ from syncd.journal.records import (
 )
 from syncd.journal.rows import (
     append_history,
-    claimed_row,
     delete_row,
     describe_change,
-    error_detail,
     fetch_file,
     fetch_files,
-    fetch_session,
     file_record,
     require_file,
+    saved_session,
     transition,
 )
-from syncd.journal.validation import check_part, check_path, check_session, check_sha1, check_stat, to_i64
+from syncd.journal.validation import check_path, check_stat, to_i64
 
 
 class FileStates(JournalCore):
@@ -185,186 +184,16 @@ class FileStates(JournalCore):
                 found = conn.execute(queries.NEXT_ATTEMPT_MAX_SIZE, {"max_size": max_size}).fetchone()
         return None if found is None or found[0] is None else float(found[0])
 
-    def record_sha1(self, file_id: int, sha1: str, *, claim_seq: int | None = None) -> FileRecord:
-        """Store the SHA-1 (hex) of the content being uploaded."""
-        digest = check_sha1(sha1)
-        with self._write(durable=True) as conn:
-            row = claimed_row(conn, file_id, claim_seq)
-            conn.execute("UPDATE files SET sha1 = ? WHERE id = ?", (digest, row.id))
-            return require_file(conn, file_id)
-
-    def save_session(
-        self, file_id: int, session: SessionRecord, *, claim_seq: int | None = None, now: float | None = None
-    ) -> None:
-        """Save the chunked-upload session of an uploading file, replacing any earlier one."""
-        check_session(session)
-        with self._write(durable=True) as conn:
-            row = claimed_row(conn, file_id, claim_seq)
-            if row.state is not FileState.UPLOADING:
-                raise JournalError(f"journal row {file_id} is {row.state}, not uploading: cannot save a session")
-            conn.execute("DELETE FROM upload_sessions WHERE file_id = ?", (file_id,))
-            conn.execute(
-                "INSERT INTO upload_sessions (file_id, session_id, part_size, total_parts, file_size, sha1,"
-                " expires_at, created_at, endpoint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    file_id,
-                    session.session_id,
-                    session.part_size,
-                    session.total_parts,
-                    session.file_size,
-                    None if session.sha1 is None else check_sha1(session.sha1),
-                    float(session.expires_at),
-                    self._now(session.created_at if session.created_at is not None else now),
-                    session.endpoint,
-                ),
-            )
-
-    def add_part(self, file_id: int, part: PartRecord, *, claim_seq: int | None = None) -> None:
-        """Record a part Box acknowledged (replaces a part saved at the same offset)."""
-        with self._write(durable=True) as conn:
-            claimed_row(conn, file_id, claim_seq)
-            session = fetch_session(conn, file_id)
-            if session is None:
-                raise JournalError(f"journal row {file_id} has no upload session: save_session first")
-            check_part(part, session)
-            conn.execute(
-                "INSERT OR REPLACE INTO session_parts (file_id, part_offset, part_id, size, sha1)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (file_id, part.offset, part.part_id, part.size, part.sha1),
-            )
+    def claimed(self, record: FileRecord) -> ClaimedFile:
+        """The journal writes of the worker holding `record`'s claim (from `claim_next` or
+        `recover_interrupted`): hash, session, parts and outcome, each checked against the
+        claim (StaleClaim if the file changed or was claimed again since)."""
+        return ClaimedFile(self, record)
 
     def load_session(self, file_id: int) -> tuple[SessionRecord, list[PartRecord]] | None:
         """The saved session of a file and its parts in offset order, or None."""
         with self._read() as conn:
-            session = fetch_session(conn, file_id)
-            if session is None:
-                return None
-            parts = [
-                PartRecord(part_id=r[0], offset=r[1], size=r[2], sha1=r[3])
-                for r in conn.execute(
-                    "SELECT part_id, part_offset, size, sha1 FROM session_parts WHERE file_id = ?"
-                    " ORDER BY part_offset",
-                    (file_id,),
-                )
-            ]
-            return session, parts
-
-    def drop_session(self, file_id: int) -> bool:
-        """Forget a file's saved session (e.g. expired or aborted). True if there was one."""
-        with self._write(durable=True) as conn:
-            return conn.execute("DELETE FROM upload_sessions WHERE file_id = ?", (file_id,)).rowcount > 0
-
-    def mark_uploaded(
-        self,
-        file_id: int,
-        box_file_id: str,
-        box_version_id: str | None,
-        etag: str | None,
-        sha1: str,
-        now: float,
-        *,
-        claim_seq: int | None = None,
-    ) -> FileRecord:
-        """Record a verified upload: uploading -> uploaded; drops the saved session.
-
-        Raises JournalError if a SHA-1 was recorded for this content and `sha1` differs
-        (the verified bytes are not the ones hashed).
-        """
-        digest = check_sha1(sha1)
-        if not box_file_id:
-            raise ValueError("box_file_id must be a non-empty string")
-        with self._write(durable=True) as conn:
-            row = claimed_row(conn, file_id, claim_seq)
-            if row.sha1 is not None and row.sha1 != digest:
-                raise JournalError(
-                    f"journal row {file_id}: uploaded SHA-1 {digest} differs from the recorded {row.sha1}"
-                )
-            conn.execute("DELETE FROM upload_sessions WHERE file_id = ?", (file_id,))
-            return transition(
-                conn,
-                row,
-                FileState.UPLOADED,
-                HistoryEvent.UPLOADED,
-                f"box file {box_file_id} version {box_version_id or '?'} sha1 {digest}",
-                float(now),
-                {
-                    "box_file_id": box_file_id,
-                    "box_version_id": box_version_id,
-                    "box_etag": etag,
-                    "sha1": digest,
-                    "uploaded_at": float(now),
-                    "last_error": None,
-                    "last_error_code": None,
-                },
-            )
-
-    def schedule_retry(
-        self,
-        file_id: int,
-        error: str,
-        code: str | None,
-        next_attempt_at: float,
-        *,
-        claim_seq: int | None = None,
-        now: float | None = None,
-    ) -> FileRecord:
-        """A retryable failure: uploading -> pending, due again at `next_attempt_at`.
-
-        The saved session (if any) is kept, so the next attempt can resume it.
-        """
-        with self._write(durable=True) as conn:
-            row = claimed_row(conn, file_id, claim_seq)
-            if row.state is not FileState.UPLOADING:
-                raise InvalidTransition(file_id, row.state, FileState.PENDING)
-            return transition(
-                conn,
-                row,
-                FileState.PENDING,
-                HistoryEvent.RETRY_SCHEDULED,
-                error_detail(error, code),
-                self._now(now),
-                {"last_error": error, "last_error_code": code, "next_attempt_at": float(next_attempt_at)},
-            )
-
-    def mark_failed(
-        self, file_id: int, reason: str, code: str | None = None, *, claim_seq: int | None = None,
-        now: float | None = None,
-    ) -> FileRecord:
-        """Give up on a file (retries exhausted or permanent error) until `retry`."""
-        return self._park(file_id, FileState.FAILED, HistoryEvent.FAILED, reason, code, claim_seq, now)
-
-    def mark_quarantined(
-        self, file_id: int, reason: str, *, code: str | None = None, claim_seq: int | None = None,
-        now: float | None = None,
-    ) -> FileRecord:
-        """Box can never take this file as it is (bad name, too large...)."""
-        return self._park(file_id, FileState.QUARANTINED, HistoryEvent.QUARANTINED, reason, code, claim_seq, now)
-
-    def mark_skipped(
-        self, file_id: int, reason: str, *, claim_seq: int | None = None, now: float | None = None
-    ) -> FileRecord:
-        """Conflict policy `skip`: Box already has an item by this name."""
-        return self._park(file_id, FileState.SKIPPED, HistoryEvent.SKIPPED, reason, None, claim_seq, now)
-
-    def _park(
-        self,
-        file_id: int,
-        state: FileState,
-        event: HistoryEvent,
-        reason: str,
-        code: str | None,
-        claim_seq: int | None,
-        now: float | None,
-    ) -> FileRecord:
-        if not reason:
-            raise ValueError(f"a reason is required to mark a file {state}")
-        with self._write(durable=True) as conn:
-            row = claimed_row(conn, file_id, claim_seq)
-            conn.execute("DELETE FROM upload_sessions WHERE file_id = ?", (file_id,))
-            return transition(
-                conn, row, state, event, error_detail(reason, code), self._now(now),
-                {"last_error": reason, "last_error_code": code},
-            )
+            return saved_session(conn, file_id)
 
     def recover_interrupted(self, *, now: float | None = None) -> list[FileRecord]:
         """At daemon start: the rows a crash left `uploading`, for reconciliation with Box.

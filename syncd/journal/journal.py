@@ -17,7 +17,7 @@ class Journal(FileStates, BoxFolderIds, Reports):
     """The journal of one syncd instance. Create with `Journal.open(...)`; close when done.
 
     Times are Unix epoch seconds. Methods that take `now` use it for every timestamp
-    they write; where it is optional, the journal's clock supplies it. Outcome methods
-    accept `claim_seq` (from the claimed FileRecord): if given and the row was claimed
-    again or changed since, they raise StaleClaim and record nothing.
+    they write; where it is optional, the journal's clock supplies it. A worker writes
+    for the file it claimed through `claimed(record)` (a `ClaimedFile`): if the row was
+    claimed again or changed since, each write raises StaleClaim and records nothing.
     """

@@ -11,7 +11,7 @@ from typing import Any
 
 from syncd.journal import queries
 from syncd.journal.errors import InvalidTransition, StaleClaim, UnknownFile
-from syncd.journal.records import FileRecord, FileState, HistoryEntry, HistoryEvent, SessionRecord
+from syncd.journal.records import FileRecord, FileState, HistoryEntry, HistoryEvent, PartRecord, SessionRecord
 from syncd.journal.validation import from_i64
 
 _P = FileState
@@ -71,10 +71,10 @@ def require_file(conn: sqlite3.Connection, file_id: int) -> FileRecord:
     return row
 
 
-def claimed_row(conn: sqlite3.Connection, file_id: int, claim_seq: int | None) -> FileRecord:
-    """The row with this id, checked against the claim the caller holds (if it gave one)."""
+def claimed_row(conn: sqlite3.Connection, file_id: int, claim_seq: int) -> FileRecord:
+    """The row with this id, if `claim_seq` is still its current claim; else StaleClaim."""
     row = require_file(conn, file_id)
-    if claim_seq is not None and claim_seq != row.claim_seq:
+    if claim_seq != row.claim_seq:
         raise StaleClaim(file_id, claim_seq, row.claim_seq)
     return row
 
@@ -87,6 +87,21 @@ def fetch_session(conn: sqlite3.Connection, file_id: int) -> SessionRecord | Non
         (file_id,),
     ).fetchone()
     return None if found is None else SessionRecord(*found)
+
+
+def saved_session(conn: sqlite3.Connection, file_id: int) -> tuple[SessionRecord, list[PartRecord]] | None:
+    """The saved upload session of a file and its parts in offset order, or None."""
+    session = fetch_session(conn, file_id)
+    if session is None:
+        return None
+    parts = [
+        PartRecord(part_id=r[0], offset=r[1], size=r[2], sha1=r[3])
+        for r in conn.execute(
+            "SELECT part_id, part_offset, size, sha1 FROM session_parts WHERE file_id = ? ORDER BY part_offset",
+            (file_id,),
+        )
+    ]
+    return session, parts
 
 
 def transition(

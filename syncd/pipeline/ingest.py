@@ -11,10 +11,16 @@ runs; every outcome is written back before it returns:
 Failures become a scheduled retry, `failed`, `quarantined` or `skipped`, each
 with a reason a person can act on. A file that changed under us goes back to
 `pending` without costing an attempt: the new content is what must go up.
+
+Each claim is one `Attempt`: the claimed row, the journal handle bound to that
+claim (every write checks the claim), the watch, the path, a bound logger, the
+stop event. The stages take it instead of parameter lists; `process` returns an
+`Outcome` whose `kind` is an `OutcomeKind`.
 """
 
 from __future__ import annotations
 
+import enum
 import threading
 import time
 from collections.abc import Callable
@@ -37,10 +43,10 @@ from syncd.box import (
     UploadedFile,
     UploadedPart,
     Uploader,
+    hash_file,
 )
-from syncd.box import hash_file
 from syncd.config import Config, WatchConfig
-from syncd.journal import FileRecord, Journal, JournalError, PartRecord, SessionRecord, StaleClaim
+from syncd.journal import ClaimedFile, FileRecord, Journal, JournalError, PartRecord, SessionRecord, StaleClaim
 from syncd.pipeline.actions import AfterUpload, SourceActionRefused, apply_after_upload
 from syncd.pipeline.conflicts import ConflictOutcome, upload_with_policy
 from syncd.pipeline.names import name_problem, sanitize_name
@@ -49,43 +55,73 @@ from syncd.pipeline.scanner import FileStat, ProblemKind, ScanProblem, stat_cand
 
 log = structlog.get_logger("syncd.ingest")
 
-#: Box error codes that mean "Box can never take this file as it is".
-QUARANTINE_CODES = frozenset(
-    {"item_name_invalid", "item_name_too_long", "file_size_limit_exceeded", "request_entity_too_large"}
-)
+class OutcomeKind(enum.StrEnum):
+    """What became of one claimed file."""
+
+    UPLOADED = "uploaded"  # committed in Box and recorded
+    RETRY = "retry"  # pending again, due at a scheduled time
+    FAILED = "failed"  # parked until `syncd retry` (permanent error, or retries exhausted)
+    QUARANTINED = "quarantined"  # parked: Box can never take the file as it is
+    SKIPPED = "skipped"  # parked by the conflict policy `skip`
+    CHANGED = "changed"  # the file changed before or during its upload: pending again, no attempt spent
+    GONE = "gone"  # the file vanished before its upload: row removed
+    STALE = "stale"  # the claim went stale (new content claimed again): this attempt recorded nothing
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What happened to one claimed file (for metrics and tests)."""
+
+    kind: OutcomeKind
+    detail: str = ""
+    uploaded: UploadedFile | None = None
+    code: str | None = None  # Box error code or syncd's own (e.g. unreadable), for metrics labels
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One worker's attempt at one claimed file: what every stage of ingest works on."""
+
+    record: FileRecord  # the row as claimed (`uploading`, attempts already counted)
+    claim: ClaimedFile  # the journal's writes under this claim, each checked against it
+    watch: WatchConfig
+    path: Path  # the file on disk
+    log: structlog.stdlib.BoundLogger  # bound with watch, path, file_row and attempt
+    stopping: threading.Event | None = None  # set: a chunked upload pauses at its next part boundary
+    interrupted: bool = False  # a crash left the row uploading: ask Box before sending anything
+
+    @property
+    def relpath(self) -> PurePosixPath:
+        """The file's path below its watch."""
+        return PurePosixPath(self.record.relpath)
 
 
 class JournalProgress:
     """`syncd.box.UploadProgress` backed by the journal, so a chunked upload survives a crash."""
 
-    def __init__(self, journal: Journal, record: FileRecord, upload_url: str) -> None:
-        self._journal = journal
-        self._record = record
-        self._upload_url = upload_url.rstrip("/")
+    def __init__(self, attempt: Attempt, upload_url: str) -> None:
+        self._claim = attempt.claim
+        self._log = attempt.log
+        self._upload_url = upload_url
 
     def load(self) -> SavedSession | None:
-        saved = self._journal.load_session(self._record.id)
+        saved = self._claim.load_session()
         if saved is None:
             return None
         session, parts = saved
-        url = session.endpoint or f"{self._upload_url}/files/upload_sessions/{session.session_id}"
-        return SavedSession(
-            session_id=session.session_id,
+        return SavedSession.resumed(
+            session.session_id,
+            endpoint=session.endpoint,
+            upload_url=self._upload_url,
             file_size=session.file_size,
             part_size=session.part_size,
             total_parts=session.total_parts,
             expires_at=datetime.fromtimestamp(session.expires_at, timezone.utc).isoformat(),
-            upload_part_url=url,
-            commit_url=f"{url}/commit",
-            list_parts_url=f"{url}/parts",
-            abort_url=url,
-            status_url=url,
-            parts=tuple(UploadedPart(p.part_id, p.offset, p.size, p.sha1) for p in parts),
+            parts=(UploadedPart(p.part_id, p.offset, p.size, p.sha1) for p in parts),
         )
 
     def session_created(self, session: SavedSession) -> None:
-        self._journal.save_session(
-            self._record.id,
+        self._claim.save_session(
             SessionRecord(
                 session_id=session.session_id,
                 part_size=session.part_size,
@@ -94,37 +130,22 @@ class JournalProgress:
                 expires_at=_epoch(session.expires_at),
                 endpoint=session.upload_part_url,
             ),
-            claim_seq=self._record.claim_seq,
         )
-        log.info("upload_session_created", path=self._record.relpath, session_id=session.session_id,
-                 part_size=session.part_size, total_parts=session.total_parts)
+        self._log.info("upload_session_created", session_id=session.session_id, part_size=session.part_size,
+                       total_parts=session.total_parts)
 
     def part_uploaded(self, part: UploadedPart) -> None:
-        self._journal.add_part(
-            self._record.id, PartRecord(part.part_id, part.offset, part.size, part.sha1),
-            claim_seq=self._record.claim_seq,
-        )
-        log.info("upload_part", watch=self._record.watch, path=self._record.relpath, offset=part.offset,
-                 size=part.size, part_id=part.part_id)
+        self._claim.add_part(PartRecord(part.part_id, part.offset, part.size, part.sha1))
+        self._log.info("upload_part", offset=part.offset, size=part.size, part_id=part.part_id)
 
     def session_discarded(self) -> None:
-        self._journal.drop_session(self._record.id)
+        self._claim.drop_session()
 
 
 def _epoch(iso: str | None) -> float:
     if not iso:
         return time.time() + 7 * 86400
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What happened to one claimed file (for metrics and tests)."""
-
-    kind: str  # uploaded | retry | failed | quarantined | skipped | changed | gone | stale
-    detail: str = ""
-    uploaded: UploadedFile | None = None
-    code: str | None = None  # Box error code or syncd's own (e.g. unreadable), for metrics labels
 
 
 class Ingest:
@@ -167,83 +188,88 @@ class Ingest:
         already went through, so it is never sent twice.
         """
         bound = log.bind(watch=record.watch, path=record.relpath, file_row=record.id, attempt=record.attempts)
-        try:
-            outcome = self._process(record, bound, stopping, interrupted)
-        except StaleClaim:
-            outcome = Outcome("stale", "the file changed during the upload; its new content is pending")
-            bound.info("upload_superseded", reason=outcome.detail)
-        except JournalError:
-            bound.exception("journal_write_failed")
-            raise
-        except Exception as exc:  # a bug must not strand the row in `uploading`
-            bound.exception("ingest_crashed")
-            outcome = self._retry(record, f"internal error: {type(exc).__name__}: {exc}", "internal_error", None, bound)
-        return outcome
-
-    def _process(self, record: FileRecord, log_: structlog.BoundLogger,
-                 stopping: threading.Event | None, interrupted: bool) -> Outcome:
+        claim = self.journal.claimed(record)
         try:
             watch = self.config.watch_named(record.watch)
         except KeyError:
-            reason = f"watch {record.watch!r} is no longer in the configuration"
-            self.journal.mark_failed(record.id, reason, "watch_removed", claim_seq=record.claim_seq)
-            return Outcome("failed", reason, code="watch_removed")
-        path = watch.path / record.relpath
+            return self._guarded(claim, bound, lambda: self._watch_removed(claim))
+        attempt = Attempt(record, claim, watch, watch.path / record.relpath, bound, stopping, interrupted)
+        return self._guarded(claim, bound, lambda: self._ingest(attempt))
+
+    def _guarded(self, claim: ClaimedFile, log_: structlog.stdlib.BoundLogger, step: Callable[[], Outcome]
+                 ) -> Outcome:
+        """Run `step`; a stale claim ends the attempt quietly, and a bug schedules a retry rather than
+        strand the row in `uploading`. Journal failures propagate: nothing can be recorded."""
+        try:
+            return step()
+        except StaleClaim:
+            outcome = Outcome(OutcomeKind.STALE, "the file changed during the upload; its new content is pending")
+            log_.info("upload_superseded", reason=outcome.detail)
+            return outcome
+        except JournalError:
+            log_.exception("journal_write_failed")
+            raise
+        except Exception as exc:
+            log_.exception("ingest_crashed")
+            return self._retry(claim, log_, f"internal error: {type(exc).__name__}: {exc}", "internal_error")
+
+    def _watch_removed(self, claim: ClaimedFile) -> Outcome:
+        reason = f"watch {claim.record.watch!r} is no longer in the configuration"
+        claim.mark_failed(reason, "watch_removed")
+        return Outcome(OutcomeKind.FAILED, reason, code="watch_removed")
+
+    def _ingest(self, attempt: Attempt) -> Outcome:
+        record, claim, watch, log_ = attempt.record, attempt.claim, attempt.watch, attempt.log
         current = stat_candidate(watch.path, record.relpath)
         if isinstance(current, ScanProblem):
-            return self._unusable(record, watch, current, log_)
+            return self._unusable(attempt, current)
         claimed = FileStat(record.size, record.mtime_ns, record.inode)
         if current != claimed:
             self.journal.observe(watch.name, record.relpath, current.size, current.mtime_ns, current.inode, self._clock())
             log_.info("file_changed_before_upload")
-            return Outcome("changed")
+            return Outcome(OutcomeKind.CHANGED)
 
-        relpath = PurePosixPath(record.relpath)
-        name = relpath.name
+        name = attempt.relpath.name
         problem = name_problem(name)
         if problem is not None:
             if watch.invalid_names == "quarantine":
                 reason = f"Box cannot take this name: {problem}"
-                self.journal.mark_quarantined(record.id, reason, code="item_name_invalid", claim_seq=record.claim_seq)
+                claim.mark_quarantined(reason, code="item_name_invalid")
                 log_.warning("file_quarantined", reason=reason)
-                return Outcome("quarantined", reason, code="item_name_invalid")
+                return Outcome(OutcomeKind.QUARANTINED, reason, code="item_name_invalid")
             name = sanitize_name(name)
         started = time.monotonic()
         try:
-            result = self._upload_into_folder(record, watch, path, relpath.parent.parts, name, log_, stopping,
-                                              interrupted)
+            result = self._upload_into_folder(attempt, name)
         except UploadCancelled as exc:
             # Shutdown: parts sent so far are recorded; the next start resumes the session.
-            self.journal.schedule_retry(record.id, str(exc), "shutdown", self._clock(), claim_seq=record.claim_seq)
+            claim.schedule_retry(str(exc), "shutdown", self._clock())
             log_.info("upload_paused_for_shutdown")
-            return Outcome("retry", "stopped by shutdown", code="shutdown")
+            return Outcome(OutcomeKind.RETRY, "stopped by shutdown", code="shutdown")
         except SourceChanged as exc:
-            return self._changed_during_upload(record, watch, str(exc), log_)
+            return self._changed_during_upload(attempt, str(exc))
         except BoxAPIError as exc:
-            return self._box_error(record, exc, log_)
+            return self._box_error(attempt, exc)
         except OutcomeUnknown as exc:
             # The next attempt reconciles with Box before sending anything again.
-            return self._retry(record, str(exc), "outcome_unknown", None, log_)
+            return self._retry(claim, log_, str(exc), "outcome_unknown")
         except BoxError as exc:
-            return self._retry(record, str(exc), type(exc).__name__, getattr(exc, "retry_after", None), log_)
+            return self._retry(claim, log_, str(exc), type(exc).__name__, retry_after=getattr(exc, "retry_after", None))
         except OSError as exc:
-            return self._retry(record, f"cannot read the file: {exc.strerror or exc}", "unreadable", None, log_)
+            return self._retry(claim, log_, f"cannot read the file: {exc.strerror or exc}", "unreadable")
         if isinstance(result, Outcome):
             return result
-        return self._committed(record, watch, path, result, time.monotonic() - started, log_)
+        return self._committed(attempt, result, time.monotonic() - started)
 
     # --------------------------------------------------------------- stages
 
-    def _box_parents(self, watch: WatchConfig, parents: tuple[str, ...]) -> tuple[str, ...]:
+    def _box_parents(self, attempt: Attempt) -> tuple[str, ...]:
         """The Box sub-folder path of a file under the watch's folder (empty: the folder itself)."""
-        if not watch.mirror_subfolders:
+        if not attempt.watch.mirror_subfolders:
             return ()
-        return tuple(sanitize_name(p) if name_problem(p) else p for p in parents)
+        return tuple(sanitize_name(p) if name_problem(p) else p for p in attempt.relpath.parent.parts)
 
-    def _upload_into_folder(
-        self, record: FileRecord, watch: WatchConfig, path: Path, parents: tuple[str, ...], name: str,
-        log_: structlog.BoundLogger, stopping: threading.Event | None, interrupted: bool,
-    ) -> UploadedFile | Outcome:
+    def _upload_into_folder(self, attempt: Attempt, name: str) -> UploadedFile | Outcome:
         """Upload into the file's Box folder; a sub-folder deleted on Box is created again.
 
         syncd made the sub-folders, so one an operator deleted (or trashed) is made
@@ -251,66 +277,67 @@ class Ingest:
         until a restart. The watch's own folder is the operator's: a 404 on it stays a
         configuration failure.
         """
-        box_parents = self._box_parents(watch, parents)
+        watch = attempt.watch
+        box_parents = self._box_parents(attempt)
         if not box_parents:
-            return self._upload(record, watch, path, watch.folder_id, name, log_, stopping, interrupted)
+            return self._upload(attempt, watch.folder_id, name)
         folder_id = self.folders.ensure(watch.folder_id, box_parents)
         try:
-            return self._upload(record, watch, path, folder_id, name, log_, stopping, interrupted)
+            return self._upload(attempt, folder_id, name)
         except BoxAPIError as exc:
             # Ask Box before re-creating anything: a 404 about something else (a file
             # deleted meanwhile) must stay the error it is.
             if exc.status != 404 or not self.folders.is_gone(folder_id):
                 raise
         recreated = self.folders.recreate(watch.folder_id, box_parents, folder_id)
-        log_.warning("box_folder_recreated", folder_path="/".join(box_parents), old_folder_id=folder_id,
-                     folder_id=recreated, reason="the folder was deleted in Box")
-        return self._upload(record, watch, path, recreated, name, log_, stopping, interrupted)
+        attempt.log.warning("box_folder_recreated", folder_path="/".join(box_parents), old_folder_id=folder_id,
+                            folder_id=recreated, reason="the folder was deleted in Box")
+        return self._upload(attempt, recreated, name)
 
-    def _upload(
-        self, record: FileRecord, watch: WatchConfig, path: Path, folder_id: str, name: str,
-        log_: structlog.BoundLogger, stopping: threading.Event | None, interrupted: bool,
-    ) -> UploadedFile | Outcome:
+    def _upload(self, attempt: Attempt, folder_id: str, name: str) -> UploadedFile | Outcome:
+        record, log_ = attempt.record, attempt.log
         sha1: str | None = record.sha1
-        if interrupted or record.attempts > 1 or record.box_file_id:
+        if attempt.interrupted or record.attempts > 1 or record.box_file_id:
             # A previous attempt may have finished remotely (crash or lost answer
             # after commit): look before sending anything, so it is never sent twice.
-            sha1 = sha1 or self._hash(record, path)
+            sha1 = sha1 or self._hash(attempt)
             existing = self._already_in_box(record, folder_id, name, sha1)
             if existing is not None:
                 log_.info("upload_reconciled", file_id=existing.file_id, sha1=sha1)
                 return existing
-        progress = JournalProgress(self.journal, record, self.client.upload_url)
+        progress = JournalProgress(attempt, self.client.upload_url)
         log_.info("upload_started", size=record.size, folder_id=folder_id, new_version_of=record.box_file_id)
 
         def upload(attempt_name: str, existing_id: str | None) -> UploadedFile:
-            return self.uploader.upload(path, folder_id, attempt_name, existing_file_id=existing_id, sha1=sha1,
-                                        progress=progress, on_bytes=self._on_bytes, cancel=stopping)
+            return self.uploader.upload(attempt.path, folder_id, attempt_name, existing_file_id=existing_id,
+                                        sha1=sha1, progress=progress, on_bytes=self._on_bytes,
+                                        cancel=attempt.stopping)
 
         def decided(decision: str, reason: str) -> None:
             log_.info("name_conflict_resolved", decision=decision, reason=reason)
 
+        policy = attempt.watch.conflict
         try:
-            outcome = upload_with_policy(upload, name, watch.conflict, existing_file_id=record.box_file_id,
+            outcome = upload_with_policy(upload, name, policy, existing_file_id=record.box_file_id,
                                          on_decision=decided)
         except BoxAPIError as exc:
             if exc.status != 404 or record.box_file_id is None:
                 raise
             # The file we uploaded before was deleted in Box: this content goes up as a new file.
-            outcome = upload_with_policy(upload, name, watch.conflict, on_decision=decided)
+            outcome = upload_with_policy(upload, name, policy, on_decision=decided)
         if isinstance(outcome, ConflictOutcome):
             if outcome.skipped:
-                self.journal.mark_skipped(record.id, outcome.reason, claim_seq=record.claim_seq)
+                attempt.claim.mark_skipped(outcome.reason)
                 log_.info("file_skipped", reason=outcome.reason)
-                return Outcome("skipped", outcome.reason)
-            self.journal.mark_failed(record.id, outcome.reason, outcome.code, claim_seq=record.claim_seq)
+                return Outcome(OutcomeKind.SKIPPED, outcome.reason)
+            attempt.claim.mark_failed(outcome.reason, outcome.code)
             log_.warning("upload_failed", reason=outcome.reason, error_code=outcome.code)
-            return Outcome("failed", outcome.reason, code=outcome.code)
+            return Outcome(OutcomeKind.FAILED, outcome.reason, code=outcome.code)
         return outcome
 
-    def _hash(self, record: FileRecord, path: Path) -> str:
-        sha1, _ = hash_file(path)
-        self.journal.record_sha1(record.id, sha1, claim_seq=record.claim_seq)
+    def _hash(self, attempt: Attempt) -> str:
+        sha1, _ = hash_file(attempt.path)
+        attempt.claim.record_sha1(sha1)
         return sha1
 
     def _already_in_box(self, record: FileRecord, folder_id: str, name: str, sha1: str) -> UploadedFile | None:
@@ -328,25 +355,18 @@ class Ingest:
             return UploadedFile.from_json(item)
         return None
 
-    def _committed(
-        self, record: FileRecord, watch: WatchConfig, path: Path, result: UploadedFile, duration: float,
-        log_: structlog.BoundLogger,
-    ) -> Outcome:
-        uploaded = self.journal.mark_uploaded(
-            record.id, result.file_id, result.version_id, result.etag, result.sha1, self._clock(),
-            claim_seq=record.claim_seq,
-        )
-        log_.info("upload_committed", size=result.size, sha1=result.sha1, file_id=result.file_id,
-                  version_id=result.version_id, duration_ms=round(duration * 1000))
+    def _committed(self, attempt: Attempt, result: UploadedFile, duration: float) -> Outcome:
+        uploaded = attempt.claim.mark_uploaded(result.file_id, result.version_id, result.etag, result.sha1,
+                                               self._clock())
+        attempt.log.info("upload_committed", size=result.size, sha1=result.sha1, file_id=result.file_id,
+                         version_id=result.version_id, duration_ms=round(duration * 1000))
         if self._on_uploaded is not None:
             self._on_uploaded(uploaded, result, duration)
-        self._after_upload(watch, path, record, result, log_)
-        return Outcome("uploaded", uploaded=result)
+        self._after_upload(attempt, result)
+        return Outcome(OutcomeKind.UPLOADED, uploaded=result)
 
-    def _after_upload(
-        self, watch: WatchConfig, path: Path, record: FileRecord, result: UploadedFile,
-        log_: structlog.BoundLogger,
-    ) -> None:
+    def _after_upload(self, attempt: Attempt, result: UploadedFile) -> None:
+        watch, record, log_ = attempt.watch, attempt.record, attempt.log
         action = AfterUpload(watch.after_upload)
         if action is AfterUpload.KEEP:
             return
@@ -354,9 +374,9 @@ class Ingest:
         target = watch.archive_path(record.relpath, datetime.now().astimezone()) if action is AfterUpload.MOVE else None
         try:
             # Hash the bytes on disk now: the source is only touched if they are what Box holds.
-            local_sha1, _ = hash_file(path)
-            moved = apply_after_upload(action, path, hashed=hashed, local_sha1=local_sha1, box_sha1=result.sha1,
-                                       archive_target=target)
+            local_sha1, _ = hash_file(attempt.path)
+            moved = apply_after_upload(action, attempt.path, hashed=hashed, local_sha1=local_sha1,
+                                       box_sha1=result.sha1, archive_target=target)
         except (SourceActionRefused, SourceChanged, OSError) as exc:
             log_.warning("source_action_refused", action=str(action), reason=str(exc))
             return
@@ -367,68 +387,71 @@ class Ingest:
 
     # ------------------------------------------------------------- failures
 
-    def _unusable(self, record: FileRecord, watch: WatchConfig, problem: ScanProblem,
-                  log_: structlog.BoundLogger) -> Outcome:
+    def _unusable(self, attempt: Attempt, problem: ScanProblem) -> Outcome:
         if problem.kind is ProblemKind.VANISHED:
-            self.journal.remove(watch.name, record.relpath, "file disappeared before upload")
-            log_.info("file_gone_before_upload")
-            return Outcome("gone")
-        reason = str(problem)
-        return self._retry(record, reason, str(problem.kind), None, log_)
+            self.journal.remove(attempt.watch.name, attempt.record.relpath, "file disappeared before upload")
+            attempt.log.info("file_gone_before_upload")
+            return Outcome(OutcomeKind.GONE)
+        return self._retry(attempt.claim, attempt.log, str(problem), str(problem.kind))
 
-    def _changed_during_upload(self, record: FileRecord, watch: WatchConfig, reason: str,
-                               log_: structlog.BoundLogger) -> Outcome:
+    def _changed_during_upload(self, attempt: Attempt, reason: str) -> Outcome:
+        watch, record = attempt.watch, attempt.record
         current = stat_candidate(watch.path, record.relpath)
-        log_.info("upload_discarded_file_changed", reason=reason)
+        attempt.log.info("upload_discarded_file_changed", reason=reason)
         try:
             if isinstance(current, ScanProblem):
-                return self._unusable(record, watch, current, log_)
+                return self._unusable(attempt, current)
             observation = self.journal.observe(
                 watch.name, record.relpath, current.size, current.mtime_ns, current.inode, self._clock()
             )
             if observation.kind == "unchanged":
                 # Changed and changed back (or truncated and rewritten to the same stat):
                 # hash again on the next attempt rather than trust anything read.
-                return self._retry(record, f"file changed during upload: {reason}", "source_changed", None, log_)
+                return self._retry(attempt.claim, attempt.log, f"file changed during upload: {reason}",
+                                   "source_changed")
         except StaleClaim:
             # Intake saw the change first and the new content was claimed again (or already
             # uploaded): the line above already says this upload was discarded, once.
-            return Outcome("stale", reason)
-        return Outcome("changed", reason)
+            return Outcome(OutcomeKind.STALE, reason)
+        return Outcome(OutcomeKind.CHANGED, reason)
 
-    def _box_error(self, record: FileRecord, exc: BoxAPIError, log_: structlog.BoundLogger) -> Outcome:
-        if exc.code in QUARANTINE_CODES:
-            reason = f"Box cannot take this file: {exc.message} ({exc.code})"
-            self.journal.mark_quarantined(record.id, reason, code=exc.code, claim_seq=record.claim_seq)
-            log_.warning("file_quarantined", reason=reason, error_code=exc.code, request_id=exc.request_id)
-            return Outcome("quarantined", reason, code=exc.code)
-        klass = exc.error_class
-        if klass is ErrorClass.PERMANENT_CONFIG and exc.code != "storage_limit_exceeded":
-            reason = _config_reason(exc)
-            self.journal.mark_failed(record.id, reason, exc.code, claim_seq=record.claim_seq)
-            log_.error("upload_failed", reason=reason, error_code=exc.code, request_id=exc.request_id,
-                       status=exc.status)
-            return Outcome("failed", reason, code=exc.code)
-        if klass is ErrorClass.PERMANENT_FILE:
-            reason = f"Box refused the upload: {exc}"
-            self.journal.mark_failed(record.id, reason, exc.code, claim_seq=record.claim_seq)
-            log_.warning("upload_failed", reason=reason, error_code=exc.code, request_id=exc.request_id)
-            return Outcome("failed", reason, code=exc.code)
-        return self._retry(record, str(exc), exc.code or str(exc.status), exc.retry_after, log_,
-                           request_id=exc.request_id)
+    def _box_error(self, attempt: Attempt, exc: BoxAPIError) -> Outcome:
+        claim, log_ = attempt.claim, attempt.log
+        match exc.error_class:
+            case ErrorClass.QUARANTINE:
+                reason = f"Box cannot take this file: {exc.message} ({exc.code})"
+                claim.mark_quarantined(reason, code=exc.code)
+                log_.warning("file_quarantined", reason=reason, error_code=exc.code, request_id=exc.request_id)
+                return Outcome(OutcomeKind.QUARANTINED, reason, code=exc.code)
+            case ErrorClass.PERMANENT_CONFIG:
+                reason = _config_reason(exc)
+                claim.mark_failed(reason, exc.code)
+                log_.error("upload_failed", reason=reason, error_code=exc.code, request_id=exc.request_id,
+                           status=exc.status)
+                return Outcome(OutcomeKind.FAILED, reason, code=exc.code)
+            case ErrorClass.PERMANENT_FILE:
+                reason = f"Box refused the upload: {exc}"
+                claim.mark_failed(reason, exc.code)
+                log_.warning("upload_failed", reason=reason, error_code=exc.code, request_id=exc.request_id)
+                return Outcome(OutcomeKind.FAILED, reason, code=exc.code)
+            case _:  # RETRY_LATER, QUOTA (until space is freed), REFRESH_AUTH, NAME_CONFLICT
+                return self._retry(claim, log_, str(exc), exc.code or str(exc.status), retry_after=exc.retry_after,
+                                   request_id=exc.request_id)
 
-    def _retry(self, record: FileRecord, reason: str, code: str | None, retry_after: float | None,
-               log_: structlog.BoundLogger, *, request_id: str | None = None) -> Outcome:
-        if self.retry_schedule.exhausted(record.attempts):
-            final = f"gave up after {record.attempts} attempts: {reason}"
-            self.journal.mark_failed(record.id, final, code, claim_seq=record.claim_seq)
+    def _retry(self, claim: ClaimedFile, log_: structlog.stdlib.BoundLogger, reason: str, code: str | None, *,
+               retry_after: float | None = None, request_id: str | None = None) -> Outcome:
+        """Schedule the claimed file's next attempt, or park it as failed once its attempts are spent."""
+        attempts = claim.record.attempts
+        if self.retry_schedule.exhausted(attempts):
+            final = f"gave up after {attempts} attempts: {reason}"
+            claim.mark_failed(final, code)
             log_.error("upload_failed", reason=final, error_code=code, request_id=request_id)
-            return Outcome("failed", final, code=code)
-        delay = self.retry_schedule.delay(record.attempts, retry_after=retry_after)
-        self.journal.schedule_retry(record.id, reason, code, self._clock() + delay, claim_seq=record.claim_seq)
+            return Outcome(OutcomeKind.FAILED, final, code=code)
+        delay = self.retry_schedule.delay(attempts, retry_after=retry_after)
+        claim.schedule_retry(reason, code, self._clock() + delay)
         log_.warning("upload_retry_scheduled", reason=reason, error_code=code, request_id=request_id,
                      retry_in_s=round(delay, 1))
-        return Outcome("retry", reason, code=code)
+        return Outcome(OutcomeKind.RETRY, reason, code=code)
 
 
 def _config_reason(exc: BoxAPIError) -> str:

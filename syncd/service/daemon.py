@@ -39,7 +39,7 @@ from syncd.service.daemon_state import (
 from syncd.journal import FileRecord, FileState, Journal
 from syncd.logs import configure_logging, register_secret, route_uncaught_exceptions
 from syncd.pipeline.claims import ClaimQueue
-from syncd.pipeline.ingest import Ingest, Outcome
+from syncd.pipeline.ingest import Ingest, Outcome, OutcomeKind
 from syncd.pipeline.intake import Intake
 from syncd.pipeline.worker import WorkerPool
 from syncd.service.alerts import current_alerts
@@ -275,11 +275,11 @@ class Daemon:
         with self.metrics.upload_in_flight():
             outcome: Outcome = self.ingest.process(record, stopping,
                                                    interrupted=self.claims.was_interrupted(record))
-        if outcome.kind == "failed":
-            self.metrics.record_failure(record.watch, outcome.code or outcome.kind)
-        elif outcome.kind == "quarantined":
-            self.metrics.record_quarantine(record.watch, outcome.code or outcome.kind)
-        elif outcome.kind == "retry":
+        if outcome.kind is OutcomeKind.FAILED:
+            self.metrics.record_failure(record.watch, outcome.code or outcome.kind.value)
+        elif outcome.kind is OutcomeKind.QUARANTINED:
+            self.metrics.record_quarantine(record.watch, outcome.code or outcome.kind.value)
+        elif outcome.kind is OutcomeKind.RETRY:
             self.metrics.record_retry(outcome.code or "unknown")
 
     def _bytes_sent(self, n: int) -> None:

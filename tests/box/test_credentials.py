@@ -293,22 +293,25 @@ def test_token_endpoint_hiccups_are_retried_for_repeatable_grants(emulator, tmp_
 def test_secrets_stay_out_of_logs_and_errors(emulator, tmp_path: Path, caplog) -> None:
     import logging
 
+    from structlog.testing import capture_logs
+
     caplog.set_level(logging.DEBUG)
     first = emulator.mint_refresh_token()
     store = TokenStore(tmp_path / "t.json")
     store.save(first)
     auth = _oauth(emulator, store)
     seen: list[str] = []
-    with make_client(emulator, auth) as client:
+    with make_client(emulator, auth) as client, capture_logs() as events:
         client.get_current_user()
         emulator.faults(reject_next={"count": 2, "status": 503, "endpoint": "users.me"})
         emulator.expire_tokens()
-        client.get_current_user()  # 401 -> refresh -> 503 x2 -> success
+        client.get_current_user()  # 503 x2 (faults answer first) -> 401 -> refresh -> success
         seen += [first, store.load(), auth._token.value]
         with pytest.raises(BoxAPIError) as caught:
             client.get_file("999999999")
-    texts = [caplog.text, str(caught.value), repr(caught.value), repr(auth), repr(client)]
+    texts = [caplog.text, str(caught.value), repr(caught.value), repr(auth), repr(client), repr(events)]
     texts += [repr(vars(record)) for record in caplog.records]
     assert caplog.records  # the retries were logged
+    assert [e["event"] for e in events] == ["box_request_retrying", "box_request_retrying", "box_token_rejected"]
     for secret in seen + [CLIENT_SECRET]:
         assert all(secret not in text for text in texts)

@@ -133,12 +133,12 @@ def test_size_and_quota_limits_are_classified(emulator, client, make_file) -> No
     with pytest.raises(BoxAPIError) as too_big:
         Uploader(client).upload(make_file("big.bin", 5000), "0", "big.bin")
     assert too_big.value.code == "file_size_limit_exceeded"
-    assert too_big.value.error_class is ErrorClass.PERMANENT_FILE
+    assert too_big.value.error_class is ErrorClass.QUARANTINE
     emulator.faults(max_file_size=0, storage_quota=1000)
     with pytest.raises(BoxAPIError) as full:
         Uploader(client).upload(make_file("big2.bin", 5000), "0", "big2.bin")
     assert full.value.code == "storage_limit_exceeded"
-    assert full.value.error_class is ErrorClass.PERMANENT_CONFIG
+    assert full.value.error_class is ErrorClass.QUOTA
 
 
 def test_bad_names_are_refused_before_any_request(client, make_file) -> None:

@@ -15,8 +15,10 @@ from syncd.box import (
     ErrorClass,
     OAuthRefreshAuth,
     RetryPolicy,
+    SavedSession,
     TokenBucket,
     TokenStore,
+    UploadedPart,
     Uploader,
     classify,
 )
@@ -52,10 +54,13 @@ class FakeClock:
         (409, "item_name_in_use", ErrorClass.NAME_CONFLICT),
         (409, "name_temporarily_reserved", ErrorClass.RETRY_LATER),
         (409, "operation_blocked_temporary", ErrorClass.RETRY_LATER),
-        (400, "item_name_invalid", ErrorClass.PERMANENT_FILE),
-        (403, "file_size_limit_exceeded", ErrorClass.PERMANENT_FILE),
+        (400, "item_name_invalid", ErrorClass.QUARANTINE),
+        (403, "file_size_limit_exceeded", ErrorClass.QUARANTINE),
+        (400, "item_name_too_long", ErrorClass.QUARANTINE),
+        (413, "request_entity_too_large", ErrorClass.QUARANTINE),
+        (400, "file_size_too_small", ErrorClass.PERMANENT_FILE),
         (412, "precondition_failed", ErrorClass.PERMANENT_FILE),
-        (403, "storage_limit_exceeded", ErrorClass.PERMANENT_CONFIG),
+        (403, "storage_limit_exceeded", ErrorClass.QUOTA),
         (404, "not_found", ErrorClass.PERMANENT_CONFIG),
         (400, "invalid_grant", ErrorClass.PERMANENT_CONFIG),
         (410, "session_expired", ErrorClass.RETRY_LATER),
@@ -278,3 +283,129 @@ def test_folder_paging_by_marker_or_offset(markers: bool) -> None:
     client.transport = fake  # type: ignore[assignment]
     assert [item["id"] for item in client.iter_folder_items("0", limit=3)] == [str(i) for i in range(7)]
     assert len(fake.calls) == 3
+
+
+def test_a_resumed_session_derives_its_urls_as_box_lays_them_out() -> None:
+    # The journal keeps one URL per session; the others follow from it, as for a session
+    # Box describes with its upload_part endpoint only.
+    base = "https://upload.box.com/api/2.0"
+    values = dict(file_size=30, part_size=8, total_parts=4, expires_at="2030-01-01T00:00:00+00:00")
+    from_box = SavedSession.from_json({"id": "S1", "part_size": 8, "total_parts": 4,
+                                       "session_expires_at": values["expires_at"],
+                                       "session_endpoints": {"upload_part": f"{base}/files/upload_sessions/S1"}}, 30)
+    assert SavedSession.resumed("S1", endpoint=None, upload_url=base + "/", **values) == from_box
+    elsewhere = "https://upload-las.app.box.com/api/2.0/files/upload_sessions/S1"
+    moved = SavedSession.resumed("S1", endpoint=elsewhere, upload_url=base, **values,
+                                 parts=[UploadedPart("P0", 0, 8, "00" * 20)])
+    assert (moved.upload_part_url, moved.status_url, moved.abort_url) == (elsewhere, elsewhere, elsewhere)
+    assert (moved.commit_url, moved.list_parts_url) == (f"{elsewhere}/commit", f"{elsewhere}/parts")
+    assert moved.parts == (UploadedPart("P0", 0, 8, "00" * 20),)
+
+
+# ------------------------------------------------- the transport's parts, one by one
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_retry_state_retries_rate_limits_and_server_errors_within_the_policy() -> None:
+    from syncd.box.http_retry import RetryState
+
+    clock = _Clock()
+    state = RetryState(RetryPolicy(max_attempts=3, deadline=100.0), lambda retry, after: after or 1.0 + retry,
+                       clock=clock)
+    assert state.after_answer(400, None, replay_safe=True) is None  # not transient: final
+    assert state.after_answer(429, 7.0, replay_safe=False) == 7.0  # Retry-After obeyed, even for a write
+    assert state.after_answer(503, None, replay_safe=True) == 2.0  # second retry's backoff
+    assert state.after_answer(503, None, replay_safe=True) is None  # third send failed: max_attempts
+    assert state.failures == 3
+    # A write answered 5xx may have been applied: never sent again from here.
+    assert RetryState(RetryPolicy(), lambda r, a: 0.0).after_answer(502, None, replay_safe=False) is None
+
+
+def test_retry_state_stops_at_the_deadline() -> None:
+    from syncd.box.http_retry import RetryState
+
+    clock = _Clock()
+    state = RetryState(RetryPolicy(max_attempts=50, deadline=10.0), lambda retry, after: after or 1.0, clock=clock)
+    assert state.after_no_answer() == 1.0
+    assert state.after_answer(429, 20.0, replay_safe=True) is None  # waiting would pass the deadline
+    clock.now = 10.5
+    assert state.after_no_answer() is None and state.failures == 3
+
+
+def test_send_errors_are_mapped_by_whether_the_body_may_have_arrived() -> None:
+    import urllib3.exceptions
+
+    from syncd.box import BoxConnectionError, OutcomeUnknown
+    from syncd.box.http_errors import mapped_send_errors
+
+    url = "https://upload.box.com/api/2.0/files/content?token=x"
+    refused = requests.ConnectionError(urllib3.exceptions.MaxRetryError(
+        None, url, urllib3.exceptions.NewConnectionError(None, "refused")))  # type: ignore[arg-type]
+    cases = [
+        (requests.ConnectTimeout(), False, BoxConnectionError),  # never reached Box: safe to send again
+        (refused, False, BoxConnectionError),
+        (requests.ReadTimeout(), False, OutcomeUnknown),  # may have been applied: look first
+        (requests.ReadTimeout(), True, BoxConnectionError),
+        (requests.exceptions.MissingSchema(), True, ValueError),  # a mistake in the request
+    ]
+    for raised, replay_safe, expected in cases:
+        with pytest.raises(expected) as caught:
+            with mapped_send_errors("POST", url, replay_safe=replay_safe):
+                raise raised
+        assert "token=x" not in str(caught.value)
+        if expected is not ValueError:
+            assert (caught.value.method, caught.value.cause) == ("POST", type(raised).__name__)
+
+
+def test_unaccepted_answers_become_box_errors_with_code_and_request_id() -> None:
+    from syncd.box.http_errors import accepted
+
+    ok = _response(202, b"")
+    assert accepted(ok, None) is ok and accepted(ok, (200, 202)) is ok
+    with pytest.raises(BoxAPIError) as caught:
+        accepted(_response(404, b'{"type":"error","code":"not_found","message":"gone","request_id":"r9"}'), None)
+    assert (caught.value.status, caught.value.code, caught.value.request_id) == (404, "not_found", "r9")
+    with pytest.raises(BoxAPIError):
+        accepted(_response(200, b""), (201,))
+
+
+class _CountingAuth(DeveloperTokenAuth):
+    """A refreshable token source that hands out t1, t2... (the auth flow's logic only)."""
+
+    can_refresh = True
+
+    def __init__(self) -> None:
+        super().__init__("unused", as_user="42")
+        self.issued = 0
+        self.invalidated: list[str] = []
+
+    def access_token(self) -> str:
+        if not self.issued or self.invalidated:
+            self.issued += 1
+            self.invalidated.clear()
+        return f"t{self.issued}"
+
+    def invalidate(self, token: str) -> None:
+        self.invalidated.append(token)
+
+
+def test_auth_flow_sets_headers_and_refreshes_once_after_a_401() -> None:
+    auth = _CountingAuth()
+    flow = auth.flow()
+    headers: dict[str, str] = {}
+    flow.apply(headers)
+    assert headers == {"Authorization": "Bearer t1", "As-User": "42"}
+    assert flow.refresh_after(_response(200, b"")) is False
+    assert flow.refresh_after(_response(401, b"")) is True and auth.invalidated == ["t1"]
+    flow.apply(headers)
+    assert headers["Authorization"] == "Bearer t2"
+    assert flow.refresh_after(_response(401, b"")) is False  # refused again: the 401 is the answer
+    assert auth.flow().refresh_after(_response(401, b"")) is False  # nothing sent yet, nothing to refresh
+    assert DeveloperTokenAuth("d").flow().refresh_after(_response(401, b"")) is False

@@ -107,7 +107,7 @@ def test_json_on_every_command_with_iso_timestamps(tmp_path: Path, emulator) -> 
     journal = journal_with_history(tmp_path, files=2)
     claimed = journal.claim_next(time.time())
     assert claimed is not None
-    journal.mark_failed(claimed.id, "Box said no", "access_denied", claim_seq=claimed.claim_seq)
+    journal.claimed(claimed).mark_failed("Box said no", "access_denied")
     journal.close()
     outputs: dict[str, object] = {}
     for name, args in {
@@ -178,7 +178,7 @@ def test_status_check_exit_codes_for_monitoring(tmp_path: Path) -> None:
         assert "last reload rejected: bad" in check()[1]
         claimed = journal.claim_next(time.time())
         assert claimed is not None
-        journal.mark_failed(claimed.id, "no", "access_denied", claim_seq=claimed.claim_seq)
+        journal.claimed(claimed).mark_failed("no", "access_denied")
         code, line = check()
         assert code == 2 and line.startswith("SYNCD CRITICAL - 1 failed file(s)")
         journal.retry(None, None)

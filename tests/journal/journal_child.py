@@ -46,16 +46,17 @@ def churn(path: str) -> int:
         claimed = journal.claim_next(now)
         if claimed is None:
             continue
-        journal.record_sha1(claimed.id, f"{n % 16:x}" * 40, claim_seq=claimed.claim_seq)
-        journal.save_session(claimed.id, SessionRecord(f"S{n}", 8, 4, 31, now + 3600), claim_seq=claimed.claim_seq)
+        claim = journal.claimed(claimed)
+        claim.record_sha1(f"{n % 16:x}" * 40)
+        claim.save_session(SessionRecord(f"S{n}", 8, 4, 31, now + 3600))
         for offset in (0, 8, 16):
-            journal.add_part(claimed.id, PartRecord(f"{offset:08X}", offset, 8, "ab" * 20))
+            claim.add_part(PartRecord(f"{offset:08X}", offset, 8, "ab" * 20))
         if n % 5 == 0:
-            journal.schedule_retry(claimed.id, "503 from Box", "unavailable", now + 1, claim_seq=claimed.claim_seq)
+            claim.schedule_retry("503 from Box", "unavailable", now + 1)
         elif n % 7 == 0:
-            journal.mark_failed(claimed.id, "too many attempts", "retries_exhausted")
+            claim.mark_failed("too many attempts", "retries_exhausted")
         else:
-            journal.mark_uploaded(claimed.id, str(claimed.id), f"v{n}", "1", f"{n % 16:x}" * 40, now)
+            claim.mark_uploaded(str(claimed.id), f"v{n}", "1", f"{n % 16:x}" * 40, now)
         if n % 11 == 0:
             journal.remove("inbox", f"{prefix}/f{n // 3}.bin", "deleted locally")
         if n < 50:  # enough for the parent to know writing is under way; then no pipe to fill

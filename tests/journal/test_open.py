@@ -124,8 +124,8 @@ def test_version_1_journal_is_migrated_by_the_daemon(journal_path: Path) -> None
         assert changed.kind is ObservationKind.CHANGED and changed.file.box_file_id == "F1"
         claimed = journal.claim_next(now=20.0)
         assert claimed is not None
-        journal.save_session(claimed.id, SessionRecord("S", 4, 2, 6, 99.0))  # a version-2 table
-        journal.add_part(claimed.id, PartRecord("P", 0, 4, "00" * 20))
+        journal.claimed(claimed).save_session(SessionRecord("S", 4, 2, 6, 99.0))  # a version-2 table
+        journal.claimed(claimed).add_part(PartRecord("P", 0, 4, "00" * 20))
     conn = sqlite3.connect(journal_path)
     assert schema_version(conn) == SCHEMA_VERSION
     conn.close()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from syncd.journal import (
+    ClaimedFile,
     FileState,
     HistoryEvent,
     InvalidTransition,
@@ -31,8 +33,15 @@ def add(journal: Journal, relpath: str, size: int = 10, now: float = 100.0, watc
 def upload(journal: Journal, now: float = 200.0) -> int:
     claimed = journal.claim_next(now)
     assert claimed is not None
-    journal.mark_uploaded(claimed.id, f"F{claimed.id}", "V1", "0", SHA_A, now, claim_seq=claimed.claim_seq)
+    journal.claimed(claimed).mark_uploaded(f"F{claimed.id}", "V1", "0", SHA_A, now)
     return claimed.id
+
+
+def current_claim(journal: Journal, file_id: int) -> ClaimedFile:
+    """The handle of whatever claim the row holds now (as its worker would have it)."""
+    row = journal.get(file_id)
+    assert row is not None
+    return journal.claimed(row)
 
 
 def session(size: int = 20, part_size: int = 8) -> SessionRecord:
@@ -80,15 +89,16 @@ def test_change_during_upload_discards_that_upload(journal: Journal) -> None:
     add(journal, "big.bin", size=20)
     claimed = journal.claim_next(200.0)
     assert claimed is not None
-    journal.save_session(claimed.id, session(), claim_seq=claimed.claim_seq)
-    journal.add_part(claimed.id, PartRecord("P0", 0, 8, "00" * 20))
+    claim = journal.claimed(claimed)
+    claim.save_session(session())
+    claim.add_part(PartRecord("P0", 0, 8, "00" * 20))
     changed = journal.observe("inbox", "big.bin", 25, 2, 7, now=210.0)
     assert changed.file.state is FileState.PENDING
     assert journal.load_session(claimed.id) is None
     with pytest.raises(StaleClaim):
-        journal.mark_uploaded(claimed.id, "F1", "V1", None, SHA_A, 220.0, claim_seq=claimed.claim_seq)
+        claim.mark_uploaded("F1", "V1", None, SHA_A, 220.0)
     with pytest.raises(StaleClaim):
-        journal.add_part(claimed.id, PartRecord("P1", 8, 8, "00" * 20), claim_seq=claimed.claim_seq)
+        claim.add_part(PartRecord("P1", 8, 8, "00" * 20))
     assert journal.get(claimed.id).state is FileState.PENDING  # type: ignore[union-attr]
 
 
@@ -157,7 +167,7 @@ def test_claim_respects_next_attempt_time(journal: Journal) -> None:
     add(journal, "a.txt")
     claimed = journal.claim_next(now=100.0)
     assert claimed is not None
-    journal.schedule_retry(claimed.id, "HTTP 503", "unavailable", next_attempt_at=160.0, claim_seq=claimed.claim_seq)
+    journal.claimed(claimed).schedule_retry("HTTP 503", "unavailable", next_attempt_at=160.0)
     row = journal.get(claimed.id)
     assert row is not None
     assert (row.state, row.last_error, row.last_error_code) == (FileState.PENDING, "HTTP 503", "unavailable")
@@ -194,8 +204,8 @@ def test_uploaded_outcome_is_recorded_with_box_ids(journal: Journal) -> None:
     add(journal, "a.txt")
     claimed = journal.claim_next(now=100.0)
     assert claimed is not None
-    journal.record_sha1(claimed.id, SHA_A.upper(), claim_seq=claimed.claim_seq)
-    row = journal.mark_uploaded(claimed.id, "F9", "V9", "3", SHA_A, 120.0, claim_seq=claimed.claim_seq)
+    journal.claimed(claimed).record_sha1(SHA_A.upper())
+    row = journal.claimed(claimed).mark_uploaded("F9", "V9", "3", SHA_A, 120.0)
     assert (row.state, row.box_file_id, row.box_version_id, row.box_etag, row.sha1, row.uploaded_at) == (
         FileState.UPLOADED, "F9", "V9", "3", SHA_A, 120.0,
     )
@@ -205,9 +215,9 @@ def test_uploaded_sha1_must_match_the_hashed_content(journal: Journal) -> None:
     add(journal, "a.txt")
     claimed = journal.claim_next(now=100.0)
     assert claimed is not None
-    journal.record_sha1(claimed.id, SHA_A)
+    journal.claimed(claimed).record_sha1(SHA_A)
     with pytest.raises(JournalError, match="differs"):
-        journal.mark_uploaded(claimed.id, "F9", "V9", None, SHA_B, 120.0)
+        journal.claimed(claimed).mark_uploaded("F9", "V9", None, SHA_B, 120.0)
     assert journal.get(claimed.id).state is FileState.UPLOADING  # type: ignore[union-attr]
 
 
@@ -215,20 +225,21 @@ def test_uploaded_sha1_must_match_the_hashed_content(journal: Journal) -> None:
 def test_bad_sha1_is_refused(journal: Journal, bad: str) -> None:
     file_id = add(journal, "a.txt")
     with pytest.raises(ValueError, match="sha1"):
-        journal.record_sha1(file_id, bad)
+        current_claim(journal, file_id).record_sha1(bad)
 
 
 def test_disallowed_transitions_are_refused_and_change_nothing(journal: Journal) -> None:
     file_id = add(journal, "a.txt")
+    pending = current_claim(journal, file_id)
     with pytest.raises(InvalidTransition, match="pending -> uploaded"):
-        journal.mark_uploaded(file_id, "F1", "V1", None, SHA_A, 1.0)
+        pending.mark_uploaded("F1", "V1", None, SHA_A, 1.0)
     with pytest.raises(InvalidTransition):
-        journal.schedule_retry(file_id, "x", None, 1.0)
+        pending.schedule_retry("x", None, 1.0)
     upload(journal)
     with pytest.raises(InvalidTransition, match="uploaded -> failed"):
-        journal.mark_failed(file_id, "nope")
+        current_claim(journal, file_id).mark_failed("nope")
     with pytest.raises(UnknownFile):
-        journal.mark_failed(999, "nope")
+        journal.claimed(replace(pending.record, id=999)).mark_failed("nope")
     assert [entry.event for entry in journal.history()] == [
         HistoryEvent.UPLOADED, HistoryEvent.CLAIMED, HistoryEvent.ARRIVED,
     ]
@@ -238,26 +249,26 @@ def test_parked_states_carry_reasons_and_show_as_recent_failures(journal: Journa
     failed, quarantined, skipped = (add(journal, name) for name in ("f", "q", "s"))
     for _ in range(3):
         journal.claim_next(now=100.0)
-    journal.mark_failed(failed, "gave up after 8 attempts", "retries_exhausted", now=110.0)
-    journal.mark_quarantined(quarantined, "name ends with a space", now=120.0)
-    journal.mark_skipped(skipped, "Box already has s", now=130.0)
+    current_claim(journal, failed).mark_failed("gave up after 8 attempts", "retries_exhausted", now=110.0)
+    current_claim(journal, quarantined).mark_quarantined("name ends with a space", now=120.0)
+    current_claim(journal, skipped).mark_skipped("Box already has s", now=130.0)
     assert [(r.relpath, r.last_error) for r in journal.recent_failures(10)] == [
         ("q", "name ends with a space"),
         ("f", "gave up after 8 attempts"),
     ]
     assert journal.get(failed).last_error_code == "retries_exhausted"  # type: ignore[union-attr]
     with pytest.raises(ValueError, match="reason"):
-        journal.mark_failed(failed, "")
+        current_claim(journal, failed).mark_failed("")
 
 
 def test_retry_revives_failed_files_or_all_parked_ones(journal: Journal) -> None:
     ids = {name: add(journal, name, watch=watch) for name, watch in (("f1", "a"), ("f2", "b"), ("q", "a"), ("s", "a"))}
     for _ in ids:
         journal.claim_next(now=100.0)
-    journal.mark_failed(ids["f1"], "x")
-    journal.mark_failed(ids["f2"], "x")
-    journal.mark_quarantined(ids["q"], "bad name")
-    journal.mark_skipped(ids["s"], "exists")
+    current_claim(journal, ids["f1"]).mark_failed("x")
+    current_claim(journal, ids["f2"]).mark_failed("x")
+    current_claim(journal, ids["q"]).mark_quarantined("bad name")
+    current_claim(journal, ids["s"]).mark_skipped("exists")
     assert journal.retry(watch="b") == 1
     assert journal.retry(watch="a", relpath="q") == 0  # only failed ones by default
     assert journal.retry(failed_only=False, now=500.0) == 3
@@ -276,12 +287,13 @@ def test_session_and_parts_survive_a_retry_and_show_progress(journal: Journal) -
     file_id = add(journal, "big.bin", size=20)
     claimed = journal.claim_next(now=100.0)
     assert claimed is not None
-    journal.save_session(file_id, session(), now=100.0)
-    journal.add_part(file_id, PartRecord("P8", 8, 8, "11" * 20))
-    journal.add_part(file_id, PartRecord("P0", 0, 8, "00" * 20))
+    claim = journal.claimed(claimed)
+    claim.save_session(session(), now=100.0)
+    claim.add_part(PartRecord("P8", 8, 8, "11" * 20))
+    claim.add_part(PartRecord("P0", 0, 8, "00" * 20))
     [flight] = journal.in_flight()
     assert (flight.session_id, flight.total_parts, flight.parts_done, flight.bytes_done) == ("S1", 3, 2, 16)
-    journal.schedule_retry(file_id, "connection reset", "network", next_attempt_at=110.0)
+    claim.schedule_retry("connection reset", "network", next_attempt_at=110.0)
     saved = journal.load_session(file_id)
     assert saved is not None
     assert saved[0] == SessionRecord("S1", 8, 3, 20, 9999.0, None, 100.0)
@@ -292,28 +304,56 @@ def test_session_and_parts_survive_a_retry_and_show_progress(journal: Journal) -
 def test_session_rules(journal: Journal) -> None:
     file_id = add(journal, "big.bin", size=20)
     with pytest.raises(JournalError, match="not uploading"):
-        journal.save_session(file_id, session())
+        current_claim(journal, file_id).save_session(session())
     journal.claim_next(now=100.0)
+    claim = current_claim(journal, file_id)
     with pytest.raises(JournalError, match="save_session first"):
-        journal.add_part(file_id, PartRecord("P0", 0, 8, "00" * 20))
+        claim.add_part(PartRecord("P0", 0, 8, "00" * 20))
     with pytest.raises(ValueError, match="cannot hold"):
-        journal.save_session(file_id, SessionRecord("S", 8, 2, 20, 1.0))
-    journal.save_session(file_id, session())
+        claim.save_session(SessionRecord("S", 8, 2, 20, 1.0))
+    claim.save_session(session())
     with pytest.raises(ValueError, match="multiple"):
-        journal.add_part(file_id, PartRecord("P", 4, 8, "00" * 20))
+        claim.add_part(PartRecord("P", 4, 8, "00" * 20))
     with pytest.raises(ValueError, match="do not fit"):
-        journal.add_part(file_id, PartRecord("P", 16, 8, "00" * 20))
-    journal.add_part(file_id, PartRecord("P", 16, 4, "00" * 20))
-    assert journal.drop_session(file_id) is True
-    assert journal.load_session(file_id) is None and journal.drop_session(file_id) is False
+        claim.add_part(PartRecord("P", 16, 8, "00" * 20))
+    claim.add_part(PartRecord("P", 16, 4, "00" * 20))
+    assert claim.drop_session() is True
+    assert journal.load_session(file_id) is None and claim.drop_session() is False
+
+
+@pytest.mark.parametrize("write", [
+    lambda claim: claim.drop_session(),
+    lambda claim: claim.save_session(session()),
+    lambda claim: claim.add_part(PartRecord("OLD", 8, 8, "11" * 20)),
+    lambda claim: claim.record_sha1(SHA_B),
+    lambda claim: claim.schedule_retry("stale", None, 1.0),
+], ids=["drop_session", "save_session", "add_part", "record_sha1", "schedule_retry"])
+def test_a_stale_claim_cannot_touch_the_session_of_the_claim_that_replaced_it(journal: Journal, write) -> None:
+    # Worker A uploads; the file changes, intake re-queues it and worker B claims the new
+    # content and starts its own session. A, finishing late, must change nothing of B's.
+    add(journal, "big.bin", size=20)
+    first = journal.claimed(journal.claim_next(now=100.0))  # type: ignore[arg-type]
+    first.save_session(session())
+    journal.observe("inbox", "big.bin", 20, 2, 7, now=110.0)
+    second = journal.claimed(journal.claim_next(now=120.0))  # type: ignore[arg-type]
+    second.save_session(SessionRecord("S2", 8, 3, 20, expires_at=9999.0))
+    second.add_part(PartRecord("P0", 0, 8, "00" * 20))
+    with pytest.raises(StaleClaim):
+        write(first)
+    saved = journal.load_session(second.record.id)
+    assert saved is not None and saved[0].session_id == "S2"
+    assert [(p.part_id, p.offset) for p in saved[1]] == [("P0", 0)]
+    row = journal.get(second.record.id)
+    assert row is not None and (row.state, row.sha1, row.claim_seq) == (FileState.UPLOADING, None, second.record.claim_seq)
 
 
 def test_upload_outcome_drops_the_session(journal: Journal) -> None:
     file_id = add(journal, "big.bin", size=20)
     journal.claim_next(now=100.0)
-    journal.save_session(file_id, session())
-    journal.add_part(file_id, PartRecord("P0", 0, 8, "00" * 20))
-    journal.mark_uploaded(file_id, "F", "V", None, SHA_A, 120.0)
+    claim = current_claim(journal, file_id)
+    claim.save_session(session())
+    claim.add_part(PartRecord("P0", 0, 8, "00" * 20))
+    claim.mark_uploaded("F", "V", None, SHA_A, 120.0)
     assert journal.load_session(file_id) is None
 
 
@@ -345,7 +385,7 @@ def test_deleted_uploaded_file_is_forgotten_so_a_new_one_uploads_again(journal: 
 def test_forget_drops_a_row_whatever_its_state(journal: Journal) -> None:
     file_id = add(journal, "a.txt")
     journal.claim_next(now=100.0)
-    journal.save_session(file_id, session())
+    current_claim(journal, file_id).save_session(session())
     assert journal.forget("inbox", "a.txt") is True
     assert journal.forget("inbox", "a.txt") is False
     assert journal.get(file_id) is None and journal.load_session(file_id) is None
@@ -358,7 +398,7 @@ def test_interrupted_uploads_stay_uploading_for_the_reconciler(journal_path: Pat
         add(first, "b.txt")
         claimed = first.claim_next(now=100.0)
         assert claimed is not None
-        first.save_session(claimed.id, session())
+        first.claimed(claimed).save_session(session())
     with Journal.open(journal_path) as second:
         [row] = second.recover_interrupted(now=300.0)
         assert (row.relpath, row.state, row.claim_seq) == ("a.txt", FileState.UPLOADING, claimed.claim_seq)
@@ -409,7 +449,7 @@ def test_reader_cannot_write_but_sees_the_daemons_writes(journal: Journal, journ
 def test_operator_can_retry_beside_a_running_daemon(journal: Journal, journal_path: Path) -> None:
     file_id = add(journal, "a.txt")
     journal.claim_next(now=100.0)
-    journal.mark_failed(file_id, "x")
+    current_claim(journal, file_id).mark_failed("x")
     with Journal.open(journal_path, role="operator") as operator:
         assert operator.retry(now=150.0) == 1
     assert journal.claim_next(now=10_000.0) is not None
@@ -428,7 +468,7 @@ def test_session_endpoint_round_trips(journal: Journal) -> None:
     claimed = journal.claim_next(101.0)
     assert claimed is not None
     url = "https://upload-las.app.box.com/api/2.0/files/upload_sessions/S9"
-    journal.save_session(claimed.id, SessionRecord("S9", 8, 3, 20, 9999.0, endpoint=url))
+    journal.claimed(claimed).save_session(SessionRecord("S9", 8, 3, 20, 9999.0, endpoint=url))
     saved = journal.load_session(claimed.id)
     assert saved is not None and saved[0].endpoint == url
 
@@ -443,7 +483,7 @@ def test_ids_of_removed_rows_are_never_reused(journal: Journal) -> None:
     newcomer = journal.observe("inbox", "c.txt", 1, 1, 1, now=110.0).file
     assert newcomer.id not in (1, 2)
     with pytest.raises(UnknownFile):
-        journal.mark_uploaded(claimed.id, "F1", "V1", None, SHA_A, 120.0, claim_seq=claimed.claim_seq)
+        journal.claimed(claimed).mark_uploaded("F1", "V1", None, SHA_A, 120.0)
 
 
 def test_every_state_has_transition_rules_and_only_uploading_reaches_uploaded() -> None:

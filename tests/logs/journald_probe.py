@@ -3,8 +3,10 @@ log through syncd.logs with format journald, and print what ``journalctl -o json
 
 tmpfs is mounted over /run (and /var/log/journal) first, so the journald started here
 has its own sockets and journal files and the machine's logs are neither read nor touched.
-Usage: SYNCD_PROBE_SECRET=... python journald_probe.py EXPECTED_ENTRIES
-(the secret comes from the environment: journald records the command line as _CMDLINE).
+Usage: SYNCD_PROBE_SECRET=... python journald_probe.py SCENARIO EXPECTED_ENTRIES, where SCENARIO
+is `events` (events of every kind, a traceback, a library record) or `box_retry` (a request to
+a real emulator that Box answers 429 and that is sent again; the secret is the emulator's token).
+The secret comes from the environment: journald records the command line as _CMDLINE.
 """
 
 from __future__ import annotations
@@ -37,15 +39,21 @@ def _start_journald() -> subprocess.Popen[bytes]:
     return journald
 
 
-def _log_events(secret: str) -> None:
+def _configure_for_journald(level: str, secret: str) -> None:
     from syncd import logs
 
     # Make auto-detection pick journald the way systemd would: stderr is "the journal stream".
     info = os.fstat(sys.stderr.fileno())
     os.environ["JOURNAL_STREAM"] = f"{info.st_dev}:{info.st_ino}"
-    chosen = logs.configure_logging("auto", "debug")
+    chosen = logs.configure_logging("auto", level)
     assert chosen == "journald", chosen
     logs.register_secret(secret)
+
+
+def _log_events(secret: str) -> None:
+    from syncd import logs
+
+    _configure_for_journald("debug", secret)
     log = logs.get_logger("syncd.probe")
     log.info("upload committed", path="/srv/in/a b.pdf", size=1234, sha1="ab" * 20, file_id="42",
              duration_ms=17.5, nested={"token": secret, "note": f"has {secret} inside"})
@@ -54,6 +62,21 @@ def _log_events(secret: str) -> None:
     except RuntimeError:
         log.exception("upload failed", attempt=3, error_code="invalid_grant")
     logging.getLogger("urllib3.connectionpool").debug('"POST /oauth2/token?refresh_token=%s HTTP/1.1" 200', secret)
+
+
+def _log_box_retry(secret: str) -> None:
+    import tempfile
+
+    from test_box_events import retried_request  # beside this script, so first on sys.path
+
+    from syncd.emulator.harness import EmulatorProcess
+
+    with tempfile.TemporaryDirectory() as data, EmulatorProcess(Path(data), token=secret) as emulator:
+        _configure_for_journald("info", secret)
+        retried_request(emulator)
+
+
+SCENARIOS = {"events": _log_events, "box_retry": _log_box_retry}
 
 
 def _read_back(expected: int) -> list[str]:
@@ -70,11 +93,11 @@ def _read_back(expected: int) -> list[str]:
 
 
 def main() -> None:
-    secret, expected = os.environ.pop("SYNCD_PROBE_SECRET"), int(sys.argv[1])
+    secret, scenario, expected = os.environ.pop("SYNCD_PROBE_SECRET"), SCENARIOS[sys.argv[1]], int(sys.argv[2])
     _mount_private_dirs()
     journald = _start_journald()
     try:
-        _log_events(secret)
+        scenario(secret)
         for line in _read_back(expected):
             print(line)
     finally:

@@ -21,15 +21,21 @@ REPO = PROBE.parents[2]
 SECRET = "journald-secret-4f9c2b"
 
 
-@pytest.fixture(scope="module")
-def entries() -> list[dict[str, str]]:
+def probe(scenario: str, expected_entries: int) -> list[dict[str, str]]:
+    """What journald holds after journald_probe.py ran `scenario` (see its docstring)."""
     result = subprocess.run(
-        ["unshare", "--mount", "--propagation", "private", sys.executable, str(PROBE), "3"],
+        ["unshare", "--mount", "--propagation", "private", sys.executable, str(PROBE), scenario,
+         str(expected_entries)],
         capture_output=True, text=True, timeout=60, cwd=REPO, env={**os.environ, "SYNCD_PROBE_SECRET": SECRET},
     )
     assert result.returncode == 0, f"probe failed (needs root for unshare/mount):\n{result.stderr}"
     assert SECRET not in result.stdout + result.stderr
     return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+@pytest.fixture(scope="module")
+def entries() -> list[dict[str, str]]:
+    return probe("events", 3)
 
 
 def test_each_event_is_one_entry_with_native_fields(entries: list[dict[str, str]]) -> None:
@@ -54,3 +60,14 @@ def test_secrets_are_redacted_in_fields_messages_and_tracebacks(entries: list[di
     assert library["SYNCD_LOGGER"] == "urllib3.connectionpool" and library["PRIORITY"] == "7"
     assert library["MESSAGE"] == '"POST /oauth2/token?refresh_token=*** HTTP/1.1" 200'
     assert all(SECRET not in value for entry in entries for value in entry.values() if isinstance(value, str))
+
+
+def test_a_retried_box_request_carries_its_fields_in_journald() -> None:
+    [retry] = probe("box_retry", 1)
+    assert retry["MESSAGE"].startswith("box_request_retrying method=GET url=http://127.0.0.1:")
+    assert (retry["SYNCD_LOGGER"], retry["PRIORITY"], retry["SYSLOG_IDENTIFIER"]) == ("syncd.box.transport", "6", "syncd")
+    assert retry["SYNCD_METHOD"] == "GET" and retry["SYNCD_URL"].endswith("/2.0/users/me")
+    assert (retry["SYNCD_ATTEMPT"], retry["SYNCD_STATUS"], retry["SYNCD_ERROR_CODE"]) == ("1", "429", "rate_limit_exceeded")
+    assert 0.0 <= float(retry["SYNCD_WAIT_S"]) <= 0.05  # Retry-After 0 plus jitter
+    assert retry["SYNCD_REQUEST_ID"] and f"request_id={retry['SYNCD_REQUEST_ID']}" in retry["MESSAGE"]
+    assert all(SECRET not in value for value in retry.values() if isinstance(value, str))  # the emulator's token

@@ -28,6 +28,18 @@ def test_json_lines_have_fixed_leading_keys_and_fields() -> None:
     assert (second["logger"], second["level"], second["event"]) == ("requests.adapters", "warning", "pool is full")
 
 
+def test_library_records_keep_their_extra_fields_and_are_redacted() -> None:
+    buffer = io.StringIO()
+    logs.configure_logging("json", "info", stream=buffer)
+    logs.register_secret("lib-secret-9d2f")
+    logging.getLogger("somelib.pool").warning("pool %s is full", "api", extra={
+        "pool_size": 4, "host": "upload.box.com", "access_token": "xyz", "note": "saw lib-secret-9d2f"})
+    line = json.loads(buffer.getvalue())
+    assert (line["logger"], line["event"], line["pool_size"], line["host"]) == (
+        "somelib.pool", "pool api is full", 4, "upload.box.com")
+    assert (line["access_token"], line["note"]) == ("***", "saw ***")
+
+
 def test_console_output_is_plain_off_a_terminal() -> None:
     buffer = io.StringIO()
     assert logs.configure_logging("console", "info", stream=buffer) == "console"

@@ -19,7 +19,7 @@ from syncd.config import load_config
 from syncd.service.box_connection import connect_box
 from syncd.testing.daemon_process import CHUNKED_MIN, Watch, config_data, write_config
 from syncd.journal import Journal
-from syncd.pipeline.ingest import Ingest
+from syncd.pipeline.ingest import Ingest, OutcomeKind
 
 DISCARD_EVENTS = {"upload_discarded_file_changed", "upload_superseded"}
 
@@ -68,7 +68,7 @@ def test_an_upload_superseded_while_its_file_shrinks_is_discarded_and_logged_onc
         journal.close()
 
     assert reclaimed and reclaimed[0] != first.claim_seq
-    assert outcome.kind == "stale", outcome
+    assert outcome.kind is OutcomeKind.STALE, outcome
     discards = [entry["event"] for entry in logs if entry["event"] in DISCARD_EVENTS]
     assert len(discards) == 1, logs
     assert emulator.stats()["requests"].get("sessions.commit", {}) == {}, "the cut file was committed"

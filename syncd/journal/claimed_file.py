@@ -1,0 +1,188 @@
+"""The journal as the worker holding a claim sees it: every write it makes for its
+file, checked against its claim.
+
+`Journal.claim_next` (and, after a crash, `recover_interrupted`) hands a worker a
+FileRecord whose `claim_seq` names its claim; `Journal.claimed(record)` binds a
+`ClaimedFile` to it. Intake invalidates the claim when the file changes during its
+upload (`observe` bumps `claim_seq`), and a new claim of the same row bumps it too.
+Every write through the handle runs in one durable transaction that first checks
+the claim (`_claimed_write`, the only place the check is made): a stale handle
+raises StaleClaim and records nothing, so an upload of old content can never be
+recorded as the file's outcome, nor touch the saved session of the claim that
+replaced it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from syncd.journal.core import JournalCore
+from syncd.journal.errors import InvalidTransition, JournalError
+from syncd.journal.records import FileRecord, FileState, HistoryEvent, PartRecord, SessionRecord
+from syncd.journal.rows import claimed_row, error_detail, fetch_session, require_file, saved_session, transition
+from syncd.journal.validation import check_part, check_session, check_sha1
+
+
+class ClaimedFile:
+    """The journal writes of one claim of one file (from `Journal.claimed(record)`).
+
+    `record` is the row as claimed; its `claim_seq` is checked by every write.
+    Outcome methods (`mark_uploaded`, `schedule_retry`, `mark_failed`,
+    `mark_quarantined`, `mark_skipped`) end the upload; the claim check stays the
+    same afterwards, and the state machine refuses what the new state does not allow.
+    """
+
+    def __init__(self, journal: JournalCore, record: FileRecord) -> None:
+        self._journal = journal
+        self.record = record
+
+    def __repr__(self) -> str:
+        return f"ClaimedFile(file_row={self.record.id}, claim_seq={self.record.claim_seq})"
+
+    @contextmanager
+    def _claimed_write(self) -> Iterator[tuple[sqlite3.Connection, FileRecord]]:
+        """A durable write transaction and the row, if this claim is still the current one."""
+        with self._journal._write(durable=True) as conn:
+            yield conn, claimed_row(conn, self.record.id, self.record.claim_seq)
+
+    # ------------------------------------------------------------- the upload
+
+    def record_sha1(self, sha1: str) -> FileRecord:
+        """Store the SHA-1 (hex) of the content being uploaded."""
+        digest = check_sha1(sha1)
+        with self._claimed_write() as (conn, row):
+            conn.execute("UPDATE files SET sha1 = ? WHERE id = ?", (digest, row.id))
+            return require_file(conn, row.id)
+
+    def load_session(self) -> tuple[SessionRecord, list[PartRecord]] | None:
+        """The saved chunked-upload session of the file and its parts in offset order, or None."""
+        with self._journal._read() as conn:
+            return saved_session(conn, self.record.id)
+
+    def save_session(self, session: SessionRecord, *, now: float | None = None) -> None:
+        """Save the chunked-upload session of the uploading file, replacing any earlier one."""
+        check_session(session)
+        with self._claimed_write() as (conn, row):
+            if row.state is not FileState.UPLOADING:
+                raise JournalError(f"journal row {row.id} is {row.state}, not uploading: cannot save a session")
+            conn.execute("DELETE FROM upload_sessions WHERE file_id = ?", (row.id,))
+            conn.execute(
+                "INSERT INTO upload_sessions (file_id, session_id, part_size, total_parts, file_size, sha1,"
+                " expires_at, created_at, endpoint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    row.id,
+                    session.session_id,
+                    session.part_size,
+                    session.total_parts,
+                    session.file_size,
+                    None if session.sha1 is None else check_sha1(session.sha1),
+                    float(session.expires_at),
+                    self._journal._now(session.created_at if session.created_at is not None else now),
+                    session.endpoint,
+                ),
+            )
+
+    def add_part(self, part: PartRecord) -> None:
+        """Record a part Box acknowledged (replaces a part saved at the same offset)."""
+        with self._claimed_write() as (conn, row):
+            session = fetch_session(conn, row.id)
+            if session is None:
+                raise JournalError(f"journal row {row.id} has no upload session: save_session first")
+            check_part(part, session)
+            conn.execute(
+                "INSERT OR REPLACE INTO session_parts (file_id, part_offset, part_id, size, sha1)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (row.id, part.offset, part.part_id, part.size, part.sha1),
+            )
+
+    def drop_session(self) -> bool:
+        """Forget the saved session (expired or aborted). True if there was one.
+
+        Checked like every other write: a stale worker must not delete the session
+        of the claim that replaced it.
+        """
+        with self._claimed_write() as (conn, row):
+            return conn.execute("DELETE FROM upload_sessions WHERE file_id = ?", (row.id,)).rowcount > 0
+
+    # --------------------------------------------------------------- outcomes
+
+    def mark_uploaded(
+        self, box_file_id: str, box_version_id: str | None, etag: str | None, sha1: str, now: float
+    ) -> FileRecord:
+        """Record a verified upload: uploading -> uploaded; drops the saved session.
+
+        Raises JournalError if a SHA-1 was recorded for this content and `sha1` differs
+        (the verified bytes are not the ones hashed).
+        """
+        digest = check_sha1(sha1)
+        if not box_file_id:
+            raise ValueError("box_file_id must be a non-empty string")
+        with self._claimed_write() as (conn, row):
+            if row.sha1 is not None and row.sha1 != digest:
+                raise JournalError(
+                    f"journal row {row.id}: uploaded SHA-1 {digest} differs from the recorded {row.sha1}"
+                )
+            conn.execute("DELETE FROM upload_sessions WHERE file_id = ?", (row.id,))
+            return transition(
+                conn,
+                row,
+                FileState.UPLOADED,
+                HistoryEvent.UPLOADED,
+                f"box file {box_file_id} version {box_version_id or '?'} sha1 {digest}",
+                float(now),
+                {
+                    "box_file_id": box_file_id,
+                    "box_version_id": box_version_id,
+                    "box_etag": etag,
+                    "sha1": digest,
+                    "uploaded_at": float(now),
+                    "last_error": None,
+                    "last_error_code": None,
+                },
+            )
+
+    def schedule_retry(
+        self, error: str, code: str | None, next_attempt_at: float, *, now: float | None = None
+    ) -> FileRecord:
+        """A retryable failure: uploading -> pending, due again at `next_attempt_at`.
+
+        The saved session (if any) is kept, so the next attempt can resume it.
+        """
+        with self._claimed_write() as (conn, row):
+            if row.state is not FileState.UPLOADING:
+                raise InvalidTransition(row.id, row.state, FileState.PENDING)
+            return transition(
+                conn,
+                row,
+                FileState.PENDING,
+                HistoryEvent.RETRY_SCHEDULED,
+                error_detail(error, code),
+                self._journal._now(now),
+                {"last_error": error, "last_error_code": code, "next_attempt_at": float(next_attempt_at)},
+            )
+
+    def mark_failed(self, reason: str, code: str | None = None, *, now: float | None = None) -> FileRecord:
+        """Give up on the file (retries exhausted or permanent error) until `syncd retry`."""
+        return self._park(FileState.FAILED, HistoryEvent.FAILED, reason, code, now)
+
+    def mark_quarantined(self, reason: str, *, code: str | None = None, now: float | None = None) -> FileRecord:
+        """Box can never take this file as it is (bad name, too large...)."""
+        return self._park(FileState.QUARANTINED, HistoryEvent.QUARANTINED, reason, code, now)
+
+    def mark_skipped(self, reason: str, *, now: float | None = None) -> FileRecord:
+        """Conflict policy `skip`: Box already has an item by this name."""
+        return self._park(FileState.SKIPPED, HistoryEvent.SKIPPED, reason, None, now)
+
+    def _park(
+        self, state: FileState, event: HistoryEvent, reason: str, code: str | None, now: float | None
+    ) -> FileRecord:
+        if not reason:
+            raise ValueError(f"a reason is required to mark a file {state}")
+        with self._claimed_write() as (conn, row):
+            conn.execute("DELETE FROM upload_sessions WHERE file_id = ?", (row.id,))
+            return transition(
+                conn, row, state, event, error_detail(reason, code), self._journal._now(now),
+                {"last_error": reason, "last_error_code": code},
+            )
