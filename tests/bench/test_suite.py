@@ -154,7 +154,7 @@ def test_command_line_help_and_bad_name():
     assert helped.returncode == 0 and "--quick" in helped.stdout and "--only" in helped.stdout
     listed = subprocess.run([sys.executable, "-m", "bench", "list"], cwd=ROOT, check=False, capture_output=True, text=True, timeout=60)
     assert listed.stdout.split() == ["large", "small_files", "latency", "scale", "resume", "chaos", "chaos_restart",
-                                     "emulator"]
+                                     "emulator", "versus_rclone"]
     bad = subprocess.run([sys.executable, "-m", "bench", "all", "--only", "nope"], cwd=ROOT, check=False, capture_output=True,
                          text=True, timeout=60)
     assert bad.returncode == 2 and "invalid choice: 'nope'" in bad.stderr
