@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import json
 import math
+import re
 import shlex
 import time
 import traceback
@@ -55,12 +56,14 @@ class Figure:
 
 @dataclass
 class BenchmarkOutcome:
-    """What running one benchmark gave: its raw result or the error that stopped it."""
+    """What running one benchmark gave: its raw result or the error that stopped it, and when it ran
+    (an ``--only`` rerun keeps the other benchmarks' outcomes, measured on earlier days)."""
 
     name: str
     seconds: float
     result: dict[str, Any] | None = None
     error: str | None = None
+    date: str | None = None
 
 
 @dataclass
@@ -380,7 +383,8 @@ def render_markdown(report: SuiteReport) -> str:
         lines += ["", "## Benchmarks that did not run", ""]
         lines += [f"- **{outcome.name}**: {outcome.error.strip().splitlines()[-1]}" for outcome in failed]
     lines += ["", "## Time per benchmark", ""]
-    lines += [f"- {outcome.name}: {outcome.seconds:.0f} s" for outcome in report.outcomes]
+    lines += [f"- {outcome.name}: {outcome.seconds:.0f} s" + (f", run {outcome.date[:10]}" if outcome.date else "")
+              for outcome in report.outcomes]
     ran = [outcome.name for outcome in report.outcomes if outcome.name in METHOD_NOTES]
     if ran:
         lines += ["", "## How each figure is measured", ""]
@@ -400,7 +404,8 @@ def report_json(report: SuiteReport) -> dict[str, Any]:
         "quick": report.quick,
         "machine": report.machine,
         "figures": [asdict(figure) for figure in report.figures],
-        "benchmarks": {o.name: {"seconds": round(o.seconds, 1), "result": o.result, "error": o.error} for o in report.outcomes},
+        "benchmarks": {o.name: {"seconds": round(o.seconds, 1), "result": o.result, "error": o.error, "date": o.date}
+                       for o in report.outcomes},
         "plots": report.plots,
     }
 
@@ -417,13 +422,13 @@ def run_suite(names: Sequence[str], *, quick: bool, command: str) -> SuiteReport
                          machine=machine())
     for name in names:
         print(f"== {name}", flush=True)
-        started = time.monotonic()
+        started, date = time.monotonic(), datetime.now(UTC).isoformat(timespec="seconds")
         try:
             result = BENCHMARKS[name](quick)
-            outcome = BenchmarkOutcome(name, time.monotonic() - started, result=result)
+            outcome = BenchmarkOutcome(name, time.monotonic() - started, result=result, date=date)
             report.figures += figures_of(name, result)
         except Exception:  # noqa: BLE001 -- record and go on: the other benchmarks' figures still count
-            outcome = BenchmarkOutcome(name, time.monotonic() - started, error=traceback.format_exc())
+            outcome = BenchmarkOutcome(name, time.monotonic() - started, error=traceback.format_exc(), date=date)
             print(f"   {name} failed: {outcome.error.strip().splitlines()[-1]}", flush=True)
         report.outcomes.append(outcome)
         print(f"   {name}: {outcome.seconds:.0f} s", flush=True)
@@ -457,6 +462,15 @@ def results_path(date: str, *, quick: bool, results_dir: Path = RESULTS_DIR) -> 
     return results_dir / f"{date[:10]}{'-quick' if quick else ''}.json"
 
 
+def latest_results_path(*, quick: bool, results_dir: Path = RESULTS_DIR) -> Path | None:
+    """The newest suite results file of a kind (full or quick) in `results_dir`, or None: what an
+    ``--only`` rerun completes, today's file or the last day's, so the table keeps every benchmark."""
+    pattern = re.compile(r"\d{4}-\d\d-\d\d" + ("-quick" if quick else "") + r"\.json")
+    found = sorted(path.name for path in results_dir.glob("*.json") if pattern.fullmatch(path.name)) \
+        if results_dir.is_dir() else []
+    return results_dir / found[-1] if found else None
+
+
 def merge_reports(earlier: SuiteReport, later: SuiteReport) -> SuiteReport:
     """``earlier`` with the benchmarks ``later`` ran replaced by its outcomes (an ``--only`` rerun
     completes the day's table instead of replacing it with a one-benchmark table)."""
@@ -478,7 +492,9 @@ def report_from_json(saved: dict[str, Any]) -> SuiteReport:
     report = SuiteReport(date=saved["date"], command=saved["command"], quick=saved["quick"], machine=saved["machine"],
                          plots=dict(saved.get("plots", {})))
     for name, entry in saved["benchmarks"].items():
-        outcome = BenchmarkOutcome(name, entry["seconds"], result=entry.get("result"), error=entry.get("error"))
+        # Files written before outcomes carried their date: each ran on the file's date.
+        outcome = BenchmarkOutcome(name, entry["seconds"], result=entry.get("result"), error=entry.get("error"),
+                                   date=entry.get("date") or saved["date"])
         report.outcomes.append(outcome)
         if outcome.result:
             report.figures += figures_of(name, outcome.result)
@@ -513,6 +529,7 @@ __all__ = [
     "ResultsFileError",
     "SuiteReport",
     "figures_of",
+    "latest_results_path",
     "load_report",
     "machine",
     "merge_reports",

@@ -500,8 +500,8 @@ def measure_workload(workload: Workload, work: Path) -> dict[str, Any]:
                         measured = run_syncd_daemon(side, dataset, work, run, workload.syncd_box_settings)
                     else:
                         measured = run_raw_upload(side, dataset, run)
+                    runs.append(_with_stats(side, measured))  # before the check's own listing adds a request
                     verify_box(side, dataset, tool)
-                    runs.append(_with_stats(side, measured))
                 print(f"  {workload.label}, run {run + 1}/{workload.runs}: {tool} {measured.seconds:.2f} s, "
                       f"{measured.responses_429} x 429", flush=True)
     finally:
