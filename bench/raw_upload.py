@@ -17,26 +17,13 @@ import concurrent.futures
 import hashlib
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.emulator_throughput import authorized_session, check_answer, commit_session
+from bench.emulator_throughput import ChunkedUploadResult, authorized_session, check_answer, commit_session
 
 
-@dataclass(frozen=True)
-class RawUpload:
-    """What one raw upload took."""
-
-    size: int
-    part_size: int
-    parts: int
-    seconds: float
-    file_id: str
-    sha1_hex: str
-
-
-def upload_file(upload_url: str, token: str, path: Path, folder_id: str, *, parallel: int = 4) -> RawUpload:
+def upload_file(upload_url: str, token: str, path: Path, folder_id: str, *, parallel: int = 4) -> ChunkedUploadResult:
     """Upload `path` into `folder_id` through an upload session with `parallel` parts in flight.
 
     At most `parallel` + 1 parts are held in memory: the reader waits for a free sender.
@@ -77,4 +64,4 @@ def upload_file(upload_url: str, token: str, path: Path, folder_id: str, *, para
                                base64.b64encode(whole.digest()).decode())
     seconds = time.perf_counter() - started
     entry = committed["entries"][0]
-    return RawUpload(size, part_size, len(parts), seconds, str(entry["id"]), str(entry["sha1"]))
+    return ChunkedUploadResult(size, part_size, len(parts), seconds, str(entry["id"]), str(entry["sha1"]))
