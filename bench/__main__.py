@@ -5,7 +5,9 @@
 runs the benchmarks (each against its own fresh emulator), writes
 ``bench/results/<UTC date>.json`` (``<date>-quick.json`` with --quick) and regenerates
 ``docs/BENCHMARKS.md`` with the plots it links. With --only, the named benchmarks
-replace theirs in that day's results file and the rest of its table is kept. ``python -m bench list`` names the benchmarks; ``python -m bench render
+replace theirs in the newest results file of the kind (today's, or the last day's) and the
+rest of its table is kept, each benchmark with the date it ran; the merged table is written
+as today's. ``python -m bench list`` names the benchmarks; ``python -m bench render
 RESULTS.json`` redraws the table and plots from a results file without running anything.
 """
 
@@ -14,15 +16,14 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
 from bench.suite import (
     BENCHMARKS,
     ResultsFileError,
+    latest_results_path,
     load_report,
     merge_reports,
-    results_path,
     run_suite,
     shell_command,
     write_outputs,
@@ -63,9 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.only:
         # Read the file the rerun merges into before running anything: a long run must not be
         # thrown away at the end because that file cannot be read.
-        path = results_path(datetime.now(UTC).isoformat(), quick=args.quick)
+        path = latest_results_path(quick=args.quick)
         try:
-            earlier = load_report(path) if path.exists() else None
+            earlier = load_report(path) if path is not None else None
         except ResultsFileError as error:
             print(f"cannot merge --only into {path.name}: {error}", file=sys.stderr)
             return 2

@@ -176,13 +176,15 @@ class ChunkedUploadResult:
         return self.size / 1e6 / self.seconds if self.seconds else 0.0
 
 
-def _session(token: str) -> requests.Session:
+def authorized_session(token: str) -> requests.Session:
+    """A requests session that sends ``Authorization: Bearer token``."""
     http = requests.Session()
     http.headers["Authorization"] = f"Bearer {token}"
     return http
 
 
-def _check(response: requests.Response, expected: Sequence[int], what: str) -> dict[str, Any]:
+def check_answer(response: requests.Response, expected: Sequence[int], what: str) -> dict[str, Any]:
+    """The JSON body of an answer with an ``expected`` status; BenchError naming ``what`` otherwise."""
     if response.status_code not in expected:
         raise BenchError(f"{what}: HTTP {response.status_code}: {response.text[:300]}")
     return response.json() if response.content else {}
@@ -205,9 +207,9 @@ def stream_chunked_upload(
     """
     source = PatternSource(size)
     name = name or f"stream-{uuid.uuid4().hex}.bin"
-    control = _session(token)
+    control = authorized_session(token)
     started = time.perf_counter()
-    session = _check(
+    session = check_answer(
         control.post(f"{upload_url}/files/upload_sessions", json={"folder_id": folder_id, "file_size": size, "file_name": name}, timeout=60),
         (201,),
         "create session",
@@ -220,7 +222,7 @@ def stream_chunked_upload(
     local = threading.local()
 
     def send(index: int) -> dict[str, Any]:
-        http = getattr(local, "http", None) or _session(token)
+        http = getattr(local, "http", None) or authorized_session(token)
         local.http = http
         offset = index * part_size
         length = min(part_size, size - offset)
@@ -230,24 +232,25 @@ def stream_chunked_upload(
             "Content-Range": f"bytes {offset}-{offset + length - 1}/{size}",
             "Content-Type": "application/octet-stream",
         }
-        answer = _check(http.put(endpoints["upload_part"], data=body, headers=headers, timeout=300), (200,), f"part {index}")
+        answer = check_answer(http.put(endpoints["upload_part"], data=body, headers=headers, timeout=300), (200,), f"part {index}")
         return answer["part"]
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=parallel) as pool:
         parts = list(pool.map(send, range(len(part_digests))))
-    files = _commit(control, endpoints["commit"], parts, file_digest)
+    files = commit_session(control, endpoints["commit"], parts, file_digest)
     seconds = time.perf_counter() - started - hashing
     entry = files["entries"][0]
     return ChunkedUploadResult(size, part_size, len(parts), seconds, str(entry["id"]), str(entry["sha1"]))
 
 
-def _commit(http: requests.Session, url: str, parts: list[dict[str, Any]], file_digest: str) -> dict[str, Any]:
+def commit_session(http: requests.Session, url: str, parts: list[dict[str, Any]], file_digest: str) -> dict[str, Any]:
+    """Commit an upload session (``file_digest``: base64 SHA-1 of the whole file), waiting out 202s."""
     for _ in range(30):
         response = http.post(url, json={"parts": parts}, headers={"Digest": f"sha={file_digest}"}, timeout=300)
         if response.status_code == 202:
             time.sleep(float(response.headers.get("Retry-After", "1")))
             continue
-        return _check(response, (200, 201), "commit")
+        return check_answer(response, (200, 201), "commit")
     raise BenchError("commit still answered 202 after 30 attempts")
 
 
@@ -281,9 +284,9 @@ def measure_parts(upload_url: str, token: str, total_bytes: int, parallel: int =
         whole = hashlib.sha1()
         for index in range(parts_per_session):
             whole.update(pool[index % len(pool)])
-        control = _session(token)
+        control = authorized_session(token)
         started = time.perf_counter()
-        session = _check(
+        session = check_answer(
             control.post(
                 f"{upload_url}/files/upload_sessions",
                 json={"folder_id": "0", "file_size": size, "file_name": f"parts-{uuid.uuid4().hex}.bin"},
@@ -297,7 +300,7 @@ def measure_parts(upload_url: str, token: str, total_bytes: int, parallel: int =
         endpoint = session["session_endpoints"]["upload_part"]
 
         def send(index: int, endpoint: str = endpoint, size: int = size) -> dict[str, Any]:
-            http = getattr(local, "http", None) or _session(token)
+            http = getattr(local, "http", None) or authorized_session(token)
             local.http = http
             offset = index * PART_BENCH_PART_SIZE
             headers = {
@@ -306,13 +309,13 @@ def measure_parts(upload_url: str, token: str, total_bytes: int, parallel: int =
                 "Content-Type": "application/octet-stream",
             }
             response = http.put(endpoint, data=pool[index % len(pool)], headers=headers, timeout=300)
-            return _check(response, (200,), f"part {index}")["part"]
+            return check_answer(response, (200,), f"part {index}")["part"]
 
         parts_started = time.perf_counter()
         with concurrent.futures.ThreadPoolExecutor(max_workers=parallel) as executor:
             parts = list(executor.map(send, range(parts_per_session)))
         parts_elapsed += time.perf_counter() - parts_started
-        _commit(control, session["session_endpoints"]["commit"], parts, base64.b64encode(whole.digest()).decode())
+        commit_session(control, session["session_endpoints"]["commit"], parts, base64.b64encode(whole.digest()).decode())
         elapsed += time.perf_counter() - started
         sent += size
     return PartsFigures(sent / 1e6 / parts_elapsed, sent / 1e6 / elapsed)
@@ -325,7 +328,7 @@ def measure_direct(upload_url: str, token: str, uploads: int, clients: int = 8) 
     run = uuid.uuid4().hex[:8]
 
     def upload(index: int) -> None:
-        http = getattr(local, "http", None) or _session(token)
+        http = getattr(local, "http", None) or authorized_session(token)
         local.http = http
         attributes = json.dumps({"name": f"direct-{run}-{index}.bin", "parent": {"id": "0"}})
         response = http.post(
@@ -333,7 +336,7 @@ def measure_direct(upload_url: str, token: str, uploads: int, clients: int = 8) 
             files=[("attributes", (None, attributes)), ("file", ("f", payload))],
             timeout=60,
         )
-        _check(response, (201,), f"direct upload {index}")
+        check_answer(response, (201,), f"direct upload {index}")
 
     started = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(max_workers=clients) as executor:

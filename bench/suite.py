@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib
 import json
 import math
+import re
 import shlex
 import time
 import traceback
@@ -55,12 +56,14 @@ class Figure:
 
 @dataclass
 class BenchmarkOutcome:
-    """What running one benchmark gave: its raw result or the error that stopped it."""
+    """What running one benchmark gave: its raw result or the error that stopped it, and when it ran
+    (an ``--only`` rerun keeps the other benchmarks' outcomes, measured on earlier days)."""
 
     name: str
     seconds: float
     result: dict[str, Any] | None = None
     error: str | None = None
+    date: str | None = None
 
 
 @dataclass
@@ -102,6 +105,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "chaos": Benchmark("chaos"),
     "chaos_restart": Benchmark("chaos", options={"restart_emulator": True}),
     "emulator": Benchmark("emulator_throughput"),
+    "versus_rclone": Benchmark("versus_rclone"),
 }
 
 
@@ -220,6 +224,51 @@ def _emulator_figures(result: dict[str, Any]) -> list[Figure]:
     ]
 
 
+def _versus_rclone_figures(result: dict[str, Any]) -> list[Figure]:
+    command = result["command"]
+    rows = []
+    for workload in result["workloads"]:
+        label, floor, targets, tools = workload["label"], workload["floor_s"], workload["targets"], workload["tools"]
+        floor_label = f"{workload['floor_label']} (s)"
+        rclone, once, daemon = (tools[tool]["seconds"] for tool in ("rclone", "syncd_once", "syncd_run"))
+        ratio = targets["rclone_ratio"]
+        if "floor_plus_s" in targets:
+            floor_target, floor_met = f"<= floor + {targets['floor_plus_s']:g} s", once <= floor + targets["floor_plus_s"]
+        elif "floor_ratio" in targets:
+            floor_target, floor_met = f"<= {targets['floor_ratio']:g}x floor", once <= floor * targets["floor_ratio"]
+        else:
+            floor_target, floor_met = "-", None
+        rows += [
+            Figure("versus_rclone", f"{label}: rclone copy", rclone, "s", floor, floor_label, _ratio(rclone, floor), "-",
+                   None, command),
+            Figure("versus_rclone", f"{label}: syncd once vs rclone", once, "s", rclone, "rclone copy (s)",
+                   _ratio(once, rclone), f"<= {ratio:g}x rclone", once <= ratio * rclone, command),
+            Figure("versus_rclone", f"{label}: syncd once vs floor", once, "s", floor, floor_label, _ratio(once, floor),
+                   floor_target, floor_met, command),
+            Figure("versus_rclone", f"{label}: syncd run, drop to last commit, vs rclone", daemon, "s", rclone,
+                   "rclone copy (s)", _ratio(daemon, rclone), "-", None, command),
+            Figure("versus_rclone", f"{label}: syncd run, drop to last commit, vs floor", daemon, "s", floor, floor_label,
+                   _ratio(daemon, floor), "-", None, command),
+        ]
+        if "max_429" in targets:
+            limit = targets["max_429"]
+            rows += [Figure("versus_rclone", f"{label}: 429 answers to {tool.replace('_', ' ')}",
+                            tools[tool]["responses_429"], "responses", None, "-", None,
+                            "-" if tool == "rclone" else f"<= {limit}",
+                            None if tool == "rclone" else tools[tool]["responses_429"] <= limit, command)
+                     for tool in ("rclone", "syncd_once", "syncd_run")]
+    startup = result["startup"]
+    rows.append(Figure("versus_rclone", "start-up: syncd once on an empty folder", startup["syncd_once_s"], "s",
+                       startup["rclone_s"], "rclone copy, empty folder (s)",
+                       _ratio(startup["syncd_once_s"], startup["rclone_s"]), "-", None, command))
+    trickle = result["close_to_commit"]
+    target = trickle["target_p95_s"]
+    rows.append(Figure("versus_rclone", f"close-to-commit p95, syncd run defaults, 64 KiB files at "
+                       f"{trickle['rate_per_s']:g}/s, Box's limit", trickle["p95_s"], "s", target, "settle + 1 s",
+                       _ratio(trickle["p95_s"], target), f"<= {target:g} s", trickle["p95_s"] <= target, command))
+    return rows
+
+
 def figures_of(name: str, result: dict[str, Any]) -> list[Figure]:
     """The table rows for one benchmark's result dict."""
     if name == "large":
@@ -236,6 +285,8 @@ def figures_of(name: str, result: dict[str, Any]) -> list[Figure]:
         return _chaos_figures(name, result)
     if name == "emulator":
         return _emulator_figures(result)
+    if name == "versus_rclone":
+        return _versus_rclone_figures(result)
     raise ValueError(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}")
 
 
@@ -266,6 +317,29 @@ METHOD_NOTES = {
              "`bench/verifier.py` then compares every local file with Box through the API.",
     "chaos_restart": "the same, with the emulator itself killed and restarted during the run.",
     "emulator": "`bench/emulator_throughput.py`: the emulator alone (parts, direct uploads, streamed upload, RSS).",
+    "versus_rclone": "`bench/versus_rclone.py` (issue 12), run as root: syncd and rclone 1.60 (Debian's package, "
+                     "installed by the benchmark) against the same emulator, one fresh emulator data directory and "
+                     "syncd journal per run. The emulator serves HTTPS on 127.0.0.1:443 (`--tls-self-signed`, "
+                     "`--latency-ms 40`); Box's host names point at it through one marked /etc/hosts line that the "
+                     "benchmark removes when it ends; rclone trusts its CA through `SSL_CERT_FILE`, syncd through "
+                     "`REQUESTS_CA_BUNDLE`. rclone: `rclone copy SRC box:bench --bind 127.0.0.1` with an rclone "
+                     "config holding an OAuth pair minted by the emulator (defaults otherwise: 4 transfers, 8 "
+                     "checkers, no `--tpslimit`; `--bind` only keeps it on this machine). syncd: `syncd once` with "
+                     "a config naming Box's URLs, the developer token, the journal, the watch and JSON logs; for the "
+                     "64 KiB files with limits lifted also `box.uploads_per_minute` and `box.calls_per_minute` "
+                     "100,000 (rclone has no limit to lift, the emulator enforces none). Under Box's limit the "
+                     "emulator has `--upload-rate-limit 240` and both tools their defaults; 429s are the emulator's "
+                     "own counts. Times: each tool's process wall time (start-up included) to upload into an empty "
+                     "folder `bench`, files whose ctime is more than settle + 1 s old; every upload is checked "
+                     "(names and SHA-1s in Box) before its time counts. `syncd run`: daemon started on an empty "
+                     "folder, the files renamed into it, time from the first rename to the last `upload_committed`. "
+                     "Floors: one large file, the same file pushed through the same origin by `bench/raw_upload.py` "
+                     "(session, parts with 4 in flight, commit, one read pass), measured in the same run; 64 KiB files, "
+                     "ceil(files / 4 connections) x 40 ms; under Box's limit, the window's: 60 s per full window of "
+                     "240 after the first, plus the last batch's round trips. Start-up: `syncd once` and `rclone copy` "
+                     "on an empty folder. Close-to-commit: `syncd run` with defaults, 64 KiB files written in place "
+                     "at 2/s, each file's close to its `upload_committed`. Medians of 3 runs (5 for the 64 KiB files "
+                     "without limits and the start-up); tools take turns within a run, in a rotating order.",
 }
 
 
@@ -309,7 +383,8 @@ def render_markdown(report: SuiteReport) -> str:
         lines += ["", "## Benchmarks that did not run", ""]
         lines += [f"- **{outcome.name}**: {outcome.error.strip().splitlines()[-1]}" for outcome in failed]
     lines += ["", "## Time per benchmark", ""]
-    lines += [f"- {outcome.name}: {outcome.seconds:.0f} s" for outcome in report.outcomes]
+    lines += [f"- {outcome.name}: {outcome.seconds:.0f} s" + (f", run {outcome.date[:10]}" if outcome.date else "")
+              for outcome in report.outcomes]
     ran = [outcome.name for outcome in report.outcomes if outcome.name in METHOD_NOTES]
     if ran:
         lines += ["", "## How each figure is measured", ""]
@@ -329,7 +404,8 @@ def report_json(report: SuiteReport) -> dict[str, Any]:
         "quick": report.quick,
         "machine": report.machine,
         "figures": [asdict(figure) for figure in report.figures],
-        "benchmarks": {o.name: {"seconds": round(o.seconds, 1), "result": o.result, "error": o.error} for o in report.outcomes},
+        "benchmarks": {o.name: {"seconds": round(o.seconds, 1), "result": o.result, "error": o.error, "date": o.date}
+                       for o in report.outcomes},
         "plots": report.plots,
     }
 
@@ -346,13 +422,13 @@ def run_suite(names: Sequence[str], *, quick: bool, command: str) -> SuiteReport
                          machine=machine())
     for name in names:
         print(f"== {name}", flush=True)
-        started = time.monotonic()
+        started, date = time.monotonic(), datetime.now(UTC).isoformat(timespec="seconds")
         try:
             result = BENCHMARKS[name](quick)
-            outcome = BenchmarkOutcome(name, time.monotonic() - started, result=result)
+            outcome = BenchmarkOutcome(name, time.monotonic() - started, result=result, date=date)
             report.figures += figures_of(name, result)
         except Exception:  # noqa: BLE001 -- record and go on: the other benchmarks' figures still count
-            outcome = BenchmarkOutcome(name, time.monotonic() - started, error=traceback.format_exc())
+            outcome = BenchmarkOutcome(name, time.monotonic() - started, error=traceback.format_exc(), date=date)
             print(f"   {name} failed: {outcome.error.strip().splitlines()[-1]}", flush=True)
         report.outcomes.append(outcome)
         print(f"   {name}: {outcome.seconds:.0f} s", flush=True)
@@ -386,6 +462,15 @@ def results_path(date: str, *, quick: bool, results_dir: Path = RESULTS_DIR) -> 
     return results_dir / f"{date[:10]}{'-quick' if quick else ''}.json"
 
 
+def latest_results_path(*, quick: bool, results_dir: Path = RESULTS_DIR) -> Path | None:
+    """The newest suite results file of a kind (full or quick) in `results_dir`, or None: what an
+    ``--only`` rerun completes, today's file or the last day's, so the table keeps every benchmark."""
+    pattern = re.compile(r"\d{4}-\d\d-\d\d" + ("-quick" if quick else "") + r"\.json")
+    found = sorted(path.name for path in results_dir.glob("*.json") if pattern.fullmatch(path.name)) \
+        if results_dir.is_dir() else []
+    return results_dir / found[-1] if found else None
+
+
 def merge_reports(earlier: SuiteReport, later: SuiteReport) -> SuiteReport:
     """``earlier`` with the benchmarks ``later`` ran replaced by its outcomes (an ``--only`` rerun
     completes the day's table instead of replacing it with a one-benchmark table)."""
@@ -407,7 +492,9 @@ def report_from_json(saved: dict[str, Any]) -> SuiteReport:
     report = SuiteReport(date=saved["date"], command=saved["command"], quick=saved["quick"], machine=saved["machine"],
                          plots=dict(saved.get("plots", {})))
     for name, entry in saved["benchmarks"].items():
-        outcome = BenchmarkOutcome(name, entry["seconds"], result=entry.get("result"), error=entry.get("error"))
+        # Files written before outcomes carried their date: each ran on the file's date.
+        outcome = BenchmarkOutcome(name, entry["seconds"], result=entry.get("result"), error=entry.get("error"),
+                                   date=entry.get("date") or saved["date"])
         report.outcomes.append(outcome)
         if outcome.result:
             report.figures += figures_of(name, outcome.result)
@@ -442,6 +529,7 @@ __all__ = [
     "ResultsFileError",
     "SuiteReport",
     "figures_of",
+    "latest_results_path",
     "load_report",
     "machine",
     "merge_reports",

@@ -61,9 +61,10 @@ def _report(tmp_path: Path) -> SuiteReport:
                          machine={"cores": 2, "memory_gib": 23.0, "python": "3.11.7", "platform": "Linux",
                                   "load_average_1m": 0.5})
     for name, result in FAKE_RESULTS.items():
-        report.outcomes.append(BenchmarkOutcome(name, 12.0, result=result))
+        report.outcomes.append(BenchmarkOutcome(name, 12.0, result=result, date=report.date))
         report.figures += figures_of(name, result)
-    report.outcomes.append(BenchmarkOutcome("resume", 1.0, error="Traceback...\nModuleNotFoundError: No module named 'bench.resume'"))
+    report.outcomes.append(BenchmarkOutcome("resume", 1.0, error="Traceback...\nModuleNotFoundError: No module named 'bench.resume'",
+                                            date=report.date))
     return report
 
 
@@ -154,7 +155,7 @@ def test_command_line_help_and_bad_name():
     assert helped.returncode == 0 and "--quick" in helped.stdout and "--only" in helped.stdout
     listed = subprocess.run([sys.executable, "-m", "bench", "list"], cwd=ROOT, check=False, capture_output=True, text=True, timeout=60)
     assert listed.stdout.split() == ["large", "small_files", "latency", "scale", "resume", "chaos", "chaos_restart",
-                                     "emulator"]
+                                     "emulator", "versus_rclone"]
     bad = subprocess.run([sys.executable, "-m", "bench", "all", "--only", "nope"], cwd=ROOT, check=False, capture_output=True,
                          text=True, timeout=60)
     assert bad.returncode == 2 and "invalid choice: 'nope'" in bad.stderr
@@ -202,3 +203,36 @@ def test_only_rerun_replaces_its_benchmarks_and_keeps_the_rest():
     assert all(f.met is not False for f in merged.figures if f.benchmark == "chaos")
     assert {f.benchmark for f in merged.figures} == {"large", "latency", "chaos"}
     assert next(o for o in merged.outcomes if o.name == "resume").error  # a failure stays visible until rerun
+
+
+def test_only_rerun_completes_the_newest_results_file_of_its_kind(tmp_path):
+    from bench.suite import latest_results_path
+
+    results = tmp_path / "results"
+    assert latest_results_path(quick=False, results_dir=results) is None  # no directory yet
+    results.mkdir()
+    for name in ("2026-11-20.json", "2026-11-21.json", "2026-11-24-quick.json", "latency-2026-11-25.json",
+                 "2026-11-22.json.bak", "notes.json"):
+        (results / name).write_text("{}")
+    assert latest_results_path(quick=False, results_dir=results) == results / "2026-11-21.json"
+    assert latest_results_path(quick=True, results_dir=results) == results / "2026-11-24-quick.json"
+
+
+def test_each_benchmark_keeps_the_date_it_ran_through_merge_and_results_file(tmp_path):
+    from bench.suite import merge_reports, report_from_json, report_json
+
+    earlier = SuiteReport(date="2026-11-21T10:00:00+00:00", command="python -m bench all", quick=False,
+                          machine={"cores": 2},
+                          outcomes=[BenchmarkOutcome("chaos", 5.0, result=FAKE_RESULTS["chaos"], date="2026-11-21T10:00:00+00:00")])
+    later = SuiteReport(date="2026-11-26T08:00:00+00:00", command="python -m bench all --only latency", quick=False,
+                        machine={"cores": 2},
+                        outcomes=[BenchmarkOutcome("latency", 9.0, result=FAKE_RESULTS["latency"], date="2026-11-26T08:00:01+00:00")])
+    merged = report_from_json(json.loads(json.dumps(report_json(merge_reports(earlier, later)))))
+    assert {o.name: o.date for o in merged.outcomes} == {"latency": "2026-11-26T08:00:01+00:00",
+                                                         "chaos": "2026-11-21T10:00:00+00:00"}
+    markdown = render_markdown(merged)
+    assert "- chaos: 5 s, run 2026-11-21" in markdown and "- latency: 9 s, run 2026-11-26" in markdown
+    # A file written before outcomes carried a date: every benchmark in it ran on the file's date.
+    saved = report_json(earlier)
+    del saved["benchmarks"]["chaos"]["date"]
+    assert report_from_json(saved).outcomes[0].date == "2026-11-21T10:00:00+00:00"
