@@ -72,6 +72,17 @@ class ProblemKind(StrEnum):
     BUSY = "busy"  # another process holds a lease that refuses our open for now
 
 
+#: Kinds that will not clear up until the entry itself changes: a link (never followed), a
+#: FIFO, socket, device or directory where a file was. Such an entry is parked in the journal
+#: with the reason; readiness stops tracking it (a new event nominates it again).
+FINAL_PROBLEMS = frozenset({
+    ProblemKind.SYMLINK_SKIPPED,
+    ProblemKind.SYMLINK_OUTSIDE_ROOT,
+    ProblemKind.SYMLINK_LOOP,
+    ProblemKind.NOT_REGULAR_FILE,
+})
+
+
 @dataclass(frozen=True, slots=True)
 class ScanProblem:
     """A path the scanner or the readiness tracker could not use, with a human-readable reason.
@@ -248,8 +259,10 @@ class Scanner:
         self.follow_symlinks = follow_symlinks
         self._on_problem = on_problem
 
-    def scan(self, subdir: str = "") -> Iterator[ScanEntry]:
+    def scan(self, subdir: str = "", *, on_problem: ProblemCallback | None = None) -> Iterator[ScanEntry]:
         """Yield a :class:`ScanEntry` for every candidate file below ``subdir``.
+
+        ``on_problem``: where this scan's problems go (default: the scanner's own callback).
 
         ``subdir`` is relative to the root (``""``, the default, is the whole
         root); it is how a "scan directory" nomination for a directory moved
@@ -259,6 +272,10 @@ class Scanner:
         Entries come in no particular order. The generator is lazy: problems
         are reported as the walk reaches them.
         """
+        if on_problem is not None:
+            yield from Scanner(self.root, recursive=self.recursive, path_filter=self.path_filter,
+                               follow_symlinks=self.follow_symlinks, on_problem=on_problem).scan(subdir)
+            return
         start_rel = normalize_relpath(subdir)
         if start_rel and (not self.recursive or not self.path_filter.accepts_directory(start_rel)):
             return
