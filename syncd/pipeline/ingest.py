@@ -248,6 +248,9 @@ class Ingest:
             names = claim_box_path(attempt.claim, attempt.watch)
             if isinstance(names, Refusal):
                 return self._refused(attempt, names)
+            if "/".join(names) != (attempt.record.relpath if attempt.watch.mirror_subfolders else attempt.relpath.name):
+                # Sanitised (invalid_names: sanitize) or renamed for a collision (name_collisions: rename).
+                attempt.log.info("box_name_mapped", box_path="/".join(names))
             with UploadGuard(source, attempt.watch.name, leases=self.leases, intake=self.intake,
                              stopping=attempt.stopping) as guard:
                 if guard.refusal is not None:
