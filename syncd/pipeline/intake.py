@@ -176,8 +176,7 @@ class Intake:
             watch.name, watch.path, self._queue.put, recursive=watch.recursive, path_filter=path_filter,
             polling=polling, poll_interval=watch.poll_interval, open_counter=writers.open_counter,
         )
-        scanner = Scanner(watch.path, recursive=watch.recursive, path_filter=path_filter,
-                          on_problem=lambda problem, name=watch.name: self._problem(name, problem))
+        scanner = Scanner(watch.path, recursive=watch.recursive, path_filter=path_filter)  # problems: per scan
         with self._lock:
             self.watches[watch.name] = WatchRuntime(watch, observer, scanner, writers)
         self.tracker.add_watch(watch.name, watch.path, writers=writers)

@@ -226,3 +226,17 @@ def test_permission_denied_is_reported_and_the_rest_is_listed() -> None:
     finally:
         (root / "locked").chmod(0o700)
         shutil.rmtree(root)
+
+
+def test_a_scan_may_report_its_problems_to_its_own_callback(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe")
+    (tmp_path / "link").symlink_to(tmp_path / "pipe")
+    default: list[ScanProblem] = []
+    own: list[ScanProblem] = []
+    scanner = Scanner(tmp_path, on_problem=default.append)
+    assert list(scanner.scan(on_problem=own.append)) == []
+    assert sorted((p.relpath, p.kind) for p in own) == [("link", ProblemKind.SYMLINK_SKIPPED),
+                                                        ("pipe", ProblemKind.NOT_REGULAR_FILE)]
+    assert default == []
+    list(scanner.scan())
+    assert len(default) == 2
