@@ -170,18 +170,6 @@ def _parents_free_of_symlinks(root: str, relpath: str) -> bool:
     return True
 
 
-def stat_candidate(
-    root: Path,
-    relpath: str,
-    *,
-    follow_symlinks: bool = False,
-    parents_checked: dict[str, bool] | None = None,
-) -> FileStat | ScanProblem:
-    """:func:`stat_identity` reduced to the :class:`FileStat` the journal stores today."""
-    result = stat_identity(root, relpath, follow_symlinks=follow_symlinks, parents_checked=parents_checked)
-    return result.stat if isinstance(result, FileIdentity) else result
-
-
 def stat_identity(
     root: Path,
     relpath: str,
