@@ -53,6 +53,13 @@ has it open for writing. ctime cannot be set back (``cp -p`` and ``touch``
 set mtime only), so an old ctime means nothing changed the file for that
 long. Anything else settles as above.
 
+**Files sent back** (:meth:`ReadinessTracker.requeue`): a worker that finds a
+file changed after it was ready (at its claim, or a writer during its upload)
+sends it back here rather than uploading what it found. It waits as any
+nominated file does, and at least ``settle`` x 2^(n-1) after its n-th return
+(up to ``recheck_max``), so a file rewritten in bursts is not claimed, hashed
+and sent again at every pause; its tracking time counts from its first return.
+
 A file that changes between two stats without any event (NFS/SMB, writes
 through mmap, lost events) counts as still being written: it is re-checked
 with an exponential backoff (``settle`` doubling up to ``recheck_max``). A file
@@ -103,7 +110,6 @@ DEFAULT_RECHECK_MAX = 60.0
 DEFAULT_UNSETTLED_AFTER = 3600.0
 # Requeued files remembered (for their backoff) before old entries are pruned.
 _BOUNCES_KEPT = 256
-
 
 
 @dataclass(frozen=True, slots=True)
