@@ -28,7 +28,7 @@ import psutil
 from bench.emulator import EmulatorProcess
 from bench.report import save_result
 from syncd.testing.daemon_process import DaemonProcess, write_config
-from syncd.journal import Journal
+from syncd.journal import Journal, ObservedFile
 
 
 def make_tree(root: Path, files: int, folders: int) -> None:
@@ -50,7 +50,8 @@ def warm_journal(path: Path, root: Path) -> None:
         for name in names:
             full = Path(directory) / name
             st = full.stat()
-            entries.append((full.relative_to(root).as_posix(), st.st_size, st.st_mtime_ns, st.st_ino))
+            entries.append(ObservedFile(full.relative_to(root).as_posix(), st.st_size, st.st_mtime_ns, st.st_ino,
+                                        st.st_dev, st.st_ctime_ns))
     with Journal.open(path, role="daemon") as journal:
         for start in range(0, len(entries), 500):
             journal.observe_many("inbox", entries[start:start + 500], time.time())

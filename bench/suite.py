@@ -31,6 +31,7 @@ DOCS_DIR = REPO_ROOT / "docs"
 BENCHMARKS_MD = DOCS_DIR / "BENCHMARKS.md"
 BURST_SECONDS = RateLimits().burst_seconds
 CHAOS_COUNTS = ("lost", "duplicated", "corrupted", "still_pending", "extra")
+FUZZ_COUNTS = ("lost", "duplicated", "partial", "leaked")
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "resume": Benchmark("resume"),
     "chaos": Benchmark("chaos"),
     "chaos_restart": Benchmark("chaos", options={"restart_emulator": True}),
+    "fuzz_drops": Benchmark("fuzz_drops"),
     "emulator": Benchmark("emulator_throughput"),
     "versus_rclone": Benchmark("versus_rclone"),
 }
@@ -211,6 +213,12 @@ def _chaos_figures(name: str, result: dict[str, Any]) -> list[Figure]:
                    result[count] == 0, result["command"]) for count in CHAOS_COUNTS if count in result]
 
 
+def _fuzz_figures(result: dict[str, Any]) -> list[Figure]:
+    setting = f"{result['sequences']} sequences, {result['operations']} operations"
+    return [Figure("fuzz_drops", f"fuzzed drops: {count} ({setting})", float(result[count]), "files", None, "-", None,
+                   "0", result[count] == 0, result["command"]) for count in FUZZ_COUNTS]
+
+
 def _emulator_figures(result: dict[str, Any]) -> list[Figure]:
     command = result["command"]
     return [
@@ -283,6 +291,8 @@ def figures_of(name: str, result: dict[str, Any]) -> list[Figure]:
         return _resume_figures(result)
     if name in ("chaos", "chaos_restart"):
         return _chaos_figures(name, result)
+    if name == "fuzz_drops":
+        return _fuzz_figures(result)
     if name == "emulator":
         return _emulator_figures(result)
     if name == "versus_rclone":
@@ -316,6 +326,13 @@ METHOD_NOTES = {
     "chaos": "`bench/chaos.py`: SIGKILLs at random moments over a mixed ingestion with emulator faults; "
              "`bench/verifier.py` then compares every local file with Box through the API.",
     "chaos_restart": "the same, with the emulator itself killed and restarted during the run.",
+    "fuzz_drops": "`bench/fuzz_drops.py`: seeded sequences of create/write (in pieces, held open longer than "
+                  "settle)/append/rename/delete/truncate/chmod/symlink (inside, and to a secret outside the root), "
+                  "each in its own folder, 25 at a time, against one `syncd run` daemon; then every version of every "
+                  "Box file is read through the API. lost: a final file not in Box with its final SHA-1 (or a final "
+                  "link neither in Box nor parked in `syncd status`); partial: a version that is no state the files "
+                  "had between two operations; duplicated: the same content twice in a row, or a name never used; "
+                  "leaked: the secret's bytes.",
     "emulator": "`bench/emulator_throughput.py`: the emulator alone (parts, direct uploads, streamed upload, RSS).",
     "versus_rclone": "`bench/versus_rclone.py` (issue 12), run as root: syncd and rclone 1.60 (Debian's package, "
                      "installed by the benchmark) against the same emulator, one fresh emulator data directory and "

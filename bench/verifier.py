@@ -128,6 +128,10 @@ class BoxReader:
     def past_versions(self, file_id: str) -> int:
         return len(self._get(f"/files/{file_id}/versions").get("entries", []))
 
+    def version_sha1s(self, file_id: str) -> list[str]:
+        """SHA-1 of each past version of a file, newest first (Box lists past versions only)."""
+        return [str(v.get("sha1", "")) for v in self._get(f"/files/{file_id}/versions").get("entries", [])]
+
     def walk(self, folder_id: str = "0", prefix: str = "") -> list[BoxFile]:
         """Every file under `folder_id` (recursively), with its sha1 and number of past versions."""
         found: list[BoxFile] = []

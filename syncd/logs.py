@@ -4,7 +4,7 @@
 structlog events and records from libraries such as requests/urllib3 that use
 stdlib logging, with the fields they pass as ``extra={...}`` -- through one chain:
 
-    redact_event_dict  ->  console | JSON lines | journald
+    redact_event_dict  ->  escape_undecodable  ->  console | JSON lines | journald
 
 The redactor runs on every event before anything is rendered. It masks the
 values of keys named like credentials (token, secret, password, authorization,
@@ -12,6 +12,9 @@ assertion, passphrase, private_key, refresh_token, access_token, ...), replaces
 every value registered with ``register_secret`` wherever it appears in a string
 (the message, nested dicts and lists, exception text and tracebacks), and masks
 ``Bearer ...`` and ``access_token=...`` patterns as a second line of defence.
+Then text holding bytes that are not UTF-8 (file names, as ``os.fsdecode`` gives
+them) is shown as ``\\xNN`` (``escape_undecodable``), so no renderer, journald's
+included, ever fails to encode a line.
 
 Standard event fields (use these names so logs, journald fields and dashboards agree):
 
@@ -200,6 +203,46 @@ def _redact_value(value: Any, depth: int = 0) -> Any:
     return scrub_text(str(value))
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _escape_surrogate(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    # os.fsdecode turns a byte that is not UTF-8 into U+DC80..U+DCFF: show the byte, as display_path does.
+    return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\u{code:04x}"
+
+
+def _without_surrogates(value: Any, depth: int = 0) -> Any:
+    if isinstance(value, str):
+        return _SURROGATE.sub(_escape_surrogate, value) if _SURROGATE.search(value) else value
+    if depth > 8:
+        return value
+    if isinstance(value, Mapping):
+        return {_without_surrogates(k): _without_surrogates(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_without_surrogates(item, depth + 1) for item in value]
+    return value
+
+
+def escape_undecodable(logger: object, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """structlog processor: text holding bytes that are not UTF-8 rendered as ``\\xNN``.
+
+    A file name that is not UTF-8 is a ``str`` with lone surrogates (``os.fsdecode``);
+    no renderer can encode one (journald's sender raises, so the whole line was
+    lost). Every string of the event, keys, nested values and exception text
+    included, gets its surrogate escapes shown as the bytes they stand for
+    (``caf\\xe9.txt``), once for every log line, whoever logged it. Runs after the
+    redactor, which has turned every value into text, numbers, lists or dicts.
+    """
+    result: dict[str, Any] = {}
+    for key, value in event_dict.items():
+        if key in _META_KEYS:
+            result[key] = value
+        else:
+            result[_without_surrogates(key)] = _without_surrogates(value)
+    return result
+
+
 def _format_exc_info(exc_info: Any) -> str | None:
     if not exc_info:
         return None
@@ -386,7 +429,7 @@ def configure_logging(format: str = "auto", level: str = "info", *, stream: Text
         final = [render_json]
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(foreign_pre_chain=foreign_pre_chain,
-                                            processors=[redact_event_dict, *final])
+                                            processors=[redact_event_dict, escape_undecodable, *final])
     )
     handler._syncd_handler = True  # type: ignore[attr-defined]
     root = logging.getLogger()

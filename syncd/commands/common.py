@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from syncd.config import Config, ConfigError, load_config
+from syncd.pipeline.names import parse_display_path
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -80,13 +81,17 @@ def print_json(data: Any, *, indent: int | None = None) -> None:
 def locate(config: Config, given: str) -> tuple[str, str]:
     """(watch name, relpath) for a local path inside a watch, or `WATCH:RELPATH`.
 
-    CommandError (exit 2) naming the watches when it is neither.
+    RELPATH may be written as syncd shows it (`display_path`: ``caf\\xe9.txt`` for
+    a name whose byte 0xE9 is not UTF-8, ``a\\\\b`` for a backslash); text that
+    is not such an escape is taken as it is. A local path is taken as it is when
+    it exists, else read as syncd shows it. CommandError (exit 2) naming the
+    watches when it is neither.
     """
     names = {w.name for w in config.watches}
     watch_name, sep, rel = given.partition(":")
     if sep and watch_name in names and rel:
-        return watch_name, rel.strip("/")
-    path = Path(given).absolute()
+        return watch_name, _shown_path(rel).strip("/")
+    path = Path(given if os.path.lexists(given) else _shown_path(given)).absolute()
     for watch in config.watches:
         try:
             relpath = path.relative_to(watch.path)
@@ -96,6 +101,15 @@ def locate(config: Config, given: str) -> tuple[str, str]:
             return watch.name, relpath.as_posix()
     roots = ", ".join(f"{w.name} ({w.path})" for w in config.watches)
     raise CommandError(f"{given} is not inside a watched folder; watches: {roots}", EXIT_USAGE)
+
+
+def _shown_path(text: str) -> str:
+    """A path as syncd shows it, read back (`parse_display_path`), or `text` itself when it holds
+    no escape syncd writes (a name typed with a lone backslash)."""
+    try:
+        return parse_display_path(text)
+    except ValueError:
+        return text
 
 
 def open_journal(config: Config, role: str):

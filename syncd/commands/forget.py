@@ -2,7 +2,8 @@
 
 The next scan sees it as a new file: use it to upload again a file that was
 deleted in Box, or to stop tracking one. PATH is a local path inside a watch,
-or WATCH:RELPATH.
+or WATCH:RELPATH (RELPATH as `syncd status` shows it: `\\xNN` for a byte that is
+not UTF-8, `\\\\` for a backslash).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import argparse
 from syncd.commands.common import (
     EXIT_FAILURE, EXIT_OK, add_config_argument, add_json_argument, load, locate, open_journal, print_json,
 )
+from syncd.pipeline.names import display_path
 
 EPILOG = """examples:
   syncd forget -c /etc/syncd/syncd.yaml /srv/drop/scans/invoice-17.pdf
@@ -34,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     with open_journal(config, "operator") as journal:
         forgotten = journal.forget(watch, relpath)
     if args.json:
-        print_json({"watch": watch, "path": relpath, "forgotten": forgotten})
+        print_json({"watch": watch, "path": display_path(relpath), "forgotten": forgotten})
     else:
-        print(f"{watch}:{relpath} {'forgotten' if forgotten else 'was not in the journal'}")
+        print(f"{watch}:{display_path(relpath)} {'forgotten' if forgotten else 'was not in the journal'}")
     return EXIT_OK if forgotten else EXIT_FAILURE

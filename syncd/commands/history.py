@@ -1,5 +1,6 @@
 """Show the history of state changes, newest first: of every file, of one
-watch, or of one file (a local path inside a watch, or WATCH:RELPATH).
+watch, or of one file (a local path inside a watch, or WATCH:RELPATH; RELPATH as
+`syncd status` and `history` show it, `\\xNN` for a byte that is not UTF-8).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from datetime import datetime
 from syncd.commands.common import (
     EXIT_OK, add_config_argument, add_json_argument, iso_time, load, locate, open_journal, print_json,
 )
+from syncd.pipeline.names import display_path
 
 EPILOG = """examples:
   syncd history -c /etc/syncd/syncd.yaml
@@ -35,14 +37,14 @@ def run(args: argparse.Namespace) -> int:
         entries = journal.history(watch=watch, relpath=relpath, limit=args.limit)
     for e in entries:
         if args.json:
-            print_json({"ts": iso_time(e.ts), "watch": e.watch, "path": e.relpath, "event": str(e.event),
+            print_json({"ts": iso_time(e.ts), "watch": e.watch, "path": display_path(e.relpath), "event": str(e.event),
                         "from": e.from_state and str(e.from_state), "to": e.to_state and str(e.to_state),
                         "attempt": e.attempt, "detail": e.detail})
         else:
             when = datetime.fromtimestamp(e.ts).astimezone().strftime("%Y-%m-%d %H:%M:%S")
             move = f"{e.from_state or '-'} -> {e.to_state or '-'}"
             detail = f"  {e.detail}" if e.detail else ""
-            print(f"{when}  {e.watch}:{e.relpath}  {e.event}  {move}  attempt {e.attempt}{detail}")
+            print(f"{when}  {e.watch}:{display_path(e.relpath)}  {e.event}  {move}  attempt {e.attempt}{detail}")
     if not entries and not args.json:
-        print("no history" + (f" for {watch}:{relpath}" if relpath else ""))
+        print("no history" + (f" for {watch}:{display_path(relpath)}" if relpath else ""))
     return EXIT_OK

@@ -1,5 +1,6 @@
 """Make failed files pending again, due now, with their attempts reset: one
-file (a local path inside a watch, or WATCH:RELPATH), or every failed file
+file (a local path inside a watch, or WATCH:RELPATH, as `syncd status` shows
+it), or every failed file
 with --failed (add --all-parked to include quarantined and skipped ones).
 
 Safe while the daemon runs: it picks the files up at its next claim.

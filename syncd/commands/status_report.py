@@ -7,6 +7,9 @@ daemon is running, and every figure comes from an indexed query so that it
 stays fast on a journal of a million rows. Alerts are the service's
 (`syncd.service.alerts`), the same the daemon logs.
 
+Every path is shown with `display_path` (bytes that are not UTF-8 as ``\\xNN``,
+a backslash as ``\\\\``); `syncd retry/forget/history` accept that form back.
+
 `StatusReport.check()` grades the report for monitoring (`syncd status --check`):
 critical when files failed, Box refuses us or no daemon runs; warning on alerts,
 a rejected reload or settings waiting for a restart; ok otherwise.
@@ -24,6 +27,7 @@ from syncd.commands.common import iso_time as _iso
 from syncd.config import Config
 from syncd.service.daemon_state import BoxRefusal, ReloadResult, read_published
 from syncd.journal import FileState, Journal
+from syncd.pipeline.names import display_path
 from syncd.service.alerts import current_alerts, format_age
 
 
@@ -129,11 +133,12 @@ def collect_status(journal: Journal, config: Config | None = None, *, failures: 
     oldest = journal.oldest_pending()
     last = journal.last_uploaded()
     in_flight = [
-        InFlightUpload(f.file.watch, f.file.relpath, f.file.size, f.bytes_done, f.session_id)
+        InFlightUpload(f.file.watch, display_path(f.file.relpath), f.file.size, f.bytes_done, f.session_id)
         for f in journal.in_flight()
     ]
     recent = [
-        Failure(r.watch, r.relpath, str(r.state), r.last_error or "", r.last_error_code, r.attempts, r.updated_at)
+        Failure(r.watch, display_path(r.relpath), str(r.state), r.last_error or "", r.last_error_code, r.attempts,
+                r.updated_at)
         for r in journal.recent_failures(failures)
     ]
     alerts = [alert.message for alert in current_alerts(journal, config, now)] if config is not None else []
@@ -144,9 +149,9 @@ def collect_status(journal: Journal, config: Config | None = None, *, failures: 
         daemon_pid=daemon_pid,
         counts=counts,
         in_flight=in_flight,
-        oldest_pending_path=f"{oldest.watch}:{oldest.relpath}" if oldest else None,
+        oldest_pending_path=f"{oldest.watch}:{display_path(oldest.relpath)}" if oldest else None,
         oldest_pending_age_s=round(now - oldest.detected_at, 1) if oldest else None,
-        last_upload_path=f"{last.watch}:{last.relpath}" if last else None,
+        last_upload_path=f"{last.watch}:{display_path(last.relpath)}" if last else None,
         last_upload_at=last.ts if last else None,
         recent_failures=recent,
         alerts=alerts,

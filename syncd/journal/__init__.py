@@ -6,16 +6,23 @@ It knows SQLite only (no Box, no pipeline, no config). How the daemon uses it:
     for row in journal.recover_interrupted():          # left `uploading` by a crash:
         ...                                            # reconcile with Box, then an outcome below
     for known in journal.known_files(watch): ...       # start-up scan: compare disk with this
-    journal.observe(watch, relpath, size, mtime_ns, inode, now)   # a stable file (new/changed)
-    journal.remove(watch, relpath, "deleted locally")
+    journal.observe(watch, relpath, size, mtime_ns, inode, now, device=, ctime_ns=)   # a stable file
+    journal.observe_many(watch, [ObservedFile(...), ...], now)   # each entry on its own: .refused
+    journal.park_entries(watch, [ParkedEntry(...)], now)   # links, FIFOs...: quarantined with the reason
+    journal.remove(watch, relpath, "deleted locally", keep=...)   # also remove_many, remove_below
+    with journal.compare_with_disk(watch) as scan: ...   # a backstop scan against the rows, streamed
+
+Relative paths are `str` everywhere (bytes that are not UTF-8 as surrogate escapes);
+the journal stores them losslessly (`relpaths`: TEXT, or a BLOB of the raw bytes).
 
     row = journal.claim_next(now, max_size=None)       # a worker owns `row` from here
     claim = journal.claimed(row)                       # its writes, each checked against the claim
+    claim.take_box_path(base_key, path_key, box_path)   # own a Box name in the watch (or the clash)
     claim.record_sha1(sha1)
     claim.save_session(SessionRecord(...))             # chunked only: the session and each part
     claim.add_part(PartRecord(...))                    # Box acknowledged; claim.drop_session()
     claim.mark_uploaded(box_file_id, version_id, etag, sha1, now)
-    # or claim.schedule_retry / mark_failed / mark_quarantined / mark_skipped
+    # or claim.schedule_retry / back_to_readiness / mark_failed / mark_quarantined / mark_skipped
 
     journal.save_box_folder_id(parent_id, name_key, folder_id)   # Box sub-folder ids, so a restart
     journal.box_folder_id(parent_id, name_key)                   # need not ask Box for them again;
@@ -34,10 +41,13 @@ queries), `claimed_file` (a worker's writes under its claim), `schema`
 (single-writer lock).
 """
 
+from syncd.journal.box_names import NAME_COLLISION, BoxPathClash, OwnedBoxPath
 from syncd.journal.claimed_file import ClaimedFile
+from syncd.journal.disk_comparison import DiskComparison
 from syncd.journal.errors import InvalidTransition, JournalError, JournalLocked, StaleClaim, UnknownFile
 from syncd.journal.journal import Journal
 from syncd.journal.records import (
+    WAITING_FOR_READINESS,
     FileRecord,
     FileState,
     HistoryEntry,
@@ -46,7 +56,11 @@ from syncd.journal.records import (
     KnownFile,
     Observation,
     ObservationKind,
+    ObservedFile,
+    ObserveBatch,
+    ParkedEntry,
     PartRecord,
+    RefusedEntry,
     SessionRecord,
 )
 from syncd.journal.schema import SCHEMA_VERSION
@@ -55,8 +69,12 @@ from syncd.journal.sqlite_file import Role
 
 __all__ = [
     "ALLOWED_TRANSITIONS",
+    "NAME_COLLISION",
     "SCHEMA_VERSION",
+    "WAITING_FOR_READINESS",
+    "BoxPathClash",
     "ClaimedFile",
+    "DiskComparison",
     "FileRecord",
     "FileState",
     "HistoryEntry",
@@ -69,7 +87,12 @@ __all__ = [
     "KnownFile",
     "Observation",
     "ObservationKind",
+    "ObserveBatch",
+    "ObservedFile",
+    "OwnedBoxPath",
+    "ParkedEntry",
     "PartRecord",
+    "RefusedEntry",
     "Role",
     "SessionRecord",
     "StaleClaim",

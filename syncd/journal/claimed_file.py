@@ -18,9 +18,17 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from syncd.journal.box_names import BoxPathClash, OwnedBoxPath, owned_box_path, take_box_path
 from syncd.journal.core import JournalCore
 from syncd.journal.errors import InvalidTransition, JournalError
-from syncd.journal.records import FileRecord, FileState, HistoryEvent, PartRecord, SessionRecord
+from syncd.journal.records import (
+    WAITING_FOR_READINESS,
+    FileRecord,
+    FileState,
+    HistoryEvent,
+    PartRecord,
+    SessionRecord,
+)
 from syncd.journal.rows import claimed_row, error_detail, fetch_session, require_file, saved_session, transition
 from syncd.journal.validation import check_part, check_session, check_sha1
 
@@ -42,10 +50,28 @@ class ClaimedFile:
         return f"ClaimedFile(file_row={self.record.id}, claim_seq={self.record.claim_seq})"
 
     @contextmanager
-    def _claimed_write(self) -> Iterator[tuple[sqlite3.Connection, FileRecord]]:
-        """A durable write transaction and the row, if this claim is still the current one."""
-        with self._journal._write(durable=True) as conn:
+    def _claimed_write(self, *, durable: bool = True) -> Iterator[tuple[sqlite3.Connection, FileRecord]]:
+        """A write transaction (durable unless told) and the row, if this claim is still the current one."""
+        with self._journal._write(durable=durable) as conn:
             yield conn, claimed_row(conn, self.record.id, self.record.claim_seq)
+
+    # ------------------------------------------------------------ its Box path
+
+    def owned_box_path(self) -> OwnedBoxPath | None:
+        """The Box path this file owns in its watch (see `syncd.journal.box_names`), or None."""
+        with self._journal._read() as conn:
+            return owned_box_path(conn, self.record.id)
+
+    def take_box_path(self, base_key: str, path_key: str, box_path: str) -> BoxPathClash | None:
+        """Own `path_key` (the Box path `box_path`, wanted as `base_key`) in the file's watch.
+
+        None when taken (or already this file's); the clash when another file of the
+        watch owns it or a folder on it. Not durable on its own: the next durable write
+        of the attempt (the hash, the outcome) makes it so, and a key lost to a power
+        failure is taken again by the next attempt.
+        """
+        with self._claimed_write(durable=False) as (conn, row):
+            return take_box_path(conn, row.watch, row.id, base_key, path_key, box_path)
 
     # ------------------------------------------------------------- the upload
 
@@ -161,6 +187,23 @@ class ClaimedFile:
                 error_detail(error, code),
                 self._journal._now(now),
                 {"last_error": error, "last_error_code": code, "next_attempt_at": float(next_attempt_at)},
+            )
+
+    def back_to_readiness(self, reason: str, *, now: float | None = None) -> FileRecord:
+        """The file changed after it was found ready (at the claim, or during the upload):
+        uploading -> pending, not claimable until readiness finds it stable again
+        (`WAITING_FOR_READINESS`; `Journal.observe` then makes it due). The attempt is not
+        counted, the hash and any saved session (of the old content) are dropped.
+        """
+        with self._claimed_write() as (conn, row):
+            if row.state is not FileState.UPLOADING:
+                raise InvalidTransition(row.id, row.state, FileState.PENDING)
+            conn.execute("DELETE FROM upload_sessions WHERE file_id = ?", (row.id,))
+            return transition(
+                conn, row, FileState.PENDING, HistoryEvent.CHANGED, f"{reason}; waiting for it to settle",
+                self._journal._now(now),
+                {"attempts": max(row.attempts - 1, 0), "sha1": None, "next_attempt_at": WAITING_FOR_READINESS,
+                 "last_error": reason, "last_error_code": "changed"},
             )
 
     def mark_failed(self, reason: str, code: str | None = None, *, now: float | None = None) -> FileRecord:

@@ -11,7 +11,8 @@ file it claimed (hash, session, parts, outcome) goes through the handle
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from syncd.journal import queries
@@ -24,21 +25,62 @@ from syncd.journal.records import (
     HistoryEvent,
     Observation,
     ObservationKind,
+    ObservedFile,
+    ObserveBatch,
+    ParkedEntry,
     PartRecord,
+    RefusedEntry,
     SessionRecord,
 )
+from syncd.journal.relpaths import below_ranges, stored_relpath
 from syncd.journal.rows import (
     append_history,
+    delete_fetched,
     delete_row,
     describe_change,
-    fetch_file,
+    error_detail,
     fetch_files,
+    fetch_path,
     file_record,
     require_file,
+    same_identity,
     saved_session,
     transition,
 )
 from syncd.journal.validation import check_path, check_stat, to_i64
+
+
+@contextmanager
+def savepoint(conn: sqlite3.Connection) -> Iterator[None]:
+    """One entry of a batch inside the caller's transaction: undone alone if it fails."""
+    conn.execute("SAVEPOINT entry")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK TO entry")
+        conn.execute("RELEASE entry")
+        raise
+    conn.execute("RELEASE entry")
+
+
+def check_observed(watch: str, entry: ObservedFile) -> None:
+    """Raise ValueError unless an observed file's values are sane and its path can be stored."""
+    check_stat(watch, entry.relpath, entry.size, entry.mtime_ns, entry.inode)
+    for name in ("device", "ctime_ns"):
+        value = getattr(entry, name)
+        if value is not None and (not isinstance(value, int) or not -(1 << 63) <= value < (1 << 64)):
+            raise ValueError(f"{name} of {entry.relpath!r} must be a 64-bit int or None, not {value!r}")
+    stored_relpath(entry.relpath)
+
+
+def _relpath_of(raw: object) -> str:
+    first = raw[0] if isinstance(raw, tuple) and raw else raw
+    return first if isinstance(first, str) else repr(first)
+
+
+def _known(identity: dict[str, Any]) -> dict[str, Any]:
+    """The identity columns the caller knows (None: leave the row's value)."""
+    return {name: value for name, value in identity.items() if value is not None}
 
 
 class FileStates(JournalCore):
@@ -47,55 +89,91 @@ class FileStates(JournalCore):
     # ------------------------------------------------------------- observing
 
     def observe(
-        self, watch: str, relpath: str, size: int, mtime_ns: int, inode: int, now: float
+        self, watch: str, relpath: str, size: int, mtime_ns: int, inode: int, now: float, *,
+        device: int | None = None, ctime_ns: int | None = None,
     ) -> Observation:
         """Record a stable file seen on disk; returns what happened.
 
-        New file: a pending row. Known file whose size, mtime_ns or inode changed:
+        New file: a pending row. Known file whose identity changed (size, mtime_ns,
+        inode, and device and ctime_ns when both the row and the caller have them):
         pending again (the Box file id is kept, so it goes up as a new version; any
-        saved upload session is dropped; an upload in progress is invalidated).
-        Unchanged: nothing is written.
+        saved upload session is dropped; an upload in progress is invalidated). A row
+        waiting for readiness (its file changed after it was found ready) becomes due.
+        Unchanged: nothing is written. Raises ValueError for a bad entry.
         """
-        check_stat(watch, relpath, size, mtime_ns, inode)
+        entry = ObservedFile(relpath, size, mtime_ns, inode, device, ctime_ns)
+        check_observed(watch, entry)
         with self._write(durable=False) as conn:
-            return self._observe(conn, watch, relpath, size, mtime_ns, inode, float(now))
+            return self._observe(conn, watch, entry, float(now))
 
     def observe_many(
-        self, watch: str, files: Iterable[tuple[str, int, int, int]], now: float
-    ) -> list[Observation]:
-        """Observe many (relpath, size, mtime_ns, inode) in one transaction.
+        self, watch: str, files: Iterable[ObservedFile | tuple[str, int, int, int]], now: float
+    ) -> ObserveBatch:
+        """Observe many files in one transaction, each entry on its own.
 
-        For a start-up scan that finds thousands of new files: one commit instead
-        of one per file. Returns the observations of new and changed files only
-        (unchanged ones are not listed). Each new file costs roughly 50-150 us
-        (a row, its indexes and a history line), and the journal is locked for the
-        whole call, so pass batches of a few hundred, not 100,000 at once.
+        `files` holds `ObservedFile`s (or plain (relpath, size, mtime_ns, inode) tuples).
+        For a start-up scan that finds thousands of new files: one commit instead of one
+        per file. Each entry is written inside its own savepoint, so an entry the journal
+        cannot take (a bad value, a name SQLite refuses) is refused alone, with the
+        reason, and every other entry is recorded. Returns the observations of new and
+        changed files (unchanged ones are not listed) and the refused entries. Each new
+        file costs roughly 50-150 us (a row, its indexes and a history line), and the
+        journal is locked for the whole call, so pass batches of a few hundred.
         """
-        entries = list(files)
-        for relpath, size, mtime_ns, inode in entries:
-            check_stat(watch, relpath, size, mtime_ns, inode)
+        batch = ObserveBatch()
+        valid: list[ObservedFile] = []
+        for raw in files:
+            try:
+                entry = ObservedFile(*raw)
+                check_observed(watch, entry)
+            except (TypeError, ValueError) as exc:
+                batch.refused.append(RefusedEntry(_relpath_of(raw), str(exc)))
+                continue
+            valid.append(entry)
+        if not valid:
+            return batch
         with self._write(durable=False) as conn:
-            results = (self._observe(conn, watch, *entry, float(now)) for entry in entries)
-            return [obs for obs in results if obs.kind is not ObservationKind.UNCHANGED]
+            for entry in valid:
+                try:
+                    with savepoint(conn):
+                        observation = self._observe(conn, watch, entry, float(now))
+                except (sqlite3.Error, ValueError) as exc:
+                    batch.refused.append(RefusedEntry(entry.relpath, f"{type(exc).__name__}: {exc}"))
+                    continue
+                if observation.kind is not ObservationKind.UNCHANGED:
+                    batch.observations.append(observation)
+        return batch
 
-    def _observe(
-        self, conn: sqlite3.Connection, watch: str, relpath: str, size: int, mtime_ns: int, inode: int, now: float
-    ) -> Observation:
-        row = fetch_file(conn, "watch = ? AND relpath = ?", (watch, relpath))
+    def _observe(self, conn: sqlite3.Connection, watch: str, entry: ObservedFile, now: float) -> Observation:
+        relpath, size, mtime_ns, inode, device, ctime_ns = entry
+        identity = {"size": size, "mtime_ns": mtime_ns, "inode": to_i64(inode),
+                    "device": None if device is None else to_i64(device), "ctime_ns": ctime_ns}
+        row = fetch_path(conn, watch, relpath)
         if row is None:
             created = file_record(
                 conn.execute(
-                    "INSERT INTO files (watch, relpath, size, mtime_ns, inode, state, attempts, next_attempt_at,"
-                    " detected_at, ready_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?)"
-                    f" RETURNING {queries.FILE_SELECT}",
-                    (watch, relpath, size, mtime_ns, to_i64(inode), now, now, now, now),
+                    "INSERT INTO files (watch, relpath, size, mtime_ns, inode, device, ctime_ns, state, attempts,"
+                    " next_attempt_at, detected_at, ready_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0,"
+                    f" ?, ?, ?, ?) RETURNING {queries.FILE_SELECT}",
+                    (watch, stored_relpath(relpath), identity["size"], identity["mtime_ns"], identity["inode"],
+                     identity["device"], identity["ctime_ns"], now, now, now, now),
                 ).fetchone()
             )
             append_history(conn, now, created, HistoryEvent.ARRIVED, None, FileState.PENDING, f"size {size}")
             return Observation(ObservationKind.NEW, created, None)
-        if (row.size, row.mtime_ns, row.inode) == (size, mtime_ns, inode):
+        if same_identity(row, size, mtime_ns, inode, device, ctime_ns):
+            if row.waiting_for_readiness:
+                settled = transition(conn, row, FileState.PENDING, HistoryEvent.SETTLED,
+                                     "stable again after it changed; due now", now,
+                                     {"next_attempt_at": now, "ready_at": now, "last_error": None,
+                                      "last_error_code": None, **_known(identity)})
+                return Observation(ObservationKind.CHANGED, settled, row.state)
+            if (row.device is None and device is not None) or (row.ctime_ns is None and ctime_ns is not None):
+                # A row from before schema version 5: complete its identity, quietly (nothing changed).
+                conn.execute("UPDATE files SET device = ?, ctime_ns = ? WHERE id = ?",
+                             (identity["device"], identity["ctime_ns"], row.id))
             return Observation(ObservationKind.UNCHANGED, row, row.state)
-        changes = describe_change(row, size, mtime_ns, inode)
+        changes = describe_change(row, size, mtime_ns, inode, device, ctime_ns)
         if row.state is FileState.UPLOADING:
             changes += "; changed during upload, that upload is discarded"
         conn.execute("DELETE FROM upload_sessions WHERE file_id = ?", (row.id,))
@@ -107,9 +185,7 @@ class FileStates(JournalCore):
             changes,
             now,
             {
-                "size": size,
-                "mtime_ns": mtime_ns,
-                "inode": to_i64(inode),
+                **identity,
                 "sha1": None,
                 "attempts": 0,
                 "next_attempt_at": now,
@@ -122,16 +198,114 @@ class FileStates(JournalCore):
         )
         return Observation(ObservationKind.CHANGED, updated, row.state)
 
-    def remove(self, watch: str, relpath: str, reason: str, *, now: float | None = None) -> FileRecord | None:
+    def park_entries(self, watch: str, entries: Iterable[ParkedEntry], now: float
+                     ) -> tuple[list[FileRecord], list[RefusedEntry]]:
+        """Keep entries that are not regular files (links, FIFOs, sockets...) as quarantined rows, with the reason.
+
+        So that `syncd status` accounts for every entry of a drop folder. An entry
+        already parked with the same identity and reason costs nothing; a row in another
+        state is parked, except an `uploading` row (its worker finds out itself) and an
+        `uploaded` one (what Box holds stays recorded, as for a deleted file). If the
+        entry later becomes a regular file, `observe` sees another identity and makes it
+        pending. Each entry in its own savepoint. Returns the rows parked now and the
+        entries refused.
+        """
+        parked: list[FileRecord] = []
+        refused: list[RefusedEntry] = []
+        with self._write(durable=False) as conn:
+            for entry in entries:
+                try:
+                    check_path(watch, entry.relpath)
+                    with savepoint(conn):
+                        row = self._park(conn, watch, entry, float(now))
+                except (sqlite3.Error, ValueError) as exc:
+                    refused.append(RefusedEntry(entry.relpath, f"{type(exc).__name__}: {exc}"))
+                    continue
+                if row is not None:
+                    parked.append(row)
+        return parked, refused
+
+    def _park(self, conn: sqlite3.Connection, watch: str, entry: ParkedEntry, now: float) -> FileRecord | None:
+        ident = entry.identity
+        identity = {"size": ident.size, "mtime_ns": ident.mtime_ns, "inode": to_i64(ident.inode),
+                    "device": to_i64(ident.device), "ctime_ns": ident.ctime_ns}
+        row = fetch_path(conn, watch, entry.relpath)
+        if row is None:
+            created = file_record(conn.execute(
+                "INSERT INTO files (watch, relpath, size, mtime_ns, inode, device, ctime_ns, state, attempts,"
+                " next_attempt_at, last_error, last_error_code, detected_at, ready_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, 'quarantined', 0, ?, ?, ?, ?, ?, ?)"
+                f" RETURNING {queries.FILE_SELECT}",
+                (watch, stored_relpath(entry.relpath), identity["size"], identity["mtime_ns"], identity["inode"],
+                 identity["device"], identity["ctime_ns"], now, entry.reason, entry.code, now, now, now),
+            ).fetchone())
+            append_history(conn, now, created, HistoryEvent.QUARANTINED, None, FileState.QUARANTINED,
+                           error_detail(entry.reason, entry.code))
+            return created
+        if row.state in (FileState.UPLOADING, FileState.UPLOADED):
+            return None
+        if (row.state is FileState.QUARANTINED and (row.last_error, row.last_error_code) == (entry.reason, entry.code)
+                and same_identity(row, ident.size, ident.mtime_ns, ident.inode, ident.device, ident.ctime_ns)):
+            return None
+        conn.execute("DELETE FROM upload_sessions WHERE file_id = ?", (row.id,))
+        if row.state is not FileState.PENDING:
+            # Parked rows leave through pending (the state machine), in the same transaction.
+            row = transition(conn, row, FileState.PENDING, HistoryEvent.CHANGED, "is no longer a regular file", now, {})
+        return transition(conn, row, FileState.QUARANTINED, HistoryEvent.QUARANTINED,
+                          error_detail(entry.reason, entry.code), now,
+                          {**identity, "sha1": None, "last_error": entry.reason, "last_error_code": entry.code})
+
+    def remove(self, watch: str, relpath: str, reason: str, *, now: float | None = None,
+               keep: Collection[FileState] = ()) -> FileRecord | None:
         """The file was deleted locally: forget its row (cancelling any pending work).
 
         Uploaded rows are forgotten too, so a new file later dropped under the same
         name is uploaded again (as a new version, by the conflict policy); the
-        history keeps the story. Returns the removed row, or None if unknown.
+        history keeps the story. A row whose state is in `keep` is left alone (decided
+        inside the transaction, so a row claimed meanwhile is not pulled from its
+        worker). Returns the removed row, or None if unknown or kept.
         """
         check_path(watch, relpath)
         with self._write(durable=False) as conn:
-            return delete_row(conn, watch, relpath, HistoryEvent.REMOVED, reason, self._now(now))
+            row = fetch_path(conn, watch, relpath)
+            if row is None or row.state in keep:
+                return None
+            delete_fetched(conn, row, HistoryEvent.REMOVED, reason, self._now(now))
+            return row
+
+    def remove_many(self, watch: str, relpaths: Iterable[str], reason: str, *, now: float | None = None,
+                    keep: Collection[FileState] = ()) -> list[FileRecord]:
+        """`remove` for many files in one transaction (a scan found them gone). Returns the removed rows."""
+        paths = list(relpaths)
+        for relpath in paths:
+            check_path(watch, relpath)
+        removed: list[FileRecord] = []
+        with self._write(durable=False) as conn:
+            stamp = self._now(now)
+            for relpath in paths:
+                row = fetch_path(conn, watch, relpath)
+                if row is not None and row.state not in keep:
+                    delete_fetched(conn, row, HistoryEvent.REMOVED, reason, stamp)
+                    removed.append(row)
+        return removed
+
+    def remove_below(self, watch: str, folder: str, reason: str, *, now: float | None = None,
+                     keep: Collection[FileState] = ()) -> list[FileRecord]:
+        """A folder was deleted locally: remove the rows of every file below it (but those in `keep`).
+
+        One range query per stored form of the paths (`relpaths.below_ranges`), not a
+        pass over the watch. Returns the removed rows.
+        """
+        check_path(watch, folder)
+        removed: list[FileRecord] = []
+        with self._write(durable=False) as conn:
+            stamp = self._now(now)
+            for low, high in below_ranges(folder + "/"):
+                for row in fetch_files(conn, "watch = ? AND relpath >= ? AND relpath < ?", (watch, low, high)):
+                    if row.state not in keep:
+                        delete_fetched(conn, row, HistoryEvent.REMOVED, reason, stamp)
+                        removed.append(row)
+        return removed
 
     def forget(self, watch: str, relpath: str, *, now: float | None = None) -> bool:
         """Operator command: drop a file's row whatever its state. True if there was one."""
@@ -239,7 +413,7 @@ class FileStates(JournalCore):
             params.append(watch)
         if relpath is not None:
             where += " AND relpath = ?"
-            params.append(relpath)
+            params.append(stored_relpath(relpath))
         with self._write(durable=True) as conn:
             stamp = self._now(now)
             rows = fetch_files(conn, where, tuple(params))

@@ -31,6 +31,8 @@ FILE_COLUMNS = (
     "updated_at",
     "uploaded_at",
     "claim_seq",
+    "device",
+    "ctime_ns",
 )
 FILE_SELECT = ", ".join(FILE_COLUMNS)
 

@@ -6,8 +6,14 @@ Times are Unix epoch seconds (float) everywhere; sizes and offsets are bytes.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
-from typing import NamedTuple
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import NamedTuple, Protocol
+
+#: `next_attempt_at` of a pending row whose file went back to readiness (it changed after it was
+#: found ready): no worker claims it until readiness finds it stable again and `observe` makes it due.
+WAITING_FOR_READINESS = math.inf
 
 
 class FileState(enum.StrEnum):
@@ -25,7 +31,7 @@ class ObservationKind(enum.StrEnum):
     """What `Journal.observe` did with a file seen on disk."""
 
     NEW = "new"  # first time seen: a pending row was created
-    CHANGED = "changed"  # size/mtime_ns/inode differ from the row: pending again
+    CHANGED = "changed"  # its identity differs from the row (or it was waiting for readiness): pending, due
     UNCHANGED = "unchanged"  # same as the row: nothing to do
 
 
@@ -34,6 +40,7 @@ class HistoryEvent(enum.StrEnum):
 
     ARRIVED = "arrived"
     CHANGED = "changed"
+    SETTLED = "settled"  # found stable again after it went back to readiness, identity unchanged
     CLAIMED = "claimed"
     UPLOADED = "uploaded"
     RETRY_SCHEDULED = "retry_scheduled"
@@ -72,6 +79,13 @@ class FileRecord:
     claim_seq: int
     """Bumped by every claim and by a change seen during upload; a worker passes the
     value it claimed with to the outcome methods so a stale upload cannot be recorded."""
+    device: int | None = None  # st_dev; None in rows written before schema version 5
+    ctime_ns: int | None = None  # st_ctime_ns; None in rows written before schema version 5
+
+    @property
+    def waiting_for_readiness(self) -> bool:
+        """True for a pending row whose file went back to readiness (not claimable until it settles)."""
+        return self.state is FileState.PENDING and self.next_attempt_at == WAITING_FOR_READINESS
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +146,78 @@ class InFlight:
     total_parts: int
     parts_done: int
     bytes_done: int
+
+
+class ObservedFile(NamedTuple):
+    """A stable file handed to `Journal.observe_many`: its path and identity.
+
+    `device` and `ctime_ns` may be None (then only size, mtime_ns and inode are compared);
+    a plain 4-tuple (relpath, size, mtime_ns, inode) is accepted as well.
+    """
+
+    relpath: str
+    size: int
+    mtime_ns: int
+    inode: int
+    device: int | None = None
+    ctime_ns: int | None = None
+
+    @classmethod
+    def of(cls, relpath: str, identity: FileIdentityLike) -> ObservedFile:
+        """From anything with device, inode, size, mtime_ns and ctime_ns (a pipeline FileIdentity)."""
+        return cls(relpath, identity.size, identity.mtime_ns, identity.inode, identity.device, identity.ctime_ns)
+
+
+class FileIdentityLike(Protocol):
+    """What the journal reads of a file's identity (`syncd.pipeline.identity.FileIdentity` has it)."""
+
+    @property
+    def device(self) -> int: ...
+    @property
+    def inode(self) -> int: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def mtime_ns(self) -> int: ...
+    @property
+    def ctime_ns(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RefusedEntry:
+    """An entry `observe_many` or `park_entries` could not record, and why (the others were recorded)."""
+
+    relpath: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ObserveBatch:
+    """What `observe_many` did: the new and changed files, and the entries it refused.
+
+    Iterating it (or taking its length) goes over the observations, as before entries
+    could be refused one by one.
+    """
+
+    observations: list[Observation] = field(default_factory=list)
+    refused: list[RefusedEntry] = field(default_factory=list)
+
+    def __iter__(self) -> Iterator[Observation]:
+        return iter(self.observations)
+
+    def __len__(self) -> int:
+        return len(self.observations)
+
+
+@dataclass(frozen=True, slots=True)
+class ParkedEntry:
+    """An entry of a watched folder that is not a regular file (a link, a FIFO, a socket...),
+    to be kept in the journal as quarantined with the reason: `Journal.park_entries`."""
+
+    relpath: str
+    identity: FileIdentityLike  # of the entry itself (lstat)
+    code: str  # what kind of entry, e.g. symlink_skipped, not_regular_file
+    reason: str  # for a person
 
 
 class KnownFile(NamedTuple):

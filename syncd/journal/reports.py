@@ -11,8 +11,10 @@ from collections.abc import Iterator
 
 from syncd.journal import queries
 from syncd.journal.core import JournalCore
+from syncd.journal.disk_comparison import DiskComparison
 from syncd.journal.records import FileRecord, FileState, HistoryEntry, InFlight, KnownFile
-from syncd.journal.rows import fetch_file, file_record, history_entry
+from syncd.journal.relpaths import loaded_relpath, stored_relpath
+from syncd.journal.rows import fetch_file, fetch_path, file_record, history_entry
 from syncd.journal.sqlite_file import connect, database_error
 from syncd.journal.validation import check_limit, from_i64
 
@@ -30,7 +32,7 @@ class Reports(JournalCore):
     def find(self, watch: str, relpath: str) -> FileRecord | None:
         """The row of one file, or None."""
         with self._read() as conn:
-            return fetch_file(conn, "watch = ? AND relpath = ?", (watch, relpath))
+            return fetch_path(conn, watch, relpath)
 
     def counts_by_state(self, watch: str | None = None) -> dict[FileState, int]:
         """How many files are in each state (every state present, zeros included)."""
@@ -102,13 +104,20 @@ class Reports(JournalCore):
             elif relpath is None:
                 rows = conn.execute(queries.HISTORY_IN_WATCH, {"watch": watch, "limit": limit})
             else:
-                rows = conn.execute(queries.HISTORY_OF_PATH, {"watch": watch, "relpath": relpath, "limit": limit})
+                rows = conn.execute(queries.HISTORY_OF_PATH,
+                                    {"watch": watch, "relpath": stored_relpath(relpath), "limit": limit})
             return [history_entry(r) for r in rows]
 
     def prune_history(self, before: float) -> int:
         """Delete history entries older than `before` (retention). Returns how many."""
         with self._write(durable=False) as conn:
             return conn.execute("DELETE FROM history WHERE ts < ?", (float(before),)).rowcount
+
+    def compare_with_disk(self, watch: str) -> DiskComparison:
+        """A comparison of one scan of `watch` with its rows, on its own connection, in bounded
+        memory (see `syncd.journal.disk_comparison`); close it when done."""
+        self._check_open()
+        return DiskComparison(self.path, self._busy_timeout, watch)
 
     def known_files(self, watch: str) -> Iterator[KnownFile]:
         """Every file of `watch` as (relpath, size, mtime_ns, inode, state), one query.
@@ -124,7 +133,7 @@ class Reports(JournalCore):
             while batch := cursor.fetchmany(2000):
                 for relpath, size, mtime_ns, inode, state in batch:
                     # A dict lookup, not FileState(state): this loop runs 100,000s of times.
-                    yield KnownFile(relpath, size, mtime_ns, from_i64(inode), _STATE_BY_NAME[state])
+                    yield KnownFile(loaded_relpath(relpath), size, mtime_ns, from_i64(inode), _STATE_BY_NAME[state])
         except sqlite3.Error as exc:
             raise database_error(self.path, exc) from exc
         finally:

@@ -10,8 +10,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from syncd.journal import queries
+from syncd.journal.box_names import NAME_COLLISION, owned_box_path
 from syncd.journal.errors import InvalidTransition, StaleClaim, UnknownFile
 from syncd.journal.records import FileRecord, FileState, HistoryEntry, HistoryEvent, PartRecord, SessionRecord
+from syncd.journal.relpaths import loaded_relpath, stored_relpath
 from syncd.journal.validation import from_i64
 
 _P = FileState
@@ -35,7 +37,10 @@ def file_record(row: tuple[Any, ...]) -> FileRecord:
     """Build a FileRecord from a row selected with queries.FILE_SELECT."""
     values = dict(zip(queries.FILE_COLUMNS, row, strict=True))
     values["state"] = FileState(values["state"])
+    values["relpath"] = loaded_relpath(values["relpath"])
     values["inode"] = from_i64(values["inode"])
+    if values["device"] is not None:
+        values["device"] = from_i64(values["device"])
     # RETURNING hands back bound values before column affinity applies (100.0 -> 100).
     for key in _FLOAT_COLUMNS:
         if values[key] is not None:
@@ -47,6 +52,7 @@ def history_entry(row: tuple[Any, ...]) -> HistoryEntry:
     """Build a HistoryEntry from a row selected with queries.HISTORY_SELECT."""
     values = dict(zip(queries.HISTORY_COLUMNS, row, strict=True))
     values["event"] = HistoryEvent(values["event"])
+    values["relpath"] = loaded_relpath(values["relpath"])
     for key in ("from_state", "to_state"):
         values[key] = None if values[key] is None else FileState(values[key])
     return HistoryEntry(**values)
@@ -56,6 +62,11 @@ def fetch_file(conn: sqlite3.Connection, where: str, params: tuple[Any, ...]) ->
     """The one file row matching `where`, or None."""
     found = conn.execute(f"SELECT {queries.FILE_SELECT} FROM files WHERE {where}", params).fetchone()
     return None if found is None else file_record(found)
+
+
+def fetch_path(conn: sqlite3.Connection, watch: str, relpath: str) -> FileRecord | None:
+    """The row of `relpath` in `watch`, or None (the path converted to its stored form)."""
+    return fetch_file(conn, "watch = ? AND relpath = ?", (watch, stored_relpath(relpath)))
 
 
 def fetch_files(conn: sqlite3.Connection, where: str, params: tuple[Any, ...]) -> list[FileRecord]:
@@ -141,13 +152,31 @@ def transition(
 def delete_row(
     conn: sqlite3.Connection, watch: str, relpath: str, event: HistoryEvent, detail: str, now: float
 ) -> FileRecord | None:
-    """Delete a file row (sessions and parts cascade) and append its last history line."""
-    row = fetch_file(conn, "watch = ? AND relpath = ?", (watch, relpath))
+    """Delete a file row (sessions, parts and its Box name cascade) and append its last history line."""
+    row = fetch_path(conn, watch, relpath)
     if row is None:
         return None
-    conn.execute("DELETE FROM files WHERE id = ?", (row.id,))  # sessions and parts cascade
-    append_history(conn, now, row, event, row.state, None, detail)
+    delete_fetched(conn, row, event, detail, now)
     return row
+
+
+def delete_fetched(conn: sqlite3.Connection, row: FileRecord, event: HistoryEvent, detail: str, now: float) -> None:
+    """Delete the fetched `row`, append its last history line, and free the Box name it held."""
+    held_box_name = owned_box_path(conn, row.id) is not None
+    conn.execute("DELETE FROM files WHERE id = ?", (row.id,))  # sessions, parts and its Box name cascade
+    append_history(conn, now, row, event, row.state, None, detail)
+    if held_box_name:
+        retry_parked_collisions(conn, row.watch, now)
+
+
+def retry_parked_collisions(conn: sqlite3.Connection, watch: str, now: float) -> None:
+    """A Box name of `watch` was freed: files parked because their name collided try again."""
+    parked = fetch_files(conn, "watch = ? AND state = 'quarantined' AND last_error_code = ?",
+                         (watch, NAME_COLLISION))
+    for row in parked:
+        transition(conn, row, FileState.PENDING, HistoryEvent.RETRIED,
+                   "a colliding Box name was freed; trying again", now,
+                   {"attempts": 0, "next_attempt_at": now, "last_error": None, "last_error_code": None})
 
 
 def append_history(
@@ -169,7 +198,7 @@ def append_history(
             now,
             row.id,
             row.watch,
-            row.relpath,
+            stored_relpath(row.relpath),
             event.value,
             None if from_state is None else from_state.value,
             None if to_state is None else to_state.value,
@@ -179,16 +208,30 @@ def append_history(
     )
 
 
-def describe_change(row: FileRecord, size: int, mtime_ns: int, inode: int) -> str:
+def describe_change(row: FileRecord, size: int, mtime_ns: int, inode: int, device: int | None = None,
+                    ctime_ns: int | None = None) -> str:
     """Say, for the history, how a file on disk differs from its row."""
     parts = []
     if row.size != size:
         parts.append(f"size {row.size} -> {size}")
     if row.mtime_ns != mtime_ns:
         parts.append("mtime changed")
-    if row.inode != inode:
+    if row.inode != inode or (None not in (row.device, device) and row.device != device):
         parts.append("replaced (new inode)")
+    elif None not in (row.ctime_ns, ctime_ns) and row.ctime_ns != ctime_ns:
+        parts.append("ctime changed (content, mode, owner, links or name)")
     return ", ".join(parts)
+
+
+def same_identity(row: FileRecord, size: int, mtime_ns: int, inode: int, device: int | None,
+                  ctime_ns: int | None) -> bool:
+    """True when the file on disk is the state the row records (device and ctime compared when both
+    sides have them: rows from before schema version 5 have neither)."""
+    if (row.size, row.mtime_ns, row.inode) != (size, mtime_ns, inode):
+        return False
+    if None not in (row.device, device) and row.device != device:
+        return False
+    return None in (row.ctime_ns, ctime_ns) or row.ctime_ns == ctime_ns
 
 
 def error_detail(message: str, code: str | None) -> str:

@@ -131,6 +131,33 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX box_folders_folder ON box_folders (folder_id)",
         ),
     ),
+    Migration(
+        version=5,
+        description="names that are not UTF-8 (raw bytes), device and ctime in a file's identity, "
+                    "and the Box path each file owns",
+        statements=(
+            # relpath (files and history) is TEXT when the name is valid UTF-8 and a BLOB of the
+            # raw bytes otherwise (syncd.journal.relpaths): the column's TEXT affinity keeps BLOBs
+            # as they are, so no rebuild is needed and older rows (always UTF-8) stay as they were.
+            # device and ctime_ns complete a file's identity (syncd.pipeline.identity); NULL in
+            # rows written before them, which are then compared on size, mtime and inode only.
+            "ALTER TABLE files ADD COLUMN device INTEGER",
+            "ALTER TABLE files ADD COLUMN ctime_ns INTEGER",
+            """
+            CREATE TABLE box_names (
+                -- The Box path a file takes in its watch's folder, so that two local paths that
+                -- are one name in Box (case, Unicode normalisation, sanitising) never become
+                -- versions of each other. Freed with the row that owns it.
+                file_id INTEGER PRIMARY KEY REFERENCES files (id) ON DELETE CASCADE,
+                watch TEXT NOT NULL,
+                path_key TEXT NOT NULL,  -- syncd.pipeline.names.box_path_key of the path taken
+                base_key TEXT NOT NULL,  -- the key of the path wanted (differs once renamed)
+                box_path TEXT NOT NULL,  -- the Box path taken, names joined with '/'
+                UNIQUE (watch, path_key)
+            )
+            """,
+        ),
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

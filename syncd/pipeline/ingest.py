@@ -3,14 +3,18 @@
 The journal has already marked the row `uploading` (intent) when `Ingest.process`
 runs; every outcome is written back before it returns:
 
-    claimed row ─▶ still on disk, unchanged? ─▶ acceptable name? ─▶ Box folder
+    claimed row ─▶ opened once, beneath its root, as readiness saw it? ─▶ its Box path,
+      owned in the watch (names, collisions) ─▶ lease held, writes watched ─▶ Box folder
       ─▶ reconcile (a previous attempt may have finished remotely)
       ─▶ upload (resuming a saved session) ─▶ conflict policy
       ─▶ mark_uploaded ─▶ after-upload action (keep / delete / move)
 
-Failures become a scheduled retry, `failed`, `quarantined` or `skipped`, each
-with a reason a person can act on. A file that changed under us goes back to
-`pending` without costing an attempt: the new content is what must go up.
+The first three steps are `pipeline.claimed_source`'s. Failures become a
+scheduled retry, `failed`, `quarantined` or `skipped`, each with a reason a
+person can act on. A file that changed under us (at the claim, or a writer
+during the upload) goes back through readiness without costing an attempt,
+and waits its settle time again, longer each time: the new content is what
+must go up, once it is finished.
 
 Each claim is one `Attempt`: the claimed row, the journal handle bound to that
 claim (every write checks the claim), the watch, the path, a bound logger, the
@@ -21,10 +25,11 @@ stop event. The stages take it instead of parameter lists; `process` returns an
 from __future__ import annotations
 
 import enum
+import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 
@@ -49,9 +54,13 @@ from syncd.config import Config, WatchConfig
 from syncd.journal import ClaimedFile, FileRecord, Journal, JournalError, PartRecord, SessionRecord, StaleClaim
 from syncd.pipeline.actions import AfterUpload, SourceActionRefused, apply_after_upload
 from syncd.pipeline.conflicts import ConflictOutcome, upload_with_policy
-from syncd.pipeline.names import name_problem, sanitize_name
+from syncd.pipeline.claimed_source import Next, Refusal, UploadGuard, claim_box_path, open_claimed
+from syncd.pipeline.identity import FileStat
+from syncd.pipeline.intake import Intake
+from syncd.pipeline.names import display_path
 from syncd.pipeline.retry_schedule import RetrySchedule
-from syncd.pipeline.scanner import FileStat, ProblemKind, ScanProblem, stat_candidate
+from syncd.pipeline.source import OpenedSource
+from syncd.pipeline.writers import HeldLease, LeaseMonitor
 
 log = structlog.get_logger("syncd.ingest")
 
@@ -63,7 +72,7 @@ class OutcomeKind(enum.StrEnum):
     FAILED = "failed"  # parked until `syncd retry` (permanent error, or retries exhausted)
     QUARANTINED = "quarantined"  # parked: Box can never take the file as it is
     SKIPPED = "skipped"  # parked by the conflict policy `skip`
-    CHANGED = "changed"  # the file changed before or during its upload: pending again, no attempt spent
+    CHANGED = "changed"  # changed before or during its upload: back through readiness, no attempt spent
     GONE = "gone"  # the file vanished before its upload: row removed
     STALE = "stale"  # the claim went stale (new content claimed again): this attempt recorded nothing
 
@@ -89,6 +98,10 @@ class Attempt:
     log: structlog.stdlib.BoundLogger  # bound with watch, path, file_row and attempt
     stopping: threading.Event | None = None  # set: a chunked upload pauses at its next part boundary
     interrupted: bool = False  # a crash left the row uploading: ask Box before sending anything
+    source: OpenedSource | None = None  # the file, opened once (claimed_source): every byte comes from it
+    lease: HeldLease | None = None  # held while the upload (and what follows) runs, where one could be had
+    cancel: threading.Event | None = None  # for the uploader: shutdown, or a writer seen (`changed`)
+    changed: threading.Event | None = None  # a writer was seen during the upload
 
     @property
     def relpath(self) -> PurePosixPath:
@@ -162,8 +175,15 @@ class Ingest:
         on_uploaded: Callable[[FileRecord, UploadedFile, float], None] | None = None,
         on_bytes: Callable[[int], None] | None = None,
         clock: Callable[[], float] = time.time,
+        intake: Intake | None = None,
+        leases: LeaseMonitor | None = None,
     ) -> None:
         self.journal = journal
+        #: Where a changed file goes back to readiness, whose open counters see our opens, and
+        #: which reports write events during an upload (None: no readiness to send files back to).
+        self.intake = intake
+        #: Holds a read lease on each file while it is uploaded (None: quiet time only).
+        self.leases = leases
         self.client = client
         self.uploader = uploader
         self.folders = folders
@@ -187,7 +207,8 @@ class Ingest:
         says a crash left this row uploading: Box is asked first whether the upload
         already went through, so it is never sent twice.
         """
-        bound = log.bind(watch=record.watch, path=record.relpath, file_row=record.id, attempt=record.attempts)
+        bound = log.bind(watch=record.watch, path=display_path(record.relpath), file_row=record.id,
+                         attempt=record.attempts)
         claim = self.journal.claimed(record)
         try:
             watch = self.config.watch_named(record.watch)
@@ -219,35 +240,41 @@ class Ingest:
         return Outcome(OutcomeKind.FAILED, reason, code="watch_removed")
 
     def _ingest(self, attempt: Attempt) -> Outcome:
-        record, claim, watch, log_ = attempt.record, attempt.claim, attempt.watch, attempt.log
-        current = stat_candidate(watch.path, record.relpath)
-        if isinstance(current, ScanProblem):
-            return self._unusable(attempt, current)
-        claimed = FileStat(record.size, record.mtime_ns, record.inode)
-        if current != claimed:
-            self.journal.observe(watch.name, record.relpath, current.size, current.mtime_ns, current.inode, self._clock())
-            log_.info("file_changed_before_upload")
-            return Outcome(OutcomeKind.CHANGED)
+        own_opens = self.intake.own_opens(attempt.watch.name) if self.intake is not None else None
+        opened = open_claimed(attempt.record, attempt.watch, own_opens)
+        if isinstance(opened, Refusal):
+            return self._refused(attempt, opened)
+        with opened as source:
+            names = claim_box_path(attempt.claim, attempt.watch)
+            if isinstance(names, Refusal):
+                return self._refused(attempt, names)
+            if "/".join(names) != (attempt.record.relpath if attempt.watch.mirror_subfolders else attempt.relpath.name):
+                # Sanitised (invalid_names: sanitize) or renamed for a collision (name_collisions: rename).
+                attempt.log.info("box_name_mapped", box_path="/".join(names))
+            with UploadGuard(source, attempt.watch.name, leases=self.leases, intake=self.intake,
+                             stopping=attempt.stopping) as guard:
+                if guard.refusal is not None:
+                    return self._refused(attempt, guard.refusal)
+                attempt = replace(attempt, source=source, lease=guard.lease, cancel=guard.cancel,
+                                  changed=guard.changed)
+                return self._upload_guarded(attempt, names, guard)
 
-        name = attempt.relpath.name
-        problem = name_problem(name)
-        if problem is not None:
-            if watch.invalid_names == "quarantine":
-                reason = f"Box cannot take this name: {problem}"
-                claim.mark_quarantined(reason, code="item_name_invalid")
-                log_.warning("file_quarantined", reason=reason)
-                return Outcome(OutcomeKind.QUARANTINED, reason, code="item_name_invalid")
-            name = sanitize_name(name)
+    def _upload_guarded(self, attempt: Attempt, names: tuple[str, ...], guard: UploadGuard) -> Outcome:
+        claim, log_ = attempt.claim, attempt.log
         started = time.monotonic()
         try:
-            result = self._upload_into_folder(attempt, name)
+            result = self._upload_into_folder(attempt, names)
         except UploadCancelled as exc:
+            if guard.changed.is_set():
+                return self._refused(attempt, Refusal(Next.BACK_TO_READINESS, guard.change_reason or str(exc),
+                                                      "writer_seen"))
             # Shutdown: parts sent so far are recorded; the next start resumes the session.
             claim.schedule_retry(str(exc), "shutdown", self._clock())
             log_.info("upload_paused_for_shutdown")
             return Outcome(OutcomeKind.RETRY, "stopped by shutdown", code="shutdown")
         except SourceChanged as exc:
-            return self._changed_during_upload(attempt, str(exc))
+            return self._refused(attempt, Refusal(Next.BACK_TO_READINESS, guard.change_reason or exc.reason,
+                                                  "source_changed"))
         except BoxAPIError as exc:
             return self._box_error(attempt, exc)
         except OutcomeUnknown as exc:
@@ -259,17 +286,15 @@ class Ingest:
             return self._retry(claim, log_, f"cannot read the file: {exc.strerror or exc}", "unreadable")
         if isinstance(result, Outcome):
             return result
+        if guard.changed.is_set() and self.intake is not None:
+            # Committed before the writer's bytes could reach Box (Box checks the SHA-1 hashed from our
+            # descriptor): what it holds is the file as it was found ready. The new content follows.
+            self.intake.back_to_readiness(attempt.watch.name, attempt.record.relpath)
         return self._committed(attempt, result, time.monotonic() - started)
 
     # --------------------------------------------------------------- stages
 
-    def _box_parents(self, attempt: Attempt) -> tuple[str, ...]:
-        """The Box sub-folder path of a file under the watch's folder (empty: the folder itself)."""
-        if not attempt.watch.mirror_subfolders:
-            return ()
-        return tuple(sanitize_name(p) if name_problem(p) else p for p in attempt.relpath.parent.parts)
-
-    def _upload_into_folder(self, attempt: Attempt, name: str) -> UploadedFile | Outcome:
+    def _upload_into_folder(self, attempt: Attempt, names: tuple[str, ...]) -> UploadedFile | Outcome:
         """Upload into the file's Box folder; a sub-folder deleted on Box is created again.
 
         syncd made the sub-folders, so one an operator deleted (or trashed) is made
@@ -278,7 +303,7 @@ class Ingest:
         configuration failure.
         """
         watch = attempt.watch
-        box_parents = self._box_parents(attempt)
+        box_parents, name = names[:-1], names[-1]
         if not box_parents:
             return self._upload(attempt, watch.folder_id, name)
         folder_id = self.folders.ensure(watch.folder_id, box_parents)
@@ -305,13 +330,18 @@ class Ingest:
             if existing is not None:
                 log_.info("upload_reconciled", file_id=existing.file_id, sha1=sha1)
                 return existing
+        elif sha1 is None and record.size < self.uploader.chunked_threshold:
+            # A direct upload sends its SHA-1 first (Box checks the body against it): hash it here,
+            # from the one descriptor. A chunked upload hashes its parts as it sends them.
+            sha1 = attempt.source.sha1() if attempt.source is not None else None
         progress = JournalProgress(attempt, self.client.upload_url)
         log_.info("upload_started", size=record.size, folder_id=folder_id, new_version_of=record.box_file_id)
+        source_path = _reading_path(attempt)
 
         def upload(attempt_name: str, existing_id: str | None) -> UploadedFile:
-            return self.uploader.upload(attempt.path, folder_id, attempt_name, existing_file_id=existing_id,
+            return self.uploader.upload(source_path, folder_id, attempt_name, existing_file_id=existing_id,
                                         sha1=sha1, progress=progress, on_bytes=self._on_bytes,
-                                        cancel=attempt.stopping)
+                                        cancel=attempt.cancel or attempt.stopping)
 
         def decided(decision: str, reason: str) -> None:
             log_.info("name_conflict_resolved", decision=decision, reason=reason)
@@ -336,7 +366,7 @@ class Ingest:
         return outcome
 
     def _hash(self, attempt: Attempt) -> str:
-        sha1, _ = hash_file(attempt.path)
+        sha1 = attempt.source.sha1() if attempt.source is not None else hash_file(attempt.path)[0]
         attempt.claim.record_sha1(sha1)
         return sha1
 
@@ -387,33 +417,27 @@ class Ingest:
 
     # ------------------------------------------------------------- failures
 
-    def _unusable(self, attempt: Attempt, problem: ScanProblem) -> Outcome:
-        if problem.kind is ProblemKind.VANISHED:
-            self.journal.remove(attempt.watch.name, attempt.record.relpath, "file disappeared before upload")
-            attempt.log.info("file_gone_before_upload")
-            return Outcome(OutcomeKind.GONE)
-        return self._retry(attempt.claim, attempt.log, str(problem), str(problem.kind))
-
-    def _changed_during_upload(self, attempt: Attempt, reason: str) -> Outcome:
-        watch, record = attempt.watch, attempt.record
-        current = stat_candidate(watch.path, record.relpath)
-        attempt.log.info("upload_discarded_file_changed", reason=reason)
-        try:
-            if isinstance(current, ScanProblem):
-                return self._unusable(attempt, current)
-            observation = self.journal.observe(
-                watch.name, record.relpath, current.size, current.mtime_ns, current.inode, self._clock()
-            )
-            if observation.kind == "unchanged":
-                # Changed and changed back (or truncated and rewritten to the same stat):
-                # hash again on the next attempt rather than trust anything read.
-                return self._retry(attempt.claim, attempt.log, f"file changed during upload: {reason}",
-                                   "source_changed")
-        except StaleClaim:
-            # Intake saw the change first and the new content was claimed again (or already
-            # uploaded): the line above already says this upload was discarded, once.
-            return Outcome(OutcomeKind.STALE, reason)
-        return Outcome(OutcomeKind.CHANGED, reason)
+    def _refused(self, attempt: Attempt, refusal: Refusal) -> Outcome:
+        """Record why the claimed file was not (or no longer) uploaded (see `claimed_source.Next`)."""
+        claim, log_, record = attempt.claim, attempt.log, attempt.record
+        match refusal.next:
+            case Next.GONE:
+                self.journal.remove(attempt.watch.name, record.relpath, "file disappeared before upload")
+                log_.info("file_gone_before_upload", reason=refusal.reason)
+                return Outcome(OutcomeKind.GONE, refusal.reason)
+            case Next.BACK_TO_READINESS:
+                # No attempt spent: readiness waits for it again (longer each time) before a worker may.
+                claim.back_to_readiness(refusal.reason, now=self._clock())
+                if self.intake is not None:
+                    self.intake.back_to_readiness(attempt.watch.name, record.relpath)
+                log_.info("upload_discarded_file_changed", reason=refusal.reason, code=refusal.code)
+                return Outcome(OutcomeKind.CHANGED, refusal.reason, code=refusal.code)
+            case Next.PARK:
+                claim.mark_quarantined(refusal.reason, code=refusal.code)
+                log_.warning("file_quarantined", reason=refusal.reason, error_code=refusal.code)
+                return Outcome(OutcomeKind.QUARANTINED, refusal.reason, code=refusal.code)
+            case _:
+                return self._retry(claim, log_, refusal.reason, refusal.code)
 
     def _box_error(self, attempt: Attempt, exc: BoxAPIError) -> Outcome:
         claim, log_ = attempt.claim, attempt.log
@@ -452,6 +476,19 @@ class Ingest:
         log_.warning("upload_retry_scheduled", reason=reason, error_code=code, request_id=request_id,
                      retry_in_s=round(delay, 1))
         return Outcome(OutcomeKind.RETRY, reason, code=code)
+
+
+def _reading_path(attempt: Attempt) -> Path:
+    """What the uploader opens: the descriptor's own inode (``/proc/self/fd/N`` reopens the file
+    that was opened and checked, never what the path names now), else the path.
+
+    INTERFACES.md §1: the merge passes ``attempt.source`` (an ``UploadSource``) instead.
+    """
+    if attempt.source is not None:
+        reopen = Path(f"/proc/self/fd/{attempt.source.fileno()}")
+        if os.path.exists(reopen):
+            return reopen
+    return attempt.path
 
 
 def _config_reason(exc: BoxAPIError) -> str:

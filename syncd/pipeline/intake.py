@@ -14,25 +14,42 @@ Events only nominate paths; the tracker decides when a file is stable; the
 journal decides whether a stable file is new work. One thread owns the queue
 so that nominations from watchdog's threads stay cheap and journal writes are
 batched (a cold start-up scan of 100,000 files is a few transactions, not
-100,000).
+100,000), each entry on its own: one the journal refuses is logged with the
+reason and keeps no other out (issue 10).
+
+Every entry is accounted for: a link, FIFO, socket or device found by a scan
+or an event is parked in the journal (quarantined, with the reason `syncd
+status` shows) instead of only being logged. A file a worker found changed
+after it was ready, or written to while it was uploaded, comes back here
+(:meth:`Intake.back_to_readiness`) and waits again, longer each time
+(:meth:`ReadinessTracker.requeue`); a worker uploading a file registers
+with :meth:`Intake.guard_upload`, and a write event for that path cancels
+the upload at once.
+
+Scans are compared with the journal in SQL (`Journal.compare_with_disk`):
+no dict of a watch's rows, no set of every path seen.
 """
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import structlog
 
 from syncd.config import Config, ConfigChanges, WatchConfig
-from syncd.journal import FileState, Journal
+from syncd.journal import FileState, Journal, ObservedFile, ParkedEntry
 from syncd.pipeline.filters import watch_filter
+from syncd.pipeline.identity import FileIdentity
 from syncd.pipeline.names import display_path
 from syncd.pipeline.readiness import ReadinessTracker, ReadyCandidate, UnsettledFile
-from syncd.pipeline.scanner import ScanProblem, Scanner
+from syncd.pipeline.scanner import FINAL_PROBLEMS, ScanProblem, Scanner
 from syncd.pipeline.watcher import Nomination, NominationKind, WatchHealth, WatchObserver
 from syncd.pipeline.writers import OpenCounter, WriterDetector
 
@@ -46,6 +63,8 @@ KEEP_WHEN_GONE = frozenset({FileState.UPLOADED, FileState.UPLOADING})
 #: Most ready candidates written to the journal in one transaction (a larger one holds
 #: the journal long enough to delay workers recording progress).
 OBSERVE_BATCH = 500
+#: Removals of files a scan found gone, written per transaction.
+REMOVE_BATCH = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +72,22 @@ class _Scan:
     watch: str
     subdir: str = ""
     reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class _Requeue:
+    """A worker sends a file back: it changed after it was found ready."""
+
+    watch: str
+    relpath: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Park:
+    """An entry that is not a regular file (a link, a FIFO...), to be parked with its reason."""
+
+    watch: str
+    problem: ScanProblem
 
 
 @dataclass
@@ -86,13 +121,16 @@ class Intake:
         self._on_scan = on_scan
         self._on_observer_restart = on_observer_restart
         self._clock = clock
-        self._queue: queue.SimpleQueue[Nomination | ReadyCandidate | _Scan | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Nomination | ReadyCandidate | _Scan | _Requeue | _Park | None] = (
+            queue.SimpleQueue())
         self._stopping = threading.Event()
         self._handling = False
         self._thread: threading.Thread | None = None
         self._backstop: threading.Thread | None = None
         self._lock = threading.Lock()
         self.watches: dict[str, WatchRuntime] = {}
+        # (watch, relpath) -> what to call when a write event arrives for a file a worker uploads.
+        self._uploads: dict[tuple[str, str], Callable[[], None]] = {}
         self.scan_interval = config.scan_interval
         self.tracker = ReadinessTracker(
             self._queue.put,
@@ -138,8 +176,7 @@ class Intake:
             watch.name, watch.path, self._queue.put, recursive=watch.recursive, path_filter=path_filter,
             polling=polling, poll_interval=watch.poll_interval, open_counter=writers.open_counter,
         )
-        scanner = Scanner(watch.path, recursive=watch.recursive, path_filter=path_filter,
-                          on_problem=lambda problem, name=watch.name: self._problem(name, problem))
+        scanner = Scanner(watch.path, recursive=watch.recursive, path_filter=path_filter)  # problems: per scan
         with self._lock:
             self.watches[watch.name] = WatchRuntime(watch, observer, scanner, writers)
         self.tracker.add_watch(watch.name, watch.path, writers=writers)
@@ -176,6 +213,33 @@ class Intake:
         """Queue a scan of a watch (or one directory of it)."""
         self._queue.put(_Scan(watch, subdir, reason))
 
+    # ------------------------------------------------------- for the workers
+
+    def own_opens(self, watch: str) -> OpenCounter | None:
+        """The open/close counter a worker reports its own opens of `watch`'s files to (None: polling)."""
+        runtime = self.watches.get(watch)
+        return None if runtime is None else runtime.writers.open_counter
+
+    def back_to_readiness(self, watch: str, relpath: str) -> None:
+        """A worker found `relpath` changed after it was ready (at its claim, or during its upload):
+        readiness waits for it again, longer each time, before the journal makes it due. Any thread."""
+        self._queue.put(_Requeue(watch, relpath))
+
+    @contextmanager
+    def guard_upload(self, watch: str, relpath: str, on_write: Callable[[], None]) -> Iterator[None]:
+        """While a worker uploads `relpath`, a write event for it calls `on_write` (once, from the
+        intake thread: keep it short). Where a lease is held, a writer breaks it first; this
+        covers watches whose files cannot be leased."""
+        key = (watch, relpath)
+        with self._lock:
+            self._uploads[key] = on_write
+        try:
+            yield
+        finally:
+            with self._lock:
+                if self._uploads.get(key) is on_write:
+                    del self._uploads[key]
+
     # ----------------------------------------------------------------- health
 
     def health(self) -> list[WatchHealth]:
@@ -204,17 +268,22 @@ class Intake:
         while True:
             item = self._queue.get()
             self._handling = True
-            batch: list[ReadyCandidate] = []
+            batch: list[ReadyCandidate | _Park] = []
             while True:
                 if item is None:
                     self._flush(batch)
                     return
-                if isinstance(item, ReadyCandidate):
+                if isinstance(item, (ReadyCandidate, _Park)):
                     batch.append(item)
                     if len(batch) >= OBSERVE_BATCH:
                         self._flush(batch)
                         batch = []
                 else:
+                    if not (isinstance(item, Nomination) and item.kind is NominationKind.TOUCH):
+                        # What the journal already holds first: a file ready, then deleted, must
+                        # reach the journal before its removal does.
+                        self._flush(batch)
+                        batch = []
                     try:
                         self._handle(item)
                     except Exception:
@@ -226,23 +295,35 @@ class Intake:
             self._flush(batch)
             self._handling = False
 
-    def _flush(self, batch: list[ReadyCandidate]) -> None:
+    def _flush(self, batch: list[ReadyCandidate | _Park]) -> None:
+        ready = [item for item in batch if isinstance(item, ReadyCandidate)]
+        parks = [item for item in batch if isinstance(item, _Park)]
         try:
-            self._observe(batch)
+            self._observe(ready)
         except Exception:
             # The files stay on disk: the next backstop scan nominates them again.
-            log.exception("intake_observe_failed", files=len(batch))
+            log.exception("intake_observe_failed", files=len(ready))
+        try:
+            self._park(parks)
+        except Exception:
+            log.exception("intake_park_failed", entries=len(parks))
 
-    def _handle(self, item: Nomination | _Scan) -> None:
+    def _handle(self, item: Nomination | _Scan | _Requeue) -> None:
         if isinstance(item, _Scan):
             self._scan(item)
             return
         if item.watch not in self.watches:
             return
+        if isinstance(item, _Requeue):
+            hold = self.tracker.requeue(item.watch, item.relpath)
+            log.info("file_back_to_readiness", watch=item.watch, path=display_path(item.relpath),
+                     hold_s=round(hold, 1))
+            return
         if item.kind is NominationKind.TOUCH:
             if not self.tracker.is_tracking(item.watch, item.relpath):
                 log.info("file_detected", watch=item.watch, path=display_path(item.relpath), closed=item.closed)
             self.tracker.touch(item.watch, item.relpath, closed=item.closed)
+            self._written_during_upload(item.watch, item.relpath)
         elif item.kind is NominationKind.GONE:
             self.tracker.gone(item.watch, item.relpath, is_directory=item.is_directory)
             self._forget_gone(item.watch, item.relpath, item.is_directory)
@@ -253,25 +334,52 @@ class Intake:
                 self._on_observer_restart(item.watch)
             self._scan(_Scan(item.watch, "", item.reason or "events may have been lost"))
 
+    def _written_during_upload(self, watch: str, relpath: str) -> None:
+        with self._lock:
+            on_write = self._uploads.pop((watch, relpath), None)
+        if on_write is not None:
+            log.info("upload_cancelled_file_written", watch=watch, path=display_path(relpath))
+            on_write()
+
     def _observe(self, batch: list[ReadyCandidate]) -> None:
         if not batch:
             return
-        by_watch: dict[str, list[tuple[str, int, int, int]]] = {}
+        by_watch: dict[str, list[ObservedFile]] = {}
         for c in batch:
-            by_watch.setdefault(c.watch, []).append((c.relpath, c.size, c.mtime_ns, c.inode))
+            by_watch.setdefault(c.watch, []).append(ObservedFile.of(c.relpath, c.identity))
         new_work = False
         now = self._clock()
         for watch, files in by_watch.items():
             runtime = self.watches.get(watch)
             if runtime is None:
                 continue
-            for observation in self.journal.observe_many(watch, files, now):
+            observed = self.journal.observe_many(watch, files, now)
+            for observation in observed:
                 new_work = True
                 row = observation.file
                 log.info("file_ready", watch=watch, path=display_path(row.relpath), size=row.size,
                          change=str(observation.kind), previous_state=observation.previous_state)
+            for refused in observed.refused:
+                # Only this entry is left out; the next scan or event offers it again.
+                log.error("intake_entry_refused", watch=watch, path=display_path(refused.relpath),
+                          reason=refused.reason)
         if new_work:
             self._on_new_work()
+
+    def _park(self, parks: list[_Park]) -> None:
+        by_watch: dict[str, list[ParkedEntry]] = {}
+        for park in parks:
+            runtime = self.watches.get(park.watch)
+            entry = _parked_entry(runtime.config.path if runtime else None, park.problem)
+            if entry is not None:
+                by_watch.setdefault(park.watch, []).append(entry)
+        for watch, entries in by_watch.items():
+            parked, refused = self.journal.park_entries(watch, entries, self._clock())
+            for row in parked:
+                log.warning("path_problem", watch=watch, path=display_path(row.relpath), kind=row.last_error_code,
+                            detail=row.last_error, parked=True)
+            for entry in refused:
+                log.error("intake_entry_refused", watch=watch, path=display_path(entry.relpath), reason=entry.reason)
 
     def _forget_gone(self, watch: str, relpath: str, is_directory: bool) -> None:
         if not relpath:
@@ -279,50 +387,66 @@ class Intake:
             # as they were. Forgetting them now would upload them all again.
             log.warning("watch_root_gone", watch=watch)
             return
-        prefix = f"{relpath}/"
         if is_directory:
-            victims = [k.relpath for k in self.journal.known_files(watch)
-                       if k.relpath.startswith(prefix) and k.state not in KEEP_WHEN_GONE]
+            removed = self.journal.remove_below(watch, relpath, "deleted from the drop folder", keep=KEEP_WHEN_GONE)
         else:
-            row = self.journal.find(watch, relpath)
-            victims = [relpath] if row is not None and row.state not in KEEP_WHEN_GONE else []
-        for victim in victims:
-            if self.journal.remove(watch, victim, "deleted from the drop folder") is not None:
-                log.info("file_removed", watch=watch, path=display_path(victim))
+            row = self.journal.remove(watch, relpath, "deleted from the drop folder", keep=KEEP_WHEN_GONE)
+            removed = [] if row is None else [row]
+        for row in removed:
+            log.info("file_removed", watch=watch, path=display_path(row.relpath))
 
     def _scan(self, scan: _Scan) -> None:
+        """Walk a watch (or one folder), compared with the journal in SQL as it goes (bounded memory):
+        files new or changed go to readiness, links and special files are parked, rows of files no
+        longer there are removed (whole-watch scans only, never below a folder it could not list)."""
         runtime = self.watches.get(scan.watch)
         if runtime is None:
             return
         started = time.monotonic()
-        known = {k.relpath: k for k in self.journal.known_files(scan.watch)}
-        seen: set[str] = set()
-        nominated = 0
-        for entry in runtime.scanner.scan(scan.subdir):
-            seen.add(entry.relpath)
-            row = known.get(entry.relpath)
-            if row is not None and (row.size, row.mtime_ns, row.inode) == (entry.size, entry.mtime_ns, entry.inode):
-                continue
-            if not self.tracker.is_tracking(scan.watch, entry.relpath):
-                # At debug: a start-up scan may find 100,000 files; scan_finished counts them.
-                log.debug("file_detected", watch=scan.watch, path=display_path(entry.relpath), size=entry.size,
-                          by="scan")
-                self.tracker.touch(scan.watch, entry.relpath, found_by_scan=True)
-                nominated += 1
-        removed = 0
-        if not scan.subdir and runtime.config.path.is_dir():
-            for relpath, row in known.items():
-                if relpath not in seen and row.state not in KEEP_WHEN_GONE:
-                    if self.journal.remove(scan.watch, relpath, "no longer in the drop folder") is not None:
-                        removed += 1
+        unlisted: list[str] = []
+        parks: list[_Park] = []
+        nominated = removed = 0
+        with self.journal.compare_with_disk(scan.watch) as comparison:
+
+            def problem(found: ScanProblem) -> None:
+                self._problem(scan.watch, found, during_scan=True)
+                if found.directory:
+                    unlisted.append(found.relpath)
+                elif found.kind in FINAL_PROBLEMS:
+                    comparison.seen(found.relpath)
+                    parks.append(_Park(scan.watch, found))
+
+            for entry in runtime.scanner.scan(scan.subdir, on_problem=problem):
+                comparison.found(entry.relpath, entry.identity)
+            for relpath in comparison.to_look_at():
+                if not self.tracker.is_tracking(scan.watch, relpath):
+                    # At debug: a start-up scan may find 100,000 files; scan_finished counts them.
+                    log.debug("file_detected", watch=scan.watch, path=display_path(relpath), by="scan")
+                    self.tracker.touch(scan.watch, relpath, found_by_scan=True)
+                    nominated += 1
+            if not scan.subdir and runtime.config.path.is_dir():
+                gone: list[str] = []
+                for relpath, _state in comparison.missing(keep=KEEP_WHEN_GONE, skip_below=unlisted):
+                    gone.append(relpath)
+                    if len(gone) >= REMOVE_BATCH:
+                        removed += self._remove_gone(scan.watch, gone)
+                        gone = []
+                removed += self._remove_gone(scan.watch, gone)
+            seen = comparison.count
+        self._park(parks)
         finished = self._clock()
         if not scan.subdir:
             runtime.last_scan_at = finished
             if self._on_scan is not None:
                 self._on_scan(scan.watch, finished)
         log.info("scan_finished", watch=scan.watch, subdir=scan.subdir or None, reason=scan.reason or None,
-                 files=len(seen), nominated=nominated, removed=removed,
+                 files=seen, nominated=nominated, removed=removed, unlisted=len(unlisted) or None,
                  duration_ms=round((time.monotonic() - started) * 1000))
+
+    def _remove_gone(self, watch: str, relpaths: list[str]) -> int:
+        if not relpaths:
+            return 0
+        return len(self.journal.remove_many(watch, relpaths, "no longer in the drop folder", keep=KEEP_WHEN_GONE))
 
     def _backstop_loop(self) -> None:
         while not self._stopping.wait(min(self.scan_interval, 60.0)):
@@ -335,7 +459,13 @@ class Intake:
 
     # -------------------------------------------------------------- callbacks
 
-    def _problem(self, watch: str, problem: ScanProblem) -> None:
+    def _problem(self, watch: str, problem: ScanProblem, *, during_scan: bool = False) -> None:
+        """A path readiness or a scan could not use. Links and special files are parked (the scan
+        parks its own after comparing); anything else may clear up and is only logged."""
+        if problem.kind in FINAL_PROBLEMS and not problem.directory:
+            if not during_scan:
+                self._queue.put(_Park(watch, problem))
+            return  # logged once parked, not at every scan
         log.warning("path_problem", watch=watch, path=display_path(problem.relpath), kind=str(problem.kind),
                     detail=problem.detail)
 
@@ -343,3 +473,14 @@ class Intake:
         # Still tracked (and re-checked with a backoff): this only tells a person.
         log.warning("file_never_settles", watch=unsettled.watch, path=display_path(unsettled.relpath),
                     tracked_s=round(unsettled.tracked_seconds), reason=unsettled.reason)
+
+
+def _parked_entry(root: Path | None, problem: ScanProblem) -> ParkedEntry | None:
+    """The journal entry for a link or special file, with its own identity (lstat; None if it vanished)."""
+    if root is None:
+        return None
+    try:
+        st = os.lstat(os.path.join(root, problem.relpath))
+    except OSError:
+        return None
+    return ParkedEntry(problem.relpath, FileIdentity.from_stat(st), str(problem.kind), problem.detail)

@@ -40,7 +40,11 @@ one name once sanitised (``a\\b`` and ``a_b``) would be one Box item: the
 second would silently become a new version of the first. :func:`box_name_key`
 gives the key under which such names are equal (Unicode canonical caseless
 matching, D145: ``NFD(casefold(NFD(name)))``); it errs towards calling two
-names one, which costs a rename or a parked file, never a lost one.
+names one, which costs a rename or a parked file, never a lost one. The first
+file to be uploaded owns the name (the journal keeps who owns which key);
+the watch's ``name_collisions`` policy decides for the others: ``quarantine``
+(default) parks them with "collides with PATH in Box", ``rename`` uploads them
+as :func:`collision_name` (``Report (collision 1).pdf``).
 
 **Display.** :func:`display_path` renders any relative path for logs, status
 and JSON without a lone surrogate or an invisible character.
@@ -230,6 +234,23 @@ def box_name_key(name: str) -> str:
 def box_path_key(names: tuple[BoxName, ...] | tuple[str, ...]) -> str:
     """The key of a whole Box path (folders and name), components joined with ``/``."""
     return "/".join(box_name_key(n.name if isinstance(n, BoxName) else n) for n in names)
+
+
+def collision_name(name: str, n: int) -> str:
+    """The ``n``-th name tried for a file whose Box name another local file already has.
+
+    ``Report.pdf`` -> ``Report (collision 1).pdf``: the extension is kept (a
+    leading dot is part of the stem), the stem is shortened when the result
+    would be longer than Box allows. Deliberately unlike ``name (1).pdf``,
+    which Box's own conflict handling and the ``conflict: rename`` policy make.
+    """
+    if n < 1:
+        raise ValueError(f"collision number must be >= 1, got {n}")
+    stem, dot, ext = name.rpartition(".")
+    if not dot or not stem or not 0 < len(ext) < 16:
+        stem, ext = name, ""
+    suffix = f" (collision {n})" + (f".{ext}" if ext else "")
+    return _cut(stem, MAX_NAME_LENGTH - utf16_length(suffix)).rstrip(" ") + suffix
 
 
 # -------------------------------------------------------------------- display

@@ -53,6 +53,13 @@ has it open for writing. ctime cannot be set back (``cp -p`` and ``touch``
 set mtime only), so an old ctime means nothing changed the file for that
 long. Anything else settles as above.
 
+**Files sent back** (:meth:`ReadinessTracker.requeue`): a worker that finds a
+file changed after it was ready (at its claim, or a writer during its upload)
+sends it back here rather than uploading what it found. It waits as any
+nominated file does, and at least ``settle`` x 2^(n-1) after its n-th return
+(up to ``recheck_max``), so a file rewritten in bursts is not claimed, hashed
+and sent again at every pause; its tracking time counts from its first return.
+
 A file that changes between two stats without any event (NFS/SMB, writes
 through mmap, lost events) counts as still being written: it is re-checked
 with an exponential backoff (``settle`` doubling up to ``recheck_max``). A file
@@ -83,7 +90,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from syncd.pipeline.identity import FileIdentity, HasIdentity
-from syncd.pipeline.scanner import ProblemKind, ScanProblem, normalize_relpath, stat_identity
+from syncd.pipeline.scanner import FINAL_PROBLEMS, ProblemKind, ScanProblem, normalize_relpath, stat_identity
 from syncd.pipeline.source import OpenRefused
 from syncd.pipeline.writers import (
     QUIET_TIME_ONLY,
@@ -101,15 +108,8 @@ DEFAULT_CLOSE_QUIET = 0.4
 DEFAULT_STAT_INTERVAL = 0.3
 DEFAULT_RECHECK_MAX = 60.0
 DEFAULT_UNSETTLED_AFTER = 3600.0
-
-# Kinds after which tracking stops: the path is not (or no longer) a usable regular file,
-# and a new event would nominate it again if that changes.
-_FINAL_PROBLEMS = frozenset({
-    ProblemKind.SYMLINK_SKIPPED,
-    ProblemKind.SYMLINK_OUTSIDE_ROOT,
-    ProblemKind.SYMLINK_LOOP,
-    ProblemKind.NOT_REGULAR_FILE,
-})
+# Requeued files remembered (for their backoff) before old entries are pruned.
+_BOUNCES_KEPT = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,8 +165,18 @@ class _Tracked:
     last_stat_at: float = 0.0
     quiet_checks_failed: int = 0  # consecutive checks that found changes without events or errors
     problem_reported: bool = False
+    hold_until: float = 0.0  # not ready before this (a requeued file's backoff)
     token: int = 0  # identifies the one live heap entry; 0 = none
     scheduled_at: float = math.inf
+
+
+@dataclass(slots=True)
+class _Bounce:
+    """How often a file came back from the workers changed (see ReadinessTracker.requeue)."""
+
+    count: int
+    since: float
+    last: float
 
 
 @dataclass(slots=True)
@@ -237,6 +247,7 @@ class ReadinessTracker:
         self._wakeup = threading.Condition(self._lock)
         self._watches: dict[str, _Watch] = {}
         self._records: dict[tuple[str, str], _Tracked] = {}
+        self._bounces: dict[tuple[str, str], _Bounce] = {}
         self._heap: list[_HeapEntry] = []
         self._next_token = 1
         self._stopping = False
@@ -335,29 +346,75 @@ class ReadinessTracker:
         would leave the root.
         """
         relpath = normalize_relpath(relpath)
-        if not relpath:
-            raise ReadinessError("cannot track the watched root itself as a file")
         with self._wakeup:
-            if watch not in self._watches:
-                raise ReadinessError(f"unknown watch {watch!r}; call add_watch first")
+            record = self._touch(watch, relpath, closed=closed, found_by_scan=found_by_scan)
+            self._schedule(record, self._first_stat_time(record))
+
+    def requeue(self, watch: str, relpath: str) -> float:
+        """A file found ready changed afterwards (a worker saw it at its claim or during its upload):
+        wait for it again, longer each time. Returns the seconds it is held at least.
+
+        The wait is the usual one (quiet time, two agreeing looks, no writer)
+        and at least ``settle`` x 2^(n-1) after the n-th requeue within a while
+        (capped at ``recheck_max``), so a file rewritten in bursts is not
+        claimed, hashed and sent again at every pause. The file's tracking time
+        counts from its first requeue, so one that never settles is reported
+        after ``unsettled_after`` as any other.
+        """
+        relpath = normalize_relpath(relpath)
+        with self._wakeup:
             now = self._clock()
             key = (watch, relpath)
-            record = self._records.get(key)
-            if record is None:
-                record = _Tracked(watch, relpath, first_seen=now, last_event=now, closed=closed,
-                                  next_unsettled_report=now + self.unsettled_after,
-                                  by_scan=found_by_scan and self.ready_by_ctime
-                                  and self._watches[watch].writers is not None)
-                self._records[key] = record
-            else:
-                record.by_scan = False  # an event (or a second scan) since: it settles
-            record.last_event = now
-            record.closed = closed
-            record.events += 1
-            record.last_stat = None  # an event invalidates every stat taken before it
-            record.quiet_checks_failed = 0
-            record.problem_reported = False
+            bounce = self._bounces.get(key)
+            if bounce is None or now - bounce.last > self._bounce_memory():
+                bounce = _Bounce(count=0, since=now, last=now)
+                self._bounces[key] = bounce
+                self._forget_old_bounces(now)
+            bounce.count += 1
+            bounce.last = now
+            hold = min(max(self.settle, self.stat_interval) * 2 ** min(bounce.count - 1, 30), self.recheck_max)
+            record = self._touch(watch, relpath, closed=False, found_by_scan=False)
+            record.hold_until = max(record.hold_until, now + hold)
+            if bounce.since < record.first_seen:
+                record.first_seen = bounce.since
+                record.next_unsettled_report = max(bounce.since + self.unsettled_after, now)
             self._schedule(record, self._first_stat_time(record))
+            return hold
+
+    def _touch(self, watch: str, relpath: str, *, closed: bool, found_by_scan: bool) -> _Tracked:
+        """Record an event for ``relpath`` (caller holds the lock); the caller schedules it."""
+        if not relpath:
+            raise ReadinessError("cannot track the watched root itself as a file")
+        if watch not in self._watches:
+            raise ReadinessError(f"unknown watch {watch!r}; call add_watch first")
+        now = self._clock()
+        key = (watch, relpath)
+        record = self._records.get(key)
+        if record is None:
+            record = _Tracked(watch, relpath, first_seen=now, last_event=now, closed=closed,
+                              next_unsettled_report=now + self.unsettled_after,
+                              by_scan=found_by_scan and self.ready_by_ctime
+                              and self._watches[watch].writers is not None)
+            self._records[key] = record
+        else:
+            record.by_scan = False  # an event (or a second scan) since: it settles
+        record.last_event = now
+        record.closed = closed
+        record.events += 1
+        record.last_stat = None  # an event invalidates every stat taken before it
+        record.quiet_checks_failed = 0
+        record.problem_reported = False
+        return record
+
+    def _bounce_memory(self) -> float:
+        """How long a requeue is remembered: a file quiet for longer starts its backoff afresh."""
+        return 4 * max(self.recheck_max, self.settle)
+
+    def _forget_old_bounces(self, now: float) -> None:
+        if len(self._bounces) > _BOUNCES_KEPT:
+            memory = self._bounce_memory()
+            for key in [k for k, b in self._bounces.items() if now - b.last > memory]:
+                del self._bounces[key]
 
     def gone(self, watch: str, relpath: str, *, is_directory: bool = False) -> None:
         """``relpath`` was deleted or moved away: stop tracking it (and, for a
@@ -493,7 +550,7 @@ class ReadinessTracker:
             self._check_unsettled(record, now, callbacks, f"held open by a writer: {writer.detail}")
             return
         else:
-            ready_at = max(record.last_event + quiet, record.last_stat_at + self.stat_interval)
+            ready_at = max(record.last_event + quiet, record.last_stat_at + self.stat_interval, record.hold_until)
             if now >= ready_at:
                 self._ready(record, identity, writer or QUIET_TIME_ONLY, callbacks)
                 return
@@ -517,7 +574,7 @@ class ReadinessTracker:
                 on_gone, relpath = self._on_gone, record.relpath
                 callbacks.append(lambda: on_gone(watch, relpath))
             return
-        if problem.kind in _FINAL_PROBLEMS:
+        if problem.kind in FINAL_PROBLEMS:
             del self._records[key]
         else:
             # Permission denied, I/O error: may clear up (chmod, mount back); keep trying, slower.

@@ -72,6 +72,17 @@ class ProblemKind(StrEnum):
     BUSY = "busy"  # another process holds a lease that refuses our open for now
 
 
+#: Kinds that will not clear up until the entry itself changes: a link (never followed), a
+#: FIFO, socket, device or directory where a file was. Such an entry is parked in the journal
+#: with the reason; readiness stops tracking it (a new event nominates it again).
+FINAL_PROBLEMS = frozenset({
+    ProblemKind.SYMLINK_SKIPPED,
+    ProblemKind.SYMLINK_OUTSIDE_ROOT,
+    ProblemKind.SYMLINK_LOOP,
+    ProblemKind.NOT_REGULAR_FILE,
+})
+
+
 @dataclass(frozen=True, slots=True)
 class ScanProblem:
     """A path the scanner or the readiness tracker could not use, with a human-readable reason.
@@ -159,18 +170,6 @@ def _parents_free_of_symlinks(root: str, relpath: str) -> bool:
     return True
 
 
-def stat_candidate(
-    root: Path,
-    relpath: str,
-    *,
-    follow_symlinks: bool = False,
-    parents_checked: dict[str, bool] | None = None,
-) -> FileStat | ScanProblem:
-    """:func:`stat_identity` reduced to the :class:`FileStat` the journal stores today."""
-    result = stat_identity(root, relpath, follow_symlinks=follow_symlinks, parents_checked=parents_checked)
-    return result.stat if isinstance(result, FileIdentity) else result
-
-
 def stat_identity(
     root: Path,
     relpath: str,
@@ -248,8 +247,10 @@ class Scanner:
         self.follow_symlinks = follow_symlinks
         self._on_problem = on_problem
 
-    def scan(self, subdir: str = "") -> Iterator[ScanEntry]:
+    def scan(self, subdir: str = "", *, on_problem: ProblemCallback | None = None) -> Iterator[ScanEntry]:
         """Yield a :class:`ScanEntry` for every candidate file below ``subdir``.
+
+        ``on_problem``: where this scan's problems go (default: the scanner's own callback).
 
         ``subdir`` is relative to the root (``""``, the default, is the whole
         root); it is how a "scan directory" nomination for a directory moved
@@ -259,6 +260,7 @@ class Scanner:
         Entries come in no particular order. The generator is lazy: problems
         are reported as the walk reaches them.
         """
+        report = on_problem if on_problem is not None else self._report
         start_rel = normalize_relpath(subdir)
         if start_rel and (not self.recursive or not self.path_filter.accepts_directory(start_rel)):
             return
@@ -269,19 +271,19 @@ class Scanner:
         if start_rel:
             problem = self._check_start(root_str, root_real, start_rel)
             if problem is not None:
-                self._report(problem)
+                report(problem)
                 return
         if self.follow_symlinks:
             try:
                 st = os.stat(start_abs)
             except OSError as exc:
-                self._report(_problem_from_oserror(start_rel, exc, directory=True))
+                report(_problem_from_oserror(start_rel, exc, directory=True))
                 return
             visited.add((st.st_dev, st.st_ino))
         stack: list[tuple[str, str]] = [(start_abs, start_rel + "/" if start_rel else "")]
         while stack:
             directory, prefix = stack.pop()
-            yield from self._scan_one_directory(directory, prefix, root_real, visited, stack)
+            yield from self._scan_one_directory(directory, prefix, root_real, visited, stack, report)
 
     def _check_start(self, root_str: str, root_real: str, start_rel: str) -> ScanProblem | None:
         full = os.path.join(root_str, start_rel)
@@ -308,13 +310,14 @@ class Scanner:
         root_real: str,
         visited: set[tuple[int, int]],
         stack: list[tuple[str, str]],
+        report: ProblemCallback,
     ) -> Iterator[ScanEntry]:
         accepts_file = self.path_filter.accepts_file
         accepts_directory = self.path_filter.accepts_directory
         try:
             iterator = os.scandir(directory)
         except OSError as exc:
-            self._report(_problem_from_oserror(prefix.rstrip("/"), exc, directory=True))
+            report(_problem_from_oserror(prefix.rstrip("/"), exc, directory=True))
             return
         with iterator:
             while True:
@@ -323,12 +326,12 @@ class Scanner:
                 except StopIteration:
                     return
                 except OSError as exc:  # e.g. EIO half-way through a directory on a flaky mount
-                    self._report(_problem_from_oserror(prefix.rstrip("/"), exc, directory=True))
+                    report(_problem_from_oserror(prefix.rstrip("/"), exc, directory=True))
                     return
                 relpath = prefix + entry.name
                 try:
                     if entry.is_symlink():
-                        yield from self._symlink(entry, relpath, root_real, visited, stack)
+                        yield from self._symlink(entry, relpath, root_real, visited, stack, report)
                     elif entry.is_dir(follow_symlinks=False):
                         if self.recursive and accepts_directory(relpath, check_parents=False):
                             if self.follow_symlinks:
@@ -344,10 +347,10 @@ class Scanner:
                         if stat_module.S_ISREG(st.st_mode):
                             yield ScanEntry(relpath, FileIdentity.from_stat(st))
                         else:
-                            self._report(ScanProblem(relpath, ProblemKind.NOT_REGULAR_FILE,
+                            report(ScanProblem(relpath, ProblemKind.NOT_REGULAR_FILE,
                                                      not_regular_reason(st.st_mode)))
                 except OSError as exc:
-                    self._report(_problem_from_oserror(relpath, exc))
+                    report(_problem_from_oserror(relpath, exc))
 
     def _symlink(
         self,
@@ -356,15 +359,16 @@ class Scanner:
         root_real: str,
         visited: set[tuple[int, int]],
         stack: list[tuple[str, str]],
+        report: ProblemCallback,
     ) -> Iterator[ScanEntry]:
         # The filter sees the link's own name: a link called "x.tmp" is excluded like a file would be.
         if self.path_filter.is_excluded(relpath):
             return
         if not self.follow_symlinks:
-            self._report(ScanProblem(relpath, ProblemKind.SYMLINK_SKIPPED, "symbolic links are not followed"))
+            report(ScanProblem(relpath, ProblemKind.SYMLINK_SKIPPED, "symbolic links are not followed"))
             return
         if not _is_inside(os.path.realpath(entry.path), root_real):
-            self._report(ScanProblem(relpath, ProblemKind.SYMLINK_OUTSIDE_ROOT, "resolves outside the watched root"))
+            report(ScanProblem(relpath, ProblemKind.SYMLINK_OUTSIDE_ROOT, "resolves outside the watched root"))
             return
         st = os.stat(entry.path)  # OSError (dangling link, loop) is reported by the caller
         if stat_module.S_ISDIR(st.st_mode):
@@ -372,7 +376,7 @@ class Scanner:
                 return
             key = (st.st_dev, st.st_ino)
             if key in visited:
-                self._report(ScanProblem(relpath, ProblemKind.SYMLINK_LOOP,
+                report(ScanProblem(relpath, ProblemKind.SYMLINK_LOOP,
                                          "directory already visited through another path"))
                 return
             visited.add(key)
@@ -381,7 +385,7 @@ class Scanner:
             if self.path_filter.accepts_file(relpath, check_parents=False):
                 yield ScanEntry(relpath, FileIdentity.from_stat(st))
         else:
-            self._report(ScanProblem(relpath, ProblemKind.NOT_REGULAR_FILE, not_regular_reason(st.st_mode)))
+            report(ScanProblem(relpath, ProblemKind.NOT_REGULAR_FILE, not_regular_reason(st.st_mode)))
 
     def _report(self, problem: ScanProblem) -> None:
         if self._on_problem is not None:

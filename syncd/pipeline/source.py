@@ -56,11 +56,20 @@ import threading
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from collections.abc import Callable
 from typing import Protocol
 
+from syncd.box import SourceChanged
 from syncd.pipeline.identity import FileIdentity, FileStat, IdentityChange
 from syncd.pipeline.names import display_path
-from syncd.pipeline.scanner import ProblemKind, RelativePathError, ScanProblem, normalize_relpath, not_regular_reason
+from syncd.pipeline.scanner import (
+    FINAL_PROBLEMS,
+    ProblemKind,
+    RelativePathError,
+    ScanProblem,
+    normalize_relpath,
+    not_regular_reason,
+)
 
 #: Flags of the one descriptor a file is read through.
 OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
@@ -191,8 +200,7 @@ class OpenRefused:
     @property
     def final(self) -> bool:
         """True when trying again cannot help until the entry itself changes (park it, with the reason)."""
-        return self.kind in (ProblemKind.SYMLINK_SKIPPED, ProblemKind.SYMLINK_OUTSIDE_ROOT,
-                             ProblemKind.SYMLINK_LOOP, ProblemKind.NOT_REGULAR_FILE)
+        return self.kind in FINAL_PROBLEMS
 
     @property
     def problem(self) -> ScanProblem:
@@ -203,13 +211,16 @@ class OpenRefused:
         return f"{display_path(self.relpath)}: {self.detail}"
 
 
-class SourceChangedError(Exception):
-    """The opened file's content changed (or was found short) while it was being read."""
+class SourceChangedError(SourceChanged):
+    """The opened file's content changed (or was found short) while it was being read.
+
+    A :class:`syncd.box.SourceChanged`, so the Box layer reading an
+    :class:`OpenedSource` (``UploadSource``) reports it as it reports its own.
+    """
 
     def __init__(self, relpath: str, reason: str, change: IdentityChange | None = None) -> None:
-        super().__init__(f"{display_path(relpath)}: {reason}")
+        super().__init__(display_path(relpath), reason)
         self.relpath = relpath
-        self.reason = reason
         self.change = change
 
 
@@ -327,6 +338,9 @@ class OpenedSource:
         self._own_token = own_token
         self._identity: FileIdentity | None = None
         self._close_lock = threading.Lock()
+        self._interrupted: str | None = None
+        #: For messages and logs (the ``UploadSource`` protocol of ``syncd.box``).
+        self.label = display_path(relpath)
 
     @property
     def identity(self) -> FileIdentity:
@@ -351,8 +365,28 @@ class OpenedSource:
 
     # ------------------------------------------------------------- reading
 
+    def interrupt(self, reason: str) -> None:
+        """Make every later read raise :class:`SourceChangedError` with ``reason`` (from any thread).
+
+        What a lease break or a write event does: an upload reading through this
+        source (parts, a streamed direct body, the hash) stops at its next read
+        instead of sending bytes a writer may be changing.
+        """
+        self._interrupted = reason
+
+    @property
+    def interrupted(self) -> str | None:
+        """Why reads were interrupted (:meth:`interrupt`), or None."""
+        return self._interrupted
+
+    def fstat(self) -> os.stat_result:
+        """``fstat`` of the descriptor (content times for Box; the ``UploadSource`` protocol)."""
+        return os.fstat(self.fileno())
+
     def readinto(self, buffer: bytearray | memoryview, offset: int) -> int:
         """Fill ``buffer`` from ``offset``; fewer bytes only at the end of the file."""
+        if self._interrupted is not None:
+            raise SourceChangedError(self.relpath, self._interrupted)
         view = memoryview(buffer).cast("B")
         total = 0
         while total < len(view):
@@ -390,11 +424,13 @@ class OpenedSource:
             raise ValueError(f"bad range offset={offset} length={length}")
         return SourceStream(self, offset, length)
 
-    def sha1(self, block_size: int = HASH_BLOCK) -> str:
+    def sha1(self, block_size: int = HASH_BLOCK, *, on_progress: Callable[[int], None] | None = None) -> str:
         """SHA-1 (hex) of the file's ``size`` bytes at open, checked unchanged across the read.
 
-        Raises :class:`SourceChangedError` when the file is shorter or longer
-        than at open, or its size, mtime or ctime moved while it was read.
+        ``on_progress(n)`` is called after each block with the bytes hashed (a long
+        hash is progress for the job). Raises :class:`SourceChangedError` when the
+        file is shorter or longer than at open, its size, mtime or ctime moved while
+        it was read, or reads were interrupted.
         """
         digest = hashlib.sha1()
         buffer = bytearray(block_size)
@@ -408,6 +444,8 @@ class OpenedSource:
                                          self.check_unchanged())
             digest.update(view[:n])
             offset += n
+            if on_progress is not None:
+                on_progress(n)
         if self.pread(self.size, 1):
             raise SourceChangedError(self.relpath, "the file grew while it was read", self.check_unchanged())
         self.ensure_unchanged()

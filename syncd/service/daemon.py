@@ -42,6 +42,7 @@ from syncd.pipeline.claims import ClaimQueue
 from syncd.pipeline.ingest import Ingest, Outcome, OutcomeKind
 from syncd.pipeline.intake import Intake
 from syncd.pipeline.worker import WorkerPool
+from syncd.pipeline.writers import LeaseMonitor
 from syncd.service.alerts import current_alerts
 from syncd.service.box_connection import BoxConnection, JournalFolderIds, connect_box
 from syncd.service.health import HealthCheck
@@ -84,6 +85,7 @@ class Daemon:
         self.pool: WorkerPool[FileRecord] | None = None
         self.intake: Intake | None = None
         self.ingest: Ingest | None = None
+        self.leases: LeaseMonitor | None = None
         self._metrics_server: MetricsServer | None = None
         self._pinger: WatchdogPinger | None = None
         self._alerted: set[str] = set()
@@ -107,8 +109,6 @@ class Daemon:
         # Sub-folder ids go to the journal: a restart then costs Box no call per folder.
         self.box = connect_box(config, folder_ids=JournalFolderIds(self.journal))
         self.box.client.transport.on_status = self.metrics.record_box_response
-        self.ingest = Ingest(config, self.journal, self.box.client, self.box.uploader, self.box.folders,
-                             on_uploaded=self._uploaded, on_bytes=self._bytes_sent)
         self.claims = ClaimQueue(self.journal)
         self.pool = WorkerPool(self.claims.claim, self._process, workers=config.workers,
                                small_file_max=config.box.direct_upload_max,
@@ -120,6 +120,11 @@ class Daemon:
                              on_scan=lambda watch, at: self.metrics.record_scan(watch, at),
                              on_observer_restart=self.metrics.record_observer_restart,
                              observe_events=not self.once)
+        # One lease monitor for every upload: a writer opening a file being uploaded cancels it at once.
+        self.leases = LeaseMonitor()
+        self.ingest = Ingest(config, self.journal, self.box.client, self.box.uploader, self.box.folders,
+                             on_uploaded=self._uploaded, on_bytes=self._bytes_sent, intake=self.intake,
+                             leases=self.leases)
         self._register_health()
         self._attach_metrics()
         self._publish_state()
@@ -166,6 +171,8 @@ class Daemon:
         finished = self.pool.stop(self.config.shutdown_timeout)
         if not finished:
             log.warning("shutdown_timeout", detail="uploads still running were left to resume at next start")
+        if self.leases is not None:
+            self.leases.stop()  # after the workers: their uploads held the leases
         if self._metrics_server is not None:
             self._metrics_server.stop()
         if self.box is not None:

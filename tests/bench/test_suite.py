@@ -91,6 +91,15 @@ def test_every_benchmark_names_a_function_that_takes_its_options():
         inspect.signature(run).bind(quick=True, **benchmark.options)  # TypeError names the mismatch
 
 
+def test_fuzz_figures_are_one_zero_target_per_defect_kind():
+    result = {"sequences": 500, "operations": 4100, "lost": 0, "duplicated": 0, "partial": 2, "leaked": 0,
+              "command": "python -m bench.fuzz_drops --sequences 500 --operations 12 --seed 1"}
+    rows = figures_of("fuzz_drops", result)
+    assert [(f.name, f.value, f.met) for f in rows] == [
+        (f"fuzzed drops: {kind} (500 sequences, 4100 operations)", value, value == 0)
+        for kind, value in (("lost", 0), ("duplicated", 0), ("partial", 2), ("leaked", 0))]
+
+
 def test_unknown_benchmark_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown benchmark 'nope'"):
         figures_of("nope", {})
@@ -155,7 +164,7 @@ def test_command_line_help_and_bad_name():
     assert helped.returncode == 0 and "--quick" in helped.stdout and "--only" in helped.stdout
     listed = subprocess.run([sys.executable, "-m", "bench", "list"], cwd=ROOT, check=False, capture_output=True, text=True, timeout=60)
     assert listed.stdout.split() == ["large", "small_files", "latency", "scale", "resume", "chaos", "chaos_restart",
-                                     "emulator", "versus_rclone"]
+                                     "fuzz_drops", "emulator", "versus_rclone"]
     bad = subprocess.run([sys.executable, "-m", "bench", "all", "--only", "nope"], cwd=ROOT, check=False, capture_output=True,
                          text=True, timeout=60)
     assert bad.returncode == 2 and "invalid choice: 'nope'" in bad.stderr

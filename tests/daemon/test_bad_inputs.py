@@ -74,11 +74,11 @@ def test_bad_inputs_are_parked_with_a_reason_and_the_daemon_keeps_going(tmp_path
     # And good files, which must not be held up by any of the above.
     write_file(inbox / "fine/ok.txt", b"ok")
 
-    assert _wait_for_failure(config, "locked.pdf", daemon)["reason"].endswith("Permission denied")
+    assert _wait_for_failure(config, "locked.pdf", daemon)["reason"].endswith("permission denied")
     status = status_json(config)
     space = _failure(status, "trailing space.txt ")
     assert space["state"] == "quarantined" and "ends with a space" in space["reason"]
-    slash = _failure(status, "back\\slash.txt")
+    slash = _failure(status, "back\\\\slash.txt")  # as syncd shows it: the backslash escaped
     assert slash["state"] == "quarantined" and "'\\\\'" in slash["reason"]
     huge = _wait_for_failure(config, "huge.bin", daemon)
     assert huge["state"] == "quarantined" and "file_size_limit_exceeded" in huge["reason"]
@@ -87,6 +87,10 @@ def test_bad_inputs_are_parked_with_a_reason_and_the_daemon_keeps_going(tmp_path
     assert [f["state"] for f in status_json(config)["recent_failures"] if f["path"] == "locked.pdf"] == ["failed"]
     symlink_problems = {e["path"] for e in daemon.events("path_problem") if e["kind"] == "symlink_skipped"}
     assert {"link-to-secret.txt", "link-to-outside"} <= symlink_problems
+    # Parked with the reason, so status accounts for them too.
+    for link in ("link-to-secret.txt", "link-to-outside"):
+        parked = _wait_for_failure(config, link, daemon)
+        assert parked["state"] == "quarantined" and "symbolic links are not followed" in parked["reason"], parked
 
     # Deleted while waiting for a worker: a slow Box keeps the only worker busy meanwhile.
     emulator.faults(latency_ms=1500)
@@ -129,8 +133,8 @@ def test_bad_inputs_are_parked_with_a_reason_and_the_daemon_keeps_going(tmp_path
     assert daemon.running(), daemon.tail()
     assert daemon.stop() == 0
     counts = status_json(config)["counts"]
-    # The parked ones stay visible; nothing is left half-done.
-    assert (counts["failed"], counts["quarantined"], counts["pending"], counts["uploading"]) == (2, 3, 0, 0), counts
+    # The parked ones stay visible (the two links too); nothing is left half-done.
+    assert (counts["failed"], counts["quarantined"], counts["pending"], counts["uploading"]) == (2, 5, 0, 0), counts
 
 
 @pytest.mark.slow

@@ -4,8 +4,9 @@ log through syncd.logs with format journald, and print what ``journalctl -o json
 tmpfs is mounted over /run (and /var/log/journal) first, so the journald started here
 has its own sockets and journal files and the machine's logs are neither read nor touched.
 Usage: SYNCD_PROBE_SECRET=... python journald_probe.py SCENARIO EXPECTED_ENTRIES, where SCENARIO
-is `events` (events of every kind, a traceback, a library record) or `box_retry` (a request to
-a real emulator that Box answers 429 and that is sent again; the secret is the emulator's token).
+is `events` (events of every kind, a traceback, a library record), `box_retry` (a request to
+a real emulator that Box answers 429 and that is sent again; the secret is the emulator's token)
+or `undecodable` (file names that are not UTF-8 in fields and in the message).
 The secret comes from the environment: journald records the command line as _CMDLINE.
 """
 
@@ -76,7 +77,17 @@ def _log_box_retry(secret: str) -> None:
         retried_request(emulator)
 
 
-SCENARIOS = {"events": _log_events, "box_retry": _log_box_retry}
+def _log_undecodable_names(secret: str) -> None:
+    from syncd import logs
+
+    _configure_for_journald("info", secret)
+    log = logs.get_logger("syncd.probe")
+    name = os.fsdecode(b"caf\xe9.txt")  # a Latin-1 file name: surrogate escapes once decoded
+    log.info("file_ready", path=name, nested={"paths": [name]})
+    log.warning(f"cannot read {name}")
+
+
+SCENARIOS = {"events": _log_events, "box_retry": _log_box_retry, "undecodable": _log_undecodable_names}
 
 
 def _read_back(expected: int) -> list[str]:

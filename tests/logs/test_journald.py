@@ -71,3 +71,12 @@ def test_a_retried_box_request_carries_its_fields_in_journald() -> None:
     assert 0.0 <= float(retry["SYNCD_WAIT_S"]) <= 0.05  # Retry-After 0 plus jitter
     assert retry["SYNCD_REQUEST_ID"] and f"request_id={retry['SYNCD_REQUEST_ID']}" in retry["MESSAGE"]
     assert all(SECRET not in value for value in retry.values() if isinstance(value, str))  # the emulator's token
+
+
+def test_names_that_are_not_utf8_reach_journald_escaped() -> None:
+    # A surrogate-escaped name made journald's sender raise: the whole line was lost.
+    ready, warning = probe("undecodable", 2)
+    assert ready["SYNCD_PATH"] == "caf\\xe9.txt"
+    assert json.loads(ready["SYNCD_NESTED"]) == {"paths": ["caf\\xe9.txt"]}
+    assert ready["MESSAGE"].startswith("file_ready path=caf\\xe9.txt nested=")
+    assert warning["MESSAGE"] == "cannot read caf\\xe9.txt" and warning["PRIORITY"] == "4"

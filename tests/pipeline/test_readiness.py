@@ -378,3 +378,40 @@ def test_a_nomination_arriving_while_the_thread_is_about_to_sleep_is_not_lost(tm
         time.sleep(0.1)  # the idle thread has computed "nothing to wait for" and is in the gap
         tracker.touch("inbox", "late.txt", closed=True)
         assert done.wait(3.0), "the wake-up was lost: the tracker sleeps with a file due"
+
+
+def test_a_file_requeued_by_a_worker_waits_longer_each_time(tmp_path: Path) -> None:
+    """Issue 10 item 4: a file found changed after it was ready goes back through readiness, never
+    straight to a worker, and each return costs a longer wait (settle, 2 x settle, ... recheck_max)."""
+    rig = make_rig(tmp_path, settle=1.0, recheck_max=4.0)
+    (tmp_path / "burst.log").write_bytes(b"first burst")
+    holds = []
+    for round_ in range(4):
+        start = rig.clock.now
+        holds.append(rig.tracker.requeue("inbox", "burst.log"))
+        rig.advance(holds[-1] - 0.05)
+        assert len(rig.ready) == round_, f"ready before its hold in round {round_ + 1}"
+        rig.advance(0.1)
+        assert len(rig.ready) == round_ + 1
+        assert rig.ready_at[-1] - start == pytest.approx(holds[-1], abs=0.001)
+    assert holds == [1.0, 2.0, 4.0, 4.0]
+    # Quiet for long enough, the backoff starts afresh.
+    rig.advance(17.0)
+    assert rig.tracker.requeue("inbox", "burst.log") == 1.0
+
+
+def test_a_requeued_file_that_keeps_changing_is_reported_from_its_first_requeue(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path, settle=1.0, recheck_max=2.0, unsettled_after=10.0)
+    path = tmp_path / "busy.dat"
+    path.write_bytes(b"x")
+    first = rig.clock.now
+    rig.tracker.requeue("inbox", "busy.dat")
+    rig.advance(1.5)
+    assert len(rig.ready) == 1  # found ready, claimed, changed again: requeued
+    while rig.clock.now - first < 11.0:
+        with path.open("ab") as f:
+            f.write(b"x")
+        rig.tracker.requeue("inbox", "busy.dat")
+        rig.advance(0.5)
+    assert len(rig.unsettled) == 1
+    assert rig.unsettled[0].tracked_seconds >= 10.0

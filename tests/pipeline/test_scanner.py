@@ -23,7 +23,6 @@ from syncd.pipeline.scanner import (
     ScanEntry,
     Scanner,
     ScanProblem,
-    stat_candidate,
     stat_identity,
 )
 
@@ -97,7 +96,7 @@ def test_paths_leaving_the_root_are_refused(tmp_path: Path, bad: str) -> None:
     with pytest.raises(RelativePathError):
         list(Scanner(tmp_path).scan(bad))
     with pytest.raises(RelativePathError):
-        stat_candidate(tmp_path, bad)
+        stat_identity(tmp_path, bad)
 
 
 def test_symlinks_are_skipped_and_reported_by_default(tmp_path: Path) -> None:
@@ -115,9 +114,9 @@ def test_symlinks_are_skipped_and_reported_by_default(tmp_path: Path) -> None:
             ("out-file", ProblemKind.SYMLINK_SKIPPED),
             ("in-file", ProblemKind.SYMLINK_SKIPPED),
         }
-        skipped = stat_candidate(tmp_path, "in-file")
+        skipped = stat_identity(tmp_path, "in-file")
         assert isinstance(skipped, ScanProblem) and skipped.kind is ProblemKind.SYMLINK_SKIPPED
-        assert isinstance(stat_candidate(tmp_path, "real/file.txt"), FileStat)
+        assert isinstance(stat_identity(tmp_path, "real/file.txt"), FileIdentity)
     finally:
         shutil.rmtree(outside)
 
@@ -143,9 +142,9 @@ def test_following_symlinks_never_leaves_the_root_and_cuts_loops(tmp_path: Path)
             "real/loop": ProblemKind.SYMLINK_LOOP,
             "dangling": ProblemKind.VANISHED,
         }
-        outside_stat = stat_candidate(tmp_path, "out-file", follow_symlinks=True)
+        outside_stat = stat_identity(tmp_path, "out-file", follow_symlinks=True)
         assert isinstance(outside_stat, ScanProblem) and outside_stat.kind is ProblemKind.SYMLINK_OUTSIDE_ROOT
-        assert stat_candidate(tmp_path, "in-file", follow_symlinks=True) == entries["in-file"].stat
+        assert stat_identity(tmp_path, "in-file", follow_symlinks=True) == entries["in-file"].identity
     finally:
         shutil.rmtree(outside)
 
@@ -156,7 +155,7 @@ def test_fifo_is_reported_not_listed_and_not_opened(tmp_path: Path) -> None:
     entries, problems = _scan(tmp_path)
     assert list(entries) == ["ok.txt"]
     assert [(p.relpath, p.kind) for p in problems] == [("pipe", ProblemKind.NOT_REGULAR_FILE)]
-    fifo = stat_candidate(tmp_path, "pipe")
+    fifo = stat_identity(tmp_path, "pipe")
     assert isinstance(fifo, ScanProblem) and fifo.kind is ProblemKind.NOT_REGULAR_FILE
     assert problems[0].detail == fifo.detail == "is a FIFO (named pipe)"
 
@@ -226,3 +225,17 @@ def test_permission_denied_is_reported_and_the_rest_is_listed() -> None:
     finally:
         (root / "locked").chmod(0o700)
         shutil.rmtree(root)
+
+
+def test_a_scan_may_report_its_problems_to_its_own_callback(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe")
+    (tmp_path / "link").symlink_to(tmp_path / "pipe")
+    default: list[ScanProblem] = []
+    own: list[ScanProblem] = []
+    scanner = Scanner(tmp_path, on_problem=default.append)
+    assert list(scanner.scan(on_problem=own.append)) == []
+    assert sorted((p.relpath, p.kind) for p in own) == [("link", ProblemKind.SYMLINK_SKIPPED),
+                                                        ("pipe", ProblemKind.NOT_REGULAR_FILE)]
+    assert default == []
+    list(scanner.scan())
+    assert len(default) == 2

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from requests_toolbelt.multipart.encoder import MultipartEncoder
 
+from syncd.box import SourceChanged
 from syncd.pipeline.identity import ChangeKind, FileIdentity, FileStat
 from syncd.pipeline.scanner import ProblemKind, RelativePathError
 from syncd.pipeline.source import (
@@ -457,3 +458,20 @@ def test_without_openat2_the_walk_keeps_every_refusal(tree: Path, denied_with: i
     name = errno.errorcode[denied_with]
     # ENOSYS: no openat2 at all, remembered; EPERM: asked again each time (it may be one file's).
     assert answer == f"ordinary content|symlink_skipped|{name}|{denied_with != errno.ENOSYS}"
+
+
+def test_an_interrupted_source_stops_every_reader_at_its_next_read(tree: Path, resolver: Resolver) -> None:
+    """A lease break or a write event interrupts the source: a streamed body, a part and the hash stop."""
+    with opened(open_source(tree, "sub/doc.txt", resolver=resolver)) as source:
+        stream = source.stream()
+        assert stream.read(4) == b"ordi"
+        progress: list[int] = []
+        assert source.sha1(block_size=4, on_progress=progress.append) == hashlib.sha1(b"ordinary content").hexdigest()
+        assert progress == [4, 4, 4, 4]
+        assert source.label == "sub/doc.txt" and source.fstat().st_size == 16
+        source.interrupt("a writer opened it")
+        for read in (lambda: stream.read(4), lambda: source.read_exact(0, 4), source.sha1):
+            with pytest.raises(SourceChangedError, match="a writer opened it") as caught:
+                read()
+            assert isinstance(caught.value, SourceChanged)  # what syncd.box reports as a changed source
+        assert source.interrupted == "a writer opened it"

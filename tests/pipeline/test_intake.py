@@ -1,0 +1,143 @@
+"""Intake as the daemon runs it (real observer, tracker thread, scanner and journal, real files):
+every entry accounted for in the journal, files sent back by workers, writes during an upload."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from syncd.config import load_config
+from syncd.journal import FileState, HistoryEvent, Journal
+from syncd.pipeline.intake import Intake
+from syncd.testing.daemon_process import write_config
+
+LATIN1 = os.fsdecode(b"caf\xe9.txt")
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 15.0, message: str = "condition not met") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, message
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def inbox(tmp_path: Path) -> Path:
+    path = tmp_path / "inbox"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def intake(tmp_path: Path, inbox: Path) -> Iterator[Intake]:
+    config = load_config(write_config(tmp_path / "syncd.yaml", {
+        "box": {"api_url": "http://127.0.0.1:9/2.0", "upload_url": "http://127.0.0.1:9/api/2.0",
+                "auth": {"type": "developer_token", "token": "dev-token"}},
+        "journal": str(tmp_path / "journal.db"),
+        "watches": [{"path": str(inbox), "folder_id": "0", "name": "inbox"}],
+        "readiness": {"settle": "300ms", "closed_settle": "100ms"},
+    }))
+    journal = Journal.open(config.journal)
+    running = Intake(config, journal, on_new_work=lambda: None)
+    running.start()
+    try:
+        yield running
+    finally:
+        running.stop()
+        journal.close()
+
+
+def rows(intake: Intake) -> dict[str, tuple[FileState, str | None]]:
+    return {k.relpath: (k.state, intake.journal.find("inbox", k.relpath).last_error)  # type: ignore[union-attr]
+            for k in intake.journal.known_files("inbox")}
+
+
+def test_links_and_special_files_are_parked_with_their_reason_and_scans_do_not_churn(
+        intake: Intake, inbox: Path, tmp_path: Path) -> None:
+    (tmp_path / "secret").write_bytes(b"outside")
+    (inbox / "ok.txt").write_bytes(b"ok")
+    (inbox / LATIN1).write_bytes(b"latin-1")
+    (inbox / "link").symlink_to(tmp_path / "secret")
+    (inbox / "dangling").symlink_to(tmp_path / "nowhere")
+    os.mkfifo(inbox / "fifo")
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(os.fspath(inbox / "sock"))
+    expected = {
+        "ok.txt": (FileState.PENDING, None),
+        LATIN1: (FileState.PENDING, None),
+        "link": (FileState.QUARANTINED, "symbolic links are not followed"),
+        "dangling": (FileState.QUARANTINED, "symbolic links are not followed"),
+        "fifo": (FileState.QUARANTINED, "is a FIFO (named pipe)"),
+        "sock": (FileState.QUARANTINED, "is a UNIX socket"),
+    }
+    wait_for(lambda: rows(intake) == expected, message=f"journal holds {rows(intake)}")
+    history = len(intake.journal.history("inbox", limit=1000))
+    for _ in range(2):  # backstop scans find the same entries: nothing is written again
+        intake.request_scan("inbox", reason="backstop")
+    wait_for(lambda: not intake.busy())
+    time.sleep(0.3)
+    assert rows(intake) == expected
+    assert len(intake.journal.history("inbox", limit=1000)) == history
+    server.close()
+
+
+def test_a_scan_removes_rows_of_files_gone_and_looks_again_at_changed_ones(intake: Intake, inbox: Path) -> None:
+    for name in ("keep.txt", "gone.txt", "sub/also-gone.txt"):
+        (inbox / name).parent.mkdir(exist_ok=True)
+        (inbox / name).write_bytes(b"v1")
+    wait_for(lambda: len(rows(intake)) == 3)
+    intake.stop()  # no events from here: only the scan can tell
+    (inbox / "gone.txt").unlink()
+    (inbox / "sub" / "also-gone.txt").unlink()
+    (inbox / "keep.txt").write_bytes(b"version 2")
+    restarted = Intake(intake._config, intake.journal, on_new_work=lambda: None, observe_events=False)
+    restarted.start()
+    try:
+        wait_for(lambda: set(rows(restarted)) == {"keep.txt"}, message=str(rows(restarted)))
+        wait_for(lambda: restarted.journal.find("inbox", "keep.txt").size == 9)  # type: ignore[union-attr]
+    finally:
+        restarted.stop()
+    events = [h.event for h in intake.journal.history("inbox", "gone.txt")]
+    assert events[0] is HistoryEvent.REMOVED
+
+
+def test_a_file_sent_back_waits_in_readiness_then_becomes_due(intake: Intake, inbox: Path) -> None:
+    (inbox / "a.txt").write_bytes(b"v1")
+    wait_for(lambda: "a.txt" in rows(intake))
+    claimed = intake.journal.claim_next(time.time())
+    assert claimed is not None
+    intake.journal.claimed(claimed).back_to_readiness("changed since it was found ready")
+    assert intake.journal.find("inbox", "a.txt").waiting_for_readiness  # type: ignore[union-attr]
+    intake.back_to_readiness("inbox", "a.txt")
+    wait_for(lambda: not intake.journal.find("inbox", "a.txt").waiting_for_readiness)  # type: ignore[union-attr]
+    assert intake.journal.history("inbox", "a.txt")[0].event is HistoryEvent.SETTLED
+
+
+def test_a_write_during_an_upload_calls_the_guard_once(intake: Intake, inbox: Path) -> None:
+    (inbox / "big.bin").write_bytes(b"v1")
+    wait_for(lambda: "big.bin" in rows(intake))
+    written = threading.Event()
+    calls: list[int] = []
+
+    def on_write() -> None:
+        calls.append(1)
+        written.set()
+
+    with intake.guard_upload("inbox", "big.bin", on_write):
+        with open(inbox / "big.bin", "r") as reader:  # a reader is no writer
+            reader.read()
+        time.sleep(0.3)
+        assert calls == []
+        with open(inbox / "big.bin", "ab") as writer:
+            writer.write(b"more")
+        assert written.wait(10)
+        with open(inbox / "big.bin", "ab") as writer:
+            writer.write(b"again")
+        time.sleep(0.3)
+    assert calls == [1]
