@@ -76,7 +76,7 @@ from bench.raw_upload import upload_file
 from bench.rclone_peer import ensure_rclone, rclone_config, run_copy
 from bench.report import save_result
 from syncd.config.model import BoxConfig, Config, ReadinessConfig
-from syncd.daemon_process import DaemonProcess, event_time, syncd_command, write_config
+from syncd.testing.daemon_process import DaemonProcess, event_time, syncd_command, write_config
 
 MIB = 1024 * 1024
 SMALL_FILE_SIZE = 64 * 1024
