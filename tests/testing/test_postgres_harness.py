@@ -16,6 +16,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import yaml
+
+from syncd.config import PostgresJournalConfig, load_config
 
 from syncd.testing.postgres import APP_ROLE, PG_BIN_ENV, PostgresCluster, PostgresUnavailable, find_postgres_bin
 from syncd.testing.tcp_proxy import LinkState, TcpProxy
@@ -272,3 +275,24 @@ def test_the_link_carries_large_answers_and_requests_both_ways(
     link.close()
     with pytest.raises(psycopg.OperationalError):
         pg_database.connect(port=link.port)
+
+
+def test_a_config_made_for_the_test_database_loads_and_connects(pg_database: PgDatabase, tmp_path: Path) -> None:
+    # What the multi-host daemon tests write: the journal mapping, its password in a 0600 file.
+    (tmp_path / "inbox").mkdir()
+    journal = pg_database.journal_config(tmp_path / "secrets" / "pg-password", lease="3s")
+    config_file = tmp_path / "syncd.yaml"
+    config_file.write_text(yaml.safe_dump({
+        "box": {"api_url": "http://127.0.0.1:8765/2.0", "upload_url": "http://127.0.0.1:8765/api/2.0",
+                "auth": {"type": "developer_token", "token": "dev-token"}},
+        "journal": journal, "host_id": "host-a",
+        "watches": [{"path": str(tmp_path / "inbox"), "folder_id": "0"}],
+    }))
+    config = load_config(config_file, environ={})
+    assert isinstance(config.journal, PostgresJournalConfig) and config.journal.lease == 3.0
+    assert config.journal.password is not None and pg_database.password not in config_file.read_text()
+    with psycopg.connect(config.journal.dsn, password=config.journal.password.reveal(),
+                         application_name=f"syncd:{config.host_id}") as conn:
+        assert conn.execute("SELECT current_user").fetchone() == (APP_ROLE,)
+        sessions = pg_database.cluster.sessions(dbname=pg_database.name, application_name="syncd:host-a")
+        assert len(sessions) == 1
