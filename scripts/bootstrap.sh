@@ -13,8 +13,10 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 # a compiler and Python's headers. The test suite also drives real
 # systemd-journald / systemd-analyze binaries, checks the alert rules with
 # promtool (Debian's prometheus package), and builds the Debian package from
-# Debian's own python3 (python3-venv, python3-dev) and lints it (lintian).
-APT_PACKAGES=(libsystemd-dev pkg-config gcc systemd prometheus lintian python3-venv python3-dev)
+# Debian's own python3 (python3-venv, python3-dev) and lints it (lintian). The PostgreSQL
+# journal needs libpq5 (psycopg loads it), and its tests start throwaway clusters with the
+# server binaries of Debian's postgresql (syncd/testing/postgres.py), never the system one.
+APT_PACKAGES=(libsystemd-dev pkg-config gcc systemd prometheus lintian python3-venv python3-dev libpq5 postgresql)
 PY=${PYTHON:-python3}
 if ! command -v "$PY" >/dev/null 2>&1; then APT_PACKAGES+=(python3); PY=python3; fi
 missing=()
@@ -30,16 +32,26 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "bootstrap: installing system packages: ${missing[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive
     $SUDO apt-get update -qq
-    # We want promtool, not a Prometheus server: keep package scripts from starting services.
+    # We want promtool, not a Prometheus server, and PostgreSQL's binaries, not a system
+    # cluster: keep package scripts from starting services, and postgresql-common from
+    # creating its "main" cluster at all (nothing to start, enable or upgrade later). The
+    # drop-in is there during this install only; the tests' clusters are made by initdb.
     guard=""
     if [ ! -e /usr/sbin/policy-rc.d ]; then
         guard=/usr/sbin/policy-rc.d
         printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$guard" >/dev/null
         $SUDO chmod 0755 "$guard"
     fi
+    no_cluster=""
+    if [[ " ${missing[*]} " == *" postgresql "* ]]; then
+        no_cluster=/etc/postgresql-common/createcluster.d/zz-syncd-bootstrap-no-main-cluster.conf
+        $SUDO mkdir -p "$(dirname "$no_cluster")"
+        echo "create_main_cluster = false" | $SUDO tee "$no_cluster" >/dev/null
+    fi
     status=0
     $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || status=$?
     if [ -n "$guard" ]; then $SUDO rm -f "$guard"; fi
+    if [ -n "$no_cluster" ]; then $SUDO rm -f "$no_cluster"; fi
     [ "$status" -eq 0 ] || exit "$status"
 fi
 

@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-pytest_plugins = ["tests.support.fixtures"]
+pytest_plugins = ["tests.support.fixtures", "tests.support.postgres"]
 
 
 def _ci() -> bool:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from syncd.config import Config, ConfigError, load_config
+from syncd.config import Config, ConfigError, PostgresJournalConfig, load_config
 from syncd.pipeline.names import parse_display_path
 
 EXIT_OK = 0
@@ -68,6 +68,16 @@ def load(args: argparse.Namespace, *, resolve_secrets: bool) -> Config:
         raise CommandError(f"invalid configuration: {exc}", EXIT_USAGE) from None
 
 
+def require_sqlite_journal(config: Config) -> Path:
+    """The SQLite journal's path; CommandError (exit 2) for a PostgreSQL journal, which the
+    configuration accepts but the journal cannot open yet (issue 16's second phase wires it)."""
+    if isinstance(config.journal, PostgresJournalConfig):
+        raise CommandError(f"journal: {config.journal.dsn} is a PostgreSQL journal, which this syncd "
+                           "can check (syncd check-config) but not open yet; use a SQLite journal path "
+                           "(docs/MULTI_HOST.md)", EXIT_USAGE)
+    return config.journal
+
+
 def iso_time(timestamp: float | None) -> str | None:
     """Unix seconds as ISO 8601 in UTC with its offset (``2026-01-02T03:04:05.250000+00:00``)."""
     return None if timestamp is None else datetime.fromtimestamp(timestamp, UTC).isoformat()
@@ -116,10 +126,11 @@ def open_journal(config: Config, role: str):
     """The journal in `role`; CommandError (exit 1) saying why it cannot be opened."""
     from syncd.journal import Journal, JournalError
 
-    if role != "daemon" and not config.journal.exists():
-        raise CommandError(f"no journal at {config.journal} yet: the daemon has not run with this configuration")
+    path = require_sqlite_journal(config)
+    if role != "daemon" and not path.exists():
+        raise CommandError(f"no journal at {path} yet: the daemon has not run with this configuration")
     try:
-        return Journal.open(config.journal, role=role)  # type: ignore[arg-type]
+        return Journal.open(path, role=role)  # type: ignore[arg-type]
     except JournalError as exc:
         raise CommandError(str(exc)) from None
 

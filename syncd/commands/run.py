@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from syncd.commands.common import EXIT_FAILURE, add_config_argument, add_json_argument, load
+from syncd.commands.common import EXIT_FAILURE, add_config_argument, add_json_argument, load, require_sqlite_journal
 
 EPILOG = """examples:
   syncd run --config /etc/syncd/syncd.yaml
@@ -29,6 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, *, once: bool = False) -> int:
     config = load(args, resolve_secrets=True)
+    require_sqlite_journal(config)
     from syncd.service.daemon import run_daemon
     from syncd.journal import JournalError
 

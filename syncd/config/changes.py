@@ -15,7 +15,7 @@ from syncd.config.model import Config, WatchConfig
 # reported as waiting for a restart instead of being half-applied.
 APPLIED_ON_RELOAD = frozenset({"watches", "shutdown_timeout", "scan_interval", "retry", "readiness", "logging",
                                "alerts"})
-RESTART_REQUIRED = frozenset({"box", "journal", "workers", "metrics"})
+RESTART_REQUIRED = frozenset({"box", "journal", "workers", "metrics", "host_id"})
 
 
 @dataclass(frozen=True)

@@ -6,13 +6,14 @@ import difflib
 import json
 import os
 import re
+import socket
 import stat
 import string
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import yaml
 
@@ -24,11 +25,13 @@ from syncd.config.model import (
     ClientCredentialsAuth,
     Config,
     DeveloperTokenAuth,
+    JournalConfig,
     JwtAuth,
     ListenAddress,
     LoggingConfig,
     MetricsConfig,
     OAuthAuth,
+    PostgresJournalConfig,
     ReadinessConfig,
     RetryConfig,
     WatchConfig,
@@ -58,7 +61,8 @@ CREDSTORE_DIRS = (Path("/etc/credstore"), Path("/run/credstore"), Path("/usr/lib
 # config is tested against this, so the two cannot drift apart.
 SCHEMA: dict[str, tuple[str, ...]] = {
     "": ("box", "journal", "workers", "shutdown_timeout", "scan_interval", "retry", "readiness", "watches",
-         "logging", "metrics", "alerts"),
+         "logging", "metrics", "alerts", "host_id"),
+    "journal": ("dsn", "password", "lease"),
     "box": ("api_url", "upload_url", "token_url", "auth", "as_user", "connect_timeout", "read_timeout",
             "direct_upload_max", "part_concurrency", "uploads_per_minute", "calls_per_minute", "verify_tls"),
     "box.auth": ("type", *dict.fromkeys(k for keys in _AUTH_KEYS.values() for k in keys)),
@@ -519,11 +523,8 @@ def _check_private_file(context: _Context, key: str, path: Path, what: str) -> o
 
 def _read_config(top: _Section, context: _Context, source: Path) -> Config:
     box = _read_box(top.section("box"), context)
-    journal = top.path("journal")
-    if journal is not None:
-        if journal.is_dir():
-            context.problem("journal", f"{journal} is a directory", "the path of the SQLite journal file")
-        context.private_paths.append(("journal", journal))
+    journal = _read_journal(top, context)
+    host_id = _read_host_id(top, context)
     workers = top.integer("workers", 4, minimum=1, maximum=256)
     shutdown_timeout = top.duration("shutdown_timeout", 30.0, positive=False)
     scan_interval = top.duration("scan_interval", 600.0)
@@ -542,8 +543,9 @@ def _read_config(top: _Section, context: _Context, source: Path) -> Config:
         context.problem("box.auth", "could not be read", "a complete auth mapping for its type")
     return Config(
         box=box,
-        journal=journal,
+        journal=journal,  # type: ignore[arg-type]
         watches=tuple(watches),
+        host_id=host_id,
         workers=workers,
         shutdown_timeout=shutdown_timeout,
         scan_interval=scan_interval,
@@ -556,6 +558,113 @@ def _read_config(top: _Section, context: _Context, source: Path) -> Config:
         secrets=tuple(context.secrets),
         warnings=tuple(context.warnings),
     )
+
+
+#: A URI scheme at the start of `journal:` (anything else is a path).
+_URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_POSTGRES_SCHEMES = ("postgresql", "postgres")
+_DSN_EXPECTED = "postgresql://USER@HOST[:PORT]/DATABASE, e.g. postgresql://syncd@db.example.com/syncd?sslmode=verify-full"
+_PASSWORD_EXPECTED = "the password in journal.password as {file: PATH}, {env: NAME} or {credential: NAME}"
+#: Connection parameters that carry or point at a secret: the password has one place, journal.password.
+_SECRET_PARAMETERS = ("password", "passfile", "sslpassword")
+#: sslmodes that never fall back to a connection in clear.
+_TLS_MODES = ("require", "verify-ca", "verify-full")
+#: A host id: also a metrics label and part of PostgreSQL's application_name (63 bytes at most).
+_HOST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+_HOST_ID_EXPECTED = "1 to 63 letters, digits, '.', '_' or '-', starting with a letter or digit, unique among the hosts"
+
+
+def _read_journal(top: _Section, context: _Context) -> JournalConfig | None:
+    """`journal:` is a SQLite file's path, a postgresql:// URI, or a mapping {dsn, password, lease}."""
+    raw = top.take("journal")
+    if isinstance(raw, dict):
+        return _read_postgres_journal(top.section("journal"), context)
+    if isinstance(raw, str) and _URI_SCHEME.match(raw.strip()):
+        dsn = _check_postgres_dsn(context, "journal", raw.strip())
+        return None if dsn is None else PostgresJournalConfig(dsn)
+    path = top.path("journal")
+    if path is not None:
+        if path.is_dir():
+            context.problem("journal", f"{path} is a directory", "the path of the SQLite journal file")
+        context.private_paths.append(("journal", path))
+    return path
+
+
+def _read_postgres_journal(section: _Section, context: _Context) -> PostgresJournalConfig | None:
+    raw_dsn = section.string("dsn", expected=_DSN_EXPECTED)
+    password = section.secret("password", required=False)
+    lease = section.duration("lease", PostgresJournalConfig.lease)
+    section.finish(hints={"path": "a SQLite journal is given as the path itself: journal: /var/lib/syncd/journal.db"})
+    if lease < 2.0:
+        section.fail("lease", f"is {lease:g}s, too short to be renewed in time", "at least 2s (default 60s)")
+    dsn = None if raw_dsn is None else _check_postgres_dsn(context, section.key("dsn"), raw_dsn.strip())
+    if dsn is None:
+        return None
+    return PostgresJournalConfig(dsn, password, lease)
+
+
+def _check_postgres_dsn(context: _Context, key: str, dsn: str) -> str | None:
+    """The DSN if libpq accepts it and it holds no secret; else None with the problem recorded.
+
+    Messages never quote a DSN that holds a password: it would end up in logs and terminals.
+    """
+    parts = urlsplit(dsn)
+    if parts.scheme not in _POSTGRES_SCHEMES:
+        context.problem(key, f"is a {parts.scheme}:// URI, not a PostgreSQL one",
+                        f"a SQLite journal's path, or {_DSN_EXPECTED}")
+        return None
+    userinfo = parts.netloc.rpartition("@")[0] if "@" in parts.netloc else ""
+    if ":" in userinfo:
+        context.problem(key, "holds a password (USER:PASSWORD@), which would show wherever the DSN is shown",
+                        _PASSWORD_EXPECTED, "remove it from the URI; syncd passes it to libpq on its own")
+        return None
+    names = [name for name, _ in parse_qsl(parts.query, keep_blank_values=True)]
+    for name in names:
+        if name in _SECRET_PARAMETERS:
+            context.problem(key, f"sets {name}=, a secret (or where one is kept) in the URI", _PASSWORD_EXPECTED)
+            return None
+    if "application_name" in names:
+        context.problem(key, "sets application_name=, which syncd sets itself",
+                        "a URI without application_name: each session is named after host_id, so that "
+                        "pg_stat_activity and syncd status tell the hosts apart")
+        return None
+    try:
+        from psycopg.conninfo import conninfo_to_dict  # libpq's own parser: what it accepts, we accept
+
+        params = conninfo_to_dict(dsn)
+    except ImportError as error:
+        context.problem(key, f"needs psycopg and libpq, which cannot be loaded here ({error})",
+                        "the libpq5 package installed (Debian: apt-get install libpq5)")
+        return None
+    except Exception as error:  # psycopg.ProgrammingError: libpq's reason, which names the bad part
+        context.problem(key, f"is not a connection URI libpq accepts: {str(error).strip()}", _DSN_EXPECTED)
+        return None
+    if not params.get("dbname"):
+        context.problem(key, "names no database", _DSN_EXPECTED,
+                        "without one libpq would use the user's name as the database")
+        return None
+    hosts = [h for h in str(params.get("hostaddr") or params.get("host") or "").split(",") if h]
+    remote = [h for h in hosts if not h.startswith("/") and not h.startswith("@") and not is_loopback_host(h)]
+    if remote and params.get("sslmode") not in _TLS_MODES:
+        context.warnings.append(
+            f"{key}: connections to {', '.join(remote)} may go without TLS (sslmode "
+            f"{params.get('sslmode', 'prefer (the default)')}): paths and file names would cross the network in "
+            "clear; add ?sslmode=verify-full")
+    return dsn
+
+
+def _read_host_id(top: _Section, context: _Context) -> str:
+    value = top.take("host_id")
+    if value is _MISSING or value is None:
+        hostname = socket.gethostname()
+        if not _HOST_ID.match(hostname):
+            context.problem("host_id", f"is not set, and this machine's hostname {hostname!r} cannot serve as one",
+                            _HOST_ID_EXPECTED, "set host_id: explicitly")
+        return hostname
+    if not isinstance(value, str) or not _HOST_ID.match(value):
+        context.problem("host_id", f"is {_kind(value)}, not a usable host id", _HOST_ID_EXPECTED)
+        return ""
+    return value
 
 
 def _read_url(section: _Section, name: str, default: str) -> str:

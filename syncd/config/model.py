@@ -211,18 +211,43 @@ class AlertsConfig:
 
 
 @dataclass(frozen=True)
+class PostgresJournalConfig:
+    """A journal in PostgreSQL, shared by several syncd hosts on one drop folder (docs/MULTI_HOST.md).
+
+    ``dsn``: a libpq connection URI naming the database, never with a password (the
+    loader refuses one, so the DSN may be shown and logged); ``password``: from a file,
+    env or systemd credential like every other secret, or None when the server
+    authenticates otherwise (peer, certificate); ``lease``: seconds a host's claim on a
+    file holds without being renewed, after which another host takes the file over.
+    """
+
+    dsn: str
+    password: Secret | None = None
+    lease: float = 60.0
+
+    def __str__(self) -> str:
+        return self.dsn
+
+
+#: Where the journal is: a SQLite file (one host), or a PostgreSQL database (several hosts).
+JournalConfig = Union[Path, PostgresJournalConfig]
+
+
+@dataclass(frozen=True)
 class Config:
     """A whole validated config file.
 
     ``secrets`` lists every secret the file refers to, so the caller can hand
     them to the log redactor (``syncd.logs.register_secret``); ``warnings`` are
     things worth saying that do not stop syncd from running. Neither, nor
-    ``source``, takes part in equality.
+    ``source``, takes part in equality. ``host_id`` names this syncd among the hosts
+    sharing a PostgreSQL journal (and in metrics and status).
     """
 
     box: BoxConfig
-    journal: Path
+    journal: JournalConfig
     watches: tuple[WatchConfig, ...]
+    host_id: str = "localhost"  # the loader's default is the hostname
     workers: int = 4
     shutdown_timeout: float = 30.0
     scan_interval: float = 600.0

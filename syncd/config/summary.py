@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from syncd.config.model import Config, JwtAuth, OAuthAuth
+from syncd.config.model import Config, JwtAuth, OAuthAuth, PostgresJournalConfig
 from syncd.config.secret import Secret
 from syncd.config.units import format_duration, format_size
 
@@ -29,7 +29,7 @@ def summarize_config(config: Config) -> list[str]:
         auth_line,
         f"uploads: direct up to {format_size(box.direct_upload_max)}, {config.workers} workers, "
         f"{box.part_concurrency} parts at once, {box.uploads_per_minute} uploads/min",
-        f"journal: {config.journal}",
+        _journal_line(config),
     ]
     for watch in config.watches:
         after = watch.after_upload + (f" to {watch.archive_dir}" if watch.archive_dir else "")
@@ -44,13 +44,23 @@ def summarize_config(config: Config) -> list[str]:
     return lines
 
 
+def _journal_line(config: Config) -> str:
+    journal = config.journal
+    if not isinstance(journal, PostgresJournalConfig):
+        return f"journal: {journal} (SQLite)"
+    password = f"password from {journal.password.source}" if journal.password else "no password (peer or certificate)"
+    return (f"journal: PostgreSQL {journal.dsn} ({password}), lease {format_duration(journal.lease)}, "
+            f"as host {config.host_id}")
+
+
 def unverified_secrets(config: Config) -> list[str]:
     """For a config loaded without resolving secrets: one line per secret source saying what was
     checked of it without reading it (present, mode) and what could not be verified here."""
-    lines = []
-    for name, value in _fields_of(config.box.auth).items():
-        if isinstance(value, Secret) and not value.resolved:
-            lines.append(f"box.auth.{name} from {value.source}: {value.check}")
+    secrets = {f"box.auth.{name}": value for name, value in _fields_of(config.box.auth).items()}
+    if isinstance(config.journal, PostgresJournalConfig):
+        secrets["journal.password"] = config.journal.password
+    lines = [f"{key} from {value.source}: {value.check}"
+             for key, value in secrets.items() if isinstance(value, Secret) and not value.resolved]
     return list(dict.fromkeys(lines))
 
 

@@ -91,6 +91,10 @@ def test_the_package_builds_lints_installs_verifies_upgrades_and_purges(package_
     # Its own interpreter is Debian's, and systemd-python was compiled for it.
     assert Path("/opt/syncd/bin/python").resolve().parent == Path("/usr/bin")
     assert run("/opt/syncd/bin/python", "-c", "import systemd.daemon, systemd.journal").returncode == 0
+    # psycopg runs on Debian's libpq5 (a Depends), not on a copy bundled in /opt/syncd.
+    libpq = run("/opt/syncd/bin/python", "-c", "import psycopg; print(psycopg.pq.__impl__, psycopg.pq.version())")
+    assert libpq.returncode == 0 and libpq.stdout.split()[0] == "python", libpq.stderr
+    assert "libpq5" in run("dpkg-query", "-W", "-f=${Depends}", "syncd").stdout
     for unit in UNITS:
         verified = run("systemd-analyze", "verify", str(unit if "@" not in unit.name else
                                                          unit.with_name("syncd@demo.service")))

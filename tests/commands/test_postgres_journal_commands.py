@@ -1,0 +1,54 @@
+"""The commands with a PostgreSQL journal configured, before the journal can open one:
+`syncd check-config` accepts and describes it (without reading the password), and every
+command that opens the journal refuses with the reason instead of failing on it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from syncd.testing.daemon_process import run_syncd
+
+PASSWORD = "pg-secret-51c0e2"
+
+
+@pytest.fixture
+def postgres_config(tmp_path: Path) -> Path:
+    (tmp_path / "inbox").mkdir()
+    secret = tmp_path / "pg-password"
+    secret.write_text(PASSWORD)
+    secret.chmod(0o600)
+    config = tmp_path / "syncd.yaml"
+    config.write_text(f"""\
+box:
+  api_url: http://127.0.0.1:8765/2.0
+  upload_url: http://127.0.0.1:8765/api/2.0
+  auth: {{type: developer_token, token: dev-token}}
+journal:
+  dsn: postgresql://syncd@127.0.0.1:5432/syncd
+  password: {{file: {secret}}}
+host_id: ingest-1
+watches:
+  - path: {tmp_path / "inbox"}
+    folder_id: "0"
+""")
+    config.chmod(0o600)
+    return config
+
+
+def test_check_config_describes_the_postgres_journal(postgres_config: Path, tmp_path: Path) -> None:
+    checked = run_syncd("check-config", "--config", str(postgres_config))
+    assert checked.returncode == 0, checked.stderr
+    assert ("journal: PostgreSQL postgresql://syncd@127.0.0.1:5432/syncd "
+            f"(password from file {tmp_path / 'pg-password'}), lease 1m, as host ingest-1") in checked.stdout
+    assert "journal.password from file" in checked.stdout and "not read" in checked.stdout
+    assert PASSWORD not in checked.stdout + checked.stderr
+
+
+@pytest.mark.parametrize("command", [["status"], ["history"], ["retry", "--failed"], ["run"]])
+def test_commands_that_open_the_journal_refuse_it_with_the_reason(postgres_config: Path, command: list[str]) -> None:
+    done = run_syncd(*command, "--config", str(postgres_config))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "is a PostgreSQL journal, which this syncd can check (syncd check-config) but not open yet" in done.stderr
+    assert "Traceback" not in done.stderr and PASSWORD not in done.stdout + done.stderr
