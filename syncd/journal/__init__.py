@@ -14,8 +14,16 @@ It knows SQLite only (no Box, no pipeline, no config). How the daemon uses it:
     claim.record_sha1(sha1)
     claim.save_session(SessionRecord(...))             # chunked only: the session and each part
     claim.add_part(PartRecord(...))                    # Box acknowledged; claim.drop_session()
-    claim.mark_uploaded(box_file_id, version_id, etag, sha1, now)
-    # or claim.schedule_retry / mark_failed / mark_quarantined / mark_skipped
+    claim.mark_uploaded(box_file_id, version_id, etag, sha1, now, post_action=PlannedPostAction(...))
+    # or claim.schedule_retry / release / mark_failed / mark_quarantined / mark_skipped
+    # (a stale claim whose upload committed anyway: claim.remember_commit(box_file_id, ...))
+
+    for action in journal.due_post_actions(now):       # delete/move the source, journaled until done:
+        journal.post_action_done(action, detail)       # or post_action_failed / post_action_given_up
+
+    journal.prune_history(before)                      # retention, in batches
+    journal.prune_uploaded(before, source_gone)        # rows of uploaded files whose source is gone
+    JournalProbe(journal.path).writable(now)           # health: a durable write on its own connection
 
     journal.save_box_folder_id(parent_id, name_key, folder_id)   # Box sub-folder ids, so a restart
     journal.box_folder_id(parent_id, name_key)                   # need not ask Box for them again;
@@ -29,7 +37,9 @@ If the file changed (or was claimed again) since `row` was claimed, every write 
 Modules: `journal` (the Journal, made of `core`: opening, transactions, the
 durability and threading notes; `file_states`: the file state machine;
 `box_folder_ids`: the Box folder-id cache; `reports`: status and history
-queries), `claimed_file` (a worker's writes under its claim), `schema`
+queries; `post_actions`: after-upload actions; `retention`: pruning),
+`claimed_file` (a worker's writes under its claim), `probe` (health checks on
+connections of their own), `schema`
 (tables, indexes, migrations), `records` (what comes out), `lock`
 (single-writer lock).
 """
@@ -37,6 +47,7 @@ queries), `claimed_file` (a worker's writes under its claim), `schema`
 from syncd.journal.claimed_file import ClaimedFile
 from syncd.journal.errors import InvalidTransition, JournalError, JournalLocked, StaleClaim, UnknownFile
 from syncd.journal.journal import Journal
+from syncd.journal.probe import JournalProbe
 from syncd.journal.records import (
     FileRecord,
     FileState,
@@ -47,6 +58,9 @@ from syncd.journal.records import (
     Observation,
     ObservationKind,
     PartRecord,
+    PlannedPostAction,
+    PostAction,
+    PostActionKind,
     SessionRecord,
 )
 from syncd.journal.schema import SCHEMA_VERSION
@@ -66,10 +80,14 @@ __all__ = [
     "Journal",
     "JournalError",
     "JournalLocked",
+    "JournalProbe",
     "KnownFile",
     "Observation",
     "ObservationKind",
     "PartRecord",
+    "PlannedPostAction",
+    "PostAction",
+    "PostActionKind",
     "Role",
     "SessionRecord",
     "StaleClaim",
