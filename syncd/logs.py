@@ -109,9 +109,19 @@ class _SecretRegistry:
         forms = {value, quote(value, safe=""), quote_plus(value)}
         with self._lock:
             self._values.update(form for form in forms if len(form) >= MIN_SECRET_LENGTH)
-            # Longest first, so a secret containing another is masked whole.
-            ordered = sorted(self._values, key=len, reverse=True)
-            self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+            self._compile()
+
+    def remove(self, value: str) -> None:
+        from urllib.parse import quote, quote_plus
+
+        with self._lock:
+            self._values.difference_update({value, quote(value, safe=""), quote_plus(value)})
+            self._compile()
+
+    def _compile(self) -> None:
+        # Longest first, so a secret containing another is masked whole (caller holds the lock).
+        ordered = sorted(self._values, key=len, reverse=True)
+        self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
 
     def clear(self) -> None:
         with self._lock:
@@ -139,6 +149,11 @@ def register_secret(value: str | SupportsReveal) -> None:
     text = value if isinstance(value, str) else value.reveal()
     if text:
         _registry.add(text)
+
+
+def forget_secret(value: str) -> None:
+    """Stop scrubbing *value* (a run-time token long expired: the set of values must not grow for ever)."""
+    _registry.remove(value)
 
 
 def forget_secrets() -> None:
