@@ -75,21 +75,20 @@ def _post_action(row: tuple[Any, ...]) -> PostAction:
 class PostActions(JournalCore):
     """Part of `Journal`: the after-upload actions still to be carried out."""
 
-    def due_post_actions(self, now: float | None, *, watch: str | None = None, limit: int = 100
-                         ) -> list[PostAction]:
+    def due_post_actions(self, now: float | None, *, watch: str | None = None, after_id: int = 0,
+                         limit: int = 100) -> list[PostAction]:
         """Actions due at `now` (every one when `now` is None: at start-up or a backstop scan),
-        of one watch or all, the earliest due first."""
+        of one watch or all, by id from `after_id` (a pass walks them page by page)."""
         check_limit(limit)
-        where, params = [], []
+        where, params = ["p.id > ?"], [after_id]
         if now is not None:
             where.append("p.next_attempt_at <= ?")
             params.append(float(now))
         if watch is not None:
             where.append("f.watch = ?")
             params.append(watch)
-        clause = f" WHERE {' AND '.join(where)}" if where else ""
         with self._read() as conn:
-            rows = conn.execute(f"{_SELECT}{clause} ORDER BY p.next_attempt_at, p.id LIMIT ?", (*params, limit))
+            rows = conn.execute(f"{_SELECT} WHERE {' AND '.join(where)} ORDER BY p.id LIMIT ?", (*params, limit))
             return [_post_action(r) for r in rows]
 
     def next_post_action_time(self) -> float | None:

@@ -246,3 +246,15 @@ def test_the_write_probe_fails_while_another_connection_holds_the_write_lock(jou
     finally:
         other.close()
         probe.close()
+
+
+def test_pending_files_of_a_paused_watch_are_pushed_back_in_one_statement(journal: Journal) -> None:
+    for relpath, watch, due in (("a", "w1", 100.0), ("b", "w1", 900.0), ("c", "w2", 100.0)):
+        journal.observe(watch, relpath, 1, 1, 1, now=due)
+    claimed = journal.claim_next(100.0)  # w1:a, now uploading: not pending, not touched
+    assert claimed is not None and claimed.relpath == "a"
+    journal.observe("w1", "d", 1, 1, 1, now=100.0)
+    assert journal.defer_pending("w1", 500.0) == 1  # d only: b is already due later
+    assert [journal.find("w1", r).next_attempt_at for r in ("b", "d")] == [900.0, 500.0]  # type: ignore[union-attr]
+    assert journal.find("w2", "c").next_attempt_at == 100.0  # type: ignore[union-attr]
+    assert journal.find("w1", "d").attempts == 0  # type: ignore[union-attr]
