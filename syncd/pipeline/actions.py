@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from syncd.pipeline.filters import set_aside_name
+from syncd.pipeline.filters import is_set_aside_name, set_aside_name
 from syncd.pipeline.identity import FileStat
 from syncd.pipeline.scanner import ProblemKind
 from syncd.pipeline.source import OpenedSource, OpenRefused, open_beneath, open_source
@@ -241,6 +241,32 @@ def open_uploaded(uploaded: UploadedSource, leases: LeaseMonitor | None) -> Acti
             raise ActionDeferred(f"{held.detail}; trying again later", "writer")
         # UNKNOWN (no lease on this file system, or not the file's owner): the checks below remain.
     return ActionTarget(source, parent_fd, name, lease, broken)
+
+
+def remove_set_aside(uploaded: UploadedSource, on_progress: OnProgress) -> int:
+    """Delete what a delete interrupted by a crash left set aside (``.NAME.syncd-PID-STAMP`` next to
+    where the file was): only entries that are still the uploaded file, bytes verified. Returns how many."""
+    try:
+        parent_fd = _open_parent(uploaded.root, uploaded.relpath)
+    except OSError:
+        return 0
+    prefix = f".{PurePosixPath(uploaded.relpath).name}.syncd-"
+    removed = 0
+    try:
+        for entry in os.scandir(parent_fd):
+            if not (entry.name.startswith(prefix) and is_set_aside_name(entry.name)):
+                continue
+            st = entry.stat(follow_symlinks=False)
+            if not stat_module.S_ISREG(st.st_mode) or FileStat.from_stat(st) != uploaded.uploaded:
+                continue
+            if _holds(parent_fd, entry.name, uploaded.sha1, on_progress):
+                os.unlink(entry.name, dir_fd=parent_fd)
+                removed += 1
+        if removed:
+            fsync_dir(parent_fd)
+    finally:
+        os.close(parent_fd)
+    return removed
 
 
 def _refusal(refused: OpenRefused) -> None:

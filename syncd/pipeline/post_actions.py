@@ -39,6 +39,7 @@ from syncd.pipeline.actions import (
     archive_verified,
     delete_verified,
     open_uploaded,
+    remove_set_aside,
     verify,
 )
 from syncd.pipeline.identity import FileStat
@@ -73,6 +74,7 @@ class PostActionRunner:
         #: The action being carried out, for the health check (None when idle).
         self.progress: JobProgress | None = None
         self._journal_refused = False
+        self._started_pass = False
 
     def reconfigure(self, config: Config) -> None:
         """Use a reloaded configuration (watch roots, retry backoff) from the next action on."""
@@ -151,10 +153,16 @@ class PostActionRunner:
                 everything, self._everything = self._everything, set()
                 self._poked = False
             self._journal_refused = False
+            first = self._started_pass is False
+            self._started_pass = True
             try:
-                self.run_pass(everything_of=everything)
+                tried = self.run_pass(everything_of=everything)
             except Exception:  # one bad action must not end the thread that does them all
                 log.exception("post_actions_pass_failed")
+            else:
+                if first and tried:
+                    log.info("post_actions_resumed", actions=tried,
+                             detail="after-upload actions left by the previous run were carried out")
             if self._journal_refused:
                 # The actions stay due: wait for the journal rather than try them again at once.
                 with self._wake:
@@ -203,8 +211,11 @@ class PostActionRunner:
                                   action.sha1)
         target = open_uploaded(uploaded, self._leases)
         if target is None:
+            # Gone: deleted by someone, or by a run that crashed before it could say so (which may
+            # have left the file set aside next to its name: finished now).
+            leftovers = remove_set_aside(uploaded, progress.advance)
             self._record(lambda: self.journal.post_action_done(action, "the source was already gone"))
-            bound.info("source_already_gone")
+            bound.info("source_already_gone", set_aside_removed=leftovers)
             return
         with target:
             verify(target, action.sha1, progress.advance)

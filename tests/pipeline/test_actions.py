@@ -19,6 +19,7 @@ from syncd.pipeline.actions import (
     delete_verified,
     free_names,
     open_uploaded,
+    remove_set_aside,
     rename_noreplace,
     verify,
 )
@@ -194,3 +195,14 @@ def test_a_read_only_drop_folder_defers_with_the_reason(tmp_path: Path, leases: 
             verify(target, uploaded.sha1, no_progress)
             delete_verified(target)
         assert os.listdir(mount.path) == []
+
+
+def test_what_a_crash_left_set_aside_is_finished_and_nothing_else(tmp_path: Path, leases: LeaseMonitor) -> None:
+    uploaded = drop(tmp_path, "d/scan.pdf")
+    # A delete set the file aside and the process died before the unlink.
+    os.rename(tmp_path / "d/scan.pdf", tmp_path / "d/.scan.pdf.syncd-4242-1")
+    (tmp_path / "d/.scan.pdf.syncd-4242-2").write_bytes(b"payload!")  # not the uploaded file
+    (tmp_path / "d/.other.pdf.syncd-4242-3").write_bytes(b"payload")  # another file's
+    assert open_uploaded(uploaded, leases) is None
+    assert remove_set_aside(uploaded, no_progress) == 1
+    assert sorted(os.listdir(tmp_path / "d")) == [".other.pdf.syncd-4242-3", ".scan.pdf.syncd-4242-2"]
