@@ -40,7 +40,10 @@ Standard event fields (use these names so logs, journald fields and dashboards a
 Events are snake_case names of the state change, e.g. ``file_detected``,
 ``file_ready``, ``upload_started``, ``part_uploaded``, ``upload_committed``,
 ``upload_retry_scheduled``, ``upload_failed``, ``file_quarantined``,
-``source_deleted``, ``source_moved``; from the Box client ``box_request_retrying``
+``source_deleted``, ``source_moved``, ``source_action_deferred`` (reason, error_code,
+retry_in_s), ``source_action_refused``, ``post_actions_resumed``, ``box_refusing`` (scope,
+reason) and ``box_accepting_again``, ``upload_paused_box_refusing``, ``journal_write_failed``
+and ``upload_requeued_after_journal_error``, ``journal_pruned``; from the Box client ``box_request_retrying``
 (method, url, attempt, wait_s, and status, error_code, request_id or cause),
 ``box_token_rejected``, ``box_token_request_retrying``, ``upload_session_abort_failed``.
 
