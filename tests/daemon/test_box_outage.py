@@ -10,7 +10,6 @@ is committed once, the daemon never stops.
 from __future__ import annotations
 
 import random
-import socket
 from pathlib import Path
 
 import pytest
@@ -19,18 +18,14 @@ import requests
 from syncd.box import TokenStore
 from syncd.emulator.faults import ENDPOINT_NAMES
 from tests.daemon.daemon_process import (
-    Watch, assert_exactly_once, config_data, local_files, status_json, wait_for_box, wait_until, write_config,
+    Watch, assert_exactly_once, config_data, free_port, local_files, status_json, wait_for_box, wait_until,
+    write_config,
 )
 from tests.daemon.drops import random_bytes, write_file
 
 OUTAGE_401_S = 30
 OUTAGE_403_S = 12
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.slow

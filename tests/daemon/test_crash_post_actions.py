@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from tests.daemon.daemon_process import (
-    DaemonProcessError, Watch, assert_exactly_once, box_sha1s, config_data, local_files, settled_counts, status_json, wait_until,
-    write_config,
+    DaemonProcessError, Watch, assert_exactly_once, box_sha1s, config_data, local_files, settled_counts,
+    status_json, wait_until, write_config,
 )
 from tests.daemon.drops import Drop, cp_into, random_bytes, write_file
 from tests.emulator.wire import create_folder

@@ -12,23 +12,18 @@ from __future__ import annotations
 import errno
 import os
 import random
-import socket
 from pathlib import Path
 
 import pytest
 import requests
 
 from tests.daemon.daemon_process import (
-    Watch, assert_exactly_once, config_data, local_files, status_json, wait_for_box, wait_until, write_config,
+    Watch, assert_exactly_once, config_data, free_port, local_files, status_json, wait_for_box, wait_until,
+    write_config,
 )
 from tests.daemon.drops import random_bytes, write_file
 from tests.support.mounts import tmpfs
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def fill(path: Path) -> None:

@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from tests.daemon.daemon_process import (
-    CHUNKED_MIN, Watch, assert_exactly_once, config_data, history_json, local_files, run_syncd, settled_counts, status_json,
-    wait_for_box, wait_until, write_config,
+    CHUNKED_MIN, Watch, assert_exactly_once, config_data, history_json, local_files, run_syncd, settled_counts,
+    status_json, wait_for_box, wait_until, write_config,
 )
 from tests.daemon.drops import Drop, random_bytes, write_file, write_then_rename
 

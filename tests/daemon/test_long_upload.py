@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from tests.daemon.daemon_process import (
-    CHUNKED_MIN, Watch, assert_exactly_once, config_data, local_files, wait_until, write_config,
+    CHUNKED_MIN, Watch, assert_exactly_once, config_data, free_port, local_files, wait_until, write_config,
 )
 from tests.daemon.drops import random_bytes, write_then_rename, Drop
 
@@ -59,11 +59,6 @@ class NotifyRecorder:
         self._thread.join(2)
         self.sock.close()
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.slow

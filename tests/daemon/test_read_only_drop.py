@@ -5,24 +5,18 @@ done by the running daemon, without a restart."""
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
 import requests
 
 from tests.daemon.daemon_process import (
-    Watch, assert_exactly_once, config_data, local_files, run_syncd, status_json, wait_for_box, wait_until,
-    write_config,
+    Watch, assert_exactly_once, config_data, free_port, local_files, run_syncd, status_json, wait_for_box,
+    wait_until, write_config,
 )
 from tests.daemon.drops import write_file
 from tests.support.mounts import tmpfs
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def pending_metric(port: int) -> float:

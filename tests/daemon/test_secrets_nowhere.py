@@ -28,7 +28,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from syncd.box import TokenStore
 from tests.daemon.daemon_process import (
-    Watch, config_data, history_json, local_files, run_syncd, status_json, wait_for_box, wait_until, write_config,
+    Watch, config_data, free_port, history_json, local_files, run_syncd, status_json, wait_for_box, wait_until,
+    write_config,
 )
 from tests.daemon.drops import write_file
 from tests.emulator.wire import create_folder
@@ -85,9 +86,6 @@ class TokenRecorder:
         self.server.shutdown()
         self.server.server_close()
 
-
-def free_port() -> int:
-    import socket
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

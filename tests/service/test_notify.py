@@ -182,7 +182,8 @@ def test_a_passing_failure_or_a_full_journal_disk_degrades_but_keeps_the_pings(l
     pinger = WatchdogPinger(SystemdNotifier(), health.check, interval_s=1, status_line=lambda: "2 pending")
     assert pinger.tick() is True
     assert listener.next() == "WATCHDOG=1"
-    assert listener.next() == "STATUS=degraded: journal: database or disk is full; workers: no progress for 700s | 2 pending"
+    assert listener.next() == ("STATUS=degraded: journal: database or disk is full; workers: no progress for 700s"
+                               " | 2 pending")
     for _ in range(2):  # three failed runs in a row, but not over the failure window yet
         assert pinger.tick() is True
         assert listener.next() == "WATCHDOG=1"  # (the unchanged STATUS= is not sent again)
