@@ -17,7 +17,7 @@ directory's descriptor, and checks it before touching anything:
   again as they are written) to ``.NAME.syncd-0-ID`` in the archive folder, which is
   fsynced, the folder fsynced, the copy renamed (no-replace) to its name, the folder
   fsynced again, and only then is the source deleted as above. The chosen name is
-  reported (`on_archive_name`) before the copy is put there, so the journal knows,
+  reported (`record_name`) before the copy is put there, so the journal knows,
   after a crash, that the copy found there is this file's.
 
 Failures say whether trying again can help (:class:`ActionDeferred`: a read-only

@@ -87,11 +87,6 @@ class TokenRecorder:
         self.server.server_close()
 
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def jwt_app_config(tmp_path: Path, emulator) -> tuple[Path, str]:
     """A Box app config for JWT (key encrypted with PASSPHRASE); returns it and a piece of the key's PEM."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
