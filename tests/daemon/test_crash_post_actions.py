@@ -88,11 +88,11 @@ def test_sigkill_with_delete_and_move_loses_nothing_and_leaves_nothing(tmp_path:
         if kill % 3 == 0:
             # Aimed: right after a commit, when its after-upload action is being carried out.
             try:
-                daemon.wait_for_event("upload_committed", timeout=2, interval=0.005)
+                daemon.wait_for_event("upload_committed", timeout=1.5, interval=0.005)
             except DaemonProcessError:
                 pass
         else:
-            time.sleep(rng.uniform(0.15, 0.8))
+            time.sleep(rng.uniform(0.1, 0.6))
         daemon.kill()
         check_nothing_lost()
 

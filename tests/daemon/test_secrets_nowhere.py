@@ -132,7 +132,7 @@ def ingest(tmp_path: Path, name: str, emulator, auth: dict, *, token_url: str | 
         wait_for_box(emulator, {f"first/{i}.txt": local_files(inbox)[f"first/{i}.txt"] for i in range(3)},
                      timeout=60, folder_id=folder)
         # Box refuses us for a moment: 401s, refused refreshes, the breaker's reasons, deferred files.
-        emulator.faults(refuse={"status": 401, "seconds": 2})
+        emulator.faults(refuse={"status": 401, "seconds": 1})
         for i in range(3):
             write_file(inbox / f"second/{i}.txt", os.urandom(200 + i))
         wait_until(lambda: emulator.faults()["refuse"] is None, timeout=10)  # (the test reads Box after it)

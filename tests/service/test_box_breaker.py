@@ -80,3 +80,14 @@ def test_start_up_check_says_whether_box_takes_the_credentials(parts, emulator) 
     assert breaker.check_at_start() is False
     assert [r.scope for r in state.refusals()] == ["credentials"]
     emulator.faults(refuse=None)
+
+
+def test_a_forbidden_watch_folder_is_paused_until_box_allows_it_again(parts, emulator) -> None:
+    config, journal, state, breaker, accepted = parts
+    emulator.faults(refuse={"status": 403, "seconds": 1.5, "endpoints": ["folders.get", "files.upload"]})
+    paused = breaker.confirm(config.watch_named("a"), refused(403, "access_denied_insufficient_permissions"))
+    assert paused is not None and "Box folder 0 of watch a is forbidden" in paused.reason
+    assert [r.scope for r in state.refusals()] == ["watch:a"] and breaker.paused(None) is None
+    breaker.start()
+    assert accepted.wait(20)
+    assert state.refusals() == () and breaker.paused("a") is None
