@@ -198,6 +198,9 @@ class PostActionRunner:
             self._defer(action, bound, str(exc), exc.code)
         except OSError as exc:
             self._defer(action, bound, exc.strerror or str(exc), _errno_name(exc))
+        except Exception as exc:  # a bug: the action waits with backoff instead of being retried in a loop
+            bound.exception("source_action_crashed")
+            self._defer(action, bound, f"internal error: {type(exc).__name__}: {exc}", "internal_error")
         finally:
             self.progress = None
 
