@@ -43,7 +43,10 @@ Standard event fields (use these names so logs, journald fields and dashboards a
 Events are snake_case names of the state change, e.g. ``file_detected``,
 ``file_ready``, ``upload_started``, ``part_uploaded``, ``upload_committed``,
 ``upload_retry_scheduled``, ``upload_failed``, ``file_quarantined``,
-``source_deleted``, ``source_moved``; from the Box client ``box_request_retrying``
+``source_deleted``, ``source_moved``, ``source_action_deferred`` (reason, error_code,
+retry_in_s), ``source_action_refused``, ``post_actions_resumed``, ``box_refusing`` (scope,
+reason) and ``box_accepting_again``, ``upload_paused_box_refusing``, ``journal_write_failed``
+and ``upload_requeued_after_journal_error``, ``journal_pruned``; from the Box client ``box_request_retrying``
 (method, url, attempt, wait_s, and status, error_code, request_id or cause),
 ``box_token_rejected``, ``box_token_request_retrying``, ``upload_session_abort_failed``.
 
@@ -112,9 +115,19 @@ class _SecretRegistry:
         forms = {value, quote(value, safe=""), quote_plus(value)}
         with self._lock:
             self._values.update(form for form in forms if len(form) >= MIN_SECRET_LENGTH)
-            # Longest first, so a secret containing another is masked whole.
-            ordered = sorted(self._values, key=len, reverse=True)
-            self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+            self._compile()
+
+    def remove(self, value: str) -> None:
+        from urllib.parse import quote, quote_plus
+
+        with self._lock:
+            self._values.difference_update({value, quote(value, safe=""), quote_plus(value)})
+            self._compile()
+
+    def _compile(self) -> None:
+        # Longest first, so a secret containing another is masked whole (caller holds the lock).
+        ordered = sorted(self._values, key=len, reverse=True)
+        self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
 
     def clear(self) -> None:
         with self._lock:
@@ -142,6 +155,11 @@ def register_secret(value: str | SupportsReveal) -> None:
     text = value if isinstance(value, str) else value.reveal()
     if text:
         _registry.add(text)
+
+
+def forget_secret(value: str) -> None:
+    """Stop scrubbing *value* (a run-time token long expired: the set of values must not grow for ever)."""
+    _registry.remove(value)
 
 
 def forget_secrets() -> None:

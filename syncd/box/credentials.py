@@ -5,6 +5,11 @@ Every method hands out an access token through :meth:`Auth.access_token`
 (refreshing it shortly before it expires, one thread at a time while the
 others wait) and accepts :meth:`Auth.invalidate` after a 401 so that the next
 call refreshes once. Secrets never appear in ``repr``/``str`` or exceptions.
+
+Tokens obtained at run time (access tokens, OAuth refresh tokens read from the
+store or rotated by Box) are handed to :attr:`Auth.on_token` the moment they
+are received, before they are used or stored: the application registers them
+with its log redactor, so no later message can carry one.
 """
 
 from __future__ import annotations
@@ -53,6 +58,12 @@ class Auth:
     as_user: str | None = None
     #: Whether a 401 can be cured by fetching a new token.
     can_refresh: bool = False
+    #: Called with every secret obtained at run time, as soon as it is received (see the module docstring).
+    on_token: Callable[[str], None] | None = None
+
+    def _received(self, token: object) -> None:
+        if isinstance(token, str) and token and self.on_token is not None:
+            self.on_token(token)
 
     def access_token(self) -> str:
         """A currently valid access token."""
@@ -213,6 +224,7 @@ class _GrantAuth(Auth):
         self._endpoint.bind_session(http)
 
     def _token_from(self, body: Mapping[str, Any]) -> AccessToken:
+        self._received(body.get("access_token"))
         try:
             lifetime = float(body.get("expires_in", 3600))
         except (TypeError, ValueError):
@@ -320,8 +332,10 @@ class OAuthRefreshAuth(_GrantAuth):
 
     def _accept(self, body: Mapping[str, Any]) -> AccessToken:
         refresh = body.get("refresh_token")
+        self._received(body.get("access_token"))
         if not isinstance(refresh, str) or not refresh:
             raise AuthError("token answer without a refresh_token")
+        self._received(refresh)
         # Persist first: the old refresh token is already spent on Box's side.
         try:
             self.store.save(refresh)
@@ -342,8 +356,10 @@ class OAuthRefreshAuth(_GrantAuth):
             # Only a persisted refresh token may be spent: retry persisting it first.
             self.store.save(self._unsaved_refresh)
             self._unsaved_refresh = None
+        stored = self.store.load()
+        self._received(stored)
         body = self._endpoint.request_token({
-            "grant_type": "refresh_token", "refresh_token": self.store.load(),
+            "grant_type": "refresh_token", "refresh_token": stored,
             "client_id": self.client_id, "client_secret": self._client_secret,
         })
         return self._accept(body)

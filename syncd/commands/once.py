@@ -15,7 +15,8 @@ EPILOG = """examples:
   syncd once --config /etc/syncd/syncd.yaml && echo "all ingested"
 
 exit codes: 0 everything uploaded (or quarantined/skipped with a reason);
-1 files left pending or failed (see `syncd status`); 2 invalid configuration.
+1 files left pending or failed, after-upload actions (delete, move) left undone,
+or Box refused the credentials (see `syncd status`); 2 invalid configuration.
 """
 
 

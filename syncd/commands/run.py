@@ -18,7 +18,9 @@ EPILOG = """examples:
   syncd run -c config/demo.yaml
 
 exit codes: 0 stopped cleanly; 1 the journal is held by another daemon or
-unreadable, or Box refused the credentials at start; 2 invalid configuration.
+unreadable; 2 invalid configuration. Box refusing the credentials (at start or
+later) does not stop `syncd run`: uploads pause, `syncd status` and /healthz say
+so, and Box is asked again until it accepts them (`syncd once` exits 1 instead).
 """
 
 

@@ -12,7 +12,8 @@ a backslash as ``\\\\``); `syncd retry/forget/history` accept that form back.
 
 `StatusReport.check()` grades the report for monitoring (`syncd status --check`):
 critical when files failed, Box refuses us or no daemon runs; warning on alerts,
-a rejected reload or settings waiting for a restart; ok otherwise.
+after-upload actions that could not be done (a read-only drop folder...), a
+rejected reload or settings waiting for a restart; ok otherwise.
 """
 
 from __future__ import annotations
@@ -77,6 +78,19 @@ class Failure:
 
 
 @dataclass(frozen=True)
+class PendingAction:
+    """An after-upload action (delete, move) not done yet, and why when it was tried."""
+
+    watch: str
+    path: str
+    action: str
+    attempts: int
+    reason: str | None
+    code: str | None
+    since: float
+
+
+@dataclass(frozen=True)
 class StatusReport:
     """Everything `syncd status` shows; `to_json()` is the `--json` form."""
 
@@ -92,6 +106,8 @@ class StatusReport:
     alerts: list[str] = field(default_factory=list)
     box_refusals: list[BoxRefusal] = field(default_factory=list)
     last_reload: ReloadResult | None = None
+    post_actions_pending: int = 0
+    post_actions: list[PendingAction] = field(default_factory=list)  # those waiting longest
 
     def check(self) -> CheckResult:
         """Grade this report: CRITICAL, WARNING or OK, with every reason."""
@@ -102,6 +118,10 @@ class StatusReport:
             critical.append(f"{self.counts['failed']} failed file(s)")
         critical += [f"Box refuses {r.scope}: {r.reason}" for r in self.box_refusals]
         warning = list(self.alerts)
+        stuck = [a for a in self.post_actions if a.reason]
+        if stuck:
+            warning.append(f"{len(stuck)} after-upload action(s) waiting, e.g. {stuck[0].action} "
+                           f"{stuck[0].watch}:{stuck[0].path}: {stuck[0].reason}")
         if self.last_reload is not None and not self.last_reload.ok:
             warning.append(f"last reload rejected: {self.last_reload.detail}")
         if self.last_reload is not None and self.last_reload.restart_needed:
@@ -117,6 +137,7 @@ class StatusReport:
         data["last_upload_at"] = _iso(self.last_upload_at)
         data["recent_failures"] = [asdict(f) | {"at": _iso(f.at)} for f in self.recent_failures]
         data["box_refusals"] = [asdict(r) | {"since": _iso(r.since)} for r in self.box_refusals]
+        data["post_actions"] = [asdict(a) | {"since": _iso(a.since)} for a in self.post_actions]
         if self.last_reload is not None:
             data["last_reload"] = asdict(self.last_reload) | {"at": _iso(self.last_reload.at)}
         check = self.check()
@@ -142,6 +163,9 @@ def collect_status(journal: Journal, config: Config | None = None, *, failures: 
         for r in journal.recent_failures(failures)
     ]
     alerts = [alert.message for alert in current_alerts(journal, config, now)] if config is not None else []
+    actions_pending, oldest_actions = journal.post_actions_pending(failures)
+    actions = [PendingAction(a.watch, a.relpath, a.action.value, a.attempts, a.last_error, a.last_error_code,
+                             a.created_at) for a in oldest_actions]
     daemon_pid = journal.daemon_pid()
     published = read_published(journal.path, daemon_pid)
     return StatusReport(
@@ -157,6 +181,8 @@ def collect_status(journal: Journal, config: Config | None = None, *, failures: 
         alerts=alerts,
         box_refusals=list(published.box_refusals) if published else [],
         last_reload=published.last_reload if published else None,
+        post_actions_pending=actions_pending,
+        post_actions=actions,
     )
 
 
@@ -182,6 +208,11 @@ def render_status(report: StatusReport, *, now: float | None = None) -> str:
         for f in report.recent_failures:
             when = datetime.fromtimestamp(f.at).astimezone().strftime("%Y-%m-%d %H:%M:%S")
             lines.append(f"  [{f.state}] {f.watch}:{f.path}  {when}  {f.reason}")
+    if report.post_actions_pending:
+        lines.append(f"after-upload actions pending: {report.post_actions_pending}")
+        for a in report.post_actions:
+            why = f"  (tried {a.attempts}x: {a.reason})" if a.reason else ""
+            lines.append(f"  {a.action} {a.watch}:{a.path}{why}")
     for refusal in report.box_refusals:
         lines.append(f"BOX REFUSING: {refusal.scope} for {format_age(now - refusal.since)}: {refusal.reason}")
     if report.last_reload is not None:

@@ -14,7 +14,7 @@ from syncd.config.model import Config, WatchConfig
 # journal and its lock, the worker threads, the metrics listener), so a change there is
 # reported as waiting for a restart instead of being half-applied.
 APPLIED_ON_RELOAD = frozenset({"watches", "shutdown_timeout", "scan_interval", "retry", "readiness", "logging",
-                               "alerts"})
+                               "alerts", "health", "retention"})
 RESTART_REQUIRED = frozenset({"box", "journal", "workers", "metrics", "host_id"})
 
 

@@ -26,6 +26,7 @@ from syncd.config.model import (
     Config,
     DeveloperTokenAuth,
     JournalConfig,
+    HealthConfig,
     JwtAuth,
     ListenAddress,
     LoggingConfig,
@@ -33,6 +34,7 @@ from syncd.config.model import (
     OAuthAuth,
     PostgresJournalConfig,
     ReadinessConfig,
+    RetentionConfig,
     RetryConfig,
     WatchConfig,
     is_loopback_host,
@@ -61,7 +63,7 @@ CREDSTORE_DIRS = (Path("/etc/credstore"), Path("/run/credstore"), Path("/usr/lib
 # config is tested against this, so the two cannot drift apart.
 SCHEMA: dict[str, tuple[str, ...]] = {
     "": ("box", "journal", "workers", "shutdown_timeout", "scan_interval", "retry", "readiness", "watches",
-         "logging", "metrics", "alerts", "host_id"),
+         "logging", "metrics", "alerts", "health", "retention", "host_id"),
     "journal": ("dsn", "password", "lease"),
     "box": ("api_url", "upload_url", "token_url", "auth", "as_user", "connect_timeout", "read_timeout",
             "direct_upload_max", "part_concurrency", "uploads_per_minute", "calls_per_minute", "verify_tls"),
@@ -74,6 +76,8 @@ SCHEMA: dict[str, tuple[str, ...]] = {
     "logging": ("format", "level"),
     "metrics": ("listen", "allow_remote"),
     "alerts": ("pending_older_than",),
+    "health": ("stuck_after",),
+    "retention": ("history", "uploaded_rows"),
 }
 
 
@@ -536,6 +540,8 @@ def _read_config(top: _Section, context: _Context, source: Path) -> Config:
     alerts_section = top.section("alerts")
     alerts = AlertsConfig(alerts_section.duration("pending_older_than", 3600.0, nullable=True))
     alerts_section.finish()
+    health = _read_health(top.section("health"))
+    retention = _read_retention(top.section("retention"))
     top.finish()
     _check_private_paths(context, watches)
     if box.auth is None and not context.problems:
@@ -554,6 +560,8 @@ def _read_config(top: _Section, context: _Context, source: Path) -> Config:
         logging=logging_config,
         metrics=metrics,
         alerts=alerts,
+        health=health,
+        retention=retention,
         source=source.resolve(),
         secrets=tuple(context.secrets),
         warnings=tuple(context.warnings),
@@ -1052,6 +1060,22 @@ def _check_private_paths(context: _Context, watches: list[WatchConfig]) -> None:
             if watch.path in path.parents:
                 context.problem(key, f"{path} is inside watches[{index}] ({watch.path}) and would be uploaded",
                                 "a path outside every watched folder")
+
+
+def _read_health(section: _Section) -> HealthConfig:
+    result = HealthConfig(stuck_after=section.duration("stuck_after", 600.0))
+    section.finish()
+    return result
+
+
+def _read_retention(section: _Section) -> RetentionConfig:
+    default = RetentionConfig()
+    result = RetentionConfig(
+        history=section.duration("history", default.history, nullable=True),
+        uploaded_rows=section.duration("uploaded_rows", default.uploaded_rows, nullable=True),
+    )
+    section.finish()
+    return result
 
 
 def _read_logging(section: _Section) -> LoggingConfig:

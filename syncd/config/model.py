@@ -234,6 +234,31 @@ JournalConfig = Union[Path, PostgresJournalConfig]
 
 
 @dataclass(frozen=True)
+class HealthConfig:
+    """What the daemon's health check (``/healthz`` and the systemd watchdog) calls stuck (seconds).
+
+    ``stuck_after``: a job (an upload, its hashing, its commit polls, an after-upload
+    action) that made no progress for this long makes the daemon unhealthy.
+    """
+
+    stuck_after: float = 600.0
+
+
+@dataclass(frozen=True)
+class RetentionConfig:
+    """How long the journal keeps what is done (seconds; None: for ever).
+
+    ``history``: history lines older than this are deleted. ``uploaded_rows``: the row of
+    a file uploaded longer ago than this is forgotten once its source is gone (deleted or
+    archived after upload, or removed); a file dropped again under that name afterwards is
+    uploaded as a new one (a new version, by the conflict policy).
+    """
+
+    history: float | None = 90 * 86400.0
+    uploaded_rows: float | None = 90 * 86400.0
+
+
+@dataclass(frozen=True)
 class Config:
     """A whole validated config file.
 
@@ -256,6 +281,8 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
     source: Path | None = field(default=None, compare=False)
     secrets: tuple[Secret, ...] = field(default=(), compare=False, repr=False)
     warnings: tuple[str, ...] = field(default=(), compare=False)

@@ -28,7 +28,7 @@ def parse_yaml(text: str) -> YamlDocument:
         loader.dispose()
     document = YamlDocument(data=data)
     if node is not None:
-        _walk(node, "", document)
+        _walk(node, "", document, ())
     return document
 
 
@@ -37,7 +37,12 @@ def join_key(parent: str, key: str) -> str:
     return f"{parent}.{key}" if parent else key
 
 
-def _walk(node: yaml.Node, path: str, document: YamlDocument) -> None:
+def _walk(node: yaml.Node, path: str, document: YamlDocument, inside: tuple[int, ...]) -> None:
+    if id(node) in inside:
+        # `a: &x {b: *x}`: a structure that contains itself (no config is one) would recurse for ever.
+        raise yaml.constructor.ConstructorError(None, None, "an alias refers to a mapping or list that contains it",
+                                                node.start_mark)
+    inside = (*inside, id(node))
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
         for key_node, value_node in node.value:
@@ -51,9 +56,9 @@ def _walk(node: yaml.Node, path: str, document: YamlDocument) -> None:
                 )
             seen.add(key_node.value)
             document.lines.setdefault(child, line)
-            _walk(value_node, child, document)
+            _walk(value_node, child, document, inside)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             child = f"{path}[{index}]"
             document.lines.setdefault(child, item.start_mark.line + 1)
-            _walk(item, child, document)
+            _walk(item, child, document, inside)

@@ -1,7 +1,8 @@
 """Routing: which handler serves a request, and what runs before it.
 
 Order for Box endpoints: route -> injected faults (`reject_next`, `fail_rate`)
--> authentication (+ `as-user`) -> rate limits -> handler. Download URLs
+-> a `refuse` window (401/403 for every request) -> authentication (+ `as-user`)
+-> rate limits -> handler. Download URLs
 (`/d/1/...`, downloads.py) see faults but need no token: the URL is the
 credential. Admin endpoints under `/_emulator/` see no faults and are not
 counted in stats; with --admin-token they need it as a Bearer token.
@@ -19,6 +20,7 @@ from urllib.parse import parse_qs
 from syncd.emulator import commit, content, downloads, items, plan
 from syncd.emulator.clock import iso
 from syncd.emulator.context import Context
+from syncd.emulator.auth import unauthorized
 from syncd.emulator.errors import BoxError, OAuthError, generic
 from syncd.emulator.faults import Stats
 from syncd.emulator.server import Request, Response
@@ -110,6 +112,9 @@ class EmulatorApp:
             self._inject(request)
             if request.method != "POST":
                 raise generic(405, "Method Not Allowed")
+            if self.faults.refusing("oauth.token") == 401:
+                # The credentials look revoked: no grant works (and none is spent) until the window ends.
+                raise OAuthError("invalid_grant", "Refused (emulator refuse fault)")
             return self._token(request)
         if path == "/api/oauth2/authorize":
             request.endpoint = "oauth.authorize"
@@ -126,6 +131,7 @@ class EmulatorApp:
             raise BoxError(404, "not_found", f"No API endpoint at {request.method} {request.path}")
         request.endpoint = route.endpoint
         applied = self._inject(request)
+        self._refuse(request)
         authorization = request.header("Authorization")
         if authorization is None and route.endpoint == "files.download" and request.arg("access_token"):
             # Box's download "pre-authentication": the token in the query string.
@@ -156,6 +162,14 @@ class EmulatorApp:
         if fault.applied:
             return error
         raise error
+
+    def _refuse(self, request: Request) -> None:
+        """Answer 401 or 403 while a `refuse` window covers this endpoint."""
+        status = self.faults.refusing(request.endpoint)
+        if status == 401:
+            raise unauthorized(self.ctx.auth.empty_401_body)
+        if status == 403:
+            raise BoxError(403, "access_denied_insufficient_permissions", "Access denied (emulator refuse fault)")
 
     def _token(self, request: Request) -> Response:
         raw = request.body.read_all(1 << 20)

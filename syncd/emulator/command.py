@@ -57,7 +57,10 @@ safety: the emulator trusts its callers (a fixed developer token, an admin API t
 
 admin API (JSON) under /_emulator/ (no auth unless --admin-token):
   GET|PUT /faults (knobs in snake_case, plus reject_next {count,status,retry_after?,endpoint?,applied?};
-  applied=true handles the request first and then answers the 5xx, as Box's 503 sometimes does),
+  applied=true handles the request first and then answers the 5xx, as Box's 503 sometimes does;
+  plus refuse {status: 401|403, seconds, endpoints?}: for that long every request (of those
+  endpoints) answers 401 invalid_token, with every token grant refused 400 invalid_grant (revoked
+  credentials; nothing spent), or 403 access_denied_insufficient_permissions; refuse: null ends it),
   GET /stats (requests per endpoint and status; bytes_received per endpoint, so
   bytes_received["sessions.upload_part"] counts the part bytes received), POST /stats/reset,
   POST /clock {"advance_seconds": N}, POST /tokens/expire,

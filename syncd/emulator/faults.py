@@ -81,6 +81,24 @@ class RejectRule:
     applied: bool = False  # handle the request first, then answer the error (a 5xx whose write happened)
 
 
+@dataclass
+class RefuseRule:
+    """`refuse`: Box refuses us for `seconds`: every matching request answers `status` (401 or 403).
+
+    401 also makes the token endpoint refuse every grant with 400 `invalid_grant` (nothing is
+    spent: a refresh token sent meanwhile works again afterwards), so a client cannot cure the
+    401 by refreshing: the credentials look revoked. 403 is `access_denied_insufficient_permissions`.
+    `endpoints` limits it to those endpoint names (default: every endpoint but the admin API).
+    """
+
+    status: int
+    until: float  # time.monotonic()
+    endpoints: frozenset[str] | None = None
+
+    def covers(self, endpoint: str, now: float) -> bool:
+        return now < self.until and (self.endpoints is None or endpoint in self.endpoints)
+
+
 @dataclass(frozen=True)
 class Injected:
     """A fault decided for one request before it is handled."""
@@ -120,6 +138,7 @@ class Faults:
         self._uploads = SlidingWindow()
         self._calls = SlidingWindow()
         self._reject: RejectRule | None = None
+        self._refuse: RefuseRule | None = None
 
     @property
     def settings(self) -> FaultSettings:
@@ -130,19 +149,24 @@ class Faults:
             data = asdict(self._settings)
             rule = self._reject
             data["reject_next"] = asdict(rule) if rule and rule.count > 0 else None
+            refuse = self._refuse
+            left = refuse.until - time.monotonic() if refuse is not None else 0.0
+            data["refuse"] = None if refuse is None or left <= 0 else {
+                "status": refuse.status, "seconds_left": round(left, 3),
+                "endpoints": None if refuse.endpoints is None else sorted(refuse.endpoints)}
             return data
 
     def update(self, changes: dict[str, Any]) -> dict[str, Any]:
         """Apply a partial update (snake_case knob names); ValueError on bad input."""
         if not isinstance(changes, dict):
             raise ValueError("body must be a JSON object")
-        unknown = sorted(set(changes) - set(_KNOB_TYPES) - {"reject_next"})
+        unknown = sorted(set(changes) - set(_KNOB_TYPES) - {"reject_next", "refuse"})
         if unknown:
             raise ValueError(f"unknown knob(s): {', '.join(unknown)}")
         with self._lock:
             values = asdict(self._settings)
             for name, value in changes.items():
-                if name == "reject_next":
+                if name in ("reject_next", "refuse"):
                     continue
                 if value is None and name == "seed":
                     values[name] = None
@@ -158,11 +182,19 @@ class Faults:
             rule = self._reject
             if "reject_next" in changes:
                 rule = _parse_reject(changes["reject_next"])
+            refuse = _parse_refuse(changes["refuse"]) if "refuse" in changes else self._refuse
             if "seed" in changes:
                 self._random = random.Random(new.seed)
             self._settings = new
             self._reject = rule
+            self._refuse = refuse
         return self.snapshot()
+
+    def refusing(self, endpoint: str) -> int | None:
+        """The status (401 or 403) a `refuse` rule answers this request with, or None."""
+        with self._lock:
+            refuse = self._refuse
+        return refuse.status if refuse is not None and refuse.covers(endpoint, time.monotonic()) else None
 
     def random(self) -> float:
         with self._lock:
@@ -229,6 +261,27 @@ def _parse_reject(value: Any) -> RejectRule | None:
     if applied and status == 429:
         raise ValueError("reject_next.applied needs a 5xx status (a 429 never does the work)")
     return RejectRule(count, status, retry_after, endpoint, applied)
+
+
+def _parse_refuse(value: Any) -> RefuseRule | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ValueError("refuse must be an object {status, seconds, endpoints?}")
+    unknown = sorted(set(value) - {"status", "seconds", "endpoints"})
+    if unknown:
+        raise ValueError(f"refuse: unknown key(s): {', '.join(unknown)}")
+    status, seconds = value.get("status"), value.get("seconds")
+    if status not in (401, 403):
+        raise ValueError("refuse.status must be 401 or 403")
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds <= 86_400:
+        raise ValueError("refuse.seconds must be a number between 0 and 86400")
+    endpoints = value.get("endpoints")
+    if endpoints is not None:
+        if not isinstance(endpoints, list) or not endpoints or any(e not in ENDPOINT_NAMES for e in endpoints):
+            raise ValueError(f"refuse.endpoints must be a non-empty list of {sorted(ENDPOINT_NAMES)}")
+        endpoints = frozenset(endpoints)
+    return RefuseRule(status, time.monotonic() + float(seconds), endpoints)
 
 
 ENDPOINT_NAMES = frozenset({

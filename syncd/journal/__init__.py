@@ -21,8 +21,16 @@ the journal stores them losslessly (`relpaths`: TEXT, or a BLOB of the raw bytes
     claim.record_sha1(sha1)
     claim.save_session(SessionRecord(...))             # chunked only: the session and each part
     claim.add_part(PartRecord(...))                    # Box acknowledged; claim.drop_session()
-    claim.mark_uploaded(box_file_id, version_id, etag, sha1, now)
-    # or claim.schedule_retry / back_to_readiness / mark_failed / mark_quarantined / mark_skipped
+    claim.mark_uploaded(box_file_id, version_id, etag, sha1, now, post_action=PlannedPostAction(...))
+    # or claim.schedule_retry / back_to_readiness / release / mark_failed / mark_quarantined / mark_skipped
+    # (a stale claim whose upload committed anyway: claim.remember_commit(box_file_id, ...))
+
+    for action in journal.due_post_actions(now):       # delete/move the source, journaled until done:
+        journal.post_action_done(action, detail)       # or post_action_failed / post_action_given_up
+
+    journal.prune_history(before)                      # retention, in batches
+    journal.prune_uploaded(before, source_gone)        # rows of uploaded files whose source is gone
+    JournalProbe(journal.path).writable(now)           # health: a durable write on its own connection
 
     journal.save_box_folder_id(parent_id, name_key, folder_id)   # Box sub-folder ids, so a restart
     journal.box_folder_id(parent_id, name_key)                   # need not ask Box for them again;
@@ -36,7 +44,9 @@ If the file changed (or was claimed again) since `row` was claimed, every write 
 Modules: `journal` (the Journal, made of `core`: opening, transactions, the
 durability and threading notes; `file_states`: the file state machine;
 `box_folder_ids`: the Box folder-id cache; `reports`: status and history
-queries), `claimed_file` (a worker's writes under its claim), `schema`
+queries; `post_actions`: after-upload actions; `retention`: pruning),
+`claimed_file` (a worker's writes under its claim), `probe` (health checks on
+connections of their own), `schema`
 (tables, indexes, migrations), `records` (what comes out), `lock`
 (single-writer lock).
 """
@@ -46,6 +56,7 @@ from syncd.journal.claimed_file import ClaimedFile
 from syncd.journal.disk_comparison import DiskComparison
 from syncd.journal.errors import InvalidTransition, JournalError, JournalLocked, StaleClaim, UnknownFile
 from syncd.journal.journal import Journal
+from syncd.journal.probe import JournalProbe
 from syncd.journal.records import (
     WAITING_FOR_READINESS,
     FileRecord,
@@ -61,6 +72,9 @@ from syncd.journal.records import (
     ParkedEntry,
     PartRecord,
     RefusedEntry,
+    PlannedPostAction,
+    PostAction,
+    PostActionKind,
     SessionRecord,
 )
 from syncd.journal.schema import SCHEMA_VERSION
@@ -84,6 +98,7 @@ __all__ = [
     "Journal",
     "JournalError",
     "JournalLocked",
+    "JournalProbe",
     "KnownFile",
     "Observation",
     "ObservationKind",
@@ -93,6 +108,9 @@ __all__ = [
     "ParkedEntry",
     "PartRecord",
     "RefusedEntry",
+    "PlannedPostAction",
+    "PostAction",
+    "PostActionKind",
     "Role",
     "SessionRecord",
     "StaleClaim",

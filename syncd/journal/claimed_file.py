@@ -21,15 +21,19 @@ from contextlib import contextmanager
 from syncd.journal.box_names import BoxPathClash, OwnedBoxPath, owned_box_path, take_box_path
 from syncd.journal.core import JournalCore
 from syncd.journal.errors import InvalidTransition, JournalError
+from syncd.journal.post_actions import plan_post_action
 from syncd.journal.records import (
     WAITING_FOR_READINESS,
     FileRecord,
     FileState,
     HistoryEvent,
     PartRecord,
+    PlannedPostAction,
     SessionRecord,
 )
-from syncd.journal.rows import claimed_row, error_detail, fetch_session, require_file, saved_session, transition
+from syncd.journal.rows import (
+    append_history, claimed_row, error_detail, fetch_file, fetch_session, require_file, saved_session, transition,
+)
 from syncd.journal.validation import check_part, check_session, check_sha1
 
 
@@ -135,10 +139,14 @@ class ClaimedFile:
     # --------------------------------------------------------------- outcomes
 
     def mark_uploaded(
-        self, box_file_id: str, box_version_id: str | None, etag: str | None, sha1: str, now: float
+        self, box_file_id: str, box_version_id: str | None, etag: str | None, sha1: str, now: float,
+        *, post_action: PlannedPostAction | None = None,
     ) -> FileRecord:
         """Record a verified upload: uploading -> uploaded; drops the saved session.
 
+        `post_action` (delete or move the source) is journaled in the same transaction,
+        so a crash after the commit finishes it instead of forgetting it (invariant 8);
+        without one, an action left from earlier content of the file is dropped.
         Raises JournalError if a SHA-1 was recorded for this content and `sha1` differs
         (the verified bytes are not the ones hashed).
         """
@@ -151,6 +159,7 @@ class ClaimedFile:
                     f"journal row {row.id}: uploaded SHA-1 {digest} differs from the recorded {row.sha1}"
                 )
             conn.execute("DELETE FROM upload_sessions WHERE file_id = ?", (row.id,))
+            plan_post_action(conn, row, post_action, digest, float(now))
             return transition(
                 conn,
                 row,
@@ -205,6 +214,48 @@ class ClaimedFile:
                 {"attempts": max(row.attempts - 1, 0), "sha1": None, "next_attempt_at": WAITING_FOR_READINESS,
                  "last_error": reason, "last_error_code": "changed"},
             )
+
+    def release(self, reason: str, code: str | None, next_attempt_at: float, *, now: float | None = None
+                ) -> FileRecord:
+        """Give the claim back without spending an attempt: uploading -> pending, due at
+        `next_attempt_at`, the claim's attempt not counted (Box refused the credentials or the
+        watch's folder: the file is not at fault). The saved session is kept."""
+        with self._claimed_write() as (conn, row):
+            if row.state is not FileState.UPLOADING:
+                raise InvalidTransition(row.id, row.state, FileState.PENDING)
+            return transition(
+                conn, row, FileState.PENDING, HistoryEvent.DEFERRED, error_detail(reason, code),
+                self._journal._now(now),
+                {"attempts": max(0, row.attempts - 1), "last_error": reason, "last_error_code": code,
+                 "next_attempt_at": float(next_attempt_at)},
+            )
+
+    def remember_commit(self, box_file_id: str, box_version_id: str | None, etag: str | None, *,
+                        now: float | None = None) -> bool:
+        """After a stale claim: keep the Box file this claim's upload committed, so that the next
+        attempt (of the file's new content) uploads a version of it instead of a duplicate.
+
+        Not checked against the claim (it is stale by definition) but against the row's Box
+        fields as this claim saw them: only when no later attempt recorded a Box file since is
+        the row changed (its id, version and etag; never its state, SHA-1 or claim). True when
+        it was. Raises JournalError when the journal cannot be written.
+        """
+        if not box_file_id:
+            raise ValueError("box_file_id must be a non-empty string")
+        claimed = self.record
+        with self._journal._write(durable=True) as conn:
+            updated = conn.execute(
+                "UPDATE files SET box_file_id = ?, box_version_id = ?, box_etag = ?"
+                " WHERE id = ? AND box_file_id IS ? AND box_etag IS ?",
+                (box_file_id, box_version_id, etag, claimed.id, claimed.box_file_id, claimed.box_etag),
+            ).rowcount
+            row = fetch_file(conn, "id = ?", (claimed.id,))
+            if not updated or row is None:
+                return False
+            append_history(conn, self._journal._now(now), row, HistoryEvent.COMMIT_REMEMBERED, row.state, row.state,
+                           f"a superseded upload committed box file {box_file_id} version {box_version_id or '?'};"
+                           " the file's new content goes up as its next version")
+            return True
 
     def mark_failed(self, reason: str, code: str | None = None, *, now: float | None = None) -> FileRecord:
         """Give up on the file (retries exhausted or permanent error) until `syncd retry`."""

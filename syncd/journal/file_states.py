@@ -349,14 +349,31 @@ class FileStates(JournalCore):
                     attempt=row.attempts + 1,
                 )
 
-    def next_attempt_time(self, *, max_size: int | None = None) -> float | None:
-        """When the earliest pending file becomes due (None if nothing is pending)."""
+    def next_attempt_time(self, *, max_size: int | None = None, excluding: Collection[str] = ()) -> float | None:
+        """When the earliest pending file becomes due (None if nothing is pending), leaving out the
+        watches in `excluding` (those Box refuses: their files wait for it, not for their time)."""
         with self._read() as conn:
-            if max_size is None:
+            if excluding:
+                found = conn.execute(
+                    f"{queries.NEXT_ATTEMPT} AND watch NOT IN ({', '.join('?' * len(excluding))})", tuple(excluding)
+                ).fetchone()
+            elif max_size is None:
                 found = conn.execute(queries.NEXT_ATTEMPT).fetchone()
             else:
                 found = conn.execute(queries.NEXT_ATTEMPT_MAX_SIZE, {"max_size": max_size}).fetchone()
         return None if found is None or found[0] is None else float(found[0])
+
+    def defer_pending(self, watch: str, until: float) -> int:
+        """Make the pending files of `watch` due no earlier than `until` (Box refuses the watch's
+        folder until then at least): one statement, no history line, attempts untouched. Returns
+        how many were pushed back."""
+        if not watch:
+            raise ValueError("watch must be a non-empty string")
+        with self._write(durable=False) as conn:
+            return conn.execute(
+                "UPDATE files SET next_attempt_at = ? WHERE watch = ? AND state = 'pending' AND next_attempt_at < ?",
+                (float(until), watch, float(until)),
+            ).rowcount
 
     def claimed(self, record: FileRecord) -> ClaimedFile:
         """The journal writes of the worker holding `record`'s claim (from `claim_next` or

@@ -2,18 +2,21 @@
 
 One class made of its parts, each a module: `core` (opening, the daemon lock,
 transactions; the durability and threading notes), `file_states` (the file
-state machine), `box_folder_ids` (the Box folder-id cache), `reports` (status
-and history queries).
+state machine), `post_actions` (after-upload actions still to be done),
+`box_folder_ids` (the Box folder-id cache), `reports` (status and history
+queries), `retention` (pruning history and forgotten files).
 """
 
 from __future__ import annotations
 
 from syncd.journal.box_folder_ids import BoxFolderIds
 from syncd.journal.file_states import FileStates
+from syncd.journal.post_actions import PostActions
 from syncd.journal.reports import Reports
+from syncd.journal.retention import Retention
 
 
-class Journal(FileStates, BoxFolderIds, Reports):
+class Journal(FileStates, PostActions, BoxFolderIds, Reports, Retention):
     """The journal of one syncd instance. Create with `Journal.open(...)`; close when done.
 
     Times are Unix epoch seconds. Methods that take `now` use it for every timestamp

@@ -9,6 +9,7 @@ import enum
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import NamedTuple, Protocol
 
 #: `next_attempt_at` of a pending row whose file went back to readiness (it changed after it was
@@ -51,6 +52,13 @@ class HistoryEvent(enum.StrEnum):
     RETRIED = "retried"
     REMOVED = "removed"
     FORGOTTEN = "forgotten"
+    # Issue 11: a claim given back without costing an attempt (Box refused the credentials or the
+    # watch's folder), a commit of a superseded attempt remembered, and the after-upload action.
+    DEFERRED = "deferred"
+    COMMIT_REMEMBERED = "commit_remembered"
+    SOURCE_DELETED = "source_deleted"
+    SOURCE_ARCHIVED = "source_archived"
+    SOURCE_KEPT = "source_kept"  # the after-upload action was given up: the source stays where it is
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,3 +236,44 @@ class KnownFile(NamedTuple):
     mtime_ns: int
     inode: int
     state: FileState
+
+
+class PostActionKind(enum.StrEnum):
+    """What happens to a source after Box verified it (``after_upload`` other than keep)."""
+
+    DELETE = "delete"
+    MOVE = "move"
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedPostAction:
+    """The after-upload action decided at commit time, journaled with `mark_uploaded`.
+
+    The uploaded content (`sha1`, `size`, `mtime_ns`, `inode`) is copied from the
+    claim, so the action touches only that content, whatever the row becomes later.
+    """
+
+    action: PostActionKind
+    archive_path: Path | None = None  # MOVE: where the archive template put the file
+
+
+@dataclass(frozen=True, slots=True)
+class PostAction:
+    """A journaled after-upload action still to be carried out (a row of `post_actions`)."""
+
+    id: int
+    file_id: int
+    watch: str
+    relpath: str
+    action: PostActionKind
+    sha1: str
+    size: int
+    mtime_ns: int
+    inode: int
+    archive_path: Path | None
+    archived_as: Path | None  # MOVE: the free archive name chosen, recorded before the copy lands there
+    attempts: int
+    next_attempt_at: float
+    last_error: str | None
+    last_error_code: str | None
+    created_at: float

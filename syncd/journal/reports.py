@@ -1,5 +1,5 @@
 """What the journal reports: rows, counts by state, the oldest pending file,
-recent failures, uploads in flight, history (and its retention), and the
+recent failures, uploads in flight, history, and the
 stream of known files a start-up scan compares with the disk. Every figure
 comes from an indexed query (`syncd.journal.queries`).
 """
@@ -107,11 +107,6 @@ class Reports(JournalCore):
                 rows = conn.execute(queries.HISTORY_OF_PATH,
                                     {"watch": watch, "relpath": stored_relpath(relpath), "limit": limit})
             return [history_entry(r) for r in rows]
-
-    def prune_history(self, before: float) -> int:
-        """Delete history entries older than `before` (retention). Returns how many."""
-        with self._write(durable=False) as conn:
-            return conn.execute("DELETE FROM history WHERE ts < ?", (float(before),)).rowcount
 
     def compare_with_disk(self, watch: str) -> DiskComparison:
         """A comparison of one scan of `watch` with its rows, on its own connection, in bounded

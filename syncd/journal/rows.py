@@ -12,6 +12,7 @@ from typing import Any
 from syncd.journal import queries
 from syncd.journal.box_names import NAME_COLLISION, owned_box_path
 from syncd.journal.errors import InvalidTransition, StaleClaim, UnknownFile
+from syncd.logs import scrub_text
 from syncd.journal.records import FileRecord, FileState, HistoryEntry, HistoryEvent, PartRecord, SessionRecord
 from syncd.journal.relpaths import loaded_relpath, stored_relpath
 from syncd.journal.validation import from_i64
@@ -137,6 +138,8 @@ def transition(
     unknown = set(columns) - _SETTABLE_COLUMNS
     if unknown:
         raise ValueError(f"not settable by a transition: {sorted(unknown)}")
+    if columns.get("last_error"):
+        columns = {**columns, "last_error": scrubbed(columns["last_error"])}
     assignments = ", ".join(f"{name} = ?" for name in columns)
     updated = conn.execute(
         f"UPDATE files SET state = ?, updated_at = ?, {assignments} WHERE id = ? RETURNING {queries.FILE_SELECT}"
@@ -202,7 +205,7 @@ def append_history(
             event.value,
             None if from_state is None else from_state.value,
             None if to_state is None else to_state.value,
-            detail,
+            None if detail is None else scrubbed(detail),
             row.attempts if attempt is None else attempt,
         ),
     )
@@ -232,6 +235,10 @@ def same_identity(row: FileRecord, size: int, mtime_ns: int, inode: int, device:
     if None not in (row.device, device) and row.device != device:
         return False
     return None in (row.ctime_ns, ctime_ns) or row.ctime_ns == ctime_ns
+def scrubbed(text: str) -> str:
+    """`text` with every secret the process knows masked: error text reaches the journal (and
+    `syncd status`, `syncd history`) only this way (invariant 9)."""
+    return scrub_text(text)
 
 
 def error_detail(message: str, code: str | None) -> str:

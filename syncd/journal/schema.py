@@ -160,4 +160,54 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
 )
 
+# Issue 11's migration (number 6, after issue 10's 5): the steps after a commit and the journal's
+# own upkeep. Self-contained: it only adds tables and indexes, so it applies on top of any earlier
+# migration, and it takes the next number whatever precedes it.
+MIGRATIONS += (
+    Migration(
+        version=len(MIGRATIONS) + 1,
+        description="after-upload actions as journaled steps, a heartbeat row, indexes for retention",
+        statements=(
+            """
+            CREATE TABLE post_actions (
+                -- AUTOINCREMENT: a new upload of the file replaces its action with a new id, so
+                -- the applier of the old one can never record an outcome for the new one.
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                file_id INTEGER NOT NULL UNIQUE REFERENCES files (id) ON DELETE CASCADE,
+                action TEXT NOT NULL CHECK (action IN ('delete', 'move')),
+                -- What Box holds (verified at commit) and the file it came from: the source is
+                -- touched only while the bytes on disk are these (invariant 4).
+                sha1 TEXT NOT NULL,
+                size INTEGER NOT NULL,
+                mtime_ns INTEGER NOT NULL,
+                inode INTEGER NOT NULL,
+                -- move: the archive path the template gave at upload time (file-system bytes),
+                -- and the free name chosen next to it, recorded before the copy is put there.
+                archive_path BLOB,
+                archived_as BLOB,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                next_attempt_at REAL NOT NULL,
+                last_error TEXT,
+                last_error_code TEXT,
+                created_at REAL NOT NULL,
+                updated_at REAL NOT NULL
+            )
+            """,
+            "CREATE INDEX post_actions_due ON post_actions (next_attempt_at)",
+            """
+            CREATE TABLE journal_heartbeat (
+                -- One row: the health probe rewrites it (a durable write) to prove the journal writable.
+                id INTEGER PRIMARY KEY CHECK (id = 1),
+                written_at REAL NOT NULL,
+                pid INTEGER NOT NULL
+            )
+            """,
+            # Retention: uploaded rows by age (those whose source is gone are forgotten) and
+            # history by age, each walked in batches without scanning the table.
+            "CREATE INDEX files_uploaded_age ON files (uploaded_at) WHERE state = 'uploaded'",
+            "CREATE INDEX history_ts ON history (ts)",
+        ),
+    ),
+)
+
 SCHEMA_VERSION = len(MIGRATIONS)

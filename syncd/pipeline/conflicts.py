@@ -9,7 +9,9 @@ Shared by the daemon's ingest and by `syncd push`, so both behave the same:
 - ``fail``: report the conflict.
 
 A conflicting file holding our own bytes is never a conflict: the upload layer
-treats it as our earlier attempt and returns it.
+treats it as our earlier attempt and returns it. Nor is a file this one uploaded
+before (`ours`: a superseded attempt of the same file that committed): it gets a
+new version, whatever the policy, instead of being skipped or renamed around.
 """
 
 from __future__ import annotations
@@ -49,12 +51,15 @@ def candidate_names(name: str, policy: str) -> Iterator[str]:
 
 
 def upload_with_policy(upload: UploadFn, name: str, policy: str, *, existing_file_id: str | None = None,
-                       on_decision: Callable[[str, str], None] | None = None) -> UploadedFile | ConflictOutcome:
+                       on_decision: Callable[[str, str], None] | None = None,
+                       ours: Callable[[str], bool] | None = None) -> UploadedFile | ConflictOutcome:
     """Upload under `name` applying `policy` to name conflicts.
 
     `upload(name, existing_file_id)` performs one upload (new file when the id is
     None). With `existing_file_id` (a file we uploaded before) no conflict can
     arise. `on_decision(decision, reason)` is told when a conflict changes course.
+    `ours(file_id)`: whether a conflicting file is one this file uploaded before
+    (then it gets a new version, whatever the policy).
     """
     if policy not in POLICIES:
         raise ValueError(f"conflict policy must be one of {', '.join(POLICIES)}, not {policy!r}")
@@ -68,6 +73,10 @@ def upload_with_policy(upload: UploadFn, name: str, policy: str, *, existing_fil
                 raise
             conflict = _conflicting_item(exc.conflicts)
             what = _describe(conflict, attempt)
+            if conflict is not None and conflict.type == "file" and ours is not None and ours(conflict.id):
+                if on_decision is not None:
+                    on_decision("version", f"{what}, uploaded by an earlier attempt of this file")
+                return upload(attempt, conflict.id)
             if policy == "rename":
                 if on_decision is not None:
                     on_decision("rename", what)

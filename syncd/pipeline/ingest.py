@@ -7,19 +7,29 @@ runs; every outcome is written back before it returns:
       owned in the watch (names, collisions) ─▶ lease held, writes watched ─▶ Box folder
       ─▶ reconcile (a previous attempt may have finished remotely)
       ─▶ upload (resuming a saved session) ─▶ conflict policy
-      ─▶ mark_uploaded ─▶ after-upload action (keep / delete / move)
+      ─▶ mark_uploaded, with the after-upload action (delete / move) journaled in the
+         same transaction; `syncd.pipeline.post_actions` carries it out
 
 The first three steps are `pipeline.claimed_source`'s. Failures become a
 scheduled retry, `failed`, `quarantined` or `skipped`, each with a reason a
 person can act on. A file that changed under us (at the claim, or a writer
 during the upload) goes back through readiness without costing an attempt,
 and waits its settle time again, longer each time: the new content is what
-must go up, once it is finished.
+must go up, once it is finished. A file whose upload Box refused because it
+refuses the credentials or the watch's folder (a `ClaimGate` confirms it by
+asking Box, and pauses that scope) is given back without costing an attempt:
+the file is not at fault. When the journal itself refuses to record an outcome
+(disk full, locked too long), the claim goes to `StrandedClaims`, which puts the
+row back to `pending` as soon as the journal accepts writes. When the claim went
+stale but Box committed the upload, the Box file is remembered, so the next
+attempt versions it.
 
 Each claim is one `Attempt`: the claimed row, the journal handle bound to that
 claim (every write checks the claim), the watch, the path, a bound logger, the
-stop event. The stages take it instead of parameter lists; `process` returns an
-`Outcome` whose `kind` is an `OutcomeKind`.
+stop event and the job's progress (every byte hashed or sent, every heartbeat of
+the Box layer, counts for the job whatever thread reports it). The stages take it
+instead of parameter lists; `process` returns an `Outcome` whose `kind` is an
+`OutcomeKind`.
 """
 
 from __future__ import annotations
@@ -29,13 +39,15 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
+from typing import Protocol
 
 import structlog
 
 from syncd.box import (
+    AuthError,
     BoxAPIError,
     BoxClient,
     BoxError,
@@ -51,15 +63,28 @@ from syncd.box import (
     hash_file,
 )
 from syncd.config import Config, WatchConfig
-from syncd.journal import ClaimedFile, FileRecord, Journal, JournalError, PartRecord, SessionRecord, StaleClaim
-from syncd.pipeline.actions import AfterUpload, SourceActionRefused, apply_after_upload
+from syncd.journal import (
+    ClaimedFile,
+    FileRecord,
+    Journal,
+    JournalError,
+    PartRecord,
+    PlannedPostAction,
+    PostActionKind,
+    SessionRecord,
+    StaleClaim,
+)
+from syncd.pipeline.actions import AfterUpload
+from syncd.pipeline.claims import PAUSED_CODE, Paused
 from syncd.pipeline.conflicts import ConflictOutcome, upload_with_policy
 from syncd.pipeline.claimed_source import Next, Refusal, UploadGuard, claim_box_path, open_claimed
 from syncd.pipeline.identity import FileStat
 from syncd.pipeline.intake import Intake
 from syncd.pipeline.names import display_path
+from syncd.pipeline.progress import JobProgress
 from syncd.pipeline.retry_schedule import RetrySchedule
 from syncd.pipeline.source import OpenedSource
+from syncd.pipeline.stranded import StrandedClaims
 from syncd.pipeline.writers import HeldLease, LeaseMonitor
 
 log = structlog.get_logger("syncd.ingest")
@@ -75,6 +100,17 @@ class OutcomeKind(enum.StrEnum):
     CHANGED = "changed"  # changed before or during its upload: back through readiness, no attempt spent
     GONE = "gone"  # the file vanished before its upload: row removed
     STALE = "stale"  # the claim went stale (new content claimed again): this attempt recorded nothing
+    PAUSED = "paused"  # Box refuses the credentials or the watch's folder: given back, no attempt spent
+    STRANDED = "stranded"  # the journal refused the outcome: put back to pending once it accepts writes
+
+
+class BoxRefusals(Protocol):
+    """Box refusing a whole scope, told apart from a refusal of one file (the service's circuit breaker)."""
+
+    def confirm(self, watch: WatchConfig, error: BoxError) -> Paused | None:
+        """`error` ended an upload into `watch`: if Box refuses the credentials or the watch's folder
+        (asked again, not guessed from the error), pause that scope and say until when; None when
+        the refusal is this file's alone."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +134,7 @@ class Attempt:
     log: structlog.stdlib.BoundLogger  # bound with watch, path, file_row and attempt
     stopping: threading.Event | None = None  # set: a chunked upload pauses at its next part boundary
     interrupted: bool = False  # a crash left the row uploading: ask Box before sending anything
+    progress: JobProgress = field(default_factory=JobProgress)  # this job's, whatever thread reports
     source: OpenedSource | None = None  # the file, opened once (claimed_source): every byte comes from it
     lease: HeldLease | None = None  # held while the upload (and what follows) runs, where one could be had
     cancel: threading.Event | None = None  # for the uploader: shutdown, or a writer seen (`changed`)
@@ -174,6 +211,9 @@ class Ingest:
         *,
         on_uploaded: Callable[[FileRecord, UploadedFile, float], None] | None = None,
         on_bytes: Callable[[int], None] | None = None,
+        on_post_action: Callable[[], None] | None = None,
+        refusals: BoxRefusals | None = None,
+        stranded: StrandedClaims | None = None,
         clock: Callable[[], float] = time.time,
         intake: Intake | None = None,
         leases: LeaseMonitor | None = None,
@@ -190,6 +230,9 @@ class Ingest:
         self.reconfigure(config)
         self._on_uploaded = on_uploaded
         self._on_bytes = on_bytes
+        self._on_post_action = on_post_action
+        self._refusals = refusals
+        self.stranded = stranded or StrandedClaims(lambda attempts: self.retry_schedule.delay(attempts), clock=clock)
         self._clock = clock
 
     def reconfigure(self, config: Config) -> None:
@@ -200,12 +243,13 @@ class Ingest:
     # ------------------------------------------------------------------ entry
 
     def process(self, record: FileRecord, stopping: threading.Event | None = None, *,
-                interrupted: bool = False) -> Outcome:
+                interrupted: bool = False, progress: JobProgress | None = None) -> Outcome:
         """Take one claimed (`uploading`) row to its next recorded state; never raises.
 
         `stopping` pauses a chunked upload at its next part boundary. `interrupted`
         says a crash left this row uploading: Box is asked first whether the upload
-        already went through, so it is never sent twice.
+        already went through, so it is never sent twice. `progress` is the job's
+        (the worker pool's health check reads it).
         """
         bound = log.bind(watch=record.watch, path=display_path(record.relpath), file_row=record.id,
                          attempt=record.attempts)
@@ -214,22 +258,26 @@ class Ingest:
             watch = self.config.watch_named(record.watch)
         except KeyError:
             return self._guarded(claim, bound, lambda: self._watch_removed(claim))
-        attempt = Attempt(record, claim, watch, watch.path / record.relpath, bound, stopping, interrupted)
+        attempt = Attempt(record, claim, watch, watch.path / record.relpath, bound, stopping, interrupted,
+                          progress or JobProgress())
         return self._guarded(claim, bound, lambda: self._ingest(attempt))
 
     def _guarded(self, claim: ClaimedFile, log_: structlog.stdlib.BoundLogger, step: Callable[[], Outcome]
                  ) -> Outcome:
-        """Run `step`; a stale claim ends the attempt quietly, and a bug schedules a retry rather than
-        strand the row in `uploading`. Journal failures propagate: nothing can be recorded."""
+        """Run `step`; a stale claim ends the attempt quietly, a bug schedules a retry, and a journal
+        that refuses to record the outcome gets the claim back once it accepts writes: no row is
+        left `uploading` until a restart."""
         try:
             return step()
         except StaleClaim:
             outcome = Outcome(OutcomeKind.STALE, "the file changed during the upload; its new content is pending")
             log_.info("upload_superseded", reason=outcome.detail)
             return outcome
-        except JournalError:
-            log_.exception("journal_write_failed")
-            raise
+        except JournalError as exc:
+            log_.error("journal_write_failed", reason=str(exc),
+                       detail="the file goes back to pending as soon as the journal accepts writes")
+            self.stranded.add(claim, str(exc))
+            return Outcome(OutcomeKind.STRANDED, str(exc), code="journal_error")
         except Exception as exc:
             log_.exception("ingest_crashed")
             return self._retry(claim, log_, f"internal error: {type(exc).__name__}: {exc}", "internal_error")
@@ -276,10 +324,12 @@ class Ingest:
             return self._refused(attempt, Refusal(Next.BACK_TO_READINESS, guard.change_reason or exc.reason,
                                                   "source_changed"))
         except BoxAPIError as exc:
-            return self._box_error(attempt, exc)
+            return self._paused(attempt, exc) or self._box_error(attempt, exc)
         except OutcomeUnknown as exc:
             # The next attempt reconciles with Box before sending anything again.
             return self._retry(claim, log_, str(exc), "outcome_unknown")
+        except AuthError as exc:
+            return self._paused(attempt, exc) or self._retry(claim, log_, str(exc), exc.code or "auth_error")
         except BoxError as exc:
             return self._retry(claim, log_, str(exc), type(exc).__name__, retry_after=getattr(exc, "retry_after", None))
         except OSError as exc:
@@ -333,23 +383,32 @@ class Ingest:
         elif sha1 is None and record.size < self.uploader.chunked_threshold:
             # A direct upload sends its SHA-1 first (Box checks the body against it): hash it here,
             # from the one descriptor. A chunked upload hashes its parts as it sends them.
-            sha1 = attempt.source.sha1() if attempt.source is not None else None
+            sha1 = attempt.source.sha1(on_progress=attempt.progress.advance) if attempt.source is not None else None
         progress = JournalProgress(attempt, self.client.upload_url)
         log_.info("upload_started", size=record.size, folder_id=folder_id, new_version_of=record.box_file_id)
         source_path = _reading_path(attempt)
 
         def upload(attempt_name: str, existing_id: str | None) -> UploadedFile:
+            # A version of the file this row uploaded goes only onto the version it knows (If-Match):
+            # Box answers 412 if someone changed it since, unless the change was our own lost commit.
+            etag = record.box_etag if existing_id is not None and existing_id == record.box_file_id else None
             return self.uploader.upload(source_path, folder_id, attempt_name, existing_file_id=existing_id,
-                                        sha1=sha1, progress=progress, on_bytes=self._on_bytes,
+                                        etag=etag, sha1=sha1, progress=progress,
+                                        on_bytes=lambda n: self._bytes(attempt, n),
                                         cancel=attempt.cancel or attempt.stopping)
 
         def decided(decision: str, reason: str) -> None:
             log_.info("name_conflict_resolved", decision=decision, reason=reason)
 
+        def ours(file_id: str) -> bool:
+            # A superseded attempt of this row may have committed it (remember_commit) after this claim began.
+            current = self.journal.get(record.id)
+            return current is not None and current.box_file_id == file_id
+
         policy = attempt.watch.conflict
         try:
             outcome = upload_with_policy(upload, name, policy, existing_file_id=record.box_file_id,
-                                         on_decision=decided)
+                                         on_decision=decided, ours=ours)
         except BoxAPIError as exc:
             if exc.status != 404 or record.box_file_id is None:
                 raise
@@ -365,8 +424,14 @@ class Ingest:
             return Outcome(OutcomeKind.FAILED, outcome.reason, code=outcome.code)
         return outcome
 
+    def _bytes(self, attempt: Attempt, n: int) -> None:
+        """Bytes Box acknowledged, or a heartbeat (0) while the upload waits: the job's progress."""
+        attempt.progress.advance(n)
+        if self._on_bytes is not None and n:
+            self._on_bytes(n)
+
     def _hash(self, attempt: Attempt) -> str:
-        sha1 = attempt.source.sha1() if attempt.source is not None else hash_file(attempt.path)[0]
+        sha1 = attempt.source.sha1(on_progress=attempt.progress.advance) if attempt.source is not None else hash_file(attempt.path)[0]
         attempt.claim.record_sha1(sha1)
         return sha1
 
@@ -386,34 +451,36 @@ class Ingest:
         return None
 
     def _committed(self, attempt: Attempt, result: UploadedFile, duration: float) -> Outcome:
-        uploaded = attempt.claim.mark_uploaded(result.file_id, result.version_id, result.etag, result.sha1,
-                                               self._clock())
+        planned = self._post_action(attempt)
+        try:
+            uploaded = attempt.claim.mark_uploaded(result.file_id, result.version_id, result.etag, result.sha1,
+                                                   self._clock(), post_action=planned)
+        except StaleClaim:
+            # Box holds this upload although the file changed meanwhile: keep the Box file, so the
+            # new content goes up as its next version, not as a duplicate (nor skipped, nor renamed).
+            if attempt.claim.remember_commit(result.file_id, result.version_id, result.etag):
+                attempt.log.info("superseded_commit_remembered", file_id=result.file_id,
+                                 version_id=result.version_id)
+            raise
         attempt.log.info("upload_committed", size=result.size, sha1=result.sha1, file_id=result.file_id,
-                         version_id=result.version_id, duration_ms=round(duration * 1000))
+                         version_id=result.version_id, duration_ms=round(duration * 1000),
+                         after_upload=planned.action.value if planned else "keep")
         if self._on_uploaded is not None:
             self._on_uploaded(uploaded, result, duration)
-        self._after_upload(attempt, result)
+        if planned is not None and self._on_post_action is not None:
+            self._on_post_action()
         return Outcome(OutcomeKind.UPLOADED, uploaded=result)
 
-    def _after_upload(self, attempt: Attempt, result: UploadedFile) -> None:
-        watch, record, log_ = attempt.watch, attempt.record, attempt.log
+    def _post_action(self, attempt: Attempt) -> PlannedPostAction | None:
+        """The watch's after-upload action for this file, decided now (the archive path included)."""
+        watch = attempt.watch
         action = AfterUpload(watch.after_upload)
         if action is AfterUpload.KEEP:
-            return
-        hashed = FileStat(record.size, record.mtime_ns, record.inode)
-        target = watch.archive_path(record.relpath, datetime.now().astimezone()) if action is AfterUpload.MOVE else None
-        try:
-            # Hash the bytes on disk now: the source is only touched if they are what Box holds.
-            local_sha1, _ = hash_file(attempt.path)
-            moved = apply_after_upload(action, attempt.path, hashed=hashed, local_sha1=local_sha1,
-                                       box_sha1=result.sha1, archive_target=target)
-        except (SourceActionRefused, SourceChanged, OSError) as exc:
-            log_.warning("source_action_refused", action=str(action), reason=str(exc))
-            return
-        if moved is None:
-            log_.info("source_deleted", sha1=local_sha1)
-        else:
-            log_.info("source_moved", archive=str(moved), sha1=local_sha1)
+            return None
+        if action is AfterUpload.DELETE:
+            return PlannedPostAction(PostActionKind.DELETE)
+        return PlannedPostAction(PostActionKind.MOVE,
+                                 watch.archive_path(attempt.record.relpath, datetime.now().astimezone()))
 
     # ------------------------------------------------------------- failures
 
@@ -439,6 +506,18 @@ class Ingest:
             case _:
                 return self._retry(claim, log_, refusal.reason, refusal.code)
 
+    def _paused(self, attempt: Attempt, exc: BoxError) -> Outcome | None:
+        """Box refuses the credentials or the watch's folder, not this file: give the claim back
+        without spending an attempt, due when Box is asked again. None when it is the file's refusal."""
+        if self._refusals is None or exc.error_class not in (ErrorClass.PERMANENT_CONFIG, ErrorClass.REFRESH_AUTH):
+            return None
+        paused = self._refusals.confirm(attempt.watch, exc)
+        if paused is None:
+            return None
+        attempt.claim.release(paused.reason, PAUSED_CODE, paused.until)
+        attempt.log.info("upload_paused_box_refusing", reason=paused.reason, error_code=getattr(exc, "code", None))
+        return Outcome(OutcomeKind.PAUSED, paused.reason, code=PAUSED_CODE)
+
     def _box_error(self, attempt: Attempt, exc: BoxAPIError) -> Outcome:
         claim, log_ = attempt.claim, attempt.log
         match exc.error_class:
@@ -455,6 +534,10 @@ class Ingest:
                 return Outcome(OutcomeKind.FAILED, reason, code=exc.code)
             case ErrorClass.PERMANENT_FILE:
                 reason = f"Box refused the upload: {exc}"
+                if exc.status == 412 and attempt.record.box_etag:
+                    reason = (f"Box's copy changed since syncd uploaded it (its etag is no longer "
+                              f"{attempt.record.box_etag}): not uploaded over it; `syncd forget` the file to upload "
+                              f"it again by the watch's conflict policy ({exc})")
                 claim.mark_failed(reason, exc.code)
                 log_.warning("upload_failed", reason=reason, error_code=exc.code, request_id=exc.request_id)
                 return Outcome(OutcomeKind.FAILED, reason, code=exc.code)

@@ -5,6 +5,10 @@ nothing due; stop claiming when asked. What "process" means lives in
 `syncd.pipeline.ingest`; what "claim" means in `syncd.pipeline.claims`. One worker
 (when there are at least two) only takes small files, so a few multi-gigabyte
 uploads never starve a burst of scans.
+
+Each job gets its own `JobProgress`, passed to `process`: whatever thread moves the
+job forward (the upload's part threads, the hashing, the Box layer's heartbeats while
+it waits) reports there, so `stuck` sees a job that is silent, never one that is long.
 """
 
 from __future__ import annotations
@@ -12,10 +16,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 import structlog
+
+from syncd.pipeline.progress import JobProgress
 
 log = structlog.get_logger("syncd.worker")
 
@@ -32,12 +38,12 @@ class WorkerState:
     name: str
     small_files_only: bool
     busy_since: float | None = None
-    last_progress: float = field(default_factory=time.monotonic)
     current: str | None = None
+    progress: JobProgress | None = None  # the current job's
 
 
 class WorkerPool(Generic[Job]):
-    """N threads running `process(job, stopping)` on jobs returned by `claim(max_size)`.
+    """N threads running `process(job, stopping, progress)` on jobs returned by `claim(max_size)`.
 
     `claim(max_size)` returns the next due job (already marked as in progress)
     or None; `max_size` is None for "any size". `process` must return normally
@@ -48,7 +54,7 @@ class WorkerPool(Generic[Job]):
     def __init__(
         self,
         claim: Callable[[int | None], Job | None],
-        process: Callable[[Job, threading.Event], None],
+        process: Callable[[Job, threading.Event, JobProgress], None],
         *,
         workers: int,
         small_file_max: int,
@@ -92,17 +98,9 @@ class WorkerPool(Generic[Job]):
             thread.join(max(0.0, deadline - time.monotonic()))
         return not any(thread.is_alive() for thread in self._threads)
 
-    def progress(self) -> None:
-        """Called from a job's thread whenever it moves forward (bytes sent, part done)."""
-        current = threading.current_thread().name
-        for state in self.states:
-            if state.name == current:
-                state.last_progress = time.monotonic()
-
     def stuck(self, threshold: float) -> list[WorkerState]:
-        """Workers busy on one job with no progress for longer than `threshold` seconds."""
-        now = time.monotonic()
-        return [s for s in self.states if s.busy_since is not None and now - s.last_progress > threshold]
+        """Workers whose job made no progress for longer than `threshold` seconds."""
+        return [s for s in self.states if s.progress is not None and s.progress.silent_for() > threshold]
 
     def alive(self) -> bool:
         return bool(self._threads) and all(t.is_alive() for t in self._threads)
@@ -118,15 +116,17 @@ class WorkerPool(Generic[Job]):
             if job is None:
                 self._idle()
                 continue
-            state.busy_since = state.last_progress = time.monotonic()
             state.current = self._describe(job)
+            state.progress = JobProgress(state.current)
+            state.busy_since = state.progress.started
             try:
-                self._process(job, self.stopping)
+                self._process(job, self.stopping, state.progress)
             except Exception:
                 log.exception("job_crashed", worker=state.name, job=state.current)
             finally:
                 state.busy_since = None
                 state.current = None
+                state.progress = None
 
     def _idle(self) -> None:
         with self._wake:

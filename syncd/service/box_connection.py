@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import collections
+import threading
 from dataclasses import dataclass
 
 from syncd.box import (
@@ -23,6 +25,7 @@ from syncd.config import DeveloperTokenAuth as DevTokenConfig
 from syncd.config import JwtAuth as JwtConfig
 from syncd.config import OAuthAuth as OAuthConfig
 from syncd.journal import Journal
+from syncd.logs import forget_secret, register_secret
 
 
 @dataclass
@@ -57,8 +60,46 @@ class JournalFolderIds:
         self.journal.forget_box_folder(folder_id)
 
 
+class RuntimeSecrets:
+    """Tokens Box hands out while syncd runs, registered with the log redactor as they arrive.
+
+    Only the latest `keep` stay registered: refresh tokens rotate and access tokens
+    expire every hour, and the redactor's pattern must not grow for the life of the
+    process (a token that old is dead; the newest ones are what a log line could hold).
+    """
+
+    def __init__(self, keep: int = 16) -> None:
+        self._keep = keep
+        self._recent: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, token: str) -> None:
+        register_secret(token)
+        with self._lock:
+            self._recent[token] = None
+            self._recent.move_to_end(token)
+            expired = [self._recent.popitem(last=False)[0] for _ in range(len(self._recent) - self._keep)]
+        for old in expired:
+            forget_secret(old)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._recent)
+
+
+#: The process's run-time tokens (one Box connection per process, or a few sharing it).
+RUNTIME_SECRETS = RuntimeSecrets()
+
+
 def build_auth(config: Config) -> Auth:
-    """The syncd.box auth object for the configured method."""
+    """The syncd.box auth object for the configured method; every token it obtains at run time
+    is registered with the log redactor the moment it arrives (`RUNTIME_SECRETS`)."""
+    auth = _auth_for(config)
+    auth.on_token = RUNTIME_SECRETS.add
+    return auth
+
+
+def _auth_for(config: Config) -> Auth:
     box = config.box
     auth = box.auth
     if isinstance(auth, DevTokenConfig):

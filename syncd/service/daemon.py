@@ -7,7 +7,8 @@
 
 Lifecycle: rows a crash left `uploading` are handed to the workers first (they
 reconcile with Box before sending anything; syncd.pipeline.claims keeps that
-order); intake starts; READY=1 is sent once every watch is observed and its
+order); after-upload actions a crash left undone are carried out (syncd.pipeline.
+post_actions); intake starts; READY=1 is sent once every watch is observed and its
 start-up scan queued. SIGTERM/SIGINT stop intake, let in-flight uploads reach
 a safe point within `shutdown_timeout`, and exit 0; a second signal exits at
 once (the journal is consistent at every instant, so nothing is lost). SIGHUP
@@ -18,6 +19,22 @@ Every setting is either applied on reload or reported as waiting for a restart
 
 What only the daemon knows (where Box refuses us, the last reload) is held in
 `syncd.service.daemon_state` and published beside the journal for `syncd status`.
+
+Box refusing us (the credentials, or a watch's folder) pauses that scope instead of
+failing files (`syncd.service.box_breaker`): also at start-up, where refused
+credentials leave `syncd run` running, degraded and probing Box until it accepts
+them (`syncd once` exits 1: a batch run has no one to wait for). A journal that
+refuses writes (disk full) degrades the daemon without a restart; claims whose
+outcome it refused go back to pending as soon as it accepts writes again
+(`syncd.pipeline.stranded`). The journal is pruned to its retention every hour
+(`syncd.service.journal_upkeep`).
+
+Health (`/healthz` and the watchdog): intake running, no job (upload or
+after-upload action) silent for longer than ``health.stuck_after``, and the journal
+readable on a connection of its own are critical: one failing for
+`HEALTH_FAILURES_TO_FAIL` checks in a row over `HEALTH_FAILURE_WINDOW_S` stops the
+watchdog pings. The journal accepting a durable write is checked too, but a failure
+there only degrades: a restart cannot free a disk.
 """
 
 from __future__ import annotations
@@ -31,33 +48,39 @@ from types import FrameType
 import structlog
 
 from syncd import __version__
-from syncd.box import AuthError, BoxAPIError, BoxError, ErrorClass
 from syncd.config import Config, ConfigError, diff_configs, load_config
 from syncd.service.daemon_state import (
     CREDENTIALS_SCOPE, BoxSideState, PublishedState, ReloadResult, publish, state_path_for, watch_scope,
 )
-from syncd.journal import FileRecord, FileState, Journal
+from syncd.journal import FileRecord, FileState, Journal, JournalProbe
 from syncd.logs import configure_logging, register_secret, route_uncaught_exceptions
 from syncd.pipeline.claims import ClaimQueue
 from syncd.pipeline.ingest import Ingest, Outcome, OutcomeKind
 from syncd.pipeline.intake import Intake
+from syncd.pipeline.post_actions import PostActionRunner
+from syncd.pipeline.progress import JobProgress
+from syncd.pipeline.retry_schedule import RetrySchedule
 from syncd.pipeline.worker import WorkerPool
 from syncd.pipeline.writers import LeaseMonitor
 from syncd.service.alerts import current_alerts
+from syncd.service.box_breaker import BoxBreaker
 from syncd.service.box_connection import BoxConnection, JournalFolderIds, connect_box
 from syncd.service.health import HealthCheck
+from syncd.service.journal_upkeep import JournalUpkeep
 from syncd.service.metrics import Metrics
 from syncd.service.metrics_server import MetricsServer
 from syncd.service.notify import SystemdNotifier, WatchdogPinger
 
 log = structlog.get_logger("syncd.daemon")
 
-#: A worker busy this long without a byte of progress makes the pipeline unhealthy.
-STUCK_AFTER_SECONDS = 600.0
 #: How often the STATUS= line, alerts and gauges are refreshed.
 TICK_SECONDS = 1.0
-#: `syncd run` exit code when Box refuses the configured credentials (documented in `syncd run --help`).
+#: `syncd once` exit code when Box refuses the configured credentials (documented in `syncd run --help`).
 EXIT_CREDENTIALS_REFUSED = 1
+#: A critical health probe failing this many checks in a row...
+HEALTH_FAILURES_TO_FAIL = 3
+#: ...over at least this many seconds makes the daemon unhealthy (the watchdog pings stop).
+HEALTH_FAILURE_WINDOW_S = 30.0
 
 
 class Daemon:
@@ -74,7 +97,7 @@ class Daemon:
         self._last_reload: ReloadResult | None = None
         self._publish_lock = threading.Lock()  # one snapshot written at a time, the latest last
         self.notifier = SystemdNotifier()
-        self.health = HealthCheck()
+        self.health = HealthCheck(failures_to_fail=HEALTH_FAILURES_TO_FAIL, failure_window_s=HEALTH_FAILURE_WINDOW_S)
         self.metrics = Metrics()
         self._stop = threading.Event()
         self._signals = 0
@@ -85,7 +108,11 @@ class Daemon:
         self.pool: WorkerPool[FileRecord] | None = None
         self.intake: Intake | None = None
         self.ingest: Ingest | None = None
+        self.breaker: BoxBreaker | None = None
+        self.post_actions: PostActionRunner | None = None
         self.leases: LeaseMonitor | None = None
+        self.upkeep: JournalUpkeep | None = None
+        self._journal_probe: JournalProbe | None = None
         self._metrics_server: MetricsServer | None = None
         self._pinger: WatchdogPinger | None = None
         self._alerted: set[str] = set()
@@ -109,29 +136,40 @@ class Daemon:
         # Sub-folder ids go to the journal: a restart then costs Box no call per folder.
         self.box = connect_box(config, folder_ids=JournalFolderIds(self.journal))
         self.box.client.transport.on_status = self.metrics.record_box_response
-        self.claims = ClaimQueue(self.journal)
+        self.breaker = BoxBreaker(self.box.client, self.box_state, self.journal, watches=lambda: self.config.watches,
+                                  retry_in=lambda probes: RetrySchedule.from_config(self.config.retry).delay(probes),
+                                  on_accept=self._wake_workers)
+        # One lease monitor for every upload and after-upload action: a writer opening a file
+        # being uploaded cancels it at once.
+        self.leases = LeaseMonitor()
+        self.post_actions = PostActionRunner(config, self.journal, leases=self.leases)
+        self.claims = ClaimQueue(self.journal, gate=self.breaker)
         self.pool = WorkerPool(self.claims.claim, self._process, workers=config.workers,
                                small_file_max=config.box.direct_upload_max,
                                describe=lambda r: f"{r.watch}:{r.relpath}")
         interrupted = self.claims.recover_interrupted()
         if interrupted:
             log.info("reconciling_interrupted_uploads", files=len(interrupted))
-        self.intake = Intake(config, self.journal, on_new_work=self.pool.wake,
-                             on_scan=lambda watch, at: self.metrics.record_scan(watch, at),
+        self.intake = Intake(config, self.journal, on_new_work=self.pool.wake, on_scan=self._scanned,
                              on_observer_restart=self.metrics.record_observer_restart,
                              observe_events=not self.once)
-        # One lease monitor for every upload: a writer opening a file being uploaded cancels it at once.
-        self.leases = LeaseMonitor()
         self.ingest = Ingest(config, self.journal, self.box.client, self.box.uploader, self.box.folders,
-                             on_uploaded=self._uploaded, on_bytes=self._bytes_sent, intake=self.intake,
-                             leases=self.leases)
+                             on_uploaded=self._uploaded, on_bytes=self._bytes_sent,
+                             on_post_action=self.post_actions.poke, refusals=self.breaker,
+                             intake=self.intake, leases=self.leases)
+        self.upkeep = JournalUpkeep(self.journal, lambda: self.config)
+        self._journal_probe = JournalProbe(self.journal.path)
         self._register_health()
         self._attach_metrics()
         self._publish_state()
         self._install_signals()
         threading.Thread(target=self._check_credentials, name="box-check", daemon=True).start()
+        self.breaker.start()
+        self.post_actions.start()  # its first pass takes every action a crash left undone
         self.pool.start()
         self.intake.start()
+        if not self.once:
+            self.upkeep.start()
         if config.metrics.listen is not None:
             self._metrics_server = MetricsServer(self.metrics, self.health, config.metrics.listen.host,
                                                  config.metrics.listen.port,
@@ -146,11 +184,14 @@ class Daemon:
                  workers=config.workers, pid=os.getpid(), once=self.once)
 
     def _main_loop(self) -> None:
+        assert self.ingest is not None
         idle_since: float | None = None
         while not self._stop.wait(TICK_SECONDS):
             if self._reload_requested.is_set():
                 self._reload_requested.clear()
                 self.reload()
+            if len(self.ingest.stranded) and self.ingest.stranded.requeue():
+                self._wake_workers()
             self.notifier.status(self.status_line())
             self._check_alerts()
             if self.once:
@@ -171,43 +212,39 @@ class Daemon:
         finished = self.pool.stop(self.config.shutdown_timeout)
         if not finished:
             log.warning("shutdown_timeout", detail="uploads still running were left to resume at next start")
-        if self.leases is not None:
-            self.leases.stop()  # after the workers: their uploads held the leases
+        for part in (self.post_actions, self.breaker, self.upkeep, self.leases):
+            if part is not None:
+                part.stop()
+        if self._journal_probe is not None:
+            self._journal_probe.close()
         if self._metrics_server is not None:
             self._metrics_server.stop()
         if self.box is not None:
             self.box.close()
         counts = self.journal.counts_by_state()
+        post_actions = self.journal.post_actions_pending()[0]
         state_path_for(self.journal.path).unlink(missing_ok=True)  # nothing to tell once stopped
-        log.info("daemon_stopped", **{str(k): v for k, v in counts.items()})
+        log.info("daemon_stopped", post_actions_pending=post_actions, **{str(k): v for k, v in counts.items()})
         if self.once:
             left = counts.get(FileState.PENDING, 0) + counts.get(FileState.FAILED, 0) + counts.get(FileState.UPLOADING, 0)
-            return 0 if left == 0 else 1
+            return 0 if left == 0 and post_actions == 0 else 1
         return 0
 
     def stop(self) -> None:
         self._stop.set()
 
     def _check_credentials(self) -> None:
-        """Ask Box once who we are. Refused credentials stop the daemon (exit 1) with the reason:
-        otherwise every file would be retried against a 401 until someone read the logs. An
-        unreachable Box is only a warning: files wait for it with their retries. In a thread, so
-        that a Box that is down does not delay start-up by the client's connection retries."""
-        assert self.box is not None
-        try:
-            user = self.box.client.get_current_user()
-        except (BoxAPIError, AuthError) as exc:
-            if exc.error_class in (ErrorClass.PERMANENT_CONFIG, ErrorClass.REFRESH_AUTH):
-                log.error("box_credentials_refused", reason=str(exc),
-                          detail="fix box.auth in the configuration; stopping")
-                self._exit_code = EXIT_CREDENTIALS_REFUSED
-                self._stop.set()
-            else:
-                log.warning("box_check_failed", reason=str(exc))
-        except BoxError as exc:
-            log.warning("box_unreachable", reason=str(exc), detail="files wait for Box with their retries")
-        else:
-            log.info("box_connected", user_id=user.get("id"), login=user.get("login"))
+        """Ask Box once who we are (in a thread: a Box that is down must not delay start-up).
+
+        Refused credentials pause every upload and are probed until Box accepts them (the
+        breaker): `syncd run` goes on, degraded, and says so in status, /healthz and the
+        metrics, rather than exit and be restarted by systemd again and again. `syncd once`
+        stops with exit 1: a batch run has nothing to wait for. An unreachable Box is only a
+        warning: files wait for it with their retries."""
+        assert self.breaker is not None
+        if self.breaker.check_at_start() is False and self.once:
+            self._exit_code = EXIT_CREDENTIALS_REFUSED
+            self._stop.set()
 
     # ----------------------------------------------------------------- signals
 
@@ -252,6 +289,8 @@ class Daemon:
             configure_logging(self.log_format or new.logging.format, new.logging.level)
         self.config = new
         self.ingest.reconfigure(new)
+        if self.post_actions is not None:
+            self.post_actions.reconfigure(new)
         self.intake.reconfigure(new, changes)
         self.metrics.set_expected_arrivals({w.name: w.expect_files_every for w in new.watches})
         log.info("config_reloaded", changes=changes.describe())
@@ -277,23 +316,32 @@ class Daemon:
 
     # ------------------------------------------------------------------- work
 
-    def _process(self, record: FileRecord, stopping: threading.Event) -> None:
+    def _process(self, record: FileRecord, stopping: threading.Event, progress: JobProgress) -> None:
         assert self.ingest is not None and self.claims is not None
         with self.metrics.upload_in_flight():
-            outcome: Outcome = self.ingest.process(record, stopping,
+            outcome: Outcome = self.ingest.process(record, stopping, progress=progress,
                                                    interrupted=self.claims.was_interrupted(record))
         if outcome.kind is OutcomeKind.FAILED:
             self.metrics.record_failure(record.watch, outcome.code or outcome.kind.value)
         elif outcome.kind is OutcomeKind.QUARANTINED:
             self.metrics.record_quarantine(record.watch, outcome.code or outcome.kind.value)
-        elif outcome.kind is OutcomeKind.RETRY:
+        elif outcome.kind in (OutcomeKind.RETRY, OutcomeKind.STRANDED):
             self.metrics.record_retry(outcome.code or "unknown")
 
     def _bytes_sent(self, n: int) -> None:
-        """Bytes Box acknowledged (a part, or a piece of a direct body): progress and metrics."""
+        """Bytes Box acknowledged (a part, or a piece of a direct body), for the metrics (the job's
+        progress is counted by ingest, through its Attempt)."""
         self.metrics.record_bytes(n)
+
+    def _wake_workers(self) -> None:
         if self.pool is not None:
-            self.pool.progress()
+            self.pool.wake()
+
+    def _scanned(self, watch: str, at: float) -> None:
+        """A scan of `watch` finished: the metric, and every after-upload action of the watch is tried."""
+        self.metrics.record_scan(watch, at)
+        if self.post_actions is not None:
+            self.post_actions.run_for_scan(watch)
 
     def _uploaded(self, record: FileRecord, result, duration: float) -> None:
         method = "chunked" if result.size >= self.config.box.direct_upload_max else "direct"
@@ -304,16 +352,22 @@ class Daemon:
         assert self.journal is not None and self.intake is not None and self.pool is not None
         assert self.claims is not None
         busy = self.intake.busy() or any(s.busy_since is not None for s in self.pool.states)
-        if busy or self.claims.has_interrupted():
+        if busy or self.claims.has_interrupted() or (self.ingest is not None and len(self.ingest.stranded)):
             return False
-        due = self.journal.next_attempt_time()
-        return due is None or due > time.time() + 30
+        soon = time.time() + 30
+        due = [self.journal.next_post_action_time()]
+        if self.breaker is None or self.breaker.paused(None) is None:
+            # Files of a watch Box refuses wait for Box, not for their time: they are left for the next run.
+            paused = [w.name for w in self.config.watches if self.breaker and self.breaker.paused(w.name)]
+            due.append(self.journal.next_attempt_time(excluding=paused))
+        return all(at is None or at > soon for at in due)
 
     # ----------------------------------------------------------------- health
 
     def _register_health(self) -> None:
-        assert self.intake is not None and self.pool is not None and self.journal is not None
-        intake, pool = self.intake, self.pool
+        assert self.intake is not None and self.pool is not None and self.post_actions is not None
+        assert self._journal_probe is not None
+        intake, pool, post_actions, probe = self.intake, self.pool, self.post_actions, self._journal_probe
 
         def watching() -> tuple[bool, str]:
             problems = intake.problems()
@@ -322,18 +376,33 @@ class Daemon:
         def workers() -> tuple[bool, str]:
             if not pool.alive():
                 return False, "a worker thread died"
-            stuck = pool.stuck(STUCK_AFTER_SECONDS)
+            if not post_actions.alive():
+                return False, "the after-upload actions thread died"
+            limit = self.config.health.stuck_after
+            stuck = [f"{s.name} on {s.current}" for s in pool.stuck(limit)]
+            action = post_actions.progress
+            if action is not None and action.silent_for() > limit:
+                stuck.append(f"after-upload action on {action.label}")
             if stuck:
-                return False, f"stuck without progress: {', '.join(f'{s.name} on {s.current}' for s in stuck)}"
+                return False, f"no progress for over {limit:g}s: {', '.join(stuck)}"
             return True, f"{sum(s.busy_since is not None for s in pool.states)} busy"
 
-        def journal() -> tuple[bool, str]:
-            self.journal.counts_by_state()  # raises if the database became unreadable
+        def journal_readable() -> tuple[bool, str]:
+            probe.readable()  # its own read-only connection: never waits behind a worker's write
             return True, "readable"
+
+        def journal_writable() -> tuple[bool, str]:
+            probe.writable(time.time())  # a durable write of the heartbeat row, on its own connection
+            stranded = len(self.ingest.stranded) if self.ingest is not None else 0
+            if stranded:
+                return True, f"writable; {stranded} file(s) to put back to pending"
+            return True, "writable"
 
         self.health.register("intake", watching)
         self.health.register("workers", workers)
-        self.health.register("journal", journal)
+        self.health.register("journal_readable", journal_readable)
+        # A full or read-only disk: degraded, never a restart (it would not free the disk).
+        self.health.register("journal", journal_writable, critical=False)
 
     def _attach_metrics(self) -> None:
         """Point the scrape-time gauges at their owners: the journal, the Box-side state, the health check."""
@@ -345,6 +414,7 @@ class Daemon:
             scope: self.box_state.refusing(scope)
             for scope in (CREDENTIALS_SCOPE, *(watch_scope(w.name) for w in self.config.watches))})
         self.metrics.attach_health(lambda: {p.name: p.ok for p in self.health.check().probes})
+        self.metrics.attach_post_actions(lambda: journal.post_actions_pending(1)[0])
         self.metrics.set_expected_arrivals({w.name: w.expect_files_every for w in self.config.watches})
         self.metrics.record_reload(True, self.started_at)
 
@@ -359,11 +429,15 @@ class Daemon:
             return "starting"
         counts = self.journal.counts_by_state()
         busy = sum(s.busy_since is not None for s in self.pool.states) if self.pool else 0
-        parts = [f"uploading {busy}", f"pending {counts.get(FileState.PENDING, 0)}",
-                 f"uploaded {counts.get(FileState.UPLOADED, 0)}"]
+        parts = [f"Box refuses {r.scope}" for r in self.box_state.refusals()]
+        parts += [f"uploading {busy}", f"pending {counts.get(FileState.PENDING, 0)}",
+                  f"uploaded {counts.get(FileState.UPLOADED, 0)}"]
         for state in (FileState.FAILED, FileState.QUARANTINED):
             if counts.get(state):
                 parts.append(f"{state} {counts[state]}")
+        post_actions = self.journal.post_actions_pending(1)[0]
+        if post_actions:
+            parts.append(f"after-upload actions pending {post_actions}")
         return ", ".join(parts)
 
     def _check_alerts(self) -> None:

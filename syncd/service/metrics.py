@@ -21,6 +21,7 @@ Prometheus conventions: the `syncd_` prefix, base units in the name (`_seconds`,
 | syncd_last_arrival_timestamp_seconds | gauge, read at scrape time | watch | when a file last arrived (0: never) |
 | syncd_expected_arrival_interval_seconds | gauge | watch | the watch's `expect_files_every` (watches that set it) |
 | syncd_box_refusing | gauge, read at scrape time | scope | 1 while Box refuses that scope (`credentials`, `watch:NAME`) |
+| syncd_post_actions_pending | gauge, read from the journal at scrape time | | after-upload actions (delete, move) not done yet (`syncd status` says why) |
 | syncd_health_probe_ok | gauge, read at scrape time | probe | 1 when the health probe passes (the watchdog's verdict) |
 | syncd_config_last_reload_successful | gauge | | 1 when the last reload (or the start) applied the config |
 | syncd_config_last_reload_success_timestamp_seconds | gauge | | when the config was last applied |
@@ -199,10 +200,12 @@ class Metrics:
         self.box_refusing = _ScrapeTimeGauge(
             "syncd_box_refusing", "1 while Box refuses a scope (credentials, or watch:NAME's folder).", ("scope",))
         self.health_probe_ok = _ScrapeTimeGauge(
-            "syncd_health_probe_ok", "1 when the health probe passes; any 0 stops the systemd watchdog pings.",
-            ("probe",))
+            "syncd_health_probe_ok", "1 when the health probe passes; a critical one failing for long stops the "
+            "systemd watchdog pings.", ("probe",))
+        self.post_actions_pending = _ScrapeTimeGauge(
+            "syncd_post_actions_pending", "After-upload actions (delete, move) not done yet.")
         for collector in (self.files, self.oldest_pending_age, self.last_arrival, self.box_refusing,
-                          self.health_probe_ok):
+                          self.health_probe_ok, self.post_actions_pending):
             r.register(collector)
 
     def __repr__(self) -> str:
@@ -219,9 +222,13 @@ class Metrics:
         if last_arrivals is not None:
             self.last_arrival.attach(lambda: {(watch,): at or 0.0 for watch, at in last_arrivals().items()})
 
+    def attach_post_actions(self, pending: Callable[[], int]) -> None:
+        """Read `syncd_post_actions_pending` from `pending()` at scrape time."""
+        self.post_actions_pending.attach(lambda: {(): float(pending())})
+
     def detach_journal(self) -> None:
         """Stop reporting journal gauges (e.g. while the journal is closed)."""
-        for gauge in (self.files, self.oldest_pending_age, self.last_arrival):
+        for gauge in (self.files, self.oldest_pending_age, self.last_arrival, self.post_actions_pending):
             gauge.attach(None)
 
     def attach_box_state(self, refusing: Callable[[], Mapping[str, bool]]) -> None:

@@ -5,11 +5,15 @@ STOPPING=1 through systemd-python's `sd_notify`; when the daemon does not run
 under systemd (NOTIFY_SOCKET unset) every call is a cheap no-op, so the daemon
 never needs to ask "am I under systemd?".
 
-`WatchdogPinger` pings WATCHDOG=1 at half of the interval systemd asked for
-(WATCHDOG_USEC), but only while the health check says healthy: a dead observer
-or a stuck worker stops the pings, and systemd then restarts the service
-(`Restart=on-failure` treats a watchdog timeout as a failure). It logs why it
-stopped pinging, so the journal explains the restart before it happens.
+`WatchdogPinger` pings WATCHDOG=1 at a quarter of the interval systemd asked
+for (WATCHDOG_USEC), well inside it: a check that takes a probe's timeout, or
+one missed tick, still leaves the next ping in time. It pings only while the
+health check says healthy: a lasting failure (a dead observer, a stuck job; see
+`syncd.service.health` for what "lasting" means) stops the pings, and systemd
+then restarts the service (`Restart=on-failure` treats a watchdog timeout as a
+failure). It logs why it stopped pinging, so the journal explains the restart
+before it happens; a degraded report (a failure not lasting, or one a restart
+cannot fix) keeps the pings going and says so in STATUS=.
 
 This module is a leaf: it knows nothing of Box, the pipeline or the journal.
 """
@@ -59,8 +63,9 @@ class WatchdogSettings:
 
     @property
     def ping_interval_s(self) -> float:
-        """Half the timeout, as sd_watchdog_enabled(3) recommends."""
-        return self.timeout_s / 2
+        """A quarter of the timeout: sd_watchdog_enabled(3) asks for at least every half, and a
+        check slowed by a probe's timeout must still leave the next ping well in time."""
+        return self.timeout_s / 4
 
 
 def watchdog_settings(environ: Mapping[str, str] | None = None, pid: int | None = None) -> WatchdogSettings | None:
@@ -203,7 +208,7 @@ class WatchdogPinger:
         status_line: Callable[[], str] | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> WatchdogPinger | None:
-        """A pinger at half of WATCHDOG_USEC, or None when systemd enabled no watchdog."""
+        """A pinger at a quarter of WATCHDOG_USEC, or None when systemd enabled no watchdog."""
         settings = watchdog_settings(environ)
         if settings is None or not notifier.enabled:
             return None
@@ -241,7 +246,7 @@ class WatchdogPinger:
         if report.healthy:
             self._notifier.watchdog()
             self.pings_sent += 1
-            self._refresh_status(None)
+            self._refresh_status(f"degraded: {report.summary()}" if report.degraded else None)
             return True
         self._refresh_status(f"unhealthy: {report.summary()}")
         return False

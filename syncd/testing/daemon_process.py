@@ -168,15 +168,18 @@ def event_time(entry: dict[str, Any]) -> float:
 class DaemonProcess:
     """`syncd run --config CONFIG` as a child process whose output goes to a log file.
 
-    `prefix` runs it under a wrapper (e.g. `setpriv` to drop capabilities).
+    `prefix` runs it under a wrapper (e.g. `setpriv` to drop capabilities); `env` adds to its
+    environment (e.g. NOTIFY_SOCKET and WATCHDOG_USEC, as systemd sets them).
     Every start appends to the same log, so a test can read the whole story.
     As a context manager it is started (ready) on entry and stopped on exit.
     """
 
-    def __init__(self, config: Path, log_path: Path, *, prefix: Sequence[str] = ()) -> None:
+    def __init__(self, config: Path, log_path: Path, *, prefix: Sequence[str] = (),
+                 env: dict[str, str] | None = None) -> None:
         self.config = config
         self.log_path = log_path
         self.prefix = tuple(prefix)
+        self.env = dict(env or {})
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
         self._log_offset = 0
@@ -205,7 +208,8 @@ class DaemonProcess:
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.log_path, "ab") as log_file:
             self.process = subprocess.Popen([*self.prefix, *syncd_command("run", "--config", str(self.config))],
-                                            stdout=log_file, stderr=subprocess.STDOUT, env=_child_env())
+                                            stdout=log_file, stderr=subprocess.STDOUT,
+                                            env={**_child_env(), **self.env})
         self.starts += 1
         if wait_ready:
             try:

@@ -12,36 +12,29 @@ import yaml
 
 from syncd.journal import Journal
 from syncd.commands.status_report import collect_status, render_status
-from tests.journal.test_scale import fill_million_rows
 
 
-def test_status_of_a_million_row_journal(tmp_path: Path) -> None:
-    journal_path = tmp_path / "journal.db"
-    Journal.open(journal_path, role="daemon").close()  # a real, migrated journal
-    fill_million_rows(journal_path)
-    try:
-        with Journal.open(journal_path, role="reader") as reader:
-            started = time.process_time()
-            report = collect_status(reader)
-            cpu = time.process_time() - started
-        assert report.counts == {"pending": 50_000, "uploading": 0, "uploaded": 900_000, "failed": 30_000,
-                                 "quarantined": 10_000, "skipped": 10_000}
-        assert report.oldest_pending_path == "w0:d0000/f0000090.bin"
-        assert len(report.recent_failures) == 10 and report.daemon_pid is None
-        assert "failed 30000" in render_status(report)
-        # Index-driven queries take milliseconds; a plan degraded into scanning a million rows takes seconds.
-        assert cpu < 1.0, cpu
+def test_status_of_a_million_row_journal(tmp_path: Path, million_row_journal: Path) -> None:
+    journal_path = million_row_journal
+    with Journal.open(journal_path, role="reader") as reader:
+        started = time.process_time()
+        report = collect_status(reader)
+        cpu = time.process_time() - started
+    assert report.counts == {"pending": 50_000, "uploading": 0, "uploaded": 900_000, "failed": 30_000,
+                             "quarantined": 10_000, "skipped": 10_000}
+    assert report.oldest_pending_path == "w0:d0000/f0000090.bin"
+    assert len(report.recent_failures) == 10 and report.daemon_pid is None
+    assert "failed 30000" in render_status(report)
+    # Index-driven queries take milliseconds; a plan degraded into scanning a million rows takes seconds.
+    assert cpu < 1.0, cpu
 
-        (tmp_path / "inbox").mkdir()
-        config = tmp_path / "syncd.yaml"
-        config.write_text(yaml.safe_dump({
-            "box": {"api_url": "http://127.0.0.1:9/2.0", "upload_url": "http://127.0.0.1:9/api/2.0",
-                    "auth": {"type": "developer_token", "token": "unused"}},
-            "journal": str(journal_path), "watches": [{"path": str(tmp_path / "inbox"), "folder_id": "0"}]}))
-        done = subprocess.run([sys.executable, "-m", "syncd", "status", "--json", "-c", str(config)],
-                              capture_output=True, text=True, timeout=60)
-        assert done.returncode == 0, done.stderr
-        assert json.loads(done.stdout)["counts"]["uploaded"] == 900_000
-    finally:
-        for leftover in tmp_path.glob("journal.db*"):
-            leftover.unlink()
+    (tmp_path / "inbox").mkdir()
+    config = tmp_path / "syncd.yaml"
+    config.write_text(yaml.safe_dump({
+        "box": {"api_url": "http://127.0.0.1:9/2.0", "upload_url": "http://127.0.0.1:9/api/2.0",
+                "auth": {"type": "developer_token", "token": "unused"}},
+        "journal": str(journal_path), "watches": [{"path": str(tmp_path / "inbox"), "folder_id": "0"}]}))
+    done = subprocess.run([sys.executable, "-m", "syncd", "status", "--json", "-c", str(config)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["counts"]["uploaded"] == 900_000

@@ -95,6 +95,13 @@ CASES = [
      "box.auth.token.credential", ["$CREDENTIALS_DIRECTORY is not set", "LoadCredential=box:"]),
     ("missing secret file", MINIMAL.replace("token: dev-token", "token: {file: nope.txt}"), "box.auth.token.file",
      ["nope.txt does not exist"]),
+    ("a structure that contains itself", MINIMAL + "alerts: &loop {pending_older_than: *loop}\n", "",
+     ["is not valid YAML: an alias refers to a mapping or list that contains it"]),
+    ("zero stuck_after", MINIMAL + "health: {stuck_after: 0s}\n", "health.stuck_after", ["is zero"]),
+    ("unknown retention key", MINIMAL + "retention: {histroy: 30d}\n", "retention.histroy",
+     ["did you mean 'history'?"]),
+    ("bad retention", MINIMAL + "retention: {uploaded_rows: forever}\n", "retention.uploaded_rows",
+     ["is not a duration", "or null to turn it off"]),
 ]
 
 

@@ -38,7 +38,8 @@ def _mutate(document: dict, rng: random.Random, paths: list[tuple]) -> dict:
             if isinstance(parent, dict) and rng.random() < 0.2:
                 del parent[path[-1]]
             else:
-                parent[path[-1]] = rng.choice(ODD_VALUES)
+                # A copy: a shared value mutated later would make the document contain itself.
+                parent[path[-1]] = copy.deepcopy(rng.choice(ODD_VALUES))
         except (KeyError, IndexError, TypeError):
             continue  # an earlier mutation removed or replaced the parent
     return mutated

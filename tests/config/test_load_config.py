@@ -39,6 +39,8 @@ def test_design_contract_config_loads_with_defaults(write_config, tmp_path: Path
     assert (config.logging.format, config.logging.level) == ("auto", "info")
     assert config.metrics.listen is None
     assert config.alerts.pending_older_than == 3600.0
+    assert config.health.stuck_after == 600.0
+    assert (config.retention.history, config.retention.uploaded_rows) == (90 * 86400.0, 90 * 86400.0)
     assert config.source == (tmp_path / "syncd.yaml").resolve()
 
 
@@ -92,6 +94,8 @@ def test_every_setting_is_read(write_config, tmp_path: Path) -> None:
         logging: {format: json, level: debug}
         metrics: {listen: "[::1]:9200"}
         alerts: {pending_older_than: null}
+        health: {stuck_after: 5s}
+        retention: {history: 30d, uploaded_rows: null}
         """))
     assert config.box.api_url == "https://box.example.com/2.0"
     assert config.box.token_url == "https://box.example.com/oauth2/token"
@@ -108,6 +112,8 @@ def test_every_setting_is_read(write_config, tmp_path: Path) -> None:
     assert watch.expect_files_every == 86400.0
     assert str(config.metrics.listen) == "[::1]:9200" and config.metrics.listen.is_loopback
     assert config.alerts.pending_older_than is None
+    assert config.health.stuck_after == 5.0
+    assert (config.retention.history, config.retention.uploaded_rows) == (30 * 86400.0, None)
 
 
 def test_secret_from_file_env_and_credential(write_config, tmp_path: Path) -> None:

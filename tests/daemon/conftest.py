@@ -15,9 +15,10 @@ def daemon_factory(tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
     """Make (not start) daemons for a config file; any still running after the test is killed."""
     made: list[DaemonProcess] = []
 
-    def make(config: Path, *, prefix: Sequence[str] = (), log_name: str | None = None) -> DaemonProcess:
+    def make(config: Path, *, prefix: Sequence[str] = (), log_name: str | None = None,
+             env: dict[str, str] | None = None) -> DaemonProcess:
         log_path = tmp_path / (log_name or f"daemon-{len(made)}.log")
-        daemon = DaemonProcess(config, log_path, prefix=prefix)
+        daemon = DaemonProcess(config, log_path, prefix=prefix, env=env)
         made.append(daemon)
         return daemon
 

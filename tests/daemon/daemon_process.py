@@ -8,6 +8,7 @@ plain `requests` (never through syncd.box or the journal) and the local files' S
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,9 +31,17 @@ from tests.support.emulator import EmulatorProcess
 
 __all__ = [
     "CHUNKED_MIN", "DaemonProcess", "DaemonProcessError", "Watch", "assert_exactly_once", "box_files", "box_sha1s",
+    "free_port",
     "config_data", "history_json", "iter_chunks", "local_files", "run_syncd", "settled_counts", "sha1_of",
     "status_json", "syncd_command", "wait_for_box", "wait_until", "write_config",
 ]
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for a daemon's metrics.listen)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 # ------------------------------------------------------------- local and Box

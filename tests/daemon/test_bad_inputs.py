@@ -69,7 +69,7 @@ def test_bad_inputs_are_parked_with_a_reason_and_the_daemon_keeps_going(tmp_path
     write_file(outside / "secret.txt", b"not for Box")
     (inbox / "link-to-secret.txt").symlink_to(outside / "secret.txt")
     (inbox / "link-to-outside").symlink_to(outside, target_is_directory=True)
-    # A watch whose Box folder does not exist.
+    # A watch whose Box folder does not exist: the breaker pauses that watch, not the others.
     write_file(ghost / "lost.txt", b"nowhere to go")
     # And good files, which must not be held up by any of the above.
     write_file(inbox / "fine/ok.txt", b"ok")
@@ -82,8 +82,13 @@ def test_bad_inputs_are_parked_with_a_reason_and_the_daemon_keeps_going(tmp_path
     assert slash["state"] == "quarantined" and "'\\\\'" in slash["reason"]
     huge = _wait_for_failure(config, "huge.bin", daemon)
     assert huge["state"] == "quarantined" and "file_size_limit_exceeded" in huge["reason"]
-    lost = _wait_for_failure(config, "lost.txt", daemon)
-    assert lost["state"] == "failed" and "does not exist" in lost["reason"], lost
+    # The missing Box folder pauses its watch (it may come back), costs the file no attempt, and says so.
+    wait_until(lambda: any(r["scope"] == "watch:ghost" for r in status_json(config)["box_refusals"]), timeout=30,
+               interval=0.5, message=lambda: f"the ghost watch was not paused\n{daemon.tail()}")
+    [refusal] = status_json(config)["box_refusals"]
+    assert f"Box folder {MISSING_FOLDER} of watch ghost does not exist" in refusal["reason"], refusal
+    assert not any(f["path"] == "lost.txt" for f in status_json(config)["recent_failures"])
+    assert "deferred" in [h["event"] for h in history_json(config, "ghost:lost.txt")]
     assert [f["state"] for f in status_json(config)["recent_failures"] if f["path"] == "locked.pdf"] == ["failed"]
     symlink_problems = {e["path"] for e in daemon.events("path_problem") if e["kind"] == "symlink_skipped"}
     assert {"link-to-secret.txt", "link-to-outside"} <= symlink_problems
@@ -134,7 +139,7 @@ def test_bad_inputs_are_parked_with_a_reason_and_the_daemon_keeps_going(tmp_path
     assert daemon.stop() == 0
     counts = status_json(config)["counts"]
     # The parked ones stay visible (the two links too); nothing is left half-done.
-    assert (counts["failed"], counts["quarantined"], counts["pending"], counts["uploading"]) == (2, 5, 0, 0), counts
+    assert (counts["failed"], counts["quarantined"], counts["pending"], counts["uploading"]) == (1, 5, 1, 0), counts
 
 
 @pytest.mark.slow

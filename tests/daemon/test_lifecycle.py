@@ -12,8 +12,8 @@ import pytest
 import yaml
 
 from tests.daemon.daemon_process import (
-    CHUNKED_MIN, Watch, assert_exactly_once, config_data, local_files, run_syncd, settled_counts, status_json,
-    wait_for_box, wait_until, write_config,
+    CHUNKED_MIN, Watch, assert_exactly_once, config_data, history_json, local_files, run_syncd, settled_counts,
+    status_json, wait_for_box, wait_until, write_config,
 )
 from tests.daemon.drops import Drop, random_bytes, write_file, write_then_rename
 
@@ -119,13 +119,16 @@ def test_once_exit_codes(tmp_path: Path, emulator):
     assert set(local_files(inbox)) == {"one.txt", "deep/two.txt"}
     assert_exactly_once(emulator, local_files(inbox))
 
-    # A watch whose Box folder does not exist: its file fails, so `once` exits 1.
+    # A watch whose Box folder does not exist: Box refuses it, its file waits (no attempt spent, not
+    # failed) for a later run, and `once` exits 1.
     ghost = tmp_path / "ghost"
     write_file(ghost / "lost.txt", b"lost")
     config, _ = _setup(tmp_path, emulator, watches=[Watch(inbox), Watch(ghost, folder_id="987654321")])
-    failed = run_syncd("once", "--config", str(config), timeout=60)
-    assert failed.returncode == 1, failed.stdout + failed.stderr
-    assert [f["path"] for f in status_json(config)["recent_failures"]] == ["lost.txt"]
+    paused = run_syncd("once", "--config", str(config), timeout=60)
+    assert paused.returncode == 1, paused.stdout + paused.stderr
+    status = status_json(config)
+    assert status["counts"]["pending"] == 1 and status["recent_failures"] == []
+    assert "deferred" in [h["event"] for h in history_json(config, "ghost:lost.txt")]
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("box: {}\nwatches: []\n", encoding="utf-8")
@@ -171,16 +174,28 @@ def test_sighup_adds_a_watch_from_a_good_config_and_keeps_the_old_one_on_a_bad_c
     {"type": "client_credentials", "client_id": "syncd-emulator-client", "client_secret": "not-the-secret",
      "subject_type": "enterprise", "subject_id": "1234567"},
 ], ids=["developer-token", "client-credentials"])
-def test_credentials_box_refuses_stop_the_daemon_with_exit_1_and_the_reason(
+def test_refused_credentials_leave_run_degraded_and_probing_and_once_exits_1(
         tmp_path: Path, emulator, daemon_factory, auth: dict):
     inbox = tmp_path / "inbox"
     write_file(inbox / "waiting.txt", b"w")
     config = write_config(tmp_path / "syncd.yaml", config_data(emulator, tmp_path / "var" / "journal.db",
                                                                [Watch(inbox)], auth=auth))
-    daemon = daemon_factory(config).start(wait_ready=False)
-    assert daemon.wait(30) == 1
-    refused = daemon.events("box_credentials_refused")
-    assert refused and "fix box.auth" in refused[0]["detail"], daemon.tail()
+    daemon = daemon_factory(config).start()
+    refused = daemon.wait_for_event("box_credentials_refused")
+    assert "fix box.auth" in refused["detail"] and "paused" in refused["detail"], daemon.tail()
+    # Running, degraded, saying so; probing Box again and again; nothing parked as failed.
+    wait_until(lambda: [r["scope"] for r in status_json(config)["box_refusals"]] == ["credentials"], timeout=30,
+               message=lambda: f"{status_json(config)}\n{daemon.tail()}")
+    check = run_syncd("status", "--config", str(config), "--check")
+    assert check.returncode == 2 and "Box refuses credentials" in check.stdout, check.stdout
+    wait_until(lambda: len(daemon.events("box_probe_unanswered")) + emulator.stats()["requests"].get(
+        "users.me", {}).get("401", 0) + emulator.stats()["requests"].get("oauth.token", {}).get("400", 0) >= 3,
+        timeout=30, message=lambda: daemon.tail())
+    assert daemon.running()
+    assert status_json(config)["counts"]["failed"] == 0
+    assert daemon.stop() == 0
     assert "not-the" not in daemon.log_text(), "a secret reached the log"
-    # Nothing was parked as failed because of it: the file waits for good credentials.
+    # A batch run has no one to wait for: it stops with 1.
+    once = run_syncd("once", "--config", str(config), timeout=60)
+    assert once.returncode == 1 and "box_credentials_refused" in once.stdout + once.stderr
     assert status_json(config)["counts"]["failed"] == 0

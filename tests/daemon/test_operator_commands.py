@@ -3,6 +3,7 @@ JSON), `history`, `retry` and `forget`, with the daemon stopped and running."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from tests.daemon.daemon_process import (
@@ -10,8 +11,7 @@ from tests.daemon.daemon_process import (
     wait_until, write_config,
 )
 from tests.daemon.drops import write_file
-
-MISSING_FOLDER = "987654321"
+from tests.emulator.wire import upload
 
 
 def test_status_history_retry_and_forget(tmp_path: Path, emulator, daemon_factory):
@@ -19,8 +19,10 @@ def test_status_history_retry_and_forget(tmp_path: Path, emulator, daemon_factor
     write_file(inbox / "one.txt", b"1")
     write_file(inbox / "sub/two.txt", b"2")
     write_file(ghost / "lost.txt", b"lost")
+    # Box already has another lost.txt where the ghost watch uploads, and its policy is to fail.
+    assert upload(emulator, "lost.txt", b"someone else's").status_code == 201
     config = write_config(tmp_path / "syncd.yaml", config_data(
-        emulator, tmp_path / "var" / "journal.db", [Watch(inbox), Watch(ghost, folder_id=MISSING_FOLDER)],
+        emulator, tmp_path / "var" / "journal.db", [Watch(inbox), Watch(ghost, options={"conflict": "fail"})],
         readiness={"settle": "300ms"}))
     cfg = str(config)
     assert run_syncd("once", "--config", cfg, timeout=60).returncode == 1  # lost.txt failed
@@ -29,7 +31,7 @@ def test_status_history_retry_and_forget(tmp_path: Path, emulator, daemon_factor
     assert text.returncode == 0, text.stderr
     assert "daemon:    not running" in text.stdout
     assert "uploaded 2" in text.stdout and "failed 1" in text.stdout
-    assert "[failed] ghost:lost.txt" in text.stdout and "does not exist" in text.stdout
+    assert "[failed] ghost:lost.txt" in text.stdout and "conflict policy is 'fail'" in text.stdout
 
     history = history_json(config, "ghost:lost.txt")
     assert [h["event"] for h in reversed(history)] == ["arrived", "claimed", "failed"]
@@ -58,4 +60,8 @@ def test_status_history_retry_and_forget(tmp_path: Path, emulator, daemon_factor
     nothing = run_syncd("retry", "--config", cfg, str(inbox / "one.txt"))
     assert nothing.returncode == 1 and "0 file(s)" in nothing.stdout
     assert settled_counts(status_json(config)) == {"uploaded": 2, "failed": 1}
-    assert_exactly_once(emulator, local_files(inbox))
+    assert_exactly_once(emulator, {**local_files(inbox), "lost.txt": sha1_of_bytes(b"someone else's")})
+
+
+def sha1_of_bytes(data: bytes) -> str:
+    return hashlib.sha1(data).hexdigest()

@@ -10,6 +10,7 @@ import pytest
 import requests
 
 from tests.emulator.wire import auth, create_session, put_part, upload
+from syncd.emulator.harness import EmulatorError
 from tests.support.emulator import EmulatorProcess
 
 
@@ -24,7 +25,7 @@ def box(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmulatorProcess]:
 def calm(box: EmulatorProcess) -> Iterator[None]:
     yield
     box.faults(latency_ms=0, bandwidth=0, upload_rate_limit=0, api_rate_limit=0, fail_rate=0, drop_rate=0,
-               max_file_size=0, storage_quota=0, reject_next=None)
+               max_file_size=0, storage_quota=0, reject_next=None, refuse=None)
 
 
 def names(box: EmulatorProcess) -> set[str]:
@@ -89,6 +90,38 @@ def test_reject_next_storm(box: EmulatorProcess) -> None:
     box.faults(reject_next={"count": 1, "status": 503})
     unavailable = requests.get(f"{box.api_url}/users/me", headers=auth(box), timeout=30)
     assert unavailable.status_code == 503 and unavailable.json()["code"] == "unavailable"
+
+
+def test_refuse_answers_401_or_403_for_a_while_and_spends_nothing(box: EmulatorProcess) -> None:
+    refresh = box.mint_tokens()["refresh_token"]
+    box.faults(refuse={"status": 401, "seconds": 30})
+    me = requests.get(f"{box.api_url}/users/me", headers=auth(box), timeout=30)
+    assert me.status_code == 401 and "invalid_token" in me.headers["WWW-Authenticate"]
+    grant = requests.post(box.token_url, data={"grant_type": "refresh_token", "refresh_token": refresh,
+                                               "client_id": "syncd-emulator-client",
+                                               "client_secret": "syncd-emulator-secret"}, timeout=30)
+    assert (grant.status_code, grant.json()["error"]) == (400, "invalid_grant")
+    assert 0 < box.faults()["refuse"]["seconds_left"] <= 30
+    box.faults(refuse=None)
+    assert requests.get(f"{box.api_url}/users/me", headers=auth(box), timeout=30).status_code == 200
+    grant = requests.post(box.token_url, data={"grant_type": "refresh_token", "refresh_token": refresh,
+                                               "client_id": "syncd-emulator-client",
+                                               "client_secret": "syncd-emulator-secret"}, timeout=30)
+    assert grant.status_code == 200  # the refresh token sent during the window was not spent
+
+    box.faults(refuse={"status": 403, "seconds": 0.5, "endpoints": ["files.upload", "folders.get"]})
+    assert requests.get(f"{box.api_url}/users/me", headers=auth(box), timeout=30).status_code == 200
+    forbidden = upload(box, "refused.txt", b"r")
+    assert (forbidden.status_code, forbidden.json()["code"]) == (403, "access_denied_insufficient_permissions")
+    deadline = time.monotonic() + 10
+    while upload(box, "later.txt", b"l").status_code == 403:  # the window ends by itself
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert box.faults()["refuse"] is None and "refused.txt" not in names(box)
+    for bad in ({"status": 500, "seconds": 1}, {"status": 401, "seconds": 0}, {"status": 403, "seconds": 1,
+                                                                             "endpoints": ["nope"]}):
+        with pytest.raises(EmulatorError, match="400"):
+            box.faults(refuse=bad)
 
 
 def test_fail_rate(box: EmulatorProcess) -> None:

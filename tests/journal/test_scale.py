@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,15 +33,20 @@ EXPECTED_INDEX = {
 }
 
 
-def query_plan(conn: sqlite3.Connection, sql: str) -> list[str]:
-    return [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", PARAMS)]
+def query_plan(conn: sqlite3.Connection, sql: str, params: dict | None = None) -> list[str]:
+    return [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params or PARAMS)]
+
+
+def assert_plan_uses(conn: sqlite3.Connection, sql: str, index: str, params: dict | None = None) -> None:
+    """`sql` is served by `index`: no table scanned without an index, no rows sorted."""
+    plan = query_plan(conn, sql, params)
+    assert any(index in step for step in plan), (sql, plan)
+    assert not any(step.startswith("SCAN") and "INDEX" not in step for step in plan), (sql, plan)
+    assert not any("TEMP B-TREE" in step for step in plan), (sql, plan)
 
 
 def assert_index_driven(conn: sqlite3.Connection, name: str) -> None:
-    plan = query_plan(conn, getattr(queries, name))
-    assert any(EXPECTED_INDEX[name] in step for step in plan), (name, plan)
-    assert not any(step.startswith("SCAN files") and "INDEX" not in step for step in plan), (name, plan)
-    assert not any("TEMP B-TREE" in step for step in plan), (name, plan)
+    assert_plan_uses(conn, getattr(queries, name), EXPECTED_INDEX[name])
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_INDEX))
@@ -50,37 +54,6 @@ def test_hot_queries_use_their_index(journal: Journal, journal_path: Path, name:
     conn = sqlite3.connect(journal_path)
     try:
         assert_index_driven(conn, name)
-    finally:
-        conn.close()
-
-
-def fill_million_rows(path: Path) -> None:
-    """1,000,000 files in 4 watches: 90% uploaded, 5% pending, 3% failed, 1% quarantined, 1% skipped.
-
-    One INSERT ... SELECT over a recursive CTE inside one transaction: the rows are
-    generated inside SQLite, twice as fast as executemany from Python.
-    """
-    conn = sqlite3.connect(path, isolation_level=None)
-    try:
-        # A throwaway bulk load: no WAL (it would write the 155 MB twice), no fsync.
-        conn.execute("PRAGMA journal_mode = OFF")
-        conn.execute("PRAGMA synchronous = OFF")
-        conn.execute("PRAGMA cache_size = -65536")
-        conn.execute("BEGIN")
-        conn.execute(
-            """
-            WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 999999)
-            INSERT INTO files (watch, relpath, size, mtime_ns, inode, state,
-                               next_attempt_at, detected_at, ready_at, updated_at)
-            SELECT 'w' || (i / 250000), printf('d%04d/f%07d.bin', i / 1000, i), (i * 7919) % 100000, i, i,
-                   CASE WHEN i % 100 < 90 THEN 'uploaded' WHEN i % 100 < 95 THEN 'pending'
-                        WHEN i % 100 < 98 THEN 'failed' WHEN i % 100 = 98 THEN 'quarantined'
-                        ELSE 'skipped' END,
-                   1000.0 + i, 1000.0 + i, 1000.0 + i, 1000.0 + i
-            FROM n
-            """
-        )
-        conn.execute("COMMIT")
     finally:
         conn.close()
 
@@ -94,16 +67,6 @@ def timed(call, *args, **kwargs):  # type: ignore[no-untyped-def]
     start = time.process_time()
     result = call(*args, **kwargs)
     return result, time.process_time() - start
-
-
-@pytest.fixture
-def million_row_journal(journal: Journal, journal_path: Path) -> Iterator[Path]:
-    journal.close()
-    fill_million_rows(journal_path)
-    yield journal_path
-    # 155 MB: do not leave it in pytest's kept temporary directories.
-    for leftover in journal_path.parent.glob(journal_path.name + "*"):
-        leftover.unlink()
 
 
 def test_million_row_journal_answers_quickly(million_row_journal: Path) -> None:

@@ -69,3 +69,18 @@ def test_known_file_goes_straight_to_a_new_version_and_other_errors_propagate():
         upload_with_policy(broken, "a.pdf", "rename")
     with pytest.raises(ValueError):
         upload_with_policy(box.upload, "a.pdf", "merge")
+
+
+@pytest.mark.parametrize("policy", ["skip", "rename", "fail", "version"])
+def test_a_file_uploaded_by_an_earlier_attempt_gets_a_version_whatever_the_policy(policy):
+    # A superseded attempt of this file committed "a.pdf" (id 77): no skip, no "a (1).pdf", no failure.
+    box = FakeBox(taken={"a.pdf"})
+    decisions = []
+    result = upload_with_policy(box.upload, "a.pdf", policy, ours=lambda file_id: file_id == "77",
+                                on_decision=lambda decision, reason: decisions.append((decision, reason)))
+    assert isinstance(result, UploadedFile) and result.file_id == "77"
+    assert box.calls == [("a.pdf", None), ("a.pdf", "77")]
+    assert decisions == [("version", "Box already has a file named 'a.pdf' (id 77), uploaded by an earlier "
+                                     "attempt of this file")]
+    other = upload_with_policy(FakeBox(taken={"a.pdf"}).upload, "a.pdf", "skip", ours=lambda file_id: False)
+    assert isinstance(other, ConflictOutcome) and other.skipped

@@ -195,18 +195,16 @@ def test_syncds_set_aside_names_are_always_excluded(use_defaults: bool) -> None:
     assert f.accepts_file(".report.pdf.syncd-x-1")  # not the set-aside format: the config's "!.*" decides
 
 
-def test_actions_set_aside_names_are_the_ones_the_filter_excludes(tmp_path: Path) -> None:
-    """syncd.pipeline.actions makes the name; the filter must recognise every one it makes."""
-    from syncd.pipeline.actions import _set_aside
+def test_actions_set_aside_names_are_the_ones_the_filter_excludes() -> None:
+    """syncd.pipeline.actions names what it sets aside (a delete) and its archive copies (a move across
+    file systems) with set_aside_name: the filter must recognise every one it makes."""
+    from syncd.pipeline import actions
     from syncd.pipeline.filters import is_set_aside_name, set_aside_name
-    from syncd.pipeline.scanner import FileStat
 
-    path = tmp_path / "report final.pdf"
-    path.write_bytes(b"uploaded")
-    aside = _set_aside(path, FileStat.from_stat(os.stat(path)))
-    assert is_set_aside_name(aside.name)
-    assert is_set_aside_name(set_aside_name("report final.pdf", 12, 34))
-    assert not PathFilter(use_default_excludes=False).accepts_file(aside.name)
+    assert actions.set_aside_name is set_aside_name
+    for made in (set_aside_name("report final.pdf", os.getpid(), 1_234_567_890_123), set_aside_name("r.pdf", 0, 7)):
+        assert is_set_aside_name(made)
+        assert not PathFilter(use_default_excludes=False).accepts_file(made)
 
 
 def test_scanner_and_watcher_share_the_watch_filter(tmp_path: Path) -> None:

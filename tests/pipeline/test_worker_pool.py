@@ -26,7 +26,7 @@ def test_small_files_lane_is_not_starved_by_large_ones():
     done = []
     release_large = threading.Event()
 
-    def process(size, stopping):
+    def process(size, stopping, progress):
         if size == 1000:
             release_large.wait(5)
         done.append(size)
@@ -48,7 +48,7 @@ def test_small_files_lane_is_not_starved_by_large_ones():
 def test_wake_starts_new_work_before_the_idle_poll():
     queue = Queue([])
     done = threading.Event()
-    pool = WorkerPool(queue.claim, lambda job, stopping: done.set(), workers=1, small_file_max=10)
+    pool = WorkerPool(queue.claim, lambda job, stopping, progress: done.set(), workers=1, small_file_max=10)
     pool.start()
     time.sleep(0.1)
     with queue.lock:
@@ -64,7 +64,7 @@ def test_stop_waits_for_in_flight_job_and_stuck_detection():
     queue = Queue([1])
     entered = threading.Event()
 
-    def process(job, stopping):
+    def process(job, stopping, progress):
         entered.set()
         stopping.wait(5)  # a real upload stops at its next part boundary
 
@@ -82,7 +82,7 @@ def test_a_crashing_job_does_not_kill_the_worker():
     queue = Queue([1, 2])
     seen = []
 
-    def process(job, stopping):
+    def process(job, stopping, progress):
         seen.append(job)
         if job == 1:
             raise RuntimeError("boom")
@@ -94,4 +94,37 @@ def test_a_crashing_job_does_not_kill_the_worker():
         time.sleep(0.01)
     assert seen == [1, 2]
     assert pool.alive()
+    assert pool.stop(2)
+
+
+def test_progress_from_any_thread_counts_for_its_job():
+    """A chunked upload sends its parts from box-part_N threads: their progress is the job's."""
+    queue = Queue([1, 2])
+    handles = {}
+    moved, finish = threading.Event(), threading.Event()
+
+    def process(job, stopping, progress):
+        handles[job] = progress
+        if job == 1:
+            time.sleep(0.2)  # silent: hashing, say, before the first part
+            part = threading.Thread(target=lambda: (progress.advance(8 << 20), moved.set()), name="box-part_0")
+            part.start()
+            part.join()
+            finish.wait(5)
+
+    pool = WorkerPool(queue.claim, process, workers=1, small_file_max=10)
+    pool.start()
+    deadline = time.monotonic() + 5
+    while 1 not in handles and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.15)
+    assert [s.current for s in pool.stuck(0.1)] == ["1"]  # silent for longer than the threshold
+    assert moved.wait(5)
+    assert pool.stuck(0.1) == []  # the part thread's bytes count for job 1, not for "box-part_0"
+    assert handles[1].bytes == 8 << 20
+    finish.set()
+    deadline = time.monotonic() + 5
+    while 2 not in handles and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert handles[2] is not handles[1] and handles[2].bytes == 0  # each job its own handle
     assert pool.stop(2)

@@ -4,17 +4,10 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
-from syncd.service.health import (
-    HealthCheck,
-    ProbeRegistrationError,
-    ProgressTracker,
-    directory_writable_probe,
-    thread_alive_probe,
-)
+from syncd.service.health import HealthCheck, ProbeRegistrationError, thread_alive_probe
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -142,38 +135,49 @@ class FakeClock:
         return self.now
 
 
-def test_progress_tracker_is_stuck_only_when_busy_and_silent() -> None:
+def test_one_failed_run_is_not_a_verdict_a_lasting_failure_is() -> None:
     clock = FakeClock()
-    tracker = ProgressTracker(stuck_after_s=60, clock=clock)
-    clock.now += 3600
-    assert tracker.probe() == (True, "idle")  # an idle pipeline is never stuck
+    health = HealthCheck(failures_to_fail=3, failure_window_s=30.0, clock=clock)
+    answers = iter([False, True, False, False, False, False, True])
+    health.register("journal_readable", lambda: (next(answers), "waited 2s behind an fsync"))
 
-    tracker.set_busy(2)  # becoming busy restarts the clock
-    clock.now += 59
-    assert tracker.probe()[0] is True
-    clock.now += 2
-    ok, detail = tracker.probe()
-    assert not ok
-    assert detail == "2 upload(s) in flight and no progress for 61s (limit 60s)"
-
-    tracker.beat()
-    assert tracker.probe()[0] is True
-    tracker.set_busy(0)
-    clock.now += 1000
-    assert tracker.probe() == (True, "idle")
-
-
-def test_progress_tracker_rejects_a_non_positive_limit() -> None:
-    with pytest.raises(ValueError, match="stuck_after_s must be positive"):
-        ProgressTracker(stuck_after_s=0)
+    first = health.check()
+    assert first.healthy and first.degraded and first.to_dict()["status"] == "degraded"
+    assert (first.probes[0].failures, first.probes[0].lasting) == (1, False)
+    clock.now += 10
+    assert health.check().to_dict()["status"] == "ok"  # a success ends the run of failures
+    for step in (0, 10, 10):  # three failures in a row, but over 20 s only
+        clock.now += step
+        assert health.check().healthy
+    clock.now += 10
+    lasting = health.check()  # four in a row over 30 s
+    assert not lasting.healthy and lasting.to_dict()["status"] == "unhealthy"
+    assert (lasting.probes[0].failures, lasting.probes[0].failing_for_s) == (4, 30.0)
+    assert health.check().healthy  # and it recovers at the next success
 
 
-def test_directory_writable_probe_creates_and_removes_a_real_file(tmp_path: Path) -> None:
-    probe = directory_writable_probe(tmp_path)
-    assert probe() == (True, f"{tmp_path} writable")
-    assert list(tmp_path.iterdir()) == []
+def test_a_failing_probe_that_is_not_critical_only_degrades() -> None:
+    health = HealthCheck(failures_to_fail=1, failure_window_s=0.0)
+    health.register("journal", lambda: (False, "database or disk is full"), critical=False)
+    health.register("intake", lambda: (True, "running"))
+    for _ in range(5):
+        report = health.check()
+        assert report.healthy and report.degraded
+    data = report.to_dict()
+    assert data["status"] == "degraded" and data["probes"]["journal"]["critical"] is False
+    assert data["probes"]["journal"]["failures"] == 5
+    assert report.summary() == "journal: database or disk is full"
 
-    gone = tmp_path / "journal-dir"
-    ok, detail = directory_writable_probe(gone)()
-    assert not ok
-    assert detail.startswith(f"cannot create a file in {gone}: ")
+
+def test_probes_run_at_once_so_a_slow_one_does_not_delay_the_others() -> None:
+    # Each probe waits for the other: run one after the other, both would time out.
+    both = threading.Barrier(2)
+
+    def meets() -> tuple[bool, str]:
+        both.wait(timeout=1)
+        return True, "met"
+
+    health = HealthCheck()
+    health.register("a", meets, timeout_s=2)
+    health.register("b", meets, timeout_s=2)
+    assert health.check().healthy

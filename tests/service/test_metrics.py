@@ -187,15 +187,34 @@ def test_healthz_is_200_with_probe_details_then_503_when_a_probe_fails(
     assert (status, content_type) == (200, "application/json")
     doc = json.loads(body)
     assert doc["status"] == "ok"
-    assert doc["probes"]["journal"] == {"ok": True, "detail": "writable", "duration_s": doc["probes"]["journal"]["duration_s"]}
+    assert doc["probes"]["journal"] == {"ok": True, "detail": "writable", "critical": True, "failures": 0,
+                                        "failing_for_s": 0.0, "duration_s": doc["probes"]["journal"]["duration_s"]}
 
     observer_alive[0] = False
     status, _, body = get(server.url + "/healthz")
     assert status == 503
     doc = json.loads(body)
     assert doc["status"] == "unhealthy"
-    assert doc["probes"]["observer"]["ok"] is False
+    assert doc["probes"]["observer"]["ok"] is False and doc["probes"]["observer"]["failures"] == 1
     assert doc["probes"]["journal"]["ok"] is True
+
+
+def test_healthz_stays_200_while_a_failure_does_not_last_or_cannot_be_cured_by_a_restart(metrics: Metrics) -> None:
+    health = HealthCheck(failures_to_fail=3, failure_window_s=3600.0)
+    health.register("journal_readable", lambda: (False, "waited behind an fsync"))
+    health.register("journal", lambda: (False, "database or disk is full"), critical=False)
+    srv = MetricsServer(metrics, health, "127.0.0.1", 0)
+    srv.start()
+    try:
+        for _ in range(4):
+            status, _, body = get(srv.url + "/healthz")
+            assert status == 200
+            doc = json.loads(body)
+            assert doc["status"] == "degraded"
+        assert doc["probes"]["journal_readable"]["failures"] == 4  # not over the window: no verdict yet
+        assert doc["probes"]["journal"]["critical"] is False
+    finally:
+        srv.stop()
 
 
 def test_unknown_paths_and_methods_are_refused(server: MetricsServer) -> None:

@@ -137,8 +137,8 @@ def test_a_vanished_socket_is_reported_not_raised(listener: NotifyListener) -> N
     ("environ", "expected"),
     [
         ({}, None),
-        ({"WATCHDOG_USEC": "30000000"}, 15.0),
-        ({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "4242"}, 15.0),
+        ({"WATCHDOG_USEC": "30000000"}, 7.5),  # a quarter: well inside the interval
+        ({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "4242"}, 7.5),
         ({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "1"}, None),  # meant for another process
         ({"WATCHDOG_USEC": "0"}, None),
         ({"WATCHDOG_USEC": "thirty"}, None),
@@ -157,7 +157,7 @@ def test_pinger_pings_only_while_healthy(listener: NotifyListener) -> None:
     pinger = WatchdogPinger.from_environment(
         notifier, health.check, status_line=lambda: "2 pending", environ={"WATCHDOG_USEC": "100000"}
     )
-    assert pinger is not None and pinger.interval_s == 0.05
+    assert pinger is not None and pinger.interval_s == 0.025
 
     assert pinger.tick() is True
     assert listener.next() == "WATCHDOG=1"
@@ -175,6 +175,21 @@ def test_pinger_pings_only_while_healthy(listener: NotifyListener) -> None:
     assert listener.until("WATCHDOG=1") == ["WATCHDOG=1"]
 
 
+def test_a_passing_failure_or_a_full_journal_disk_degrades_but_keeps_the_pings(listener: NotifyListener) -> None:
+    health = HealthCheck(failures_to_fail=3, failure_window_s=30.0)
+    health.register("journal", lambda: (False, "database or disk is full"), critical=False)
+    health.register("workers", lambda: (False, "no progress for 700s"))
+    pinger = WatchdogPinger(SystemdNotifier(), health.check, interval_s=1, status_line=lambda: "2 pending")
+    assert pinger.tick() is True
+    assert listener.next() == "WATCHDOG=1"
+    assert listener.next() == ("STATUS=degraded: journal: database or disk is full; workers: no progress for 700s"
+                               " | 2 pending")
+    for _ in range(2):  # three failed runs in a row, but not over the failure window yet
+        assert pinger.tick() is True
+        assert listener.next() == "WATCHDOG=1"  # (the unchanged STATUS= is not sent again)
+    assert pinger.pinging
+
+
 def test_a_raising_health_check_stops_pings_without_killing_the_pinger(listener: NotifyListener) -> None:
     def broken():
         raise RuntimeError("boom")
@@ -184,7 +199,7 @@ def test_a_raising_health_check_stops_pings_without_killing_the_pinger(listener:
     assert listener.next() == "STATUS=unhealthy: health check raised RuntimeError"
 
 
-# A real daemon-like process: its pinger thread runs at half of WATCHDOG_USEC, its health
+# A real daemon-like process: its pinger thread runs at a quarter of WATCHDOG_USEC, its health
 # depends on a flag file the test controls, and SIGTERM makes it send STOPPING=1.
 SERVICE_SCRIPT = textwrap.dedent(
     """
@@ -221,7 +236,7 @@ def test_a_real_process_pings_stops_when_unhealthy_and_says_why(tmp_path: Path, 
     )
     try:
         assert listener.next(10) == "READY=1\nSTATUS=watching 1 folder"
-        # pings every 0.1 s (half of WATCHDOG_USEC)
+        # pings every 0.05 s (a quarter of WATCHDOG_USEC)
         assert listener.next() == "WATCHDOG=1"
         assert listener.next() == "WATCHDOG=1"
 
