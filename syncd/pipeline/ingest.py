@@ -78,7 +78,6 @@ from syncd.pipeline.actions import AfterUpload
 from syncd.pipeline.claims import PAUSED_CODE, Paused
 from syncd.pipeline.conflicts import ConflictOutcome, upload_with_policy
 from syncd.pipeline.claimed_source import Next, Refusal, UploadGuard, claim_box_path, open_claimed
-from syncd.pipeline.identity import FileStat
 from syncd.pipeline.intake import Intake
 from syncd.pipeline.names import display_path
 from syncd.pipeline.progress import JobProgress

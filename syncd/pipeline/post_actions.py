@@ -192,7 +192,8 @@ class PostActionRunner:
         try:
             self._carry_out(action, bound, progress)
         except ActionRefused as exc:
-            self._record(lambda: self.journal.post_action_given_up(action, f"source kept: {exc}"))
+            kept = f"source kept: {exc}"
+            self._record(lambda: self.journal.post_action_given_up(action, kept))
             bound.warning("source_action_refused", reason=str(exc), sha1=action.sha1)
         except ActionDeferred as exc:
             self._defer(action, bound, str(exc), exc.code)
