@@ -359,7 +359,8 @@ class Ingest:
         uploaded = attempt.claim.mark_uploaded(result.file_id, result.version_id, result.etag, result.sha1,
                                                self._clock())
         attempt.log.info("upload_committed", size=result.size, sha1=result.sha1, file_id=result.file_id,
-                         version_id=result.version_id, duration_ms=round(duration * 1000))
+                         version_id=result.version_id, duration_ms=round(duration * 1000),
+                         parts_reused=result.parts_reused, bytes_reused=result.bytes_reused)
         if self._on_uploaded is not None:
             self._on_uploaded(uploaded, result, duration)
         self._after_upload(attempt, result)
