@@ -101,6 +101,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "chaos": Benchmark("chaos"),
     "chaos_restart": Benchmark("chaos", options={"restart_emulator": True}),
     "emulator": Benchmark("emulator_throughput"),
+    "delta_versions": Benchmark("delta_versions"),
 }
 
 
@@ -219,6 +220,25 @@ def _emulator_figures(result: dict[str, Any]) -> list[Figure]:
     ]
 
 
+def _delta_versions_figures(result: dict[str, Any]) -> list[Figure]:
+    command, size = result["command"], _size_label(result["size"])
+    rows = []
+    for link, figures in result["links"].items():
+        where = "loopback" if link == "loopback" else f"WAN {WAN_SETTING}"
+        full_s, full_bytes = figures["baseline_seconds_median"], figures["baseline_bytes_median"]
+        for share in figures["shares"]:
+            what = f"{size} new version, {share['share']:.0%} of {figures['total_parts']} parts changed, {where}"
+            rows.append(Figure("delta_versions", f"{what}: time", share["seconds_median"], "s", full_s,
+                               "full re-upload (s)", share["ratio_time_median"], "-", None, command))
+            rows.append(Figure("delta_versions", f"{what}: part bytes sent", share["bytes_sent_median"] / MIB, "MiB",
+                               full_bytes / MIB, "full re-upload (MiB)", share["ratio_bytes_median"], "-", None, command))
+    return rows
+
+
+#: The WAN link of bench.client_upload, as the delta benchmark names it.
+WAN_SETTING = "40 ms, 12 MB/s per connection"
+
+
 def figures_of(name: str, result: dict[str, Any]) -> list[Figure]:
     """The table rows for one benchmark's result dict."""
     if name == "large":
@@ -235,6 +255,8 @@ def figures_of(name: str, result: dict[str, Any]) -> list[Figure]:
         return _chaos_figures(name, result)
     if name == "emulator":
         return _emulator_figures(result)
+    if name == "delta_versions":
+        return _delta_versions_figures(result)
     raise ValueError(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}")
 
 
@@ -265,6 +287,12 @@ METHOD_NOTES = {
              "`bench/verifier.py` then compares every local file with Box through the API.",
     "chaos_restart": "the same, with the emulator itself killed and restarted during the run.",
     "emulator": "`bench/emulator_throughput.py`: the emulator alone (parts, direct uploads, streamed upload, RSS).",
+    "delta_versions": "`bench/delta_versions.py`: a file of random bytes uploaded once (32 MiB parts, 4 in flight), "
+                      "then, on the same emulator, a full re-upload of a new version (`Uploader(delta=False)`: the "
+                      "baseline, timed in the same run) and new versions with 0/1/10/100 % of the parts rewritten "
+                      "(4 KiB in each chosen part, at least one part above 0 %), each planned part by part and "
+                      "sending only the misses. Part bytes from the emulator's own counter; loopback, and the WAN "
+                      "setting of `large`. 0 % is Box's \"file did not change\": no version is made.",
 }
 
 
