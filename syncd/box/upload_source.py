@@ -163,9 +163,8 @@ class PathSource:
         """A reader of ``length`` bytes from ``offset`` (default: to the size at open); ``len()`` is its length."""
         if length is None:
             length = self.size - offset
-        if offset < 0 or length < 0:
-            raise ValueError(f"bad range offset={offset} length={length}")
-        return _SourceWindow(self, offset, length)
+        return SourceWindow(self.readinto, offset, length, lambda reached: SourceChanged(
+            self.label, f"the file shrank: read ended at offset {reached}"))
 
     def check_unchanged(self) -> SourceChange | None:
         """How the content may have changed since the open (size, mtime or ctime moved), or None."""
@@ -196,12 +195,23 @@ class PathSource:
         return f"PathSource({self.label!r}, size={self.size})"
 
 
-class _SourceWindow(io.RawIOBase):
-    """A read-only, seekable window of a :class:`PathSource`; a short read raises SourceChanged."""
+class SourceWindow(io.RawIOBase):
+    """A read-only, seekable window ``[offset, offset + length)`` of an open file, read by
+    position (so windows share no file position); ``len()`` is its length, for a
+    Content-Length. A read that ends early raises ``short_read(offset_reached)``: a body
+    shorter than announced must fail here, not reach Box as a truncated upload.
 
-    def __init__(self, source: PathSource, offset: int, length: int) -> None:
+    ``readinto(buffer, offset)`` fills ``buffer`` from ``offset`` (fewer bytes only at the
+    end of the file). Any open-file type can serve a window this way.
+    """
+
+    def __init__(self, readinto: Callable[[memoryview, int], int], offset: int, length: int,
+                 short_read: Callable[[int], Exception]) -> None:
         super().__init__()
-        self._source = source
+        if offset < 0 or length < 0:
+            raise ValueError(f"bad range offset={offset} length={length}")
+        self._read_at = readinto
+        self._short_read = short_read
         self._start = offset
         self._length = length
         self._position = 0
@@ -230,11 +240,9 @@ class _SourceWindow(io.RawIOBase):
         want = min(len(view), self._length - self._position)
         if want <= 0:
             return 0
-        n = self._source.readinto(view[:want], self._start + self._position)
+        n = self._read_at(view[:want], self._start + self._position)
         if n < want:
-            # A body shorter than announced must fail here, not reach Box as a truncated upload.
-            raise SourceChanged(self._source.label, f"the file shrank: read ended at offset "
-                                                    f"{self._start + self._position + n}")
+            raise self._short_read(self._start + self._position + n)
         self._position += n
         return n
 
