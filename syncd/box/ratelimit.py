@@ -21,8 +21,12 @@ limit is lower than configured), the limiter:
 - holds every request of that user and kind back for ``Retry-After`` seconds (the
   refused request itself was not counted by Box, so it gives its slot back);
 - **shrinks the limit it allows for that user and kind** to 90 % of what its window
-  held when the 429 came (at least one below the current limit), once per 429 episode:
-  answers to requests sent before the last shrink do not shrink it again. Logged as
+  held when the 429 came (what Box evidently lets us have beside whoever else spends
+  the budget), at least one below the current limit and never below half of it:
+  a storm of refusals that has nothing to do with our window (Box throttling for
+  a while) must not collapse the budget. Once per 429 episode: a refusal of a request
+  sent before the last shrink, or before any request sent since then was answered,
+  does not shrink it again. Logged as
   ``box_rate_limit_learned`` (user, kind, limit, was, configured, reason), readable
   through :meth:`RateLimiter.learned_limits` for a metric;
 - gives back half of what it took for every full window without a 429, until it is
@@ -57,8 +61,10 @@ log = structlog.get_logger("syncd.box.ratelimit")
 DEFAULT_API_CALLS_PER_MINUTE = 950.0
 DEFAULT_UPLOADS_PER_MINUTE = 230.0
 WINDOW_SECONDS = 60.0
-#: After a 429, the limit becomes this share of what the window held.
+#: After a 429, the limit becomes this share of what the window held...
 SHRINK_TO = 0.9
+#: ...but never less than this share of the limit it had.
+SHRINK_AT_MOST_TO = 0.5
 #: How often a waiter looks again when every slot of a full window is still in flight.
 IN_FLIGHT_POLL = 0.05
 
@@ -206,6 +212,7 @@ class _Learned:
 
     limit: int
     generation: int = 0
+    answered: bool = True  # a request sent under this generation was answered (not 429): a new episode may start
     blocked_until: float = 0.0
     grown_at: float = 0.0  # last 429 or last growth: the limit grows again one quiet window later
 
@@ -264,6 +271,8 @@ class RateLimiter:
         now = self._clock()
         if rate_limited:
             self._learn(permit, now, retry_after)
+        elif self._learned:
+            self._answered(permit)
         for grant in permit.grants:
             # A refused request was not counted by Box: its slot frees at once (Retry-After holds back).
             self.store.settle(grant.key, grant.slot, None if rate_limited else now)
@@ -298,13 +307,21 @@ class RateLimiter:
             if retry_after:
                 learned.blocked_until = max(learned.blocked_until, now + retry_after)
             learned.grown_at = now
-            if grant.generation != learned.generation:
-                return  # sent under a limit already shrunk for this episode
+            if grant.generation != learned.generation or not learned.answered:
+                return  # the same episode: sent under the old limit, or nothing answered since the shrink
             was = learned.limit
-            learned.limit = max(1, min(was - 1, math.floor(held * SHRINK_TO)))
+            learned.limit = max(1, min(was - 1, max(math.floor(held * SHRINK_TO), math.floor(was * SHRINK_AT_MOST_TO))))
             learned.generation += 1
+            learned.answered = False
         log.info("box_rate_limit_learned", user=permit.user, kind=grant.kind, limit=learned.limit, was=was,
                  configured=configured, reason="429", held=held, retry_after_s=retry_after)
+
+    def _answered(self, permit: Permit) -> None:
+        with self._lock:
+            for grant in permit.grants:
+                learned = self._learned.get((permit.user, grant.kind))
+                if learned is not None and grant.generation == learned.generation:
+                    learned.answered = True
 
     def learned_limits(self) -> dict[tuple[str, str], int]:
         """The limit per window now allowed, by (user, kind), for every pair a 429 ever shrank."""

@@ -153,27 +153,40 @@ def test_two_limiters_sharing_one_store_share_one_budget() -> None:
 def test_a_429_holds_back_shrinks_the_burst_once_per_episode_and_is_logged() -> None:
     clock = FakeClock()
     rl = limiter(clock, api_calls_per_minute=None, uploads_per_minute=100)
-    permits = [rl.acquire("alice", upload=True) for _ in range(50)]
+    permits = [rl.acquire("alice", upload=True) for _ in range(60)]
     with capture_logs() as logs:
         rl.release(permits[0], rate_limited=True, retry_after=5.0)
         for p in permits[1:10]:  # answers to requests sent before the shrink: no second shrink
             rl.release(p, rate_limited=True, retry_after=5.0)
     learned = [e for e in logs if e["event"] == "box_rate_limit_learned"]
     assert len(learned) == 1
-    assert learned[0]["limit"] == 45 and learned[0]["was"] == 100 and learned[0]["reason"] == "429"
-    assert learned[0]["held"] == 50 and learned[0]["retry_after_s"] == 5.0
-    assert rl.learned_limits() == {("alice", "upload"): 45}
-    assert rl.limit_for("alice", "upload") == 45 and rl.limit_for("bob", "upload") == 100
+    assert learned[0]["limit"] == 54 and learned[0]["was"] == 100 and learned[0]["reason"] == "429"
+    assert learned[0]["held"] == 60 and learned[0]["retry_after_s"] == 5.0
+    assert rl.learned_limits() == {("alice", "upload"): 54}
+    assert rl.limit_for("alice", "upload") == 54 and rl.limit_for("bob", "upload") == 100
     for p in permits[10:]:
-        rl.release(p)  # 40 answered at t=0; the ten refused ones gave their slots back
-    assert [rl.acquire("alice", upload=True).waited for _ in range(5)] == [5.0, 0.0, 0.0, 0.0, 0.0]
-    assert clock.now == pytest.approx(5.0)  # Retry-After held them back; the shrunk window had room for 5
-    later = rl.acquire("alice", upload=True)
-    assert clock.now == pytest.approx(60.0)  # 45 held: the next waits for the window to free
-    assert rl.limit_for("alice", "upload") == 72  # a quiet window since the 429: half the gap back
-    # A 429 on a request sent under the learned limit shrinks it again, to what the window held.
-    rl.release(later, rate_limited=True, retry_after=None)
-    assert rl.learned_limits()[("alice", "upload")] == 5  # 6 held (the 5 at t=5 and this one)
+        rl.release(p)  # 50 answered at t=0; the ten refused ones gave their slots back
+    after = [rl.acquire("alice", upload=True) for _ in range(4)]
+    assert [p.waited for p in after] == [5.0, 0.0, 0.0, 0.0]  # Retry-After, then room for 54 - 50
+    # Refused again before anything sent since the shrink was answered: the same episode.
+    rl.release(after[0], rate_limited=True, retry_after=None)
+    assert rl.learned_limits()[("alice", "upload")] == 54
+    rl.release(after[1])  # answered under the learned limit: that episode is over
+    rl.release(after[2], rate_limited=True, retry_after=None)
+    assert rl.learned_limits()[("alice", "upload")] == 47  # 90 % of the 53 held
+    fifth = rl.acquire("alice", upload=True)
+    assert fifth.waited == pytest.approx(55.0) and clock.now == pytest.approx(60.0)  # the window was full
+
+
+def test_a_storm_of_refusals_halves_the_limit_at_most() -> None:
+    """Box refusing everything for a while (nothing to do with our window): one shrink, by half at
+    most, however many requests it refuses in a row."""
+    clock = FakeClock()
+    rl = limiter(clock, api_calls_per_minute=None, uploads_per_minute=100)
+    for _ in range(20):
+        rl.release(rl.acquire("u", upload=True), rate_limited=True, retry_after=1.0)
+    assert rl.learned_limits() == {("u", "upload"): 50}
+    assert clock.now == pytest.approx(19.0)  # each retry waited its Retry-After
 
 
 def test_the_learned_limit_grows_back_after_quiet_windows() -> None:
@@ -181,14 +194,14 @@ def test_the_learned_limit_grows_back_after_quiet_windows() -> None:
     rl = limiter(clock, api_calls_per_minute=None, uploads_per_minute=100)
     permits = [rl.acquire("u", upload=True) for _ in range(20)]
     rl.release(permits[0], rate_limited=True, retry_after=1.0)
-    assert rl.limit_for("u", "upload") == 18
+    assert rl.limit_for("u", "upload") == 50  # 90 % of 19 held would be 17: never below half
     clock.now = 59.0
-    assert rl.limit_for("u", "upload") == 18  # not a full quiet window yet
+    assert rl.limit_for("u", "upload") == 50  # not a full quiet window yet
     with capture_logs() as logs:
         clock.now = 60.0
-        assert rl.limit_for("u", "upload") == 59  # half the gap back
+        assert rl.limit_for("u", "upload") == 75  # half the gap back
         clock.now = 120.0
-        assert rl.limit_for("u", "upload") == 79
+        assert rl.limit_for("u", "upload") == 87
     assert [e["reason"] for e in logs if e["event"] == "box_rate_limit_learned"] == ["quiet_window"] * 2
     for minute in range(3, 12):
         clock.now = 60.0 * minute
@@ -219,8 +232,8 @@ def test_an_upload_429_from_box_is_learned(emulator) -> None:
         path.write_bytes(b"tiny")
         with capture_logs() as logs:
             Uploader(client).upload(path, "0", "tiny.bin")
-        # It held one slot when Box refused: whatever else spends this user's budget, ours is small.
-        assert client.transport.rate_limiter.learned_limits() == {("DeveloperTokenAuth", "upload"): 1}
+        # It held one slot when Box refused: the limit halves (at most), it does not collapse.
+        assert client.transport.rate_limiter.learned_limits() == {("DeveloperTokenAuth", "upload"): 25}
     assert [e["reason"] for e in logs if e["event"] == "box_rate_limit_learned"] == ["429"]
     assert count(emulator.stats(), "files.upload", "429") == 1
 
