@@ -9,10 +9,10 @@ and a ``syncd run`` daemon configured with ``box.uploads_per_minute`` just under
 and times the daemon's ``upload_committed`` events. Reported per run:
 
 * sustained files/s, as a fraction of the 40/s ceiling the rate limit allows (target
-  >= 0.95): commits from 5 s after the first one to the last, over their span. The
-  first 5 s are left out because the daemon's token bucket starts full (5 s of
-  uploads, ``BURST_SECONDS``), and neither Box nor the emulator's 60 s sliding window
-  refuses that burst; the overall rate (first to last commit) is reported beside it;
+  >= 0.95): commits from ``BURST_SECONDS`` after the first one to the last, over their
+  span (start-up left out; the daemon's sliding-window limiter lets a whole window's
+  budget out at once, as Box's own 60 s window allows); the overall rate (first to last
+  commit) is reported beside it;
 * the emulator's 429 answers (from ``GET /_emulator/stats``) as a fraction of all
   requests (target < 1%).
 """
@@ -36,14 +36,13 @@ from bench.emulator import (
     count_status,
 )
 from bench.report import save_result
-from syncd.box.ratelimit import RateLimits
 from syncd.testing.daemon_process import DaemonProcess, event_time, write_config
 
 FILE_SIZE = 64 * 1024
 CEILING_FILES_PER_S = SCALED_UPLOADS_PER_MINUTE / 60
 TARGET_FRACTION = 0.95
 TARGET_429_SHARE = 0.01
-BURST_SECONDS = RateLimits().burst_seconds  # the client's token bucket starts with this much credit
+BURST_SECONDS = 2.0  # the first commits (start-up, the first burst) are left out of the sustained rate
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,9 @@ Typical use::
                        upload_url="http://127.0.0.1:8765/api/2.0")
     folder_id = FolderTree(client).ensure("0", ("inbox", "2026"))
     uploaded = Uploader(client).upload("report.pdf", folder_id, "report.pdf")
-    # -> UploadedFile(file_id, version_id, sha1, size, etag, name)
+    # -> UploadedFile(file_id, version_id, sha1, size, etag, name, parts_reused, bytes_reused)
+    with PathSource("report.pdf") as source:        # one open for the hash and every byte sent
+        Uploader(client).upload(source, None, "report.pdf", existing_file_id=uploaded.file_id)
 
 Public API
 ----------
@@ -32,15 +34,28 @@ Folders: ``FolderTree(client, store=None).ensure(parent_id, ("a", "b")) -> folde
 ``recreate(parent_id, path, gone_id)`` after a 404 on a resolved folder, ``is_gone(folder_id)``;
 resolved ids live in a ``FolderIdStore`` (get/put/forget; ``MemoryFolderIds`` by default).
 
-Uploads: ``Uploader(client, chunked_threshold=50 MiB, concurrency=4).upload(path,
-parent_folder_id, name, *, existing_file_id=None, etag=None, sha1=None, progress=None,
-on_bytes=None) -> UploadedFile``; lower level ``DirectUpload`` and ``ChunkedUpload``;
-resume values ``SavedSession``/``UploadedPart`` through the ``UploadProgress`` protocol;
-``Uploader.discard(saved_session)`` abandons a saved session on Box.
+Uploads: ``Uploader(client, chunked_threshold=50 MiB, concurrency=4, preflight_from=1 MiB,
+delta=True).upload(source, parent_folder_id, name, *, existing_file_id=None, etag=None,
+sha1=None, progress=None, on_bytes=None, cancel=None) -> UploadedFile``; ``source`` is an
+``UploadSource`` (an open file read by offset: ``PathSource(path)``, or the daemon's own) or a
+path; lower level ``DirectUpload`` and ``ChunkedUpload``; resume values
+``SavedSession``/``UploadedPart`` through the ``UploadProgress`` protocol;
+``Uploader.discard(saved_session)`` abandons a saved session on Box. A new version of a
+file at or above the chunked threshold plans its parts and sends only those Box lacks
+(``UploadedFile.parts_reused``/``bytes_reused``). ``on_bytes(n)``: bytes Box acknowledged,
+and ``on_bytes(0)`` heartbeats at least every few seconds while an upload hashes or waits.
+
+Rate limits: ``RateLimits(api_calls_per_minute=950, uploads_per_minute=230,
+window_seconds=60)``, kept as sliding windows per Box user by a ``RateLimiter`` (one per
+client, shared by every thread) in a ``WindowStore`` (``MemoryWindows`` by default);
+``RateLimiter.learned_limits()`` shows limits a 429 made smaller.
+
+URLs: the bearer token goes only to https URLs on Box's hosts or the configured ones
+(plain http only when every configured URL is loopback); others raise ``UntrustedURL``.
 
 Errors: ``BoxAPIError`` (status, code, message, request_id, context_info, retry_after,
 ``conflicts``), ``AuthError``, ``OutcomeUnknown``, ``SourceChanged``, ``IntegrityError``,
-``BoxConnectionError``; all subclass ``BoxError`` and carry ``error_class`` (an
+``BoxConnectionError``, ``UntrustedURL``; all subclass ``BoxError`` and carry ``error_class`` (an
 ``ErrorClass``: RETRY_LATER, REFRESH_AUTH, NAME_CONFLICT, QUARANTINE, QUOTA, PERMANENT_FILE,
 PERMANENT_CONFIG), so a caller decides on the class alone, never on Box's codes.
 
@@ -49,7 +64,10 @@ Logs
 structlog events (see ``syncd.logs`` for the fields): ``box_request_retrying`` (method,
 url without query, attempt, wait_s, and status, error_code, request_id, or the cause of a
 send that got no answer), ``box_token_rejected`` (a 401, one refresh follows),
-``box_token_request_retrying``, ``upload_session_abort_failed``.
+``box_token_request_retrying``, ``upload_session_abort_failed``, ``box_rate_limit_learned``
+(user, kind, limit, was, configured, reason: ``429`` with held and retry_after_s, or
+``quiet_window``), ``upload_plan_skipped`` (session_id, reason, status, error_code,
+request_id), ``upload_session_url_refused`` (session_id, url, reason).
 
 Guarantees
 ----------
@@ -59,6 +77,8 @@ Guarantees
   session) is the result. New versions should pass ``etag`` for If-Match.
 - A file that changes while it is uploaded raises SourceChanged; its session is
   aborted and nothing is committed.
+- One open: the SHA-1 and every byte sent come from one ``UploadSource``; a change seen
+  through it (size, mtime, ctime) raises SourceChanged.
 - Memory: at most ``concurrency`` parts are held at once; direct uploads stream.
 - Secrets (tokens, refresh tokens, client secrets, keys) never appear in logs,
   exceptions or reprs. OAuth refresh tokens are persisted (0600, atomic) before the
@@ -93,8 +113,11 @@ from .errors import (
 )
 from .folders import FolderIdStore, FolderTree, MemoryFolderIds
 from .http_retry import RetryPolicy
-from .ratelimit import RateLimiter, RateLimits, TokenBucket
+from .heartbeat import HEARTBEAT_EVERY
+from .ratelimit import MemoryWindows, RateLimiter, RateLimits, WindowStore
 from .transport import Transport
+from .trusted_urls import TrustedURLs, UntrustedURL
+from .upload_source import PathSource, UploadSource
 from .upload_values import (
     BOX_CHUNKED_MINIMUM,
     DEFAULT_CHUNKED_THRESHOLD,
@@ -105,15 +128,16 @@ from .upload_values import (
     UploadProgress,
     hash_file,
 )
-from .uploader import Uploader
+from .uploader import PREFLIGHT_FROM, Uploader
 
 __all__ = [
     "AccessToken", "Auth", "AuthError", "BOX_CHUNKED_MINIMUM", "BoxAPIError", "BoxClient",
     "BoxConnectionError", "BoxError", "ChunkedUpload", "ClientCredentialsAuth", "Conflict",
     "DEFAULT_CHUNKED_THRESHOLD", "DeveloperTokenAuth", "DirectUpload", "ErrorClass",
-    "FolderIdStore", "FolderTree", "IntegrityError", "JWTAuth", "MemoryFolderIds",
-    "OAuthRefreshAuth", "OutcomeUnknown", "PreflightResult", "RateLimiter", "RateLimits",
-    "RetryPolicy", "SavedSession", "SourceChanged", "SourceFingerprint", "TokenBucket",
-    "TokenEndpoint", "TokenStore", "Transport", "UploadProgress", "UploadedFile", "UploadedPart",
-    "UploadCancelled", "Uploader", "classify", "hash_file",
+    "FolderIdStore", "FolderTree", "HEARTBEAT_EVERY", "IntegrityError", "JWTAuth", "MemoryFolderIds",
+    "MemoryWindows", "OAuthRefreshAuth", "OutcomeUnknown", "PREFLIGHT_FROM", "PathSource", "PreflightResult",
+    "RateLimiter", "RateLimits", "RetryPolicy", "SavedSession", "SourceChanged", "SourceFingerprint",
+    "TokenEndpoint", "TokenStore", "Transport", "TrustedURLs", "UntrustedURL", "UploadProgress",
+    "UploadSource", "UploadedFile", "UploadedPart", "UploadCancelled", "Uploader", "WindowStore",
+    "classify", "hash_file",
 ]

@@ -1,36 +1,62 @@
-"""Chunked upload: an upload session, parts sent in parallel, resumable.
+"""Chunked upload: an upload session, parts sent in parallel, resumable, and for a new
+version of a file only the parts Box does not already hold (issue 13).
+
+**One read pass.** Each part is read once from the source (``read_exact``), in order,
+by one reader thread that feeds the whole-file SHA-1 as it goes; a worker thread then
+hashes the part (SHA-1 for its ``Digest``, SHA-512 when planning; hashlib releases the
+GIL) and plans and/or sends it. At most ``concurrency`` parts are held at once.
+
+**Delta versions.** A new version plans each part before sending it: ``POST
+session_endpoints.plan`` with the part's offset, size and SHA-512 (boxsdk 10.18's
+``UploadPartPlan``; one part per call, from the part's worker, as the SDK's
+``upload_big_file_version`` does, so a part costs one extra round trip but the file is
+still read once and never held whole). A hit is not sent: the commit names it by
+``part_id``, ``offset`` and ``size``. Commit entries never carry ``sha512`` (uploaded
+parts carry ``sha1``), which keeps Box's all-or-none ``sha512`` rule. When the plan
+endpoint is missing (404 or 405 while the session is alive) the client remembers it
+(``BoxClient.plan_unavailable``) and sends every part from then on; when Box refuses
+a plan (any other 4xx, or a malformed answer) or keeps failing, this upload sends
+the rest of its parts. A version whose every part is a hit is Box's "file did not
+change": the commit answers 202 without ``Retry-After`` and no version is made; the
+result is the file's current version, with every part reused.
 
 Resume state goes in and out as plain values through
-:class:`~syncd.box.upload_values.UploadProgress`, which the caller implements
-(the daemon keeps it in its journal). Nothing here knows about watched folders
-or the journal.
+:class:`~syncd.box.upload_values.UploadProgress`, which the caller implements (the
+daemon keeps it in its journal). Parts uploaded to the session are listed on resume and
+not sent again; plan hits are not recorded (they cost nothing to ask for again), so a
+crash mid-delta resends at most the parts that were in flight. Nothing here knows
+about watched folders or the journal.
 """
 
 from __future__ import annotations
 
 import base64
+import contextvars
 import hashlib
+import io
 import os
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 import structlog
 
 from .client import BoxClient, validate_id, validate_name
 from .errors import BoxAPIError, IntegrityError, OutcomeUnknown, SourceChanged, UploadCancelled
+from .heartbeat import beat, pause
+from .trusted_urls import UntrustedURL
 from .upload_base import UploadBase, UploadTarget, single_entry
+from .upload_source import UploadSource, ensure_unchanged
 from .upload_values import (
     DEFAULT_CONCURRENCY,
     OnBytes,
     SavedSession,
-    SourceFingerprint,
     UploadedFile,
     UploadedPart,
     UploadProgress,
     file_times,
-    hash_file,
 )
 
 log = structlog.get_logger("syncd.box.uploads")  # named as before uploads.py was split
@@ -59,19 +85,115 @@ class _SessionGone(Exception):
     """The upload session expired or vanished (404/410) while we used it."""
 
 
+@dataclass(frozen=True)
+class _Part:
+    """A part ready for the commit, and how it got there."""
+
+    part: UploadedPart
+    reused: bool  # a plan hit: Box already held these bytes
+
+
+@dataclass(frozen=True)
+class _PartsDone:
+    parts: list[UploadedPart]
+    sha1: str
+    reused: int
+    bytes_reused: int
+
+
+class _PartBody(io.BytesIO):
+    """A part's bytes as a streamed request body: every block handed to the socket is a heartbeat."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)  # shares `data` (no copy) as long as nothing writes
+        self._length = len(data)
+
+    def __len__(self) -> int:  # requests sends Content-Length from it
+        return self._length
+
+    def read(self, size: int | None = -1) -> bytes:
+        beat()
+        return super().read(size)
+
+
+class _Planner:
+    """Asks the session's plan endpoint whether Box already holds a part; stops asking when it cannot help."""
+
+    def __init__(self, client: BoxClient, session: SavedSession) -> None:
+        self.client = client
+        self.session = session
+        self.active = not self.client.plan_unavailable
+
+    def hit(self, offset: int, data: bytes) -> UploadedPart | None:
+        """The stored part Box names for these bytes, or None (send them)."""
+        if not self.active:
+            return None
+        sha512 = hashlib.sha512(data).hexdigest()
+        wanted = {"offset": offset, "size": len(data), "sha512": sha512}
+        try:
+            # A plan changes nothing on Box: repeating it after a lost answer is harmless.
+            answer = self.client.transport.request_json("POST", self.session.plan_url, json={"parts": [wanted]},
+                                                        replay_safe=True)
+        except BoxAPIError as exc:
+            self._refused(exc)
+            return None
+        hits = answer.get("hits") if isinstance(answer, Mapping) else None
+        if not isinstance(hits, list) or not isinstance(answer.get("misses"), list):
+            self._stop("the plan answer has no hits/misses lists")
+            return None
+        for raw in hits:
+            if (isinstance(raw, Mapping) and raw.get("offset") == offset and raw.get("size") == len(data)
+                    and str(raw.get("sha512", sha512)).lower() == sha512 and raw.get("part_id")):
+                return UploadedPart(str(raw["part_id"]), offset, len(data), "")
+        return None
+
+    def _refused(self, exc: BoxAPIError) -> None:
+        if exc.status == 410:
+            raise _SessionGone() from exc
+        if exc.status in (404, 405):
+            if exc.status == 404 and not self._session_alive():
+                raise _SessionGone() from exc
+            # The session is there but its plan endpoint is not: this Box does not plan. Remember it.
+            self.client.plan_unavailable = True
+            self._stop("the plan endpoint is missing", exc)
+            return
+        if exc.status in (401, 403):
+            raise exc  # the credentials or the file: sending parts would fail the same way
+        self._stop("Box refused the plan", exc)
+
+    def _session_alive(self) -> bool:
+        try:
+            self.client.transport.request_json("GET", self.session.status_url)
+        except BoxAPIError as exc:
+            if exc.status in (404, 410):
+                return False
+            raise
+        return True
+
+    def _stop(self, reason: str, exc: BoxAPIError | None = None) -> None:
+        if not self.active:
+            return
+        self.active = False
+        log.info("upload_plan_skipped", session_id=self.session.session_id, reason=reason,
+                 status=exc.status if exc else None, error_code=exc.code if exc else None,
+                 request_id=exc.request_id if exc else None, detail="the remaining parts are sent in full")
+
+
 class ChunkedUpload(UploadBase):
-    """An upload session: parts read once from disk, hashed in the same pass,
-    sent in parallel (``concurrency`` parts in flight at most), committed with
-    the whole-file digest. Resumable through ``progress``.
+    """An upload session: parts read once from the source, hashed in the same pass,
+    sent in parallel (``concurrency`` parts in flight at most), committed with the
+    whole-file digest; a new version sends only the parts Box lacks (``delta``).
+    Resumable through ``progress``.
     """
 
-    def __init__(self, client: BoxClient, path: str | os.PathLike[str], parent_folder_id: str | None, name: str,
-                 *, existing_file_id: str | None = None, etag: str | None = None, sha1: str | None = None,
-                 progress: UploadProgress | None = None, on_bytes: OnBytes | None = None,
-                 concurrency: int = DEFAULT_CONCURRENCY, commit_deadline: float = 900.0,
-                 parts_mismatch_window: float = 10.0, sleep: Callable[[float], None] = time.sleep,
-                 cancel: threading.Event | None = None) -> None:
-        super().__init__(client, path, UploadTarget(parent_folder_id, name, existing_file_id, etag), on_bytes)
+    def __init__(self, client: BoxClient, source: UploadSource | str | os.PathLike[str],
+                 parent_folder_id: str | None, name: str, *, existing_file_id: str | None = None,
+                 etag: str | None = None, sha1: str | None = None, progress: UploadProgress | None = None,
+                 on_bytes: OnBytes | None = None, concurrency: int = DEFAULT_CONCURRENCY,
+                 commit_deadline: float = 900.0, parts_mismatch_window: float = 10.0,
+                 sleep: Callable[[float], None] = time.sleep, cancel: threading.Event | None = None,
+                 delta: bool = True) -> None:
+        super().__init__(client, source, UploadTarget(parent_folder_id, name, existing_file_id, etag), on_bytes)
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
         self.expected_sha1 = sha1.lower() if sha1 else None
@@ -83,14 +205,16 @@ class ChunkedUpload(UploadBase):
         # Set by the caller (e.g. a daemon shutting down): no new part is started,
         # parts in flight finish and are recorded, and UploadCancelled is raised.
         self.cancel = cancel
+        #: Plan each part of a new version and send only what Box lacks.
+        self.delta = delta
 
     # public --------------------------------------------------------------------------
 
-    def run(self) -> UploadedFile:
+    def _run(self) -> UploadedFile:
         """Upload (resuming a saved session when there is one) and commit."""
-        fingerprint = SourceFingerprint.of_path(self.path)
+        size = self.source.size
         saved = self.progress.load() if self.progress is not None else None
-        session, remote = self._resume(saved, fingerprint.size)
+        session, remote = self._resume(saved, size)
         if saved is not None and session is None:
             # The saved session is gone: maybe because our commit went through before a
             # crash. Box holding our bytes already means done (no second version).
@@ -99,28 +223,33 @@ class ChunkedUpload(UploadBase):
                 return own
         for _ in range(3):
             if session is None:
-                created = self._create_session(fingerprint.size)
+                created = self._create_session(size)
                 if isinstance(created, UploadedFile):
                     return created
                 session, remote = created, {}
             try:
-                parts, sha1 = self._send_parts(session, remote, fingerprint)
-                return self._commit(session, parts, sha1)
+                done = self._send_parts(session, remote)
+                result = self._commit(session, done.parts, done.sha1)
+                return result.with_reuse(done.reused, done.bytes_reused)
             except _SessionGone:
                 self._discarded()
                 session = None
             except SourceChanged:
                 self._abandon(session)
                 raise
-        raise BoxAPIError(410, "session_expired", f"upload sessions for {self.path} kept expiring")
+        raise BoxAPIError(410, "session_expired", f"upload sessions for {self.label} kept expiring")
 
     def abort(self, session: SavedSession) -> None:
         """Abandon ``session`` on Box (DELETE); a session already gone is fine."""
         abort_session(self.client, session)
 
     def _local_sha1(self) -> str:
-        """The SHA-1 the caller queued the file with, else a fresh hash of it."""
-        return self.expected_sha1 or hash_file(self.path)[0]
+        """The SHA-1 the caller queued the file with, else a read pass over the source.
+
+        Only reconciliation needs this pass (a saved session found gone, a 409 on create):
+        the upload itself hashes while it reads its parts.
+        """
+        return self.expected_sha1 or self._sha1_of_source()
 
     # session lifecycle ---------------------------------------------------------------
 
@@ -133,9 +262,24 @@ class ChunkedUpload(UploadBase):
             self.abort(session)
         self._discarded()
 
+    def _untrusted(self, session: SavedSession) -> UntrustedURL | None:
+        for url in session.urls:
+            try:
+                self.client.transport.trusted.check(url)
+            except UntrustedURL as exc:
+                return exc
+        return None
+
     def _resume(self, saved: SavedSession | None, file_size: int
                 ) -> tuple[SavedSession | None, dict[int, UploadedPart]]:
         if saved is None:
+            return None, {}
+        refused = self._untrusted(saved)
+        if refused is not None:
+            # Never send the token to a stored URL we would not accept from Box now: start afresh.
+            log.warning("upload_session_url_refused", session_id=saved.session_id, url=refused.url,
+                        reason=refused.reason, detail="the saved session is dropped; a new one is created")
+            self._discarded()
             return None, {}
         if saved.file_size != file_size:
             self._abandon(saved)  # the file is not the one this session was for
@@ -199,24 +343,28 @@ class ChunkedUpload(UploadBase):
         session = SavedSession.from_json(raw, file_size)
         if session.part_size * session.total_parts < file_size:
             raise BoxAPIError(201, "invalid_session", "session parts do not cover the file")
+        refused = self._untrusted(session)
+        if refused is not None:
+            raise refused  # before it is saved for a resume
         if self.progress is not None:
             self.progress.session_created(session)
         return session
 
     # parts ---------------------------------------------------------------------------
 
-    def _send_parts(self, session: SavedSession, remote: Mapping[int, UploadedPart],
-                    fingerprint: SourceFingerprint) -> tuple[list[UploadedPart], str]:
-        """Read every part once, hash it, send what Box lacks; return all parts and the file SHA-1."""
+    def _send_parts(self, session: SavedSession, remote: Mapping[int, UploadedPart]) -> _PartsDone:
+        """Read every part once, hash it, plan and send what Box lacks; return all parts and the file SHA-1."""
+        source = self.source
+        planner = _Planner(self.client, session) if self.delta and self.target.existing_file_id else None
         whole = hashlib.sha1()
-        done: list[UploadedPart] = []
+        done: list[_Part] = []
         done_lock = threading.Lock()
         slots = threading.BoundedSemaphore(self.concurrency)  # bounds parts held in memory
-        futures: list[Future[UploadedPart]] = []
+        futures: list[Future[_Part]] = []
         failed = threading.Event()
         cancelled = False
 
-        def finished(future: Future[UploadedPart]) -> None:
+        def finished(future: Future[_Part]) -> None:
             slots.release()
             if future.cancelled() or future.exception() is not None:
                 failed.set()
@@ -224,11 +372,9 @@ class ChunkedUpload(UploadBase):
             with done_lock:
                 done.append(future.result())
 
-        with open(self.path, "rb") as handle, ThreadPoolExecutor(
-            max_workers=self.concurrency, thread_name_prefix="box-part"
-        ) as pool:
+        with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="box-part") as pool:
             try:
-                for offset, length in part_ranges(fingerprint.size, session.part_size):
+                for offset, length in part_ranges(source.size, session.part_size):
                     slots.acquire()
                     if failed.is_set():
                         slots.release()
@@ -237,35 +383,28 @@ class ChunkedUpload(UploadBase):
                         slots.release()
                         cancelled = True
                         break
-                    data = handle.read(length)
-                    if len(data) != length:
+                    try:
+                        data = source.read_exact(offset, length)
+                        ensure_unchanged(source)
+                    except BaseException:
                         slots.release()
-                        raise SourceChanged(self.path, f"short read at offset {offset}")
-                    reason = fingerprint.difference(SourceFingerprint.of(os.fstat(handle.fileno())))
-                    if reason:
-                        slots.release()
-                        raise SourceChanged(self.path, reason)
+                        raise
+                    whole.update(data)  # the whole-file SHA-1, from the bytes that are sent
                     stored = remote.get(offset)
                     if stored is not None:
                         slots.release()
-                        whole.update(data)
                         if stored.size != length or (
                                 stored.sha1 and stored.sha1.lower() != hashlib.sha1(data).hexdigest()):
-                            raise SourceChanged(self.path, f"part at offset {offset} differs from the stored one")
+                            raise SourceChanged(self.label, f"part at offset {offset} differs from the stored one")
                         with done_lock:
-                            done.append(stored)
-                        if self.on_bytes is not None:
-                            self.on_bytes(length)
+                            done.append(_Part(stored, reused=False))
+                        self.heartbeat.sent(length)
                         continue
-                    future = pool.submit(self._put_part, session, offset, data)
+                    # Each part runs in a copy of this context: its waits beat this upload's heartbeat.
+                    future = pool.submit(contextvars.copy_context().run, self._part, session, offset, data, planner)
                     future.add_done_callback(finished)
                     futures.append(future)
-                    # Hash for the whole-file digest while the worker hashes and sends the part
-                    # (hashlib releases the GIL): the same bytes, read once.
-                    whole.update(data)
                     del data  # only the worker holds the part now
-                if not failed.is_set() and not cancelled and handle.read(1):
-                    raise SourceChanged(self.path, "file grew while uploading")
             except BaseException:
                 for future in futures:
                     future.cancel()
@@ -276,17 +415,25 @@ class ChunkedUpload(UploadBase):
             if exc is not None:
                 raise exc
         if cancelled:
-            raise UploadCancelled(self.path)
+            raise UploadCancelled(self.label)
         sha1 = whole.hexdigest()
-        reason = fingerprint.difference(SourceFingerprint.of_path(self.path))
-        if reason:
-            raise SourceChanged(self.path, reason)
+        ensure_unchanged(source)  # a write (or growth) after the last part was read
         if self.expected_sha1 is not None and sha1 != self.expected_sha1:
-            raise SourceChanged(self.path, "content differs from the SHA-1 it was queued with")
-        done.sort(key=lambda part: part.offset)
+            raise SourceChanged(self.label, "content differs from the SHA-1 it was queued with")
+        done.sort(key=lambda item: item.part.offset)
         if len(done) != session.total_parts:
             raise IntegrityError("parts uploaded", session.total_parts, len(done))
-        return done, sha1
+        reused = [item.part for item in done if item.reused]
+        return _PartsDone([item.part for item in done], sha1, len(reused), sum(p.size for p in reused))
+
+    def _part(self, session: SavedSession, offset: int, data: bytes, planner: _Planner | None) -> _Part:
+        """One part, in a worker: a plan hit when Box already holds it, else sent."""
+        if planner is not None:
+            hit = planner.hit(offset, data)
+            if hit is not None:
+                self.heartbeat.beat()
+                return _Part(hit, reused=True)
+        return _Part(self._put_part(session, offset, data), reused=False)
 
     def _put_part(self, session: SavedSession, offset: int, data: bytes) -> UploadedPart:
         digest = hashlib.sha1(data).digest()
@@ -297,8 +444,8 @@ class ChunkedUpload(UploadBase):
             "Content-Range": content_range(offset, len(data), session.file_size),
         }
         try:
-            body = self.client.transport.request_json("PUT", session.upload_part_url, data=data,
-                                                      headers=headers)
+            body = self.client.transport.request_json(
+                "PUT", session.upload_part_url, body_factory=lambda: (_PartBody(data), {}), headers=headers)
             raw = (body or {}).get("part") if isinstance(body, Mapping) else None
             if not isinstance(raw, Mapping):
                 raw = body  # the guide shows a bare part object
@@ -318,15 +465,13 @@ class ChunkedUpload(UploadBase):
                                  (part.offset, part.size, part.sha1))
         if self.progress is not None:
             self.progress.part_uploaded(part)
-        if self.on_bytes is not None:
-            self.on_bytes(len(data))
+        self.heartbeat.sent(len(data))
         return part
 
     # commit --------------------------------------------------------------------------
 
     def _commit(self, session: SavedSession, parts: list[UploadedPart], sha1: str) -> UploadedFile:
-        st = os.stat(self.path)
-        attributes = file_times(st)
+        attributes = file_times(self.source.fstat())
         if self.target.existing_file_id:
             attributes.pop("content_created_at")
         body = {"parts": [part.to_json() for part in parts], "attributes": attributes}
@@ -356,7 +501,7 @@ class ChunkedUpload(UploadBase):
                     return resolved
                 if exc.code == "parts_mismatch" and elapsed < self.parts_mismatch_window:
                     # Box may not list the last part yet right after it was stored.
-                    self._sleep(min(5.0, 0.5 * attempt))
+                    pause(min(5.0, 0.5 * attempt), self._sleep)
                     continue
                 if exc.status in (404, 410):
                     # Gone after a lost commit answer means it was committed by us: check.
@@ -369,17 +514,23 @@ class ChunkedUpload(UploadBase):
                     own = self._find_own(sha1)
                     if own is not None:
                         return own
-                    self._sleep(self.client.transport.backoff(min(attempt - 1, 6), exc.retry_after))
+                    pause(self.client.transport.backoff(min(attempt - 1, 6), exc.retry_after), self._sleep)
                     continue
                 raise
             if response.status_code == 202:
                 retry_after = BoxAPIError.from_response(response).retry_after
+                if retry_after is None and self.target.existing_file_id:
+                    # Box's "the file did not change" (boxsdk: upload_big_file_version returns None):
+                    # no new version; the file as it is holds our bytes.
+                    own = self._find_own(sha1)
+                    if own is not None:
+                        return own
                 wait_s = retry_after if retry_after is not None else min(10.0, 1.0 * attempt)
                 if elapsed + wait_s > self.commit_deadline:
                     raise BoxAPIError(202, "commit_pending",
                                       f"commit still pending after {elapsed:.0f}s (deadline {self.commit_deadline}s)",
                                       method="POST", url=session.commit_url, retry_after=retry_after)
-                self._sleep(wait_s)
+                pause(wait_s, self._sleep)
                 continue
             return self._checked(single_entry(response.json(), "commit"), sha1)
 

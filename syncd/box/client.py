@@ -76,6 +76,11 @@ class BoxClient:
             auth, concurrency=concurrency, timeout=timeout, retry=retry, rate_limiter=RateLimiter(rate_limits),
             verify=verify,
         )
+        # The configured URLs (and Box's own hosts) are the only ones the token may go to.
+        self.transport.trusted.trust(self.api_url, self.upload_url)
+        #: Set once Box answered an upload session's plan endpoint with 404/405 while the session
+        #: was alive: this Box does not plan, and new versions send every part from then on.
+        self.plan_unavailable = False
 
     def close(self) -> None:
         self.transport.close()

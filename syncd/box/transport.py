@@ -18,7 +18,6 @@ resolve by looking at Box.
 
 from __future__ import annotations
 
-import ipaddress
 import random
 import threading
 import time
@@ -32,10 +31,12 @@ import structlog
 
 from .. import __version__
 from .credentials import Auth, AuthFlow
-from .errors import BoxAPIError, BoxConnectionError, redact_url
+from .errors import BoxAPIError, BoxConnectionError, parse_retry_after, redact_url
+from .heartbeat import pause
 from .http_errors import accepted, mapped_send_errors
 from .http_retry import RETRYABLE_STATUSES, SAFE_METHODS, RetryPolicy, RetryState, retry_delay
 from .ratelimit import RateLimiter
+from .trusted_urls import TrustedURLs, is_loopback
 
 log = structlog.get_logger("syncd.box.transport")
 
@@ -67,17 +68,6 @@ def _is_id(segment: str) -> bool:
     return segment.isdigit() or (len(segment) >= 16 and any(c.isdigit() for c in segment))
 
 
-def is_loopback(url: str) -> bool:
-    """Whether ``url`` names this machine (the only place plain HTTP / no TLS check is allowed)."""
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 Body = bytes | str | None
 BodyFactory = Callable[[], tuple[Any, Mapping[str, str]]]
 
@@ -98,12 +88,27 @@ class _Call:
     timeout: tuple[float, float] | None
 
 
+#: Bytes handed to the socket per write of a streamed body (urllib3's default is 16 KiB): a part
+#: goes out in a few large writes, and each write is a point where the upload's heartbeat can beat.
+SEND_BLOCK = 1 << 20
+
+
+class _PoolAdapter(requests.adapters.HTTPAdapter):
+    """requests' adapter with urllib3 connections that send streamed bodies in ``SEND_BLOCK`` writes."""
+
+    def init_poolmanager(self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any) -> None:
+        super().init_poolmanager(connections, maxsize, block, blocksize=SEND_BLOCK, **pool_kwargs)
+
+
 class Transport:
     """Sends authenticated requests to Box with pooling, rate limiting and retries.
 
     ``concurrency`` sizes the connection pool (one connection per parallel
     worker). ``timeout`` is (connect, read) seconds. TLS verification cannot be
-    turned off except for loopback hosts.
+    turned off except for loopback hosts. The bearer token goes only to URLs that
+    ``trusted`` accepts (:mod:`~syncd.box.trusted_urls`; the client adds its
+    configured URLs). Waits (rate limit, backoff) beat the current upload's
+    heartbeat (:mod:`~syncd.box.heartbeat`).
     """
 
     def __init__(
@@ -125,6 +130,7 @@ class Transport:
         self.timeout = timeout
         self.retry = retry
         self.rate_limiter = rate_limiter if rate_limiter is not None else RateLimiter()
+        self.trusted = TrustedURLs()
         self.verify = verify
         self.user_agent = user_agent
         self._sleep = sleep
@@ -134,7 +140,7 @@ class Transport:
         #: (retried ones too), e.g. to count answers by endpoint and code.
         self.on_status: Callable[[str, int], None] | None = None
         self.session = requests.Session()
-        adapter = requests.adapters.HTTPAdapter(
+        adapter = _PoolAdapter(
             pool_connections=4, pool_maxsize=concurrency + 2, max_retries=0, pool_block=False
         )
         self.session.mount("http://", adapter)
@@ -202,7 +208,7 @@ class Transport:
                     raise BoxConnectionError(method, url, f"{exc.cause} after {retries.failures} attempts") from None
                 log.info("box_request_retrying", method=method, url=redact_url(url), attempt=retries.failures,
                          wait_s=round(wait, 3), cause=exc.cause)
-                self._sleep(wait)
+                pause(wait, self._sleep)
                 continue
             if self.on_status is not None:
                 self.on_status(endpoint_template(method, url), response.status_code)
@@ -213,8 +219,6 @@ class Transport:
                 continue
             if response.status_code in RETRYABLE_STATUSES:
                 error = BoxAPIError.from_response(response)
-                if error.status == 429 and error.retry_after:
-                    self.rate_limiter.penalize(self.auth.identity, error.retry_after, upload=upload)
                 wait = retries.after_answer(error.status, error.retry_after, replay_safe=call.replay_safe)
                 if wait is None:
                     raise error
@@ -222,27 +226,39 @@ class Transport:
                 log.info("box_request_retrying", method=method, url=redact_url(url), attempt=retries.failures,
                          wait_s=round(wait, 3), status=error.status, error_code=error.code,
                          request_id=error.request_id)
-                self._sleep(wait)
+                pause(wait, self._sleep)
                 continue
             return accepted(response, accepted_statuses)
 
     def _send(self, call: _Call, auth: AuthFlow) -> requests.Response:
-        """One HTTP exchange: wait for the rate limiter, build the body and the headers, send,
-        and map a failure to get an answer to BoxConnectionError or OutcomeUnknown."""
-        self.rate_limiter.acquire(self.auth.identity, upload=call.upload)
-        headers: dict[str, str] = {}
-        auth.apply(headers)
-        body: Any = call.data
-        if call.body_factory is not None:
-            body, extra = call.body_factory()
-            headers.update(extra)
-        if call.headers:
-            headers.update(call.headers)
-        with mapped_send_errors(call.method, call.url, replay_safe=call.replay_safe):
-            return self.session.request(
-                call.method, call.url, params=call.params, json=call.json, data=body, headers=headers,
-                timeout=call.timeout or self.timeout, verify=self._verify_for(call.url), allow_redirects=False,
-            )
+        """One HTTP exchange: check the URL may get the token, hold a rate-limit slot, build the body
+        and the headers, send, and map a failure to get an answer to BoxConnectionError or OutcomeUnknown.
+
+        The slot is released when the answer came back (or the send failed): a 429 tells the
+        limiter to hold back and to learn a smaller limit.
+        """
+        self.trusted.check(call.url)
+        permit = self.rate_limiter.acquire(self.auth.identity, upload=call.upload)
+        response: requests.Response | None = None
+        try:
+            headers: dict[str, str] = {}
+            auth.apply(headers)
+            body: Any = call.data
+            if call.body_factory is not None:
+                body, extra = call.body_factory()
+                headers.update(extra)
+            if call.headers:
+                headers.update(call.headers)
+            with mapped_send_errors(call.method, call.url, replay_safe=call.replay_safe):
+                response = self.session.request(
+                    call.method, call.url, params=call.params, json=call.json, data=body, headers=headers,
+                    timeout=call.timeout or self.timeout, verify=self._verify_for(call.url), allow_redirects=False,
+                )
+            return response
+        finally:
+            limited = response is not None and response.status_code == 429
+            self.rate_limiter.release(permit, rate_limited=limited, retry_after=parse_retry_after(
+                response.headers.get("Retry-After")) if limited and response is not None else None)
 
     def request_json(self, method: str, url: str, **kwargs: Any) -> Any:
         """:meth:`request` and decode the JSON answer (None for an empty body)."""

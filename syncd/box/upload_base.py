@@ -1,5 +1,7 @@
-"""What direct and chunked uploads share: where the upload goes, and how an
-error or a lost answer is recognised as our own earlier attempt already done.
+"""What direct and chunked uploads share: where the upload goes, what it reads
+from (an :class:`~syncd.box.upload_source.UploadSource`, or a path opened once as
+a :class:`~syncd.box.upload_source.PathSource`), its heartbeat, and how an error
+or a lost answer is recognised as our own earlier attempt already done.
 
 Idempotence: an upload or commit that may already have been applied (lost
 answer, retry meeting 409 ``item_name_in_use``, 412 after a version upload)
@@ -14,6 +16,8 @@ from typing import Any, Mapping
 
 from .client import BoxClient
 from .errors import BoxAPIError, IntegrityError
+from .heartbeat import Heartbeat, beating
+from .upload_source import PathSource, UploadSource, source_sha1
 from .upload_values import OnBytes, UploadedFile
 
 
@@ -46,14 +50,50 @@ class UploadTarget:
 
 
 class UploadBase:
-    """What DirectUpload and ChunkedUpload share: their target, and recognising our own earlier attempt."""
+    """What DirectUpload and ChunkedUpload share: their target and source, the heartbeat,
+    and recognising our own earlier attempt.
 
-    def __init__(self, client: BoxClient, path: str | os.PathLike[str], target: UploadTarget,
+    ``source`` is an open :class:`UploadSource`, or a path that is opened (once) when
+    first read and closed when :meth:`run` ends.
+    """
+
+    def __init__(self, client: BoxClient, source: UploadSource | str | os.PathLike[str], target: UploadTarget,
                  on_bytes: OnBytes | None) -> None:
         self.client = client
-        self.path = os.fspath(path)
+        self._path = os.fspath(source) if isinstance(source, (str, os.PathLike)) else None
+        self._source: UploadSource | None = None if self._path is not None else source  # type: ignore[assignment]
         self.target = target
-        self.on_bytes = on_bytes
+        self.heartbeat = Heartbeat(on_bytes)
+
+    @property
+    def label(self) -> str:
+        """The source's display name, for messages."""
+        return self._path if self._path is not None else self.source.label
+
+    @property
+    def source(self) -> UploadSource:
+        """What the upload reads: the given source, or the path opened once."""
+        if self._source is None:
+            assert self._path is not None
+            self._source = PathSource(self._path)
+        return self._source
+
+    def run(self) -> UploadedFile:
+        """Upload and return what Box stored (see the subclass)."""
+        try:
+            with beating(self.heartbeat):
+                return self._run()
+        finally:
+            if self._path is not None and isinstance(self._source, PathSource):
+                self._source.close()
+                self._source = None
+
+    def _run(self) -> UploadedFile:
+        raise NotImplementedError
+
+    def _sha1_of_source(self) -> str:
+        """A full read pass for the SHA-1, beating the heartbeat as it goes."""
+        return source_sha1(self.source, on_block=self.heartbeat.beat)
 
     def _find_own(self, sha1: str) -> UploadedFile | None:
         """Box already holds our bytes under our name (new file) or id (version)?"""
@@ -80,5 +120,5 @@ class UploadBase:
     def _checked(self, item: Mapping[str, Any], sha1: str) -> UploadedFile:
         result = UploadedFile.from_json(item)
         if result.sha1.lower() != sha1.lower():
-            raise IntegrityError(f"SHA-1 of uploaded {self.path}", sha1, result.sha1)
+            raise IntegrityError(f"SHA-1 of uploaded {self.label}", sha1, result.sha1)
         return result

@@ -1,32 +1,36 @@
 """The values uploads exchange with their callers: what Box stored
 (:class:`UploadedFile`, :class:`UploadedPart`), the resume state of a chunked
 upload (:class:`SavedSession`, kept by the caller through :class:`UploadProgress`),
-what must not change while a file is uploaded (:class:`SourceFingerprint`,
-:func:`hash_file`), and the size limits and time format both kinds of upload share.
+a file's SHA-1 and what it was when hashed (:func:`hash_file`,
+:class:`SourceFingerprint`), and the size limits and time format both kinds of
+upload share.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Mapping, Protocol
 
-from .errors import BoxAPIError, SourceChanged
+from .errors import BoxAPIError
+from .upload_source import PathSource, source_sha1
 
 MiB = 1024 * 1024
 BOX_CHUNKED_MINIMUM = 20_000_000  # Box refuses upload sessions for smaller files
 DEFAULT_CHUNKED_THRESHOLD = 50 * MiB
 DEFAULT_CONCURRENCY = 4
-HASH_BLOCK = 4 * MiB
 
 OnBytes = Callable[[int], None]
 
 
 @dataclass(frozen=True)
 class UploadedFile:
-    """The result of an upload: the file (or new version) as Box now holds it."""
+    """The result of an upload: the file (or new version) as Box now holds it.
+
+    ``parts_reused``/``bytes_reused``: parts of a new version that Box already held
+    (an upload-session plan's hits) and were therefore not sent; both 0 otherwise.
+    """
 
     file_id: str
     version_id: str | None
@@ -34,6 +38,8 @@ class UploadedFile:
     size: int
     etag: str | None
     name: str
+    parts_reused: int = 0
+    bytes_reused: int = 0
 
     @classmethod
     def from_json(cls, item: Mapping[str, Any]) -> "UploadedFile":
@@ -47,10 +53,15 @@ class UploadedFile:
             name=str(item.get("name", "")),
         )
 
+    def with_reuse(self, parts: int, size: int) -> "UploadedFile":
+        """The same result, saying ``parts`` parts (``size`` bytes) were reused rather than sent."""
+        return replace(self, parts_reused=parts, bytes_reused=size)
+
 
 @dataclass(frozen=True)
 class UploadedPart:
-    """One part stored in an upload session (``sha1`` in hex)."""
+    """One part stored in an upload session (``sha1`` in hex; empty for a plan hit, which
+    Box names by ``part_id``, ``offset`` and ``size`` only)."""
 
     part_id: str
     offset: int
@@ -62,7 +73,11 @@ class UploadedPart:
         return cls(str(raw["part_id"]), int(raw["offset"]), int(raw["size"]), str(raw.get("sha1") or ""))
 
     def to_json(self) -> dict[str, Any]:
-        return {"part_id": self.part_id, "offset": self.offset, "size": self.size, "sha1": self.sha1}
+        """Box's UploadPart shape (the commit's entries): ``sha1`` only when known."""
+        data: dict[str, Any] = {"part_id": self.part_id, "offset": self.offset, "size": self.size}
+        if self.sha1:
+            data["sha1"] = self.sha1
+        return data
 
 
 @dataclass(frozen=True)
@@ -79,6 +94,7 @@ class SavedSession:
     list_parts_url: str
     abort_url: str
     status_url: str
+    plan_url: str
     parts: tuple[UploadedPart, ...] = ()
 
     @classmethod
@@ -118,9 +134,16 @@ class SavedSession:
 
     @classmethod
     def from_saved_json(cls, data: Mapping[str, Any]) -> "SavedSession":
-        """Inverse of :meth:`to_json`."""
+        """Inverse of :meth:`to_json` (a session saved before ``plan_url`` existed gets the derived one)."""
+        data = {"plan_url": f"{data.get('upload_part_url', '')}/plan", **data}
         values = {k: data[k] for k in cls.__dataclass_fields__ if k != "parts"}
         return cls(**values, parts=tuple(UploadedPart.from_json(p) for p in data.get("parts", ())))
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        """Every URL of the session (they all receive the bearer token)."""
+        return (self.upload_part_url, self.commit_url, self.list_parts_url, self.abort_url, self.status_url,
+                self.plan_url)
 
 
 def _session_endpoints(session_url: str, given: Mapping[str, Any] | None = None) -> dict[str, str]:
@@ -132,6 +155,8 @@ def _session_endpoints(session_url: str, given: Mapping[str, Any] | None = None)
         "list_parts_url": given.get("list_parts") or f"{session_url}/parts",
         "abort_url": given.get("abort") or session_url,
         "status_url": given.get("status") or session_url,
+        # boxsdk 10.18's `session_endpoints.plan`; where Box gives none it is the session's `/plan`.
+        "plan_url": given.get("plan") or f"{session_url}/plan",
     }
 
 
@@ -191,21 +216,7 @@ def file_times(st: os.stat_result) -> dict[str, str]:
 
 
 def hash_file(path: str | os.PathLike[str]) -> tuple[str, SourceFingerprint]:
-    """SHA-1 (hex) of a file, and its fingerprint, checked unchanged across the read."""
-    with open(path, "rb") as handle:
-        before = SourceFingerprint.of(os.fstat(handle.fileno()))
-        digest = hashlib.sha1()
-        buffer = bytearray(HASH_BLOCK)
-        view = memoryview(buffer)
-        total = 0
-        while True:
-            n = handle.readinto(buffer)
-            if not n:
-                break
-            digest.update(view[:n])
-            total += n
-    after = SourceFingerprint.of_path(path)
-    reason = before.difference(after) or (None if total == before.size else f"read {total} of {before.size} bytes")
-    if reason:
-        raise SourceChanged(os.fspath(path), reason)
-    return digest.hexdigest(), before
+    """SHA-1 (hex) of a file read through one descriptor, and its fingerprint at open;
+    SourceChanged when it changed while it was read."""
+    with PathSource(path) as source:
+        return source_sha1(source), SourceFingerprint.of(source.fstat())

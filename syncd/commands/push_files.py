@@ -5,6 +5,10 @@ Resume state of chunked uploads lives in a small JSON file (by default
 `$XDG_STATE_HOME/syncd/push-sessions.json`, mode 0600), keyed by the file's
 path, size, mtime and target folder: run the same push again after Ctrl-C or
 a crash and large files continue from the parts Box already has.
+
+Each file is opened once (`syncd.box.PathSource`): the resume key, the hash and
+every byte sent come from that descriptor, whatever happens to the path meanwhile.
+A new version of a large file sends only the parts Box does not hold already.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from syncd.box import BoxError, SavedSession, UploadedFile, UploadedPart
+from syncd.box import BoxError, PathSource, SavedSession, UploadedFile, UploadedPart
 from syncd.service.box_connection import BoxConnection
 from syncd.pipeline.conflicts import ConflictOutcome, upload_with_policy
 from syncd.commands.push_progress import PushProgress
@@ -167,16 +171,17 @@ def push(items: list[PushItem], folder_id: str, box: BoxConnection, *, conflict:
 def _push_one(item: PushItem, folder_id: str, box: BoxConnection, conflict: str, sessions: PushSessions,
               progress: PushProgress) -> PushResult:
     try:
-        st = item.path.stat()
-        parent = box.folders.ensure(folder_id, item.folders) if item.folders else folder_id
-        key = f"{item.path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{parent}"
-        session = sessions.progress_for(key)
+        with PathSource(item.path) as source:
+            st = source.fstat()
+            parent = box.folders.ensure(folder_id, item.folders) if item.folders else folder_id
+            key = f"{item.path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{parent}"
+            session = sessions.progress_for(key)
 
-        def upload(name: str, existing_id: str | None) -> UploadedFile:
-            return box.uploader.upload(item.path, parent, name, existing_file_id=existing_id,
-                                       progress=session, on_bytes=progress.advance)
+            def upload(name: str, existing_id: str | None) -> UploadedFile:
+                return box.uploader.upload(source, parent, name, existing_file_id=existing_id,
+                                           progress=session, on_bytes=progress.advance)
 
-        outcome = upload_with_policy(upload, item.path.name, conflict)
+            outcome = upload_with_policy(upload, item.path.name, conflict)
     except BoxError as exc:
         return PushResult(item, "failed", str(exc))
     except OSError as exc:
@@ -184,7 +189,10 @@ def _push_one(item: PushItem, folder_id: str, box: BoxConnection, conflict: str,
     if isinstance(outcome, ConflictOutcome):
         return PushResult(item, "skipped" if outcome.skipped else "failed", outcome.reason)
     session.session_discarded()
-    return PushResult(item, "uploaded", f"file id {outcome.file_id}", outcome)
+    detail = f"file id {outcome.file_id}"
+    if outcome.parts_reused:
+        detail += f"; {outcome.parts_reused} parts ({outcome.bytes_reused} bytes) Box already held were not sent"
+    return PushResult(item, "uploaded", detail, outcome)
 
 
 def summary(results: list[PushResult]) -> Iterator[str]:

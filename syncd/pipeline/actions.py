@@ -184,7 +184,9 @@ class ActionTarget:
 
     def check_no_writer(self) -> None:
         """ActionDeferred when a process opened the file for writing since the lease was taken."""
-        if self._lease_broken.is_set():
+        # The lease's own flag is set before the writer's open() may proceed; the event only
+        # once the monitor thread runs the hook, which can be after the writer is done.
+        if self._lease_broken.is_set() or (self._lease is not None and self._lease.broken):
             raise ActionDeferred("a process opened the file for writing; trying again later", "writer")
 
     def check_unchanged(self) -> None:

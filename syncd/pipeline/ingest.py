@@ -463,6 +463,7 @@ class Ingest:
             raise
         attempt.log.info("upload_committed", size=result.size, sha1=result.sha1, file_id=result.file_id,
                          version_id=result.version_id, duration_ms=round(duration * 1000),
+                         parts_reused=result.parts_reused, bytes_reused=result.bytes_reused,
                          after_upload=planned.action.value if planned else "keep")
         if self._on_uploaded is not None:
             self._on_uploaded(uploaded, result, duration)

@@ -347,6 +347,7 @@ class Daemon:
         method = "chunked" if result.size >= self.config.box.direct_upload_max else "direct"
         self.metrics.record_upload(record.watch, result.size, method, duration,
                                    detect_to_commit_s=max(0.0, time.time() - record.detected_at))
+        self.metrics.record_reused_bytes(result.bytes_reused)
 
     def _nothing_left(self) -> bool:
         assert self.journal is not None and self.intake is not None and self.pool is not None

@@ -10,6 +10,7 @@ Prometheus conventions: the `syncd_` prefix, base units in the name (`_seconds`,
 | syncd_build_info | gauge (1) | version, python | the running build |
 | process_* | prometheus-client's ProcessCollector | | CPU, memory, open fds, start time |
 | syncd_uploaded_bytes_total | counter | | bytes sent to Box as they go: a chunked part when Box acknowledges it, a direct body as it is sent (refused attempts too) |
+| syncd_reused_bytes_total | counter | | bytes of new versions not sent because Box already held them (upload-session plan hits) |
 | syncd_uploaded_files_total | counter | watch | files committed to Box (new files and new versions) |
 | syncd_committed_bytes_total | counter | watch | size of the files committed |
 | syncd_failed_files_total | counter | watch, reason | files parked as failed (attempts used up, or refused) |
@@ -129,6 +130,10 @@ class Metrics:
             version=__version__, python=platform.python_version()).set(1)
         self.uploaded_bytes = Counter(
             "syncd_uploaded_bytes", "Bytes sent to Box: a chunked part when Box acknowledges it, a direct body as it is sent.",
+            registry=r,
+        )
+        self.reused_bytes = Counter(
+            "syncd_reused_bytes", "Bytes of new versions not sent because Box already held them (plan hits).",
             registry=r,
         )
         self.uploaded_files = Counter(
@@ -256,6 +261,11 @@ class Metrics:
         """Count `n` bytes sent to Box (an acknowledged part, or a piece of a direct upload's body)."""
         _require_non_negative("bytes", n)
         self.uploaded_bytes.inc(n)
+
+    def record_reused_bytes(self, n: int) -> None:
+        """Count `n` bytes of a committed version that Box already held, so they were not sent."""
+        _require_non_negative("bytes", n)
+        self.reused_bytes.inc(n)
 
     def record_upload(
         self,

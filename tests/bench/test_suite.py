@@ -164,7 +164,7 @@ def test_command_line_help_and_bad_name():
     assert helped.returncode == 0 and "--quick" in helped.stdout and "--only" in helped.stdout
     listed = subprocess.run([sys.executable, "-m", "bench", "list"], cwd=ROOT, check=False, capture_output=True, text=True, timeout=60)
     assert listed.stdout.split() == ["large", "small_files", "latency", "scale", "resume", "chaos", "chaos_restart",
-                                     "fuzz_drops", "emulator", "versus_rclone"]
+                                     "fuzz_drops", "emulator", "versus_rclone", "delta_versions"]
     bad = subprocess.run([sys.executable, "-m", "bench", "all", "--only", "nope"], cwd=ROOT, check=False, capture_output=True,
                          text=True, timeout=60)
     assert bad.returncode == 2 and "invalid choice: 'nope'" in bad.stderr
@@ -245,3 +245,23 @@ def test_each_benchmark_keeps_the_date_it_ran_through_merge_and_results_file(tmp
     saved = report_json(earlier)
     del saved["benchmarks"]["chaos"]["date"]
     assert report_from_json(saved).outcomes[0].date == "2026-11-21T10:00:00+00:00"
+
+
+def test_delta_versions_figures_compare_each_share_with_a_full_re_upload():
+    import random
+
+    from bench.delta_versions import parts_to_change
+
+    shares = [{"share": share, "parts_changed": n, "seconds_median": sec, "bytes_sent_median": sent,
+               "ratio_time_median": sec / 20.0, "ratio_bytes_median": sent / (1024 * MIB)}
+              for share, n, sec, sent in ((0.0, 0, 0.5, 0), (0.01, 1, 2.9, 32 * MIB), (1.0, 32, 21.0, 1024 * MIB))]
+    result = {"command": "python -m bench all --only delta_versions", "size": 1024 * MIB, "links": {
+        "wan": {"total_parts": 32, "baseline_seconds_median": 20.0, "baseline_bytes_median": 1024 * MIB,
+                "shares": shares}}}
+    rows = {f.name: f for f in figures_of("delta_versions", result)}
+    one = rows["1 GiB new version, 1% of 32 parts changed, WAN 40 ms, 12 MB/s per connection: part bytes sent"]
+    assert one.value == 32 and one.baseline == 1024 and one.ratio == pytest.approx(1 / 32) and one.met is None
+    assert rows["1 GiB new version, 0% of 32 parts changed, WAN 40 ms, 12 MB/s per connection: time"].ratio == 0.025
+    rng = random.Random(1)
+    assert parts_to_change(32, 0.0, rng) == [] and len(parts_to_change(32, 0.01, rng)) == 1
+    assert len(parts_to_change(32, 0.10, rng)) == 3 and parts_to_change(32, 1.0, rng) == list(range(32))

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from syncd.box import BoxAPIError, ErrorClass, FolderTree, RateLimits, RetryPolicy, Uploader
+from syncd.box import BoxAPIError, ErrorClass, FolderTree, RetryPolicy, Uploader
 
 from .conftest import count, make_client
 
@@ -93,17 +93,6 @@ def test_persistent_503_gives_up_with_retry_later(emulator) -> None:
             client.get_current_user()
     assert caught.value.status == 503 and caught.value.error_class is ErrorClass.RETRY_LATER
     assert count(emulator.stats(), "users.me", "503") == 3
-
-
-def test_client_rate_limiter_paces_requests(emulator) -> None:
-    # 120 calls/min with a one-second burst: 2 calls at once, then one every 0.5 s.
-    limits = RateLimits(api_calls_per_minute=120, uploads_per_minute=None, burst_seconds=1)
-    with make_client(emulator, rate_limits=limits) as client:
-        started = time.monotonic()
-        for _ in range(5):
-            client.get_current_user()
-        elapsed = time.monotonic() - started
-    assert 1.4 <= elapsed < 10.0
 
 
 def test_no_tls_downgrade_for_remote_hosts(client) -> None:

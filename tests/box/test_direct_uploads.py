@@ -38,7 +38,7 @@ def test_repeat_of_our_own_upload_is_success_not_a_new_version(emulator, client,
     path = make_file("same.bin", 200_000)
     first = Uploader(client).upload(path, "0", "same.bin")
     # With preflight: the 409 is seen before any bytes go out.
-    again = Uploader(client).upload(path, "0", "same.bin")
+    again = Uploader(client, preflight_from=0).upload(path, "0", "same.bin")
     # Without preflight: the POST itself meets 409 item_name_in_use with our SHA-1.
     emulator.reset_stats()
     third = DirectUpload(client, path, "0", "same.bin", preflight=False).run()
@@ -52,7 +52,7 @@ def test_other_content_under_the_same_name_is_a_name_conflict(client, make_file)
     other = make_file("b.bin", 1000, seed=2)
     for preflight in (True, False):
         with pytest.raises(BoxAPIError) as caught:
-            Uploader(client, preflight=preflight).upload(other, "0", "clash.bin")
+            Uploader(client, preflight_from=0 if preflight else None).upload(other, "0", "clash.bin")
         assert caught.value.error_class is ErrorClass.NAME_CONFLICT
         assert caught.value.conflicts[0].id == first.file_id
         assert caught.value.conflicts[0].sha1 == first.sha1
@@ -146,3 +146,26 @@ def test_bad_names_are_refused_before_any_request(client, make_file) -> None:
     for bad in ("", "a/b", "..", "trailing ", "x" * 256):
         with pytest.raises(ValueError):
             Uploader(client).upload(path, "0", bad)
+
+
+def test_a_small_file_costs_one_round_trip_and_its_409_is_still_reconciled(emulator, client, make_file) -> None:
+    """Below PREFLIGHT_FROM no preflight is sent: one request per new file. The repeat of our
+    own upload meets 409 on the POST itself, which resolves to our file, exactly once."""
+    from syncd.box import PREFLIGHT_FROM
+
+    small = make_file("small.bin", 64 * 1024)
+    assert small.stat().st_size < PREFLIGHT_FROM
+    first = Uploader(client).upload(small, "0", "small.bin")
+    stats = emulator.stats()
+    assert count(stats, "files.preflight") == 0 and count(stats, "files.upload", "201") == 1
+    emulator.reset_stats()
+    again = Uploader(client).upload(small, "0", "small.bin")
+    stats = emulator.stats()
+    assert again.file_id == first.file_id and again.version_id == first.version_id
+    assert count(stats, "files.preflight") == 0 and count(stats, "files.upload", "409") == 1
+    assert count(stats, "files.upload", "201") == 0 and emulator.file_versions(first.file_id) == []
+    # From the threshold up, Box is asked first: a refused upload sends no body.
+    big = make_file("big.bin", PREFLIGHT_FROM)
+    emulator.reset_stats()
+    Uploader(client).upload(big, "0", "big.bin")
+    assert count(emulator.stats(), "files.preflight", "200") == 1

@@ -1,4 +1,4 @@
-"""Unit tests of pure logic: backoff, token bucket, error classification,
+"""Unit tests of pure logic: backoff, error classification,
 conflict parsing, content-range math, secret hygiene of reprs."""
 
 from __future__ import annotations
@@ -16,31 +16,16 @@ from syncd.box import (
     OAuthRefreshAuth,
     RetryPolicy,
     SavedSession,
-    TokenBucket,
     TokenStore,
     UploadedPart,
     Uploader,
     classify,
 )
 from syncd.box.errors import parse_conflicts, parse_retry_after
-from syncd.box.ratelimit import RateLimiter, RateLimits
 from syncd.box.http_retry import backoff_delay, retry_delay
 from syncd.box.transport import is_loopback
 from syncd.box.chunked_upload import content_range, part_ranges, sha_digest_header
 from syncd.box.upload_values import box_time
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
 
 
 @pytest.mark.parametrize(
@@ -134,43 +119,6 @@ def test_retry_after_is_honoured_with_small_jitter() -> None:
 def test_retry_policy_rejects_nonsense() -> None:
     with pytest.raises(ValueError):
         RetryPolicy(max_attempts=0)
-
-
-def test_token_bucket_allows_burst_then_paces() -> None:
-    clock = FakeClock()
-    bucket = TokenBucket(2.0, 4, clock=clock, sleep=clock.sleep)
-    for _ in range(4):
-        assert bucket.acquire() == 0.0
-    waited = sum(bucket.acquire() for _ in range(6))
-    assert waited == pytest.approx(3.0)  # 6 tokens at 2/s
-    clock.now += 100
-    assert bucket.try_acquire(4) == 0.0  # refilled, but never above capacity
-    assert bucket.try_acquire(1) > 0
-
-
-def test_token_bucket_penalty_holds_everyone_back() -> None:
-    clock = FakeClock()
-    bucket = TokenBucket(1.0, 10, clock=clock, sleep=clock.sleep)
-    bucket.penalize(5.0)
-    assert bucket.acquire() == pytest.approx(6.0)
-
-
-def test_rate_limiter_is_per_user_and_uploads_count_twice() -> None:
-    clock = FakeClock()
-    limiter = RateLimiter(RateLimits(api_calls_per_minute=60, uploads_per_minute=30, burst_seconds=1),
-                          clock=clock, sleep=clock.sleep)
-    assert limiter.acquire("alice", upload=True) == 0.0
-    assert limiter.acquire("bob", upload=True) == 0.0  # another user has its own buckets
-    assert limiter.acquire("alice", upload=True) == pytest.approx(2.0)  # 30/min = one per 2 s
-    unlimited = RateLimiter(RateLimits(api_calls_per_minute=None, uploads_per_minute=None))
-    assert all(unlimited.acquire("x", upload=True) == 0.0 for _ in range(1000))
-
-
-def test_bucket_rejects_bad_values() -> None:
-    with pytest.raises(ValueError):
-        TokenBucket(0, 1)
-    with pytest.raises(ValueError):
-        TokenBucket(1, 2).acquire(3)
 
 
 def test_content_range_and_parts() -> None:

@@ -90,3 +90,26 @@ def test_push_conflict_policies_and_exit_codes(tmp_path, emulator):
     assert names == ["a (1).txt", "a.txt"]
     missing = subprocess.run(base + [str(tmp_path / "nope")], capture_output=True, text=True, timeout=60)
     assert missing.returncode == 2 and "no such file" in missing.stderr
+
+
+def test_push_of_a_changed_large_file_sends_only_its_changed_part(tmp_path, emulator):
+    """A new version through `syncd push` plans its parts: one 8 MiB part of three is sent."""
+    import json
+
+    config = write_config(tmp_path, emulator)
+    big = tmp_path / "dump.bin"
+    big.write_bytes(os.urandom(21_000_000))
+    base = [sys.executable, "-m", "syncd", "push", "-c", str(config), "--folder", "0", "--json", str(big)]
+    env = dict(os.environ, XDG_STATE_HOME=str(tmp_path / "state"))
+    assert subprocess.run(base, capture_output=True, timeout=120, env=env).returncode == 0
+    with open(big, "r+b") as handle:
+        handle.seek(10_000_000)
+        handle.write(b"changed in place")
+    emulator.reset_stats()
+    second = subprocess.run(base, capture_output=True, text=True, timeout=120, env=env)
+    assert second.returncode == 0, second.stderr
+    result = json.loads(second.stdout.splitlines()[-1])
+    assert result["outcome"] == "uploaded", result
+    assert "2 parts (12611392 bytes) Box already held" in result["detail"], result  # the first and the last
+    assert emulator.part_bytes_received() == 8 * 1024 * 1024
+    assert emulator.get_file(result["file_id"])["sha1"] == hashlib.sha1(big.read_bytes()).hexdigest()
