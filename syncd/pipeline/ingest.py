@@ -35,7 +35,6 @@ instead of parameter lists; `process` returns an `Outcome` whose `kind` is an
 from __future__ import annotations
 
 import enum
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -385,13 +384,14 @@ class Ingest:
             sha1 = attempt.source.sha1(on_progress=attempt.progress.advance) if attempt.source is not None else None
         progress = JournalProgress(attempt, self.client.upload_url)
         log_.info("upload_started", size=record.size, folder_id=folder_id, new_version_of=record.box_file_id)
-        source_path = _reading_path(attempt)
+        # Every byte sent comes from the descriptor opened and checked at the claim (invariant 7).
+        source = attempt.source if attempt.source is not None else attempt.path
 
         def upload(attempt_name: str, existing_id: str | None) -> UploadedFile:
             # A version of the file this row uploaded goes only onto the version it knows (If-Match):
             # Box answers 412 if someone changed it since, unless the change was our own lost commit.
             etag = record.box_etag if existing_id is not None and existing_id == record.box_file_id else None
-            return self.uploader.upload(source_path, folder_id, attempt_name, existing_file_id=existing_id,
+            return self.uploader.upload(source, folder_id, attempt_name, existing_file_id=existing_id,
                                         etag=etag, sha1=sha1, progress=progress,
                                         on_bytes=lambda n: self._bytes(attempt, n),
                                         cancel=attempt.cancel or attempt.stopping)
@@ -559,19 +559,6 @@ class Ingest:
         log_.warning("upload_retry_scheduled", reason=reason, error_code=code, request_id=request_id,
                      retry_in_s=round(delay, 1))
         return Outcome(OutcomeKind.RETRY, reason, code=code)
-
-
-def _reading_path(attempt: Attempt) -> Path:
-    """What the uploader opens: the descriptor's own inode (``/proc/self/fd/N`` reopens the file
-    that was opened and checked, never what the path names now), else the path.
-
-    INTERFACES.md §1: the merge passes ``attempt.source`` (an ``UploadSource``) instead.
-    """
-    if attempt.source is not None:
-        reopen = Path(f"/proc/self/fd/{attempt.source.fileno()}")
-        if os.path.exists(reopen):
-            return reopen
-    return attempt.path
 
 
 def _config_reason(exc: BoxAPIError) -> str:
