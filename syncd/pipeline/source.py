@@ -48,7 +48,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import hashlib
-import io
 import os
 import platform
 import stat as stat_module
@@ -59,7 +58,7 @@ from pathlib import Path
 from collections.abc import Callable
 from typing import Protocol
 
-from syncd.box import SourceChanged
+from syncd.box import SourceChanged, SourceWindow
 from syncd.pipeline.identity import FileIdentity, FileStat, IdentityChange
 from syncd.pipeline.names import display_path
 from syncd.pipeline.scanner import (
@@ -411,7 +410,7 @@ class OpenedSource:
                                                    f"offset {offset}", self.check_unchanged())
         return data
 
-    def stream(self, offset: int = 0, length: int | None = None) -> SourceStream:
+    def stream(self, offset: int = 0, length: int | None = None) -> SourceWindow:
         """A file-like reader of ``length`` bytes from ``offset`` (default: to the size at open).
 
         For streamed request bodies (``requests``, ``MultipartEncoder``):
@@ -422,7 +421,9 @@ class OpenedSource:
             length = self.size - offset
         if offset < 0 or length < 0:
             raise ValueError(f"bad range offset={offset} length={length}")
-        return SourceStream(self, offset, length)
+        return SourceWindow(self.readinto, offset, length, lambda reached: SourceChangedError(
+            # A body shorter than announced must fail here, not reach Box as a truncated upload.
+            self.relpath, f"the file shrank: read ended at offset {reached}", self.check_unchanged()))
 
     def sha1(self, block_size: int = HASH_BLOCK, *, on_progress: Callable[[int], None] | None = None) -> str:
         """SHA-1 (hex) of the file's ``size`` bytes at open, checked unchanged across the read.
@@ -491,46 +492,3 @@ class OpenedSource:
 
     def __repr__(self) -> str:
         return f"<OpenedSource {display_path(self.relpath)} fd={self._fd}>"
-
-
-class SourceStream(io.RawIOBase):
-    """A read-only, seekable window of an :class:`OpenedSource` (see :meth:`OpenedSource.stream`)."""
-
-    def __init__(self, source: OpenedSource, offset: int, length: int) -> None:
-        super().__init__()
-        self._source = source
-        self._start = offset
-        self._length = length
-        self._position = 0
-
-    def __len__(self) -> int:
-        return self._length
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._position
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._length}[whence]
-        self._position = min(max(base + offset, 0), self._length)
-        return self._position
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        if self.closed:
-            raise ValueError("read from a closed stream")
-        view = memoryview(buffer).cast("B")
-        want = min(len(view), self._length - self._position)
-        if want <= 0:
-            return 0
-        n = self._source.readinto(view[:want], self._start + self._position)
-        if n < want:
-            # A body shorter than announced must fail here, not reach Box as a truncated upload.
-            raise SourceChangedError(self._source.relpath, f"the file shrank: read ended at offset "
-                                     f"{self._start + self._position + n}", self._source.check_unchanged())
-        self._position += n
-        return n
