@@ -59,7 +59,7 @@ from .upload_values import (
     file_times,
 )
 
-log = structlog.get_logger("syncd.box.uploads")  # named as before uploads.py was split
+log = structlog.get_logger(__name__)
 
 
 def content_range(offset: int, length: int, total: int) -> str:

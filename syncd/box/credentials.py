@@ -30,7 +30,7 @@ import structlog
 
 from .errors import AuthError, ErrorClass, redact_url
 
-log = structlog.get_logger("syncd.box.credentials")
+log = structlog.get_logger(__name__)
 
 BOX_TOKEN_URL = "https://api.box.com/oauth2/token"
 # Box's own audience for JWT assertions, whatever host the token is fetched from.

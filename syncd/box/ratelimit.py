@@ -56,7 +56,7 @@ import structlog
 
 from .heartbeat import pause
 
-log = structlog.get_logger("syncd.box.ratelimit")
+log = structlog.get_logger(__name__)
 
 DEFAULT_API_CALLS_PER_MINUTE = 950.0
 DEFAULT_UPLOADS_PER_MINUTE = 230.0

@@ -38,7 +38,7 @@ from .http_retry import RETRYABLE_STATUSES, SAFE_METHODS, RetryPolicy, RetryStat
 from .ratelimit import RateLimiter
 from .trusted_urls import TrustedURLs, is_loopback
 
-log = structlog.get_logger("syncd.box.transport")
+log = structlog.get_logger(__name__)
 
 USER_AGENT = f"syncd/{__version__}"
 

@@ -48,7 +48,7 @@ from syncd.pipeline.progress import JobProgress
 from syncd.pipeline.retry_schedule import RetrySchedule
 from syncd.pipeline.writers import LeaseMonitor
 
-log = structlog.get_logger("syncd.post_actions")
+log = structlog.get_logger(__name__)
 
 #: Actions read from the journal per page of a pass.
 PAGE = 100

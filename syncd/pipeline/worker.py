@@ -23,7 +23,7 @@ import structlog
 
 from syncd.pipeline.progress import JobProgress
 
-log = structlog.get_logger("syncd.worker")
+log = structlog.get_logger(__name__)
 
 Job = TypeVar("Job")
 

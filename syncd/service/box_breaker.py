@@ -40,7 +40,7 @@ from syncd.journal import Journal, JournalError
 from syncd.pipeline.claims import Paused
 from syncd.service.daemon_state import CREDENTIALS_SCOPE, BoxSideState, watch_scope
 
-log = structlog.get_logger("syncd.box_breaker")
+log = structlog.get_logger(__name__)
 
 
 @dataclass

@@ -71,7 +71,7 @@ from syncd.service.metrics import Metrics
 from syncd.service.metrics_server import MetricsServer
 from syncd.service.notify import SystemdNotifier, WatchdogPinger
 
-log = structlog.get_logger("syncd.daemon")
+log = structlog.get_logger(__name__)
 
 #: How often the STATUS= line, alerts and gauges are refreshed.
 TICK_SECONDS = 1.0
@@ -312,7 +312,7 @@ class Daemon:
                 publish(self.journal.path, state)
             except OSError as exc:
                 log.warning("daemon_state_not_published", reason=exc.strerror or str(exc),
-                            path=str(self.journal.path.parent))
+                            directory=str(self.journal.path.parent))
 
     # ------------------------------------------------------------------- work
 

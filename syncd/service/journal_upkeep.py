@@ -21,7 +21,7 @@ import structlog
 from syncd.config import Config
 from syncd.journal import Journal, JournalError
 
-log = structlog.get_logger("syncd.journal_upkeep")
+log = structlog.get_logger(__name__)
 
 #: Seconds between two prunes.
 PRUNE_INTERVAL_S = 3600.0

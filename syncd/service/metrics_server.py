@@ -18,7 +18,7 @@ from syncd.config import is_loopback_host
 from syncd.service.health import HealthCheck
 from syncd.service.metrics import Metrics
 
-log = structlog.get_logger("syncd.metrics")  # named as before it left syncd.metrics
+log = structlog.get_logger(__name__)
 
 
 class MetricsServerError(RuntimeError):
