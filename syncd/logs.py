@@ -489,8 +489,37 @@ def route_uncaught_exceptions() -> None:
 
 
 def get_logger(name: str = "syncd", **initial_fields: Any) -> structlog.stdlib.BoundLogger:
-    """A structlog logger named *name* (``syncd.pipeline.worker``) with *initial_fields* bound."""
+    """A structlog logger named *name* (pass ``__name__``) with *initial_fields* bound.
+
+    Every syncd module gets its logger here, so that this module's default routing
+    (``route_to_stdlib_until_configured``) is in place before the first event.
+    """
+    route_to_stdlib_until_configured()
     return structlog.stdlib.get_logger(name, **initial_fields)
+
+
+def route_to_stdlib_until_configured() -> None:
+    """Until ``configure_logging`` runs, events go to stdlib logging as redacted ``key=value`` text.
+
+    structlog's own default prints every event on stdout, where it would corrupt what a
+    command or a child process writes there (``syncd status --json``, a JSON protocol). Through
+    stdlib, a process that set no logging up shows warnings and errors on stderr only
+    (``logging.lastResort``), and one that did (pytest's caplog, an embedding program) gets records.
+    """
+    if structlog.is_configured():
+        return
+    structlog.configure(
+        processors=[structlog.contextvars.merge_contextvars, redact_event_dict, escape_undecodable,
+                    structlog.processors.KeyValueRenderer(key_order=["event"])],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        # Not stdlib's BoundLogger: its `exception` would have stdlib print the traceback
+        # again, unredacted; this one logs it as an error whose text already holds it.
+        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
+        cache_logger_on_first_use=False,
+    )
+
+
+route_to_stdlib_until_configured()
 
 
 # ------------------------------------------------------------------ vocabulary

@@ -73,6 +73,7 @@ from syncd.journal import (
     SessionRecord,
     StaleClaim,
 )
+from syncd.logs import get_logger
 from syncd.pipeline.actions import AfterUpload
 from syncd.pipeline.claims import PAUSED_CODE, Paused
 from syncd.pipeline.conflicts import ConflictOutcome, upload_with_policy
@@ -85,7 +86,7 @@ from syncd.pipeline.source import OpenedSource
 from syncd.pipeline.stranded import StrandedClaims
 from syncd.pipeline.writers import HeldLease, LeaseMonitor
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 class OutcomeKind(enum.StrEnum):
     """What became of one claimed file."""

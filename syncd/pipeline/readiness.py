@@ -88,8 +88,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import structlog
-
+from syncd.logs import get_logger
 from syncd.pipeline.identity import FileIdentity, HasIdentity
 from syncd.pipeline.scanner import FINAL_PROBLEMS, ProblemKind, ScanProblem, normalize_relpath, stat_identity
 from syncd.pipeline.source import OpenRefused
@@ -102,7 +101,7 @@ from syncd.pipeline.writers import (
     WriterState,
 )
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 DEFAULT_SETTLE = 2.0
 DEFAULT_CLOSE_QUIET = 0.4

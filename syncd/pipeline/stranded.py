@@ -14,12 +14,11 @@ import threading
 import time
 from collections.abc import Callable
 
-import structlog
-
 from syncd.journal import ClaimedFile, InvalidTransition, JournalError, StaleClaim, UnknownFile
+from syncd.logs import get_logger
 from syncd.pipeline.names import display_path
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 #: `last_error_code` of a file put back after the journal refused to record its outcome.
 JOURNAL_ERROR_CODE = "journal_error"

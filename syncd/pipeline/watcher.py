@@ -74,7 +74,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-import structlog
 from watchdog.events import (
     EVENT_TYPE_ATTRIB,
     EVENT_TYPE_CLOSED,
@@ -92,10 +91,11 @@ from watchdog.observers.inotify_c import CallbackId, InotifyEvent, InotifyFD, Ma
 from watchdog.observers.inotify_move_event_grouper import GroupedInotifyEvent, PathedInotifyEvent
 from watchdog.observers.polling import PollingObserver
 
+from syncd.logs import get_logger
 from syncd.pipeline.filters import PathFilter
 from syncd.pipeline.writers import OpenCounter
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 DEFAULT_POLL_INTERVAL = 1.0
 DEFAULT_CHECK_INTERVAL = 1.0

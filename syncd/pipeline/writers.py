@@ -69,12 +69,11 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 
-import structlog
-
+from syncd.logs import get_logger
 from syncd.pipeline.identity import FileIdentity
 from syncd.pipeline.source import OpenRefused, open_source
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 F_SETSIG = getattr(fcntl, "F_SETSIG", 10)
 F_SETLEASE = getattr(fcntl, "F_SETLEASE", 1024)

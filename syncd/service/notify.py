@@ -26,12 +26,12 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-import structlog
 from systemd import daemon as sd_daemon
 
+from syncd.logs import get_logger
 from syncd.service.health import HealthReport
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 # Longest STATUS= line sent: systemctl shows one line, and a notification
 # datagram should stay far below the socket's buffer size.

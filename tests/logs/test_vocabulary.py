@@ -120,6 +120,8 @@ def test_bound_fields_are_documented() -> None:
 def test_syncd_logs_through_structlog_loggers_named_after_their_modules() -> None:
     for where, source in syncd_sources().items():
         assert "logging.getLogger(" not in source or where == "syncd/logs.py", f"{where} logs through stdlib"
+        # syncd.logs.get_logger, not structlog's: it puts the default routing in place first.
+        assert "structlog.get_logger(" not in source, f"{where} takes its logger from structlog"
         for node in ast.walk(ast.parse(source)):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
                     and node.func.attr == "get_logger" and node.args:
