@@ -438,7 +438,8 @@ class Intake:
             runtime.last_scan_at = finished
             if self._on_scan is not None:
                 self._on_scan(scan.watch, finished)
-        log.info("scan_finished", watch=scan.watch, subdir=display_path(scan.subdir) if scan.subdir else None, reason=scan.reason or None,
+        log.info("scan_finished", watch=scan.watch, subdir=display_path(scan.subdir) if scan.subdir else None,
+                 reason=scan.reason or None,
                  files=seen, nominated=nominated, removed=removed, unlisted=len(unlisted) or None,
                  duration_ms=round((time.monotonic() - started) * 1000))
 

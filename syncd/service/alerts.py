@@ -34,7 +34,8 @@ def current_alerts(journal: Journal, config: Config, now: float) -> list[Alert]:
         alerts.append(Alert(
             f"pending:{oldest.id}", "alert_pending_too_long",
             f"{oldest.watch}:{display_path(oldest.relpath)} has been pending for {format_age(waited)}",
-            {"watch": oldest.watch, "path": display_path(oldest.relpath), "pending_s": round(waited), "threshold_s": threshold}))
+            {"watch": oldest.watch, "path": display_path(oldest.relpath), "pending_s": round(waited),
+             "threshold_s": threshold}))
     for watch in config.watches:
         if watch.expect_files_every is None:
             continue
