@@ -16,43 +16,22 @@ Then text holding bytes that are not UTF-8 (file names, as ``os.fsdecode`` gives
 them) is shown as ``\\xNN`` (``escape_undecodable``), so no renderer, journald's
 included, ever fails to encode a line.
 
-Standard event fields (use these names so logs, journald fields and dashboards agree):
-
-=============  ==================================================================
-``watch``      name of the watch the file belongs to
-``relpath``    path of the file relative to its watch ('/'-separated)
-``path``       absolute local path of the file
-``size``       size in bytes
-``sha1``       hex SHA-1 of the content
-``file_id``    Box file id
-``folder_id``  Box folder id
-``session_id`` Box upload session id
-``part``       part number (0-based) within an upload session
-``attempt``    1-based attempt number
-``error_code`` Box error code (``rate_limit_exceeded``) or a local reason
-``status``     HTTP status code
-``request_id`` Box request id (from the error body or the ``box-request-id`` header)
-``method``     HTTP method of a request to Box
-``url``        URL of a request to Box, without query string
-``wait_s``     seconds waited before the next try (``Retry-After`` or backoff)
-``cause``      why a request got no answer (``ConnectionError``, ``ReadTimeout``)
-``duration_ms`` how long the step took, in milliseconds
-``reason``     a human-readable why (failures, quarantine, skips)
-=============  ==================================================================
-
-Events are snake_case names of the state change, e.g. ``file_detected``,
-``file_ready``, ``upload_started``, ``part_uploaded``, ``upload_committed``,
-``upload_retry_scheduled``, ``upload_failed``, ``file_quarantined``,
-``source_deleted``, ``source_moved``, ``source_action_deferred`` (reason, error_code,
-retry_in_s), ``source_action_refused``, ``post_actions_resumed``, ``box_refusing`` (scope,
-reason) and ``box_accepting_again``, ``upload_paused_box_refusing``, ``journal_write_failed``
-and ``upload_requeued_after_journal_error``, ``journal_pruned``; from the Box client ``box_request_retrying``
-(method, url, attempt, wait_s, and status, error_code, request_id or cause),
-``box_token_rejected``, ``box_token_request_retrying``, ``upload_session_abort_failed``.
+One vocabulary: syncd's own lines are events named in snake_case after the state
+change (``upload_committed``), with fields from one table. ``EVENTS`` (below) lists
+every event with the fields it may carry and ``FIELDS`` what each field means
+(``path`` is always the file's path relative to its watch, in display form);
+docs/LOGS.md is rendered from them, and tests hold every log call in syncd/ and
+every line of a real ingestion to them. Records of libraries (urllib3, watchdog)
+keep their own messages and pass through the same processors.
 
 Under journald each event becomes one entry with ``MESSAGE`` (the event and its
-fields as ``key=value``), ``PRIORITY``, ``SYSLOG_IDENTIFIER=syncd``, the code
-location and every field as ``SYNCD_<KEY>`` (``path`` -> ``SYNCD_PATH``).
+fields as ``key=value``), ``PRIORITY``, ``MESSAGE_ID`` (for events in ``EVENTS``:
+uuid5 of the name in a fixed namespace, the same in every release), the code
+location, every field as ``SYNCD_<KEY>`` (``path`` -> ``SYNCD_PATH``) and
+``SYSLOG_IDENTIFIER``: ``$SYNCD_SYSLOG_IDENTIFIER``, else ``syncd``. A unit's
+``SyslogIdentifier=`` only names what systemd captures from stdout and stderr, not
+entries sent through the journal API, so the shipped units set both
+(``syncd@NAME`` logs as ``syncd-NAME``; deploy/README.md).
 """
 
 from __future__ import annotations
@@ -64,7 +43,9 @@ import re
 import sys
 import threading
 import traceback
-from collections.abc import Mapping
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol, TextIO
 
 import structlog
@@ -75,6 +56,8 @@ FORMATS = ("auto", "console", "json", "journald")
 LEVELS = ("debug", "info", "warning", "error", "critical")
 MASK = "***"
 SYSLOG_IDENTIFIER = "syncd"
+#: Environment variable naming the journald SYSLOG_IDENTIFIER (the units set it as their SyslogIdentifier=).
+SYSLOG_IDENTIFIER_ENV = "SYNCD_SYSLOG_IDENTIFIER"
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
 # Shorter registered values are ignored: replacing "ab" everywhere would wreck every line.
 MIN_SECRET_LENGTH = 4
@@ -293,15 +276,19 @@ def journald_key(key: str) -> str:
     return f"SYNCD_{cleaned}"[:64]
 
 
-def journald_fields(event_dict: Mapping[str, Any]) -> dict[str, str]:
-    """The journald entry for a redacted event: MESSAGE, PRIORITY, SYSLOG_IDENTIFIER, SYNCD_*."""
+def journald_fields(event_dict: Mapping[str, Any], identifier: str = SYSLOG_IDENTIFIER) -> dict[str, str]:
+    """The journald entry for a redacted event: MESSAGE, PRIORITY, SYSLOG_IDENTIFIER (*identifier*),
+    MESSAGE_ID (events in EVENTS), SYNCD_*."""
     level = str(event_dict.get("level", "info")).lower()
     record = event_dict.get("_record")
     fields: dict[str, str] = {
         "PRIORITY": str(_PRIORITIES.get(level, 6)),
-        "SYSLOG_IDENTIFIER": SYSLOG_IDENTIFIER,
+        "SYSLOG_IDENTIFIER": identifier,
         "SYNCD_VERSION": __version__,
     }
+    kind_id = message_id(str(event_dict.get("event", "")))
+    if kind_id is not None:
+        fields["MESSAGE_ID"] = kind_id
     if isinstance(record, logging.LogRecord):
         fields.update(CODE_FILE=record.pathname, CODE_LINE=str(record.lineno), CODE_FUNC=record.funcName)
     extras: list[str] = []
@@ -323,9 +310,18 @@ def _logfmt(text: str) -> str:
     return json.dumps(text, ensure_ascii=False) if (not text or re.search(r'[\s"=]', text)) else text
 
 
-def _render_journald(logger: object, method_name: str, event_dict: dict[str, Any]) -> str:
-    # ProcessorFormatter wants a string; the handler turns it back into fields.
-    return json.dumps(journald_fields(event_dict), ensure_ascii=False)
+def syslog_identifier(environ: Mapping[str, str] | None = None) -> str:
+    """The journald SYSLOG_IDENTIFIER: ``$SYNCD_SYSLOG_IDENTIFIER`` when set and not blank, else ``syncd``."""
+    env = os.environ if environ is None else environ
+    return env.get(SYSLOG_IDENTIFIER_ENV, "").strip() or SYSLOG_IDENTIFIER
+
+
+def _journald_renderer(identifier: str) -> Callable[[object, str, dict[str, Any]], str]:
+    def render(logger: object, method_name: str, event_dict: dict[str, Any]) -> str:
+        # ProcessorFormatter wants a string; the handler turns it back into fields.
+        return json.dumps(journald_fields(event_dict, identifier), ensure_ascii=False)
+
+    return render
 
 
 class _QuietFailure:
@@ -438,7 +434,7 @@ def configure_logging(format: str = "auto", level: str = "info", *, stream: Text
         from systemd import journal  # noqa: F401
 
         handler: logging.Handler = JournaldHandler()
-        final = [_render_journald]
+        final = [_journald_renderer(syslog_identifier())]
     elif chosen == "console":
         handler = SafeStreamHandler(stream)
         final = [_drop_meta, structlog.dev.ConsoleRenderer(colors=_isatty(stream))]
@@ -473,7 +469,7 @@ def route_uncaught_exceptions() -> None:
     Python's default hooks print tracebacks straight to stderr, where a token in
     an exception message would escape the redactor. Call after configure_logging.
     """
-    log = get_logger("syncd.uncaught")
+    log = get_logger(__name__)
 
     def main_hook(kind: type[BaseException], error: BaseException, trace: Any) -> None:
         if issubclass(kind, KeyboardInterrupt):
@@ -493,5 +489,349 @@ def route_uncaught_exceptions() -> None:
 
 
 def get_logger(name: str = "syncd", **initial_fields: Any) -> structlog.stdlib.BoundLogger:
-    """A structlog logger named *name* (``syncd.pipeline.worker``) with *initial_fields* bound."""
+    """A structlog logger named *name* (pass ``__name__``) with *initial_fields* bound.
+
+    Every syncd module gets its logger here, so that this module's default routing
+    (``route_to_stdlib_until_configured``) is in place before the first event.
+    """
+    route_to_stdlib_until_configured()
     return structlog.stdlib.get_logger(name, **initial_fields)
+
+
+def route_to_stdlib_until_configured() -> None:
+    """Until ``configure_logging`` runs, events go to stdlib logging as redacted ``key=value`` text.
+
+    structlog's own default prints every event on stdout, where it would corrupt what a
+    command or a child process writes there (``syncd status --json``, a JSON protocol). Through
+    stdlib, a process that set no logging up shows warnings and errors on stderr only
+    (``logging.lastResort``), and one that did (pytest's caplog, an embedding program) gets records.
+    """
+    if structlog.is_configured():
+        return
+    structlog.configure(
+        processors=[structlog.contextvars.merge_contextvars, redact_event_dict, escape_undecodable,
+                    structlog.processors.KeyValueRenderer(key_order=["event"])],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        # Not stdlib's BoundLogger: its `exception` would have stdlib print the traceback
+        # again, unredacted; this one logs it as an error whose text already holds it.
+        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
+        cache_logger_on_first_use=False,
+    )
+
+
+route_to_stdlib_until_configured()
+
+
+# ------------------------------------------------------------------ vocabulary
+#
+# The one list of what syncd logs: every event name with the fields it may carry, and what
+# each field means. tests/logs/test_vocabulary.py holds every log call in syncd/ to it, and
+# tests/daemon/test_log_fields.py every line of a real ingestion; docs/LOGS.md is rendered
+# from it (`vocabulary_markdown`). Add an event here before logging it.
+
+#: Keys every line has (``exception`` only with a traceback): not repeated in EVENTS.
+ENVELOPE: dict[str, str] = {
+    "timestamp": "ISO 8601 time, UTC",
+    "level": "debug, info, warning, error or critical",
+    "logger": "the module that logged it (``syncd.pipeline.ingest``)",
+    "event": "the event name (snake_case), or a library's message",
+    "exception": "the traceback, secrets masked (``log.exception``)",
+}
+
+FIELDS: dict[str, str] = {
+    # the file and its place
+    "watch": "name of the watch the file belongs to",
+    "path": "path of the file relative to its watch, '/'-separated, in display form "
+            "(``syncd.pipeline.names.display_path``: undecodable bytes as ``\\xNN``)",
+    "file_row": "journal row id of the file",
+    "root": "absolute local path of a watch's root folder",
+    "subdir": "relative folder a scan was limited to (display form)",
+    "directory": "an absolute local directory",
+    "archive": "absolute local path a source file was moved to",
+    "size": "size in bytes",
+    "sha1": "hex SHA-1 of the content",
+    "change": "what the journal made of a file seen ready (new, changed, unchanged, ...)",
+    "previous_state": "journal state of the file before this observation",
+    "closed": "the writer closed the file (an inotify close-after-write was seen)",
+    "by": "what found the file (``scan``)",
+    "hold_s": "seconds a file is held back before readiness looks at it again",
+    "tracked_s": "seconds readiness has been watching a file",
+    "parked": "the entry was parked in the journal (not retried)",
+    "kind": "what sort of thing: a path problem's kind, a rate limit's kind, a nomination's kind",
+    "mode": "how a watch observes its folder (inotify or polling)",
+    # Box
+    "file_id": "Box file id",
+    "version_id": "Box file version id",
+    "folder_id": "Box folder id",
+    "old_folder_id": "Box folder id that no longer exists",
+    "folder_path": "path of a Box folder below the watch's folder",
+    "box_path": "the name a file gets in Box, below the watch's folder",
+    "new_version_of": "Box file id the upload adds a version to (none: a new file)",
+    "session_id": "Box upload session id",
+    "part_size": "size of an upload session's parts, bytes",
+    "total_parts": "number of parts of an upload session",
+    "part_id": "Box id of an uploaded part",
+    "offset": "byte offset of a part within the file",
+    "parts_reused": "parts of an earlier session or version Box already had",
+    "bytes_reused": "bytes not sent again thanks to reused parts",
+    "after_upload": "the source action planned after the upload (keep, delete, move)",
+    "decision": "what a name conflict's policy decided",
+    "method": "HTTP method of a request to Box",
+    "url": "URL of a request, without query string",
+    "status": "HTTP status code",
+    "error_code": "Box error code (``rate_limit_exceeded``) or a local reason code",
+    "request_id": "Box request id (from the error body or the ``box-request-id`` header)",
+    "cause": "why a request got no answer (``ConnectionError``, ``ReadTimeout``)",
+    "user": "the Box user a rate limit is kept for",
+    "user_id": "Box user id",
+    "login": "Box login of the user",
+    "limit": "requests per minute now allowed",
+    "was": "the limit before",
+    "configured": "the limit the configuration asks for",
+    "held": "requests waiting when the limit was learned",
+    "scope": "what Box refuses: ``credentials`` or ``watch:NAME``",
+    "probes": "requests made to find out whether Box accepts again",
+    # attempts and timing
+    "attempt": "1-based attempt number",
+    "wait_s": "seconds waited before the next try (``Retry-After`` or backoff)",
+    "retry_in_s": "seconds until the next attempt",
+    "retry_after_s": "the ``Retry-After`` Box sent, seconds",
+    "duration_ms": "how long the step took, milliseconds",
+    "timeout_s": "seconds allowed",
+    # why
+    "reason": "a human-readable why (failures, quarantine, skips, refusals)",
+    "detail": "what follows from it, for a person",
+    # after-upload actions
+    "action": "the after-upload action (delete or move)",
+    "actions": "number of after-upload actions",
+    "set_aside_removed": "left-overs of an interrupted action that were removed",
+    # scans and intake
+    "files": "number of files",
+    "nominated": "files a scan handed to readiness",
+    "removed": "journal rows of files no longer on disk",
+    "unlisted": "folders a scan could not list",
+    "entries": "number of entries",
+    "item": "the intake queue item that failed",
+    # the daemon
+    "version": "syncd's version",
+    "watches": "names of the configured watches",
+    "workers": "number of upload workers",
+    "worker": "name of an upload worker",
+    "job": "what a job is working on",
+    "pid": "process id",
+    "once": "``syncd once``: stop when the work is done",
+    "thread": "name of a thread",
+    "changes": "settings a reload changed",
+    "keys": "settings that need a restart",
+    "problems": "number of problems found in a config",
+    "post_actions_pending": "after-upload actions still to do",
+    "pending": "files pending", "uploading": "files uploading", "uploaded": "files uploaded",
+    "failed": "files failed", "quarantined": "files quarantined", "skipped": "files skipped",
+    "history_deleted": "history rows pruned",
+    "rows_forgotten": "file rows pruned",
+    "pending_s": "seconds a file has been pending",
+    "threshold_s": "the alert's threshold, seconds",
+    "window_s": "seconds within which a file is expected",
+    "last_arrival": "Unix time of the last file to arrive (none: never)",
+    "metric": "name of a metric",
+    "client": "address of an HTTP client",
+    "request": "an HTTP request line",
+    "value": "the value that was refused",
+    "notification": "an sd_notify message (``WATCHDOG=1``)",
+}
+
+
+@dataclass(frozen=True)
+class EventKind:
+    """One kind of event: what it says (for people) and the fields it may carry."""
+
+    summary: str
+    fields: tuple[str, ...] = ()
+
+
+# Fields bound to the logger of one upload attempt (syncd.pipeline.ingest) or one after-upload action.
+_ATTEMPT = ("watch", "path", "file_row", "attempt")
+_ACTION = ("watch", "path", "file_row", "action")
+_DAEMON_COUNTS = ("pending", "uploading", "uploaded", "failed", "quarantined", "skipped")
+
+EVENTS: dict[str, EventKind] = {
+    # the daemon
+    "daemon_started": EventKind("started: watches active, start-up scan queued",
+                                ("version", "watches", "workers", "pid", "once")),
+    "daemon_stopping": EventKind("stop asked (SIGTERM, or `once` done)", ("timeout_s",)),
+    "daemon_stopped": EventKind("stopped; files by state", ("post_actions_pending", *_DAEMON_COUNTS)),
+    "shutdown_timeout": EventKind("uploads still running at stop were left to resume", ("detail",)),
+    "reconciling_interrupted_uploads": EventKind("uploads a crash interrupted are checked with Box first",
+                                                 ("files",)),
+    "config_warning": EventKind("the config has something worth a look", ("detail",)),
+    "config_reloaded": EventKind("SIGHUP: the new config applies", ("changes",)),
+    "reload_rejected": EventKind("SIGHUP: the new config is invalid; the old one stays", ("reason", "problems")),
+    "reload_needs_restart": EventKind("SIGHUP: these settings apply at the next restart", ("keys", "detail")),
+    "daemon_state_not_published": EventKind("the state file for `syncd status` could not be written",
+                                            ("reason", "directory")),
+    "alert_pending_too_long": EventKind("a file has been pending longer than alerts.pending_older_than",
+                                        ("watch", "path", "pending_s", "threshold_s", "detail")),
+    "alert_no_files_arrived": EventKind("no file arrived within the watch's expect_files_every",
+                                        ("watch", "window_s", "last_arrival", "detail")),
+    "uncaught_exception": EventKind("a bug reached the top of the main thread"),
+    "uncaught_exception_in_thread": EventKind("a bug ended a thread", ("thread",)),
+    "metrics_listening": EventKind("/metrics is served", ("url",)),
+    "metrics_server_started": EventKind("the metrics HTTP server is up", ("url",)),
+    "metrics_http_request": EventKind("a request to the metrics server", ("client", "request")),
+    "metrics_read_failed": EventKind("a metric could not be read; it is left out of this scrape",
+                                     ("metric", "reason")),
+    "watchdog_usec_invalid": EventKind("$WATCHDOG_USEC is not a number; no watchdog pings", ("value",)),
+    "watchdog_pings_stopped": EventKind("a health check failed: systemd's watchdog is no longer pinged",
+                                        ("reason",)),
+    "watchdog_pings_resumed": EventKind("healthy again: watchdog pings resume"),
+    "sd_notify_failed": EventKind("a message to systemd could not be sent", ("notification", "reason")),
+    "journal_pruned": EventKind("old history and forgotten rows removed (retention)",
+                                ("history_deleted", "rows_forgotten", "duration_ms")),
+    "journal_prune_failed": EventKind("retention could not prune now; tried again later", ("reason",)),
+    # watches and intake
+    "watch_started": EventKind("a watch observes its folder", ("watch", "root", "folder_id", "mode")),
+    "watch_stopped": EventKind("a watch was removed from the config", ("watch",)),
+    "watch_root_missing": EventKind("a watch's folder does not exist (any more); waiting for it",
+                                    ("watch", "reason", "detail")),
+    "watch_root_gone": EventKind("the watch's folder went away; its files are kept in the journal", ("watch",)),
+    "observer_start_failed": EventKind("the folder could not be observed; tried again with backoff",
+                                       ("watch", "reason")),
+    "observer_stop_failed": EventKind("an observer failed while stopping (a fresh one is started)", ("watch",)),
+    "observer_restarting": EventKind("the observer is replaced and the watch rescanned", ("watch", "reason")),
+    "watch_check_crashed": EventKind("a bug in the watch supervisor's check (it goes on)", ("watch",)),
+    "inotify_queue_overflowed": EventKind("inotify lost events; the watch is rescanned", ("watch", "detail")),
+    "inotify_limit_reached": EventKind("an inotify limit was hit (see the sysctl named)", ("watch", "reason")),
+    "fs_event_not_handled": EventKind("a bug while handling a file-system event; the watch is rescanned",
+                                      ("watch", "detail")),
+    "open_close_count_failed": EventKind("a bug while counting a file's writers; the counts are reset",
+                                         ("watch", "detail")),
+    "nomination_callback_failed": EventKind("a bug while handing a file to intake", ("watch", "kind")),
+    "scan_finished": EventKind("a scan compared a watch (or folder) with the journal",
+                               ("watch", "subdir", "reason", "files", "nominated", "removed", "unlisted",
+                                "duration_ms")),
+    "file_detected": EventKind("a new file is watched until it is ready", ("watch", "path", "closed", "by")),
+    "file_ready": EventKind("a file stopped changing and is journaled for upload",
+                            ("watch", "path", "size", "change", "previous_state")),
+    "file_never_settles": EventKind("a file keeps changing; still watched", ("watch", "path", "tracked_s", "reason")),
+    "file_back_to_readiness": EventKind("a file changed while waiting: readiness looks at it again",
+                                        ("watch", "path", "hold_s")),
+    "file_removed": EventKind("a file left the folder before upload; its row is removed", ("watch", "path")),
+    "path_problem": EventKind("a path cannot be used (link, special file, unreadable, bad name)",
+                              ("watch", "path", "kind", "detail", "parked")),
+    "intake_entry_refused": EventKind("the journal refused an entry; the next scan offers it again",
+                                      ("watch", "path", "reason")),
+    "upload_cancelled_file_written": EventKind("a file was written during its upload: the upload is cancelled",
+                                               ("watch", "path")),
+    "intake_error": EventKind("a bug while handling an intake item", ("item",)),
+    "intake_observe_failed": EventKind("ready files could not be journaled; offered again", ("files",)),
+    "intake_park_failed": EventKind("parked entries could not be journaled; offered again", ("entries",)),
+    "readiness_callback_failed": EventKind("a bug in a readiness consumer (readiness goes on)"),
+    "readiness_pass_crashed": EventKind("a bug in a readiness pass (the tracker goes on)"),
+    "lease_break_hook_failed": EventKind("a bug in the hook that cancels a job when a writer opens its file",
+                                         ("job",)),
+    # workers and uploads
+    "claim_failed": EventKind("a worker could not claim work; it tries again", ("worker",)),
+    "job_crashed": EventKind("a bug ended a job; the worker goes on", ("worker", "job")),
+    "upload_started": EventKind("an upload begins", (*_ATTEMPT, "size", "folder_id", "new_version_of")),
+    "box_name_mapped": EventKind("the name is changed for Box (characters Box refuses)", (*_ATTEMPT, "box_path")),
+    "box_folder_recreated": EventKind("the Box folder was deleted and is made again",
+                                      (*_ATTEMPT, "folder_path", "old_folder_id", "folder_id", "reason")),
+    "name_conflict_resolved": EventKind("Box had an item by that name: the policy decided",
+                                        (*_ATTEMPT, "decision", "reason")),
+    "upload_session_created": EventKind("a chunked upload session was opened",
+                                        (*_ATTEMPT, "session_id", "part_size", "total_parts")),
+    "part_uploaded": EventKind("Box acknowledged a part", (*_ATTEMPT, "offset", "size", "part_id")),
+    "upload_plan_skipped": EventKind("Box's delta plan is not used; remaining parts go in full",
+                                     ("session_id", "reason", "status", "error_code", "request_id", "detail")),
+    "upload_session_url_refused": EventKind("a saved session's URL is not Box's; a new session is made",
+                                            ("session_id", "url", "reason", "detail")),
+    "upload_session_abort_failed": EventKind("an abandoned session could not be aborted (it expires)",
+                                             ("session_id", "status", "error_code", "request_id", "detail")),
+    "upload_committed": EventKind("the file is in Box, SHA-1 verified",
+                                  (*_ATTEMPT, "size", "sha1", "file_id", "version_id", "duration_ms",
+                                   "parts_reused", "bytes_reused", "after_upload")),
+    "upload_reconciled": EventKind("after a crash: Box already had the upload", (*_ATTEMPT, "file_id", "sha1")),
+    "superseded_commit_remembered": EventKind("a commit Box took for a claim that was taken over",
+                                              (*_ATTEMPT, "file_id", "version_id")),
+    "upload_superseded": EventKind("another claim took the file over", (*_ATTEMPT, "reason")),
+    "upload_retry_scheduled": EventKind("the upload failed and is tried again later",
+                                        (*_ATTEMPT, "reason", "error_code", "request_id", "retry_in_s")),
+    "upload_failed": EventKind("the upload failed for good (`syncd retry` revives it)",
+                               (*_ATTEMPT, "reason", "error_code", "request_id", "status")),
+    "file_quarantined": EventKind("Box can never take the file as it is", (*_ATTEMPT, "reason", "error_code",
+                                                                            "request_id")),
+    "file_skipped": EventKind("the conflict policy skipped the file", (*_ATTEMPT, "reason")),
+    "file_gone_before_upload": EventKind("the file went away before its upload", (*_ATTEMPT, "reason")),
+    "upload_discarded_file_changed": EventKind("the file changed during its upload; it waits to settle again",
+                                               (*_ATTEMPT, "reason", "error_code")),
+    "upload_paused_for_shutdown": EventKind("a chunked upload stopped at a part boundary; resumed at start",
+                                            _ATTEMPT),
+    "upload_paused_box_refusing": EventKind("Box refuses this scope; the file waits without losing attempts",
+                                            (*_ATTEMPT, "reason", "error_code")),
+    "journal_write_failed": EventKind("the journal refused to record an outcome", (*_ATTEMPT, "reason", "detail")),
+    "upload_requeued_after_journal_error": EventKind("a claim the journal could not record went back to pending",
+                                                     _ATTEMPT),
+    "ingest_crashed": EventKind("a bug in an upload attempt; it is retried with backoff", _ATTEMPT),
+    # after-upload actions
+    "source_deleted": EventKind("the verified source was deleted", (*_ACTION, "sha1")),
+    "source_moved": EventKind("the verified source was moved to the archive", (*_ACTION, "archive", "sha1")),
+    "source_already_gone": EventKind("the source was gone already", (*_ACTION, "set_aside_removed")),
+    "source_action_deferred": EventKind("the action is tried again later",
+                                        (*_ACTION, "reason", "error_code", "attempt", "retry_in_s")),
+    "source_action_refused": EventKind("the source no longer matches the upload: it is kept",
+                                       (*_ACTION, "reason", "sha1")),
+    "source_action_crashed": EventKind("a bug in an after-upload action; tried again with backoff", _ACTION),
+    "post_action_not_recorded": EventKind("the journal refused an action's outcome; tried again",
+                                          ("reason", "detail")),
+    "post_actions_unreadable": EventKind("the journal could not list due actions", ("reason",)),
+    "post_actions_pass_failed": EventKind("a bug in a pass over due actions"),
+    "post_actions_resumed": EventKind("actions journaled before a stop or crash are carried out",
+                                      ("actions", "detail")),
+    # Box
+    "box_connected": EventKind("Box accepted the credentials at start", ("user_id", "login")),
+    "box_check_failed": EventKind("the credentials could not be checked at start", ("reason",)),
+    "box_unreachable": EventKind("Box did not answer the start-up check", ("reason", "detail")),
+    "box_credentials_refused": EventKind("Box refused the credentials: uploads pause", ("reason", "detail")),
+    "box_refusing": EventKind("Box refuses a scope: its uploads pause and Box is probed",
+                              ("scope", "reason", "retry_in_s", "detail")),
+    "box_refusing_defer_failed": EventKind("pending files of a refused watch could not be deferred",
+                                           ("watch", "reason")),
+    "box_probe_unanswered": EventKind("a probe got no answer", ("scope", "reason")),
+    "box_probe_crashed": EventKind("a bug while probing Box", ("scope",)),
+    "box_accepting_again": EventKind("Box accepts the scope again: uploads resume", ("scope", "probes")),
+    "box_request_retrying": EventKind("a request to Box is sent again",
+                                      ("method", "url", "attempt", "wait_s", "status", "error_code", "request_id",
+                                       "cause")),
+    "box_token_rejected": EventKind("Box rejected the access token: it is refreshed and the request sent again",
+                                    ("method", "url", "status", "request_id")),
+    "box_token_request_retrying": EventKind("a token request is sent again",
+                                            ("url", "attempt", "wait_s", "status", "error_code")),
+    "box_rate_limit_learned": EventKind("Box's rate limit for a user was learned (429) or relaxed",
+                                        ("user", "kind", "limit", "was", "configured", "reason", "held",
+                                         "retry_after_s")),
+}
+
+# MESSAGE_ID namespace: never change it, or every MESSAGE_ID changes (journalctl MESSAGE_ID=...,
+# catalog entries and alerting rules depend on them staying the same across releases).
+MESSAGE_ID_NAMESPACE = uuid.UUID("d6970821-bd05-4559-b0bc-a1011676848b")
+
+
+def message_id(event: str) -> str | None:
+    """journald ``MESSAGE_ID`` of *event*: uuid5 of its name, 32 hex digits; None for names not in EVENTS.
+
+    Derived from the name alone, so it is the same in every release and on every host
+    (docs/LOGS.md lists them: ``journalctl MESSAGE_ID=<id>`` finds every event of a kind).
+    """
+    return uuid.uuid5(MESSAGE_ID_NAMESPACE, event).hex if event in EVENTS else None
+
+
+def vocabulary_markdown() -> str:
+    """docs/LOGS.md's tables of events and fields, rendered from EVENTS and FIELDS."""
+    lines = ["| event | fields | MESSAGE_ID | what it says |", "|---|---|---|---|"]
+    for name in sorted(EVENTS):
+        kind = EVENTS[name]
+        fields = ", ".join(f"`{field}`" for field in kind.fields)
+        lines.append(f"| `{name}` | {fields} | `{message_id(name)}` | {kind.summary} |")
+    lines += ["", "| field | meaning |", "|---|---|"]
+    lines += [f"| `{name}` | {meaning} |" for name, meaning in {**ENVELOPE, **FIELDS}.items()]
+    return "\n".join(lines) + "\n"

@@ -61,13 +61,11 @@ PERMANENT_CONFIG), so a caller decides on the class alone, never on Box's codes.
 
 Logs
 ----
-structlog events (see ``syncd.logs`` for the fields): ``box_request_retrying`` (method,
-url without query, attempt, wait_s, and status, error_code, request_id, or the cause of a
-send that got no answer), ``box_token_rejected`` (a 401, one refresh follows),
-``box_token_request_retrying``, ``upload_session_abort_failed``, ``box_rate_limit_learned``
-(user, kind, limit, was, configured, reason: ``429`` with held and retry_after_s, or
-``quiet_window``), ``upload_plan_skipped`` (session_id, reason, status, error_code,
-request_id), ``upload_session_url_refused`` (session_id, url, reason).
+structlog events, with their fields in ``syncd.logs.EVENTS`` (docs/LOGS.md):
+``box_request_retrying`` (status, error_code and request_id, or the cause of a send that got
+no answer), ``box_token_rejected`` (a 401, one refresh follows), ``box_token_request_retrying``,
+``upload_session_abort_failed``, ``box_rate_limit_learned`` (reason ``429`` or
+``quiet_window``), ``upload_plan_skipped``, ``upload_session_url_refused``.
 
 Guarantees
 ----------

@@ -41,8 +41,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
-import structlog
-
+from ..logs import get_logger
 from .client import BoxClient, validate_id, validate_name
 from .errors import BoxAPIError, IntegrityError, OutcomeUnknown, SourceChanged, UploadCancelled
 from .heartbeat import beat, pause
@@ -59,7 +58,7 @@ from .upload_values import (
     file_times,
 )
 
-log = structlog.get_logger("syncd.box.uploads")  # named as before uploads.py was split
+log = get_logger(__name__)
 
 
 def content_range(offset: int, length: int, total: int) -> str:

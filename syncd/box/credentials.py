@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import requests
-import structlog
 
+from ..logs import get_logger
 from .errors import AuthError, ErrorClass, redact_url
 
-log = structlog.get_logger("syncd.box.credentials")
+log = get_logger(__name__)
 
 BOX_TOKEN_URL = "https://api.box.com/oauth2/token"
 # Box's own audience for JWT assertions, whatever host the token is fetched from.

@@ -52,11 +52,10 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Literal, Protocol
 
-import structlog
-
+from ..logs import get_logger
 from .heartbeat import pause
 
-log = structlog.get_logger("syncd.box.ratelimit")
+log = get_logger(__name__)
 
 DEFAULT_API_CALLS_PER_MINUTE = 950.0
 DEFAULT_UPLOADS_PER_MINUTE = 230.0

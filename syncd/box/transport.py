@@ -27,9 +27,9 @@ from urllib.parse import urlsplit
 
 import requests
 import requests.adapters
-import structlog
 
 from .. import __version__
+from ..logs import get_logger
 from .credentials import Auth, AuthFlow
 from .errors import BoxAPIError, BoxConnectionError, parse_retry_after, redact_url
 from .heartbeat import pause
@@ -38,7 +38,7 @@ from .http_retry import RETRYABLE_STATUSES, SAFE_METHODS, RetryPolicy, RetryStat
 from .ratelimit import RateLimiter
 from .trusted_urls import TrustedURLs, is_loopback
 
-log = structlog.get_logger("syncd.box.transport")
+log = get_logger(__name__)
 
 USER_AGENT = f"syncd/{__version__}"
 

@@ -73,6 +73,7 @@ from syncd.journal import (
     SessionRecord,
     StaleClaim,
 )
+from syncd.logs import get_logger
 from syncd.pipeline.actions import AfterUpload
 from syncd.pipeline.claims import PAUSED_CODE, Paused
 from syncd.pipeline.conflicts import ConflictOutcome, upload_with_policy
@@ -85,7 +86,7 @@ from syncd.pipeline.source import OpenedSource
 from syncd.pipeline.stranded import StrandedClaims
 from syncd.pipeline.writers import HeldLease, LeaseMonitor
 
-log = structlog.get_logger("syncd.ingest")
+log = get_logger(__name__)
 
 class OutcomeKind(enum.StrEnum):
     """What became of one claimed file."""
@@ -184,7 +185,7 @@ class JournalProgress:
 
     def part_uploaded(self, part: UploadedPart) -> None:
         self._claim.add_part(PartRecord(part.part_id, part.offset, part.size, part.sha1))
-        self._log.info("upload_part", offset=part.offset, size=part.size, part_id=part.part_id)
+        self._log.info("part_uploaded", offset=part.offset, size=part.size, part_id=part.part_id)
 
     def session_discarded(self) -> None:
         self._claim.drop_session()
@@ -497,7 +498,7 @@ class Ingest:
                 claim.back_to_readiness(refusal.reason, now=self._clock())
                 if self.intake is not None:
                     self.intake.back_to_readiness(attempt.watch.name, record.relpath)
-                log_.info("upload_discarded_file_changed", reason=refusal.reason, code=refusal.code)
+                log_.info("upload_discarded_file_changed", reason=refusal.reason, error_code=refusal.code)
                 return Outcome(OutcomeKind.CHANGED, refusal.reason, code=refusal.code)
             case Next.PARK:
                 claim.mark_quarantined(refusal.reason, code=refusal.code)

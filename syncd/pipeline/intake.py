@@ -41,10 +41,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import structlog
-
 from syncd.config import Config, ConfigChanges, WatchConfig
 from syncd.journal import FileState, Journal, ObservedFile, ParkedEntry
+from syncd.logs import get_logger
 from syncd.pipeline.filters import watch_filter
 from syncd.pipeline.identity import FileIdentity
 from syncd.pipeline.names import display_path
@@ -53,7 +52,7 @@ from syncd.pipeline.scanner import FINAL_PROBLEMS, ScanProblem, Scanner
 from syncd.pipeline.watcher import Nomination, NominationKind, WatchHealth, WatchObserver
 from syncd.pipeline.writers import OpenCounter, WriterDetector
 
-log = structlog.get_logger("syncd.intake")
+log = get_logger(__name__)
 
 #: Rows kept when their file disappears. An uploaded row stays so that a file coming
 #: back unchanged (a remount, a restored backup, an archive move undone) is not uploaded
@@ -439,7 +438,8 @@ class Intake:
             runtime.last_scan_at = finished
             if self._on_scan is not None:
                 self._on_scan(scan.watch, finished)
-        log.info("scan_finished", watch=scan.watch, subdir=scan.subdir or None, reason=scan.reason or None,
+        log.info("scan_finished", watch=scan.watch, subdir=display_path(scan.subdir) if scan.subdir else None,
+                 reason=scan.reason or None,
                  files=seen, nominated=nominated, removed=removed, unlisted=len(unlisted) or None,
                  duration_ms=round((time.monotonic() - started) * 1000))
 

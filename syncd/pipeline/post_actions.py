@@ -31,6 +31,7 @@ import structlog
 
 from syncd.config import Config
 from syncd.journal import Journal, JournalError, PostAction, PostActionKind
+from syncd.logs import get_logger
 from syncd.pipeline.actions import (
     ActionDeferred,
     ActionRefused,
@@ -48,7 +49,7 @@ from syncd.pipeline.progress import JobProgress
 from syncd.pipeline.retry_schedule import RetrySchedule
 from syncd.pipeline.writers import LeaseMonitor
 
-log = structlog.get_logger("syncd.post_actions")
+log = get_logger(__name__)
 
 #: Actions read from the journal per page of a pass.
 PAGE = 100

@@ -80,7 +80,6 @@ does not stop the tracker.
 from __future__ import annotations
 
 import heapq
-import logging
 import math
 import os
 import threading
@@ -89,6 +88,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from syncd.logs import get_logger
 from syncd.pipeline.identity import FileIdentity, HasIdentity
 from syncd.pipeline.scanner import FINAL_PROBLEMS, ProblemKind, ScanProblem, normalize_relpath, stat_identity
 from syncd.pipeline.source import OpenRefused
@@ -101,7 +101,7 @@ from syncd.pipeline.writers import (
     WriterState,
 )
 
-logger = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 DEFAULT_SETTLE = 2.0
 DEFAULT_CLOSE_QUIET = 0.4
@@ -469,7 +469,7 @@ class ReadinessTracker:
             try:
                 callback()
             except Exception:  # a consumer's bug must not stop readiness for every other file
-                logger.exception("readiness callback failed")
+                log.exception("readiness_callback_failed")
         return wait
 
     def _take_due(self, callbacks: list[Callable[[], None]]) -> list[tuple[tuple[str, str], int, bool]]:
@@ -644,7 +644,7 @@ class ReadinessTracker:
             try:
                 wait = self.process_due()
             except Exception:  # keep the one readiness thread alive whatever happens
-                logger.exception("readiness tracker iteration failed")
+                log.exception("readiness_pass_crashed")
                 wait = 1.0
             with self._wakeup:
                 if self._stopping:

@@ -14,11 +14,11 @@ import threading
 import time
 from collections.abc import Callable
 
-import structlog
-
 from syncd.journal import ClaimedFile, InvalidTransition, JournalError, StaleClaim, UnknownFile
+from syncd.logs import get_logger
+from syncd.pipeline.names import display_path
 
-log = structlog.get_logger("syncd.ingest")
+log = get_logger(__name__)
 
 #: `last_error_code` of a file put back after the journal refused to record its outcome.
 JOURNAL_ERROR_CODE = "journal_error"
@@ -61,7 +61,7 @@ class StrandedClaims:
                 return requeued  # still refused: the next call tries again
             else:
                 requeued += 1
-                log.info("upload_requeued_after_journal_error", watch=record.watch, path=record.relpath,
+                log.info("upload_requeued_after_journal_error", watch=record.watch, path=display_path(record.relpath),
                          file_row=record.id, attempt=record.attempts)
             with self._lock:
                 self._claims.pop(record.id, None)

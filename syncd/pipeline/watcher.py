@@ -63,7 +63,6 @@ whether the observer is alive and when it was last restarted.
 from __future__ import annotations
 
 import errno
-import logging
 import math
 import os
 import stat as stat_module
@@ -92,10 +91,11 @@ from watchdog.observers.inotify_c import CallbackId, InotifyEvent, InotifyFD, Ma
 from watchdog.observers.inotify_move_event_grouper import GroupedInotifyEvent, PathedInotifyEvent
 from watchdog.observers.polling import PollingObserver
 
+from syncd.logs import get_logger
 from syncd.pipeline.filters import PathFilter
 from syncd.pipeline.writers import OpenCounter
 
-logger = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 DEFAULT_POLL_INTERVAL = 1.0
 DEFAULT_CHECK_INTERVAL = 1.0
@@ -230,7 +230,7 @@ class _EventTranslator(FileSystemEventHandler):
         try:
             self._owner._translate(event)
         except Exception:  # an exception here would kill watchdog's dispatcher thread
-            logger.exception("cannot translate file system event %r", event)
+            log.exception("fs_event_not_handled", watch=self._owner.name, detail=repr(event))
             self._owner.request_rescan("an event could not be handled")
 
 
@@ -326,7 +326,7 @@ class WatchObserver:
                 self._start_observer()
             else:
                 self._last_error = f"watched root {self.root_given} does not exist or is not a directory"
-                logger.warning("watch %s: %s; waiting for it", self.name, self._last_error)
+                log.warning("watch_root_missing", watch=self.name, reason=self._last_error, detail="waiting for it")
             self._started_at = time.time()
             self._supervisor = threading.Thread(target=self._supervise, name=f"syncd-watch-{self.name}", daemon=True)
             self._supervisor.start()
@@ -410,7 +410,7 @@ class WatchObserver:
                     self._polling, self._switch_to_polling = True, False
                     return self._start_observer()
             self._last_error = f"cannot watch {self.root_given}: {exc.strerror or exc}"
-            logger.error("watch %s: %s", self.name, self._last_error)
+            log.error("observer_start_failed", watch=self.name, reason=self._last_error)
             self._failed_starts += 1
             self._next_start_attempt = time.monotonic() + min(2.0 ** self._failed_starts, 60.0)
             return False
@@ -429,7 +429,7 @@ class WatchObserver:
             if observer.is_alive() and observer is not threading.current_thread():
                 observer.join(timeout)
         except Exception:  # a half-dead observer must not prevent starting a fresh one
-            logger.exception("watch %s: error while stopping the observer", self.name)
+            log.exception("observer_stop_failed", watch=self.name)
 
     def _observer_alive(self) -> bool:
         observer = self._observer
@@ -444,7 +444,7 @@ class WatchObserver:
 
     def _restart(self, reason: str) -> None:
         """Replace the observer and nominate a rescan (caller holds the lock)."""
-        logger.warning("watch %s: restarting the observer: %s", self.name, reason)
+        log.warning("observer_restarting", watch=self.name, reason=reason)
         self._stop_observer(timeout=5.0)
         started = self._start_observer()
         self._restarts += 1
@@ -464,7 +464,7 @@ class WatchObserver:
             try:
                 self.check()
             except Exception:  # the supervisor is what keeps everything else alive
-                logger.exception("watch %s: supervisor check failed", self.name)
+                log.exception("watch_check_crashed", watch=self.name)
 
     def check(self) -> None:
         """One supervisor pass: restart the observer if the root changed or a
@@ -501,7 +501,8 @@ class WatchObserver:
         self._stop_observer(timeout=5.0)
         if not self._root_gone_reported:
             self._root_gone_reported = True
-            logger.warning("watch %s: %s; waiting for it to come back", self.name, self._last_error)
+            log.warning("watch_root_missing", watch=self.name, reason=self._last_error,
+                        detail="waiting for it to come back")
             self._emit(Nomination(NominationKind.GONE, self.name, "", is_directory=True,
                                   reason="watched root disappeared"))
 
@@ -514,7 +515,7 @@ class WatchObserver:
         if self._open_counter is not None:
             self._open_counter.reset()  # opens and closes were lost: counts mean nothing any more
         self._overflows += 1
-        logger.warning("watch %s: inotify queue overflowed; events were lost", self.name)
+        log.warning("inotify_queue_overflowed", watch=self.name, detail="events were lost; the watch is rescanned")
         self.request_rescan("inotify event queue overflowed")
 
     def _on_watch_limit(self, path: bytes, exc: OSError) -> None:
@@ -529,7 +530,7 @@ class WatchObserver:
         self._last_error = f"{reason} at {where} ({sysctl})"
         if self.fallback_to_polling and not self._polling:
             self._switch_to_polling = True
-        logger.error("watch %s: %s", self.name, self._last_error)
+        log.error("inotify_limit_reached", watch=self.name, reason=self._last_error)
         self.request_rescan(reason)
         self._check_now.set()
 
@@ -564,7 +565,7 @@ class WatchObserver:
             elif raw.is_moved_from:
                 counter.removed(relpath)  # moved out of the watch (a move inside comes as a pair)
         except Exception:  # an exception here would kill watchdog's emitter thread
-            logger.exception("watch %s: cannot count open/close event %r", self.name, event)
+            log.exception("open_close_count_failed", watch=self.name, detail=repr(event))
             counter.reset()
 
     # ----------------------------------------------------------- translation
@@ -632,4 +633,4 @@ class WatchObserver:
         try:
             self._on_nomination(nomination)
         except Exception:
-            logger.exception("watch %s: nomination callback failed for %s", self.name, nomination.kind)
+            log.exception("nomination_callback_failed", watch=self.name, kind=str(nomination.kind))

@@ -19,11 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-import structlog
-
+from syncd.logs import get_logger
 from syncd.pipeline.progress import JobProgress
 
-log = structlog.get_logger("syncd.worker")
+log = get_logger(__name__)
 
 Job = TypeVar("Job")
 

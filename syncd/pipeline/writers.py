@@ -61,7 +61,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import fcntl
-import logging
 import os
 import signal
 import threading
@@ -70,10 +69,11 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 
+from syncd.logs import get_logger
 from syncd.pipeline.identity import FileIdentity
 from syncd.pipeline.source import OpenRefused, open_source
 
-logger = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 F_SETSIG = getattr(fcntl, "F_SETSIG", 10)
 F_SETLEASE = getattr(fcntl, "F_SETLEASE", 1024)
@@ -329,7 +329,7 @@ class LeaseMonitor:
                 try:
                     lease._on_break()
                 except Exception:  # one job's hook must not stop the monitor of every other job
-                    logger.exception("lease break hook failed for %s", lease.label)
+                    log.exception("lease_break_hook_failed", job=lease.label)
             with self._wakeup:
                 if self._stopping:
                     return

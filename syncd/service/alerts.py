@@ -11,6 +11,7 @@ from typing import Any
 
 from syncd.config import Config, format_duration
 from syncd.journal import Journal
+from syncd.pipeline.names import display_path
 
 
 @dataclass(frozen=True)
@@ -32,8 +33,9 @@ def current_alerts(journal: Journal, config: Config, now: float) -> list[Alert]:
         waited = now - oldest.detected_at
         alerts.append(Alert(
             f"pending:{oldest.id}", "alert_pending_too_long",
-            f"{oldest.watch}:{oldest.relpath} has been pending for {format_age(waited)}",
-            {"watch": oldest.watch, "path": oldest.relpath, "pending_s": round(waited), "threshold_s": threshold}))
+            f"{oldest.watch}:{display_path(oldest.relpath)} has been pending for {format_age(waited)}",
+            {"watch": oldest.watch, "path": display_path(oldest.relpath), "pending_s": round(waited),
+             "threshold_s": threshold}))
     for watch in config.watches:
         if watch.expect_files_every is None:
             continue

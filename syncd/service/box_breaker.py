@@ -32,15 +32,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import structlog
-
 from syncd.box import AuthError, BoxAPIError, BoxClient, BoxError, ErrorClass
 from syncd.config import WatchConfig
 from syncd.journal import Journal, JournalError
+from syncd.logs import get_logger
 from syncd.pipeline.claims import Paused
 from syncd.service.daemon_state import CREDENTIALS_SCOPE, BoxSideState, watch_scope
 
-log = structlog.get_logger("syncd.box_breaker")
+log = get_logger(__name__)
 
 
 @dataclass

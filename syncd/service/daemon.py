@@ -45,15 +45,13 @@ import threading
 import time
 from types import FrameType
 
-import structlog
-
 from syncd import __version__
 from syncd.config import Config, ConfigError, diff_configs, load_config
 from syncd.service.daemon_state import (
     CREDENTIALS_SCOPE, BoxSideState, PublishedState, ReloadResult, publish, state_path_for, watch_scope,
 )
 from syncd.journal import FileRecord, FileState, Journal, JournalProbe
-from syncd.logs import configure_logging, register_secret, route_uncaught_exceptions
+from syncd.logs import configure_logging, get_logger, register_secret, route_uncaught_exceptions
 from syncd.pipeline.claims import ClaimQueue
 from syncd.pipeline.ingest import Ingest, Outcome, OutcomeKind
 from syncd.pipeline.intake import Intake
@@ -71,7 +69,7 @@ from syncd.service.metrics import Metrics
 from syncd.service.metrics_server import MetricsServer
 from syncd.service.notify import SystemdNotifier, WatchdogPinger
 
-log = structlog.get_logger("syncd.daemon")
+log = get_logger(__name__)
 
 #: How often the STATUS= line, alerts and gauges are refreshed.
 TICK_SECONDS = 1.0
@@ -312,7 +310,7 @@ class Daemon:
                 publish(self.journal.path, state)
             except OSError as exc:
                 log.warning("daemon_state_not_published", reason=exc.strerror or str(exc),
-                            path=str(self.journal.path.parent))
+                            directory=str(self.journal.path.parent))
 
     # ------------------------------------------------------------------- work
 

@@ -16,12 +16,11 @@ import threading
 import time
 from collections.abc import Callable
 
-import structlog
-
 from syncd.config import Config
 from syncd.journal import Journal, JournalError
+from syncd.logs import get_logger
 
-log = structlog.get_logger("syncd.journal_upkeep")
+log = get_logger(__name__)
 
 #: Seconds between two prunes.
 PRUNE_INTERVAL_S = 3600.0

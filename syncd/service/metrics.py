@@ -52,15 +52,15 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
-import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from syncd import __version__
+from syncd.logs import get_logger
 
-log = structlog.get_logger("syncd.metrics")
+log = get_logger(__name__)
 
 UPLOAD_METHODS = ("direct", "chunked")
 
@@ -112,7 +112,7 @@ class _ScrapeTimeGauge(Collector):
             try:
                 samples = {tuple(str(v) for v in k): float(v) for k, v in read().items()}
             except Exception as exc:
-                log.warning("metrics_read_failed", metric=self.name, error=f"{type(exc).__name__}: {exc}")
+                log.warning("metrics_read_failed", metric=self.name, reason=f"{type(exc).__name__}: {exc}")
                 samples = {}
             for labels, value in sorted(samples.items()):
                 family.add_metric(list(labels), value)

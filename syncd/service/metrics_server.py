@@ -12,13 +12,12 @@ import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import structlog
-
 from syncd.config import is_loopback_host
+from syncd.logs import get_logger
 from syncd.service.health import HealthCheck
 from syncd.service.metrics import Metrics
 
-log = structlog.get_logger("syncd.metrics")  # named as before it left syncd.metrics
+log = get_logger(__name__)
 
 
 class MetricsServerError(RuntimeError):

@@ -26,12 +26,12 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-import structlog
 from systemd import daemon as sd_daemon
 
+from syncd.logs import get_logger
 from syncd.service.health import HealthReport
 
-log = structlog.get_logger("syncd.notify")  # named as before the move into syncd.service
+log = get_logger(__name__)
 
 # Longest STATUS= line sent: systemctl shows one line, and a notification
 # datagram should stay far below the socket's buffer size.
@@ -122,7 +122,7 @@ class SystemdNotifier:
         try:
             return bool(sd_daemon.notify(message))
         except OSError as exc:
-            log.warning("sd_notify_failed", message=message, error=str(exc))
+            log.warning("sd_notify_failed", notification=message, reason=str(exc))
             return False
 
     def ready(self, status: str | None = None) -> bool:

@@ -185,6 +185,7 @@ def test_the_template_differs_from_the_service_only_by_instance() -> None:
         ("Service", "ExecStart"),
         ("Service", "ExecReload"),
         ("Service", "SyslogIdentifier"),
+        ("Service", "Environment"),  # SYNCD_SYSLOG_IDENTIFIER follows SyslogIdentifier
         ("Service", "StateDirectory"),
         ("Service", "LoadCredential"),
     }

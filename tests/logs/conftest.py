@@ -21,5 +21,6 @@ def clean_logging() -> Iterator[None]:
         handler.close()
     root.setLevel(level)
     structlog.reset_defaults()
+    logs.route_to_stdlib_until_configured()  # what a process has before configure_logging
     structlog.contextvars.clear_contextvars()
     logs.forget_secrets()

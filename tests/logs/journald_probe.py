@@ -5,8 +5,10 @@ tmpfs is mounted over /run (and /var/log/journal) first, so the journald started
 has its own sockets and journal files and the machine's logs are neither read nor touched.
 Usage: SYNCD_PROBE_SECRET=... python journald_probe.py SCENARIO EXPECTED_ENTRIES, where SCENARIO
 is `events` (events of every kind, a traceback, a library record), `box_retry` (a request to
-a real emulator that Box answers 429 and that is sent again; the secret is the emulator's token)
-or `undecodable` (file names that are not UTF-8 in fields and in the message).
+a real emulator that Box answers 429 and that is sent again; the secret is the emulator's token),
+`undecodable` (file names that are not UTF-8 in fields and in the message) or `unit_instance`
+(logging as syncd@archive does, with its SYSLOG_IDENTIFIER). Entries are read back with
+``journalctl -t`` and the identifier syncd logs with.
 The secret comes from the environment: journald records the command line as _CMDLINE.
 """
 
@@ -87,14 +89,28 @@ def _log_undecodable_names(secret: str) -> None:
     log.warning(f"cannot read {name}")
 
 
-SCENARIOS = {"events": _log_events, "box_retry": _log_box_retry, "undecodable": _log_undecodable_names}
+def _log_as_a_unit_instance(secret: str) -> None:
+    from syncd import logs
+
+    # What syncd@archive.service sets (Environment=SYNCD_SYSLOG_IDENTIFIER=syncd-%i).
+    os.environ["SYNCD_SYSLOG_IDENTIFIER"] = "syncd-archive"
+    _configure_for_journald("info", secret)
+    logs.get_logger("syncd.pipeline.ingest").info("upload_committed", watch="archive", path="a.pdf", size=3)
+    logs.get_logger("syncd.pipeline.ingest").info("upload_committed", watch="archive", path="b.pdf", size=4)
+    logging.getLogger("urllib3.connectionpool").warning("Connection pool is full, discarding connection")
+
+
+SCENARIOS = {"events": _log_events, "box_retry": _log_box_retry, "undecodable": _log_undecodable_names,
+             "unit_instance": _log_as_a_unit_instance}
 
 
 def _read_back(expected: int) -> list[str]:
+    from syncd import logs
+
     deadline = time.monotonic() + 10
     lines: list[str] = []
     while time.monotonic() < deadline:
-        result = subprocess.run(["journalctl", "-o", "json", "--no-pager", "SYSLOG_IDENTIFIER=syncd"],
+        result = subprocess.run(["journalctl", "-o", "json", "--no-pager", "-t", logs.syslog_identifier()],
                                 capture_output=True, text=True)
         lines = [line for line in result.stdout.splitlines() if line.strip()]
         if len(lines) >= expected:

@@ -205,9 +205,11 @@ SERVICE_SCRIPT = textwrap.dedent(
     """
     import signal, sys, threading
     from pathlib import Path
+    from syncd.logs import configure_logging
     from syncd.service.health import HealthCheck
     from syncd.service.notify import SystemdNotifier, WatchdogPinger
 
+    configure_logging("json", "info")  # as the daemon does: its events on stderr
     flag = Path(sys.argv[1])
     health = HealthCheck()
     health.register("observer", lambda: (not flag.exists(), "inotify observer died" if flag.exists() else "alive"))
