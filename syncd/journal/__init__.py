@@ -79,7 +79,7 @@ from syncd.journal.records import (
 )
 from syncd.journal.schema import SCHEMA_VERSION
 from syncd.journal.rows import ALLOWED_TRANSITIONS
-from syncd.journal.sqlite_file import Role
+from syncd.journal.backend import Role
 
 __all__ = [
     "ALLOWED_TRANSITIONS",
