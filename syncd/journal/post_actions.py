@@ -27,6 +27,7 @@ from syncd.journal.records import (
     PostAction,
     PostActionKind,
 )
+from syncd.journal.relpaths import loaded_relpath
 from syncd.journal.rows import append_history, fetch_file, scrubbed
 from syncd.journal.validation import check_limit, from_i64, to_i64
 
@@ -67,7 +68,8 @@ def _path(raw: bytes | None) -> Path | None:
 def _post_action(row: tuple[Any, ...]) -> PostAction:
     (id_, file_id, watch, relpath, action, sha1, size, mtime_ns, inode, archive_path, archived_as, attempts,
      next_attempt_at, last_error, last_error_code, created_at) = row
-    return PostAction(id_, file_id, watch, relpath, PostActionKind(action), sha1, size, mtime_ns, from_i64(inode),
+    # loaded_relpath: a name that is not UTF-8 is stored as bytes (always, on PostgreSQL).
+    return PostAction(id_, file_id, watch, loaded_relpath(relpath), PostActionKind(action), sha1, size, mtime_ns, from_i64(inode),
                       _path(archive_path), _path(archived_as), attempts, float(next_attempt_at), last_error,
                       last_error_code, float(created_at))
 

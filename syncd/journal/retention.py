@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from syncd.journal.backend import rerun_on_conflict
 from syncd.journal.core import JournalCore
+from syncd.journal.relpaths import loaded_relpath
 
 #: Rows deleted (or candidates examined) per transaction.
 PRUNE_BATCH = 2000
@@ -65,7 +66,7 @@ class Retention(JournalCore):
                                                       "after_id": after_id, "limit": batch}).fetchall()
             if not page:
                 return total
-            gone = [row_id for row_id, watch, relpath, _ in page if source_gone(watch, relpath)]
+            gone = [row_id for row_id, watch, relpath, _ in page if source_gone(watch, loaded_relpath(relpath))]
             after_id, after_ts = page[-1][0], page[-1][3]
             if gone:
                 total += self._forget_uploaded(gone, float(before))
