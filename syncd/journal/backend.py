@@ -34,7 +34,8 @@ from syncd.journal.relpaths import StoredRelpath
 Params = Sequence[Any] | Mapping[str, Any]
 
 Role = Literal["daemon", "reader", "operator"]
-"""daemon: the single writer (takes the lock, creates and migrates the journal).
+"""daemon: `syncd run` (creates and migrates the journal; on SQLite the single writer, holding the
+flock; on PostgreSQL one of several hosts).
 reader: `syncd status/history`, read-only, no lock. operator: short-lived commands
 such as `syncd retry/forget` that write beside a running daemon, no lock."""
 

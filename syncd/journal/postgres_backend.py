@@ -56,6 +56,8 @@ POSTGRES = Dialect(
 POOL_MAX_SIZE = 16
 #: How long a transaction waits for a pooled connection before the journal is called unavailable.
 POOL_TIMEOUT_S = 10.0
+#: How long a stream (a start-up scan's rows) may sit idle in its transaction between batches.
+STREAM_IDLE_TIMEOUT_S = 600.0
 #: Statement timeout of the migration transaction (it may wait on another host's migration).
 MIGRATION_TIMEOUT_S = 600.0
 
@@ -182,6 +184,9 @@ def _server_cursor_rows(conn: psycopg.Connection, sql: str, params: Params, batc
     """The rows of one query through a named cursor, from one snapshot, `batch` at a time."""
     conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
     try:
+        # The reader works on each batch between fetches: the session sits idle in its
+        # transaction meanwhile, longer than the half lease allowed to a worker's.
+        conn.execute(f"SET LOCAL idle_in_transaction_session_timeout = {int(STREAM_IDLE_TIMEOUT_S * 1000)}")
         with conn.cursor(name="syncd_stream") as cursor:
             cursor.execute(sql_form.for_postgres(sql), params)  # type: ignore[arg-type]
             while rows := cursor.fetchmany(batch):
