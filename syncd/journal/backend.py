@@ -23,7 +23,7 @@ import functools
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, ParamSpec, Protocol, TypeVar
@@ -107,6 +107,24 @@ class Tx(Protocol):
         """Serialise the transactions of every host that take `key`, until this one ends
         (PostgreSQL's `pg_advisory_xact_lock`; nothing on SQLite, whose writers are serialised)."""
         ...
+
+
+class SavepointsFromExecute:
+    """`Tx.savepoint` in the SQL both engines accept, for Tx classes that have `execute`."""
+
+    def execute(self, sql: str, params: Params = ()) -> Cursor:
+        raise NotImplementedError
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        self.execute("SAVEPOINT entry")
+        try:
+            yield
+        except BaseException:
+            self.execute("ROLLBACK TO SAVEPOINT entry")
+            self.execute("RELEASE SAVEPOINT entry")
+            raise
+        self.execute("RELEASE SAVEPOINT entry")
 
 
 class ScanSession(Protocol):

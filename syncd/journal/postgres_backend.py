@@ -40,7 +40,7 @@ from psycopg import pq
 from syncd import __version__
 from syncd.config.model import PostgresJournalConfig
 from syncd.journal import schema_postgres, sql_form
-from syncd.journal.backend import Cursor, Dialect, Params, Role
+from syncd.journal.backend import Cursor, Dialect, Params, Role, SavepointsFromExecute
 from syncd.journal.errors import JournalError, JournalOutcomeUnknown, JournalUnavailable, TransactionConflict
 from syncd.journal.migrations import check_migration_order
 
@@ -89,7 +89,7 @@ def driver_error(location: str, exc: Exception) -> JournalError:
     return JournalError(f"journal {location}: {text}")
 
 
-class PostgresTx:
+class PostgresTx(SavepointsFromExecute):
     """A transaction on one pooled connection."""
 
     dialect = POSTGRES
@@ -111,17 +111,6 @@ class PostgresTx:
                 cursor.executemany(sql_form.for_postgres(sql), rows)
         except psycopg.Error as exc:
             raise driver_error(self._location, exc) from exc
-
-    @contextmanager
-    def savepoint(self) -> Iterator[None]:
-        self.execute("SAVEPOINT entry")
-        try:
-            yield
-        except BaseException:
-            self.execute("ROLLBACK TO SAVEPOINT entry")
-            self.execute("RELEASE SAVEPOINT entry")
-            raise
-        self.execute("RELEASE SAVEPOINT entry")
 
     def advisory_lock(self, key: str) -> None:
         self.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (key,))

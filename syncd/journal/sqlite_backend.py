@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from syncd.journal import sql_form
-from syncd.journal.backend import Cursor, Dialect, Params, Role
+from syncd.journal.backend import Cursor, Dialect, Params, Role, SavepointsFromExecute
 from syncd.journal.errors import JournalError
 from syncd.journal.lock import DaemonLock, live_holder
 from syncd.journal.relpaths import below_ranges, stored_relpath
@@ -30,7 +30,7 @@ from syncd.journal.sqlite_file import connect, create_journal_file, database_err
 SQLITE = Dialect(name="sqlite", row_locks=False, translate=sql_form.for_sqlite, relpath_in=stored_relpath, below_ranges=below_ranges)
 
 
-class SqliteTx:
+class SqliteTx(SavepointsFromExecute):
     """A transaction on the journal's one connection (the caller holds the mutex)."""
 
     dialect = SQLITE
@@ -50,17 +50,6 @@ class SqliteTx:
             self._conn.executemany(sql_form.for_sqlite(sql), rows)
         except sqlite3.Error as exc:
             raise database_error(self._path, exc) from exc
-
-    @contextmanager
-    def savepoint(self) -> Iterator[None]:
-        self.execute("SAVEPOINT entry")
-        try:
-            yield
-        except BaseException:
-            self.execute("ROLLBACK TO entry")
-            self.execute("RELEASE entry")
-            raise
-        self.execute("RELEASE entry")
 
     def advisory_lock(self, key: str) -> None:
         """Nothing: `BEGIN IMMEDIATE` already serialises every writer of the file."""
