@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,10 +93,6 @@ class Tx(Protocol):
 
     def execute(self, sql: str, params: Params = ()) -> Cursor:
         """Run one statement in the shared SQL form; driver errors become JournalError kinds."""
-        ...
-
-    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        """Run one statement (shared form) for each row of parameters."""
         ...
 
     def savepoint(self) -> AbstractContextManager[None]:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Self
@@ -102,13 +102,6 @@ class PostgresTx(SavepointsFromExecute):
         try:
             # Always with parameters (even none): psycopg then reads %% as the literal %.
             return self._conn.execute(sql_form.for_postgres(sql), params)  # type: ignore[arg-type]
-        except psycopg.Error as exc:
-            raise driver_error(self._location, exc) from exc
-
-    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        try:
-            with self._conn.cursor() as cursor:
-                cursor.executemany(sql_form.for_postgres(sql), rows)
         except psycopg.Error as exc:
             raise driver_error(self._location, exc) from exc
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Self
@@ -42,12 +42,6 @@ class SqliteTx(SavepointsFromExecute):
     def execute(self, sql: str, params: Params = ()) -> Cursor:
         try:
             return self._conn.execute(sql_form.for_sqlite(sql), params)
-        except sqlite3.Error as exc:
-            raise database_error(self._path, exc) from exc
-
-    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        try:
-            self._conn.executemany(sql_form.for_sqlite(sql), rows)
         except sqlite3.Error as exc:
             raise database_error(self._path, exc) from exc
 
