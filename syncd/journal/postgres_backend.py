@@ -245,10 +245,31 @@ class PostgresBackend:
     # ----------------------------------------------------------- transactions
 
     @contextmanager
+    def _transaction(self, begin: str) -> Iterator[tuple[psycopg.Connection, PostgresTx]]:
+        """A pooled connection in a transaction begun with `begin`, returned to the pool after.
+
+        A pooled connection the server ended meanwhile (a restart, an idle timeout, an
+        operator's pg_terminate_backend) fails at BEGIN, before anything was done: it is
+        dropped and the transaction begun once more on another one.
+        """
+        for attempt in (1, 2):
+            conn = self._getconn()
+            try:
+                tx = PostgresTx(conn, self.location)
+                try:
+                    tx.execute(begin)
+                except JournalUnavailable:
+                    if attempt == 2 or not conn.broken:
+                        raise
+                    continue
+                yield conn, tx
+                return
+            finally:
+                self._putconn(conn)
+
+    @contextmanager
     def write(self, *, durable: bool) -> Iterator[PostgresTx]:
-        with self._connection() as conn:
-            tx = PostgresTx(conn, self.location)
-            tx.execute("BEGIN")
+        with self._transaction("BEGIN") as (conn, tx):
             tx.execute(f"SET LOCAL synchronous_commit = {'on' if durable else 'off'}")
             try:
                 yield tx
@@ -272,9 +293,7 @@ class PostgresBackend:
 
     @contextmanager
     def read(self) -> Iterator[PostgresTx]:
-        with self._connection() as conn:
-            tx = PostgresTx(conn, self.location)
-            tx.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        with self._transaction("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") as (conn, tx):
             try:
                 yield tx
             finally:

@@ -330,3 +330,13 @@ def test_the_journal_opens_from_a_loaded_config_under_the_hosts_name(pg_database
         assert pg_database.password not in f"{journal!r} {journal.location}"
     with Journal.open(config.journal, role="reader") as reader:
         assert reader.find("inbox", "a.txt") is not None
+
+
+def test_a_pooled_connection_the_server_ended_is_replaced_unnoticed(pg_store: JournalStore) -> None:
+    assert pg_store.cluster is not None and pg_store.database is not None
+    with pg_store.open(host_id="host-t") as journal:
+        journal.observe("inbox", "a.txt", 1, 1, 1, now=1.0)
+        ended = pg_store.cluster.terminate_backends(dbname=pg_store.database, application_name="syncd:host-t")
+        assert ended >= 1  # the pool's idle connection(s), as after a server restart
+        assert journal.observe("inbox", "b.txt", 1, 1, 2, now=2.0).kind is ObservationKind.NEW
+        assert journal.find("inbox", "a.txt") is not None
