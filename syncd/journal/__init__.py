@@ -1,8 +1,11 @@
-"""The journal: syncd's durable, crash-safe record of every file (SQLite, WAL).
+"""The journal: syncd's durable, crash-safe record of every file (SQLite, WAL; or PostgreSQL).
 
-It knows SQLite only (no Box, no pipeline, no config). How the daemon uses it:
+It knows its database only (no Box, no pipeline; of the config, the `journal:` value). How
+the daemon uses it:
 
-    journal = Journal.open(path, role="daemon")       # JournalLocked if another daemon runs
+    journal = Journal.open(config.journal, role="daemon")  # a path: SQLite (JournalLocked if another
+                                                           # daemon runs); a PostgresJournalConfig:
+                                                           # PostgreSQL (docs/MULTI_HOST.md)
     for row in journal.recover_interrupted():          # left `uploading` by a crash:
         ...                                            # reconcile with Box, then an outcome below
     for known in journal.known_files(watch): ...       # start-up scan: compare disk with this
@@ -13,7 +16,8 @@ It knows SQLite only (no Box, no pipeline, no config). How the daemon uses it:
     with journal.compare_with_disk(watch) as scan: ...   # a backstop scan against the rows, streamed
 
 Relative paths are `str` everywhere (bytes that are not UTF-8 as surrogate escapes);
-the journal stores them losslessly (`relpaths`: TEXT, or a BLOB of the raw bytes).
+the journal stores them losslessly (`relpaths`: TEXT, or a BLOB of the raw bytes; bytea
+on PostgreSQL).
 
     row = journal.claim_next(now, max_size=None)       # a worker owns `row` from here
     claim = journal.claimed(row)                       # its writes, each checked against the claim
@@ -41,20 +45,30 @@ If the file changed (or was claimed again) since `row` was claimed, every write 
 `syncd status/history` open it with role="reader" (read-only, no lock) and
 `syncd retry/forget` with role="operator" (writes beside a running daemon).
 
-Modules: `journal` (the Journal, made of `core`: opening, transactions, the
+Modules: `backend` (the seam: `Backend`, `Tx`, `Dialect`, error kinds) with
+`sqlite_backend` and `postgres_backend`, `sql_form` (the SQL written once, translated
+per engine), `journal` (the Journal, made of `core`: opening, transactions, the
 durability and threading notes; `file_states`: the file state machine;
 `box_folder_ids`: the Box folder-id cache; `reports`: status and history
 queries; `post_actions`: after-upload actions; `retention`: pruning),
 `claimed_file` (a worker's writes under its claim), `probe` (health checks on
-connections of their own), `schema`
-(tables, indexes, migrations), `records` (what comes out), `lock`
+connections of their own), `schema` and
+`schema_postgres` (tables, indexes, migrations of each engine), `records` (what comes out), `lock`
 (single-writer lock).
 """
 
 from syncd.journal.box_names import NAME_COLLISION, BoxPathClash, OwnedBoxPath
 from syncd.journal.claimed_file import ClaimedFile
 from syncd.journal.disk_comparison import DiskComparison
-from syncd.journal.errors import InvalidTransition, JournalError, JournalLocked, StaleClaim, UnknownFile
+from syncd.journal.errors import (
+    InvalidTransition,
+    JournalError,
+    JournalLocked,
+    JournalOutcomeUnknown,
+    JournalUnavailable,
+    StaleClaim,
+    UnknownFile,
+)
 from syncd.journal.journal import Journal
 from syncd.journal.probe import JournalProbe
 from syncd.journal.records import (
@@ -79,7 +93,7 @@ from syncd.journal.records import (
 )
 from syncd.journal.schema import SCHEMA_VERSION
 from syncd.journal.rows import ALLOWED_TRANSITIONS
-from syncd.journal.sqlite_file import Role
+from syncd.journal.backend import Role
 
 __all__ = [
     "ALLOWED_TRANSITIONS",
@@ -98,7 +112,9 @@ __all__ = [
     "Journal",
     "JournalError",
     "JournalLocked",
+    "JournalOutcomeUnknown",
     "JournalProbe",
+    "JournalUnavailable",
     "KnownFile",
     "Observation",
     "ObservationKind",

@@ -6,6 +6,7 @@ more question to Box.
 
 from __future__ import annotations
 
+from syncd.journal.backend import rerun_on_conflict
 from syncd.journal.core import JournalCore
 from syncd.journal.validation import check_box_ids
 
@@ -22,6 +23,7 @@ class BoxFolderIds(JournalCore):
             ).fetchone()
         return None if found is None else str(found[0])
 
+    @rerun_on_conflict
     def save_box_folder_id(self, parent_id: str, name_key: str, folder_id: str, *, now: float | None = None) -> None:
         """Record (or replace) the id of the Box folder `name_key` under `parent_id`.
 
@@ -37,6 +39,7 @@ class BoxFolderIds(JournalCore):
                 (parent_id, name_key, folder_id, self._now(now)),
             )
 
+    @rerun_on_conflict
     def forget_box_folder(self, folder_id: str | None) -> int:
         """Drop the recorded ids of a Box folder and of every folder recorded below it.
 
@@ -48,12 +51,12 @@ class BoxFolderIds(JournalCore):
                 return conn.execute("DELETE FROM box_folders").rowcount
             check_box_ids(folder_id=folder_id)
             # UNION (not UNION ALL) stops at ids already seen, should the entries ever form a cycle.
-            conn.execute(
+            # Counted from RETURNING: sqlite3's rowcount is -1 for a statement that starts with WITH,
+            # and SQLite's changes() is its own.
+            return len(conn.execute(
                 "WITH RECURSIVE gone(id) AS (VALUES (?) UNION"
                 " SELECT b.folder_id FROM box_folders AS b JOIN gone ON b.parent_id = gone.id)"
                 " DELETE FROM box_folders WHERE folder_id IN (SELECT id FROM gone)"
-                " OR parent_id IN (SELECT id FROM gone)",
+                " OR parent_id IN (SELECT id FROM gone) RETURNING folder_id",
                 (folder_id,),
-            )
-            # sqlite3's rowcount is -1 for a statement that starts with WITH; changes() is not.
-            return int(conn.execute("SELECT changes()").fetchone()[0])
+            ).fetchall())

@@ -15,14 +15,15 @@ The `box_names` table (schema version 5) holds one entry per file row:
 * folders count too: a file whose key is a folder of another file's path (``a``
   vs ``A/b.txt``), or whose folder is another file's key, clashes as well.
 
-Everything here runs on a connection inside the caller's transaction.
+Everything here runs on a connection inside the caller's transaction. `path_key` is
+compared bytewise on both engines (PostgreSQL: `COLLATE "C"`), so the ranges below hold.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 
+from syncd.journal.backend import Tx
 from syncd.journal.relpaths import loaded_relpath
 
 #: `last_error_code` of a file parked because its Box name belongs to another file.
@@ -51,21 +52,21 @@ class BoxPathClash:
     folder: str | None = None
 
 
-def owned_box_path(conn: sqlite3.Connection, file_id: int) -> OwnedBoxPath | None:
+def owned_box_path(conn: Tx, file_id: int) -> OwnedBoxPath | None:
     """The Box path the row `file_id` owns, or None."""
     found = conn.execute("SELECT base_key, path_key, box_path FROM box_names WHERE file_id = ?",
                          (file_id,)).fetchone()
     return None if found is None else OwnedBoxPath(*found)
 
 
-def _owner(conn: sqlite3.Connection, where: str, params: tuple[object, ...]) -> tuple[str, str, str] | None:
+def _owner(conn: Tx, where: str, params: tuple[object, ...]) -> tuple[str, str, str] | None:
     found = conn.execute(
         f"SELECT b.path_key, b.box_path, f.relpath FROM box_names b JOIN files f ON f.id = b.file_id WHERE {where}"
         " LIMIT 1", params).fetchone()
     return None if found is None else (found[0], found[1], loaded_relpath(found[2]))
 
 
-def find_clash(conn: sqlite3.Connection, watch: str, file_id: int, path_key: str) -> BoxPathClash | None:
+def find_clash(conn: Tx, watch: str, file_id: int, path_key: str) -> BoxPathClash | None:
     """Who, other than `file_id`, owns `path_key`, a folder on it, or a path below it as a folder."""
     exact = _owner(conn, "b.watch = ? AND b.path_key = ? AND b.file_id != ?", (watch, path_key, file_id))
     if exact is not None:
@@ -86,12 +87,15 @@ def find_clash(conn: sqlite3.Connection, watch: str, file_id: int, path_key: str
     return None
 
 
-def take_box_path(conn: sqlite3.Connection, watch: str, file_id: int, base_key: str, path_key: str,
+def take_box_path(conn: Tx, watch: str, file_id: int, base_key: str, path_key: str,
                   box_path: str) -> BoxPathClash | None:
     """Make `file_id` own `path_key` (wanted as `base_key`) in `watch`; the clash when another file has it.
 
-    An entry the row owned before under another key is replaced.
+    An entry the row owned before under another key is replaced. The check and the insert
+    run under the watch's advisory lock: a clash with a folder is between two different
+    keys, which no unique index can refuse, so two hosts must not each find none and insert.
     """
+    conn.advisory_lock(f"syncd-box-names:{watch}")
     clash = find_clash(conn, watch, file_id, path_key)
     if clash is not None:
         return clash

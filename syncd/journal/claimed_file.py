@@ -14,10 +14,10 @@ replaced it.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from syncd.journal.backend import Tx, rerun_on_conflict
 from syncd.journal.box_names import BoxPathClash, OwnedBoxPath, owned_box_path, take_box_path
 from syncd.journal.core import JournalCore
 from syncd.journal.errors import InvalidTransition, JournalError
@@ -54,7 +54,7 @@ class ClaimedFile:
         return f"ClaimedFile(file_row={self.record.id}, claim_seq={self.record.claim_seq})"
 
     @contextmanager
-    def _claimed_write(self, *, durable: bool = True) -> Iterator[tuple[sqlite3.Connection, FileRecord]]:
+    def _claimed_write(self, *, durable: bool = True) -> Iterator[tuple[Tx, FileRecord]]:
         """A write transaction (durable unless told) and the row, if this claim is still the current one."""
         with self._journal._write(durable=durable) as conn:
             yield conn, claimed_row(conn, self.record.id, self.record.claim_seq)
@@ -66,6 +66,7 @@ class ClaimedFile:
         with self._journal._read() as conn:
             return owned_box_path(conn, self.record.id)
 
+    @rerun_on_conflict
     def take_box_path(self, base_key: str, path_key: str, box_path: str) -> BoxPathClash | None:
         """Own `path_key` (the Box path `box_path`, wanted as `base_key`) in the file's watch.
 
@@ -79,6 +80,7 @@ class ClaimedFile:
 
     # ------------------------------------------------------------- the upload
 
+    @rerun_on_conflict
     def record_sha1(self, sha1: str) -> FileRecord:
         """Store the SHA-1 (hex) of the content being uploaded."""
         digest = check_sha1(sha1)
@@ -91,6 +93,7 @@ class ClaimedFile:
         with self._journal._read() as conn:
             return saved_session(conn, self.record.id)
 
+    @rerun_on_conflict
     def save_session(self, session: SessionRecord, *, now: float | None = None) -> None:
         """Save the chunked-upload session of the uploading file, replacing any earlier one."""
         check_session(session)
@@ -114,6 +117,7 @@ class ClaimedFile:
                 ),
             )
 
+    @rerun_on_conflict
     def add_part(self, part: PartRecord) -> None:
         """Record a part Box acknowledged (replaces a part saved at the same offset)."""
         with self._claimed_write() as (conn, row):
@@ -122,11 +126,13 @@ class ClaimedFile:
                 raise JournalError(f"journal row {row.id} has no upload session: save_session first")
             check_part(part, session)
             conn.execute(
-                "INSERT OR REPLACE INTO session_parts (file_id, part_offset, part_id, size, sha1)"
-                " VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO session_parts (file_id, part_offset, part_id, size, sha1) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (file_id, part_offset) DO UPDATE SET part_id = excluded.part_id,"
+                " size = excluded.size, sha1 = excluded.sha1",
                 (row.id, part.offset, part.part_id, part.size, part.sha1),
             )
 
+    @rerun_on_conflict
     def drop_session(self) -> bool:
         """Forget the saved session (expired or aborted). True if there was one.
 
@@ -138,6 +144,7 @@ class ClaimedFile:
 
     # --------------------------------------------------------------- outcomes
 
+    @rerun_on_conflict
     def mark_uploaded(
         self, box_file_id: str, box_version_id: str | None, etag: str | None, sha1: str, now: float,
         *, post_action: PlannedPostAction | None = None,
@@ -178,6 +185,7 @@ class ClaimedFile:
                 },
             )
 
+    @rerun_on_conflict
     def schedule_retry(
         self, error: str, code: str | None, next_attempt_at: float, *, now: float | None = None
     ) -> FileRecord:
@@ -198,6 +206,7 @@ class ClaimedFile:
                 {"last_error": error, "last_error_code": code, "next_attempt_at": float(next_attempt_at)},
             )
 
+    @rerun_on_conflict
     def back_to_readiness(self, reason: str, *, now: float | None = None) -> FileRecord:
         """The file changed after it was found ready (at the claim, or during the upload):
         uploading -> pending, not claimable until readiness finds it stable again
@@ -215,6 +224,7 @@ class ClaimedFile:
                  "last_error": reason, "last_error_code": "changed"},
             )
 
+    @rerun_on_conflict
     def release(self, reason: str, code: str | None, next_attempt_at: float, *, now: float | None = None
                 ) -> FileRecord:
         """Give the claim back without spending an attempt: uploading -> pending, due at
@@ -230,6 +240,7 @@ class ClaimedFile:
                  "next_attempt_at": float(next_attempt_at)},
             )
 
+    @rerun_on_conflict
     def remember_commit(self, box_file_id: str, box_version_id: str | None, etag: str | None, *,
                         now: float | None = None) -> bool:
         """After a stale claim: keep the Box file this claim's upload committed, so that the next
@@ -246,7 +257,7 @@ class ClaimedFile:
         with self._journal._write(durable=True) as conn:
             updated = conn.execute(
                 "UPDATE files SET box_file_id = ?, box_version_id = ?, box_etag = ?"
-                " WHERE id = ? AND box_file_id IS ? AND box_etag IS ?",
+                " WHERE id = ? AND box_file_id IS NOT DISTINCT FROM ? AND box_etag IS NOT DISTINCT FROM ?",
                 (box_file_id, box_version_id, etag, claimed.id, claimed.box_file_id, claimed.box_etag),
             ).rowcount
             row = fetch_file(conn, "id = ?", (claimed.id,))
@@ -257,14 +268,17 @@ class ClaimedFile:
                            " the file's new content goes up as its next version")
             return True
 
+    @rerun_on_conflict
     def mark_failed(self, reason: str, code: str | None = None, *, now: float | None = None) -> FileRecord:
         """Give up on the file (retries exhausted or permanent error) until `syncd retry`."""
         return self._park(FileState.FAILED, HistoryEvent.FAILED, reason, code, now)
 
+    @rerun_on_conflict
     def mark_quarantined(self, reason: str, *, code: str | None = None, now: float | None = None) -> FileRecord:
         """Box can never take this file as it is (bad name, too large...)."""
         return self._park(FileState.QUARANTINED, HistoryEvent.QUARANTINED, reason, code, now)
 
+    @rerun_on_conflict
     def mark_skipped(self, reason: str, *, now: float | None = None) -> FileRecord:
         """Conflict policy `skip`: Box already has an item by this name."""
         return self._park(FileState.SKIPPED, HistoryEvent.SKIPPED, reason, None, now)

@@ -1,4 +1,4 @@
-"""The journal's core: an open journal file, its daemon lock and its transactions
+"""The journal's core: an open journal (SQLite file or PostgreSQL database) and its transactions
 (the `Journal` class in `syncd.journal.journal` adds what it records).
 
 Durability. The journal runs in WAL mode. With `synchronous=NORMAL` a committed
@@ -16,54 +16,49 @@ with `synchronous=FULL` (the WAL is fsynced before COMMIT returns), and only
 scanner bookkeeping commits with NORMAL. A FULL commit also makes every earlier
 NORMAL commit durable, because the WAL is sequential.
 
-Threads. One SQLite connection serves the whole process, guarded by a lock: every
+On PostgreSQL the same split holds per transaction: `SET LOCAL synchronous_commit`
+on for the durable ones, off for the scanner's (`syncd.journal.postgres_backend`).
+
+Threads. SQLite: one connection serves the whole process, guarded by a lock: every
 method is one short transaction, so a worker pool shares it safely, and claims
 are atomic (`BEGIN IMMEDIATE` also excludes other processes, e.g. `syncd retry`
 run beside the daemon; `busy_timeout` makes them wait for each other instead of
-failing). `known_files` reads through its own short-lived connection, so a long
-start-up scan never blocks the workers.
+failing). PostgreSQL: each transaction takes a pooled connection, and what it reads
+to modify it locks (`{for_update}` in the shared SQL; docs/MULTI_HOST.md section 2.2).
+`known_files` reads through a connection of its own, so a long start-up scan never
+blocks the workers.
 """
 
 from __future__ import annotations
 
 import os
-import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Self
 
+from syncd.config.model import PostgresJournalConfig
+from syncd.journal.backend import ROLES, Backend, Role, Tx
 from syncd.journal.errors import JournalError
-from syncd.journal.lock import DaemonLock, live_holder
-from syncd.journal.sqlite_file import ROLES, Role, connect, create_journal_file, database_error, prepare_connection
+from syncd.journal.sqlite_backend import SqliteBackend
 
 
 class JournalCore:
-    """An open journal: its connection, lock, clock and transactions (`_write`, `_read`).
+    """An open journal: its backend, role, clock and transactions (`_write`, `_read`).
 
-    The parts of `Journal` (file states, Box folder ids, reports) build on it.
+    The parts of `Journal` (file states, Box folder ids, reports) build on it; they run
+    their SQL, in the shared form, on the `Tx` these yield (`syncd.journal.backend`).
     """
 
-    def __init__(
-        self,
-        path: Path,
-        role: Role,
-        conn: sqlite3.Connection,
-        lock: DaemonLock | None,
-        clock: Callable[[], float],
-        busy_timeout: float,
-    ) -> None:
+    def __init__(self, backend: Backend, role: Role, clock: Callable[[], float]) -> None:
         """Use `Journal.open`; this only assembles an already opened, checked journal."""
-        self.path = path
+        self._backend = backend
+        self.path = backend.path
+        self.location = backend.location
+        self.dialect = backend.dialect
         self.role = role
-        self._conn = conn
-        self._daemon_lock = lock
         self._clock = clock
-        self._busy_timeout = busy_timeout
-        self._mutex = threading.RLock()
-        self._sync_full: bool | None = None
         self._closed = False
 
     # ------------------------------------------------------------------ opening
@@ -71,67 +66,37 @@ class JournalCore:
     @classmethod
     def open(
         cls,
-        path: str | os.PathLike[str],
+        where: str | os.PathLike[str] | PostgresJournalConfig,
         role: Role = "daemon",
         *,
         clock: Callable[[], float] = time.time,
         busy_timeout: float = 10.0,
+        host_id: str | None = None,
     ) -> Self:
-        """Open (as daemon: create or migrate) the journal at `path`.
+        """Open (as daemon: create or migrate) the journal `where` is: a SQLite file's path, or the
+        PostgreSQL database of a `PostgresJournalConfig` (`config.journal` either way).
 
-        Raises JournalLocked if role is "daemon" and another live process holds the
-        journal, and JournalError if the file is corrupt, unreadable, not a syncd
-        journal, from a newer syncd, or (for reader/operator) missing or not yet
-        migrated. Never replaces an existing file by an empty journal.
+        SQLite: raises JournalLocked if role is "daemon" and another live process holds the
+        journal. Either: JournalError if the database is corrupt, unreadable, not a syncd
+        journal, from a newer syncd, or (for reader/operator) missing or not yet migrated;
+        JournalUnavailable if PostgreSQL cannot be reached. Never replaces an existing
+        journal by an empty one. `host_id` names this process's PostgreSQL sessions.
         """
         if role not in ROLES:
             raise ValueError(f"journal role must be one of {sorted(ROLES)}, not {role!r}")
-        journal_path = Path(path).absolute()
-        lock: DaemonLock | None = None
-        if role == "daemon":
-            try:
-                journal_path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise JournalError(
-                    f"cannot create the journal directory {journal_path.parent}: {exc.strerror}",
-                    path=journal_path,
-                ) from exc
-            lock = DaemonLock.acquire(journal_path)
-        try:
-            if journal_path.is_dir():
-                raise JournalError(
-                    f"journal path {journal_path} is a directory; point `journal:` at a file", path=journal_path
-                )
-            if not journal_path.exists():
-                if role != "daemon":
-                    raise JournalError(
-                        f"no journal at {journal_path}: has the syncd daemon run with this config yet?",
-                        path=journal_path,
-                    )
-                create_journal_file(journal_path)
-            conn = connect(journal_path, busy_timeout)
-            try:
-                prepare_connection(conn, journal_path, role)
-            except BaseException:
-                conn.close()
-                raise
-        except BaseException:
-            if lock is not None:
-                lock.release()
-            raise
-        return cls(journal_path, role, conn, lock, clock, busy_timeout)
+        backend: Backend
+        if isinstance(where, PostgresJournalConfig):
+            from syncd.journal.postgres_backend import PostgresBackend  # psycopg only when asked for
+
+            backend = PostgresBackend.open(where, role, host_id=host_id)
+        else:
+            backend = SqliteBackend.open(where, role, busy_timeout=busy_timeout)
+        return cls(backend, role, clock)
 
     def close(self) -> None:
-        """Close the connection and release the daemon lock. Safe to call twice."""
-        with self._mutex:
-            if self._closed:
-                return
-            self._closed = True
-            try:
-                self._conn.close()
-            finally:
-                if self._daemon_lock is not None:
-                    self._daemon_lock.release()
+        """Close the connections and release the daemon lock. Safe to call twice."""
+        self._closed = True
+        self._backend.close()
 
     def __enter__(self) -> Self:
         return self
@@ -140,62 +105,34 @@ class JournalCore:
         self.close()
 
     def __repr__(self) -> str:
-        return f"Journal(path={str(self.path)!r}, role={self.role!r})"
+        return f"Journal({self.location!r}, role={self.role!r})"
 
     def daemon_pid(self) -> int | None:
-        """PID of the live process holding this journal's daemon lock, or None."""
-        if self._daemon_lock is not None and self._daemon_lock.held:
-            return os.getpid()
-        holder = live_holder(self.path)
-        return holder.pid if holder else None
+        """PID of the live process holding this journal's daemon lock (SQLite), or None."""
+        return self._backend.daemon_pid()
 
     # ------------------------------------------------------------ transactions
 
     @contextmanager
-    def _write(self, *, durable: bool) -> Iterator[sqlite3.Connection]:
+    def _write(self, *, durable: bool) -> Iterator[Tx]:
         if self.role == "reader":
-            raise JournalError(f"journal {self.path} was opened read-only (role 'reader')", path=self.path)
-        with self._mutex:
-            self._check_open()
-            conn = self._conn
-            try:
-                self._set_synchronous(full=durable)
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    yield conn
-                except BaseException:
-                    if conn.in_transaction:
-                        conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                raise database_error(self.path, exc) from exc
+            raise JournalError(f"journal {self.location} was opened read-only (role 'reader')", path=self.path)
+        self._check_open()
+        with self._backend.write(durable=durable) as tx:
+            yield tx
 
     @contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
-        with self._mutex:
-            self._check_open()
-            conn = self._conn
-            try:
-                conn.execute("BEGIN")  # one snapshot for all the statements of a method
-                try:
-                    yield conn
-                finally:
-                    if conn.in_transaction:
-                        conn.execute("COMMIT")
-            except sqlite3.Error as exc:
-                raise database_error(self.path, exc) from exc
+    def _read(self) -> Iterator[Tx]:
+        self._check_open()
+        with self._backend.read() as tx:
+            yield tx
 
-    def _set_synchronous(self, *, full: bool) -> None:
-        # SQLite refuses to change the safety level inside a transaction, so this is
-        # switched between transactions (under the mutex), and only when it changes.
-        if self._sync_full is not full:
-            self._conn.execute(f"PRAGMA synchronous = {'FULL' if full else 'NORMAL'}")
-            self._sync_full = full
+    def _serialised(self) -> AbstractContextManager[object]:
+        return self._backend.serialised()
 
     def _check_open(self) -> None:
         if self._closed:
-            raise JournalError(f"journal {self.path} is closed", path=self.path)
+            raise JournalError(f"journal {self.location} is closed", path=self.path)
 
     def _now(self, now: float | None) -> float:
         return float(self._clock() if now is None else now)

@@ -13,31 +13,32 @@ back in batches:
   removal, except states the caller keeps and paths below folders the scan
   could not read.
 
-The connection reads the journal only (its writes go to its own temporary
+The session (`Backend.scan_session`: SQLite's own connection, PostgreSQL's pooled one held for
+the scan, its entries loaded with COPY) reads the journal only (its writes go to its own temporary
 table); removals go through the journal's own connection, so a worker's claim
 made meanwhile is decided inside that write (`Journal.remove_many(keep=...)`).
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Collection, Iterator
-from pathlib import Path
 from typing import Any
 
+from syncd.journal.backend import ScanSession
 from syncd.journal.records import FileIdentityLike, FileState
-from syncd.journal.relpaths import loaded_relpath, stored_relpath
-from syncd.journal.sqlite_file import connect, database_error
+from syncd.journal.relpaths import loaded_relpath
 from syncd.journal.validation import to_i64
 
-#: Scanned entries written to the temporary table at a time, and rows fetched at a time.
+#: Scanned entries written to the temporary table at a time.
 BATCH = 2000
 
 # A row waiting for readiness has next_attempt_at = WAITING_FOR_READINESS (infinity): above any real time.
+# Unqualified names: `scanned` is the session's temporary table, `files` the journal's (both engines
+# look in the temporary schema first).
 _TO_LOOK_AT = """
-    SELECT s.relpath FROM temp.scanned s
-    LEFT JOIN main.files f ON f.watch = ? AND f.relpath = s.relpath
-    WHERE s.regular AND (
+    SELECT s.relpath FROM scanned s
+    LEFT JOIN files f ON f.watch = ? AND f.relpath = s.relpath
+    WHERE s.regular <> 0 AND (
         f.id IS NULL
         OR f.size != s.size OR f.mtime_ns != s.mtime_ns OR f.inode != s.inode
         OR (f.device IS NOT NULL AND f.device != s.device)
@@ -47,9 +48,9 @@ _TO_LOOK_AT = """
 """
 
 _MISSING = """
-    SELECT f.relpath, f.state FROM main.files f
+    SELECT f.relpath, f.state FROM files f
     WHERE f.watch = ? AND f.state NOT IN ({keep})
-    AND NOT EXISTS (SELECT 1 FROM temp.scanned s WHERE s.relpath = f.relpath)
+    AND NOT EXISTS (SELECT 1 FROM scanned s WHERE s.relpath = f.relpath)
 """
 
 
@@ -61,31 +62,20 @@ class DiskComparison:
     :meth:`missing`. Close it (or use it as a context manager) when done.
     """
 
-    def __init__(self, path: Path, busy_timeout: float, watch: str) -> None:
+    def __init__(self, session: ScanSession, watch: str) -> None:
         self.watch = watch
-        self.path = path
+        self._session = session
         self._pending: list[tuple[Any, ...]] = []
         self.count = 0
-        self._conn = connect(path, busy_timeout)
-        try:
-            self._conn.execute("PRAGMA temp_store = FILE")  # the scanned table spills to disk, not memory
-            # Appended in scan order; indexed on relpath only when `missing` needs it (one sort,
-            # cheaper than keeping a B-tree ordered through 100,000 inserts).
-            self._conn.execute(
-                "CREATE TEMP TABLE scanned (relpath, size INTEGER, mtime_ns INTEGER, inode INTEGER,"
-                " device INTEGER, ctime_ns INTEGER, regular INTEGER NOT NULL)")
-        except sqlite3.Error as exc:
-            self._conn.close()
-            raise database_error(path, exc) from exc
 
     def found(self, relpath: str, identity: FileIdentityLike) -> None:
         """A regular file the scan listed, with its identity."""
-        self._add((stored_relpath(relpath), identity.size, identity.mtime_ns, to_i64(identity.inode),
-                   to_i64(identity.device), identity.ctime_ns, 1))
+        self._add((self._session.dialect.relpath_in(relpath), identity.size, identity.mtime_ns,
+                   to_i64(identity.inode), to_i64(identity.device), identity.ctime_ns, 1))
 
     def seen(self, relpath: str) -> None:
         """An entry the scan accounts for that is not a regular file (its row must not be removed)."""
-        self._add((stored_relpath(relpath), None, None, None, None, None, 0))
+        self._add((self._session.dialect.relpath_in(relpath), None, None, None, None, None, 0))
 
     def _add(self, values: tuple[Any, ...]) -> None:
         self._pending.append(values)
@@ -94,18 +84,14 @@ class DiskComparison:
             self._flush()
 
     def _flush(self) -> None:
-        if not self._pending:
-            return
-        try:
-            self._conn.executemany("INSERT INTO temp.scanned VALUES (?, ?, ?, ?, ?, ?, ?)", self._pending)
-        except sqlite3.Error as exc:
-            raise database_error(self.path, exc) from exc
-        self._pending = []
+        if self._pending:
+            self._session.add_scanned(self._pending)
+            self._pending = []
 
     def to_look_at(self) -> Iterator[str]:
         """Scanned files that are new to the journal, differ from their row, or wait for readiness."""
         self._flush()
-        for (relpath,) in self._stream(_TO_LOOK_AT, (self.watch,)):
+        for (relpath,) in self._session.stream(_TO_LOOK_AT, (self.watch,)):
             yield loaded_relpath(relpath)
 
     def missing(self, *, keep: Collection[FileState] = (), skip_below: Collection[str] = ()
@@ -115,34 +101,18 @@ class DiskComparison:
         self._flush()
         if "" in skip_below:
             return
-        try:
-            self._conn.execute("CREATE INDEX IF NOT EXISTS temp.scanned_relpath ON scanned (relpath)")
-        except sqlite3.Error as exc:
-            raise database_error(self.path, exc) from exc
+        self._session.index_scanned()
         unlisted = tuple(f"{folder}/" for folder in skip_below)
         states = [state.value for state in keep] or ["-"]  # "-" is no state: NOT IN needs one value
         sql = _MISSING.format(keep=", ".join("?" * len(states)))
-        for relpath, state in self._stream(sql, (self.watch, *states)):
+        for relpath, state in self._session.stream(sql, (self.watch, *states)):
             path = loaded_relpath(relpath)
             if not (unlisted and path.startswith(unlisted)):
                 yield path, FileState(state)
 
-    def _stream(self, sql: str, params: tuple[Any, ...]) -> Iterator[tuple[Any, ...]]:
-        try:
-            self._conn.execute("BEGIN")  # one snapshot of the journal for the whole answer
-            try:
-                cursor = self._conn.execute(sql, params)
-                while batch := cursor.fetchmany(BATCH):
-                    yield from batch
-            finally:
-                if self._conn.in_transaction:
-                    self._conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise database_error(self.path, exc) from exc
-
     def close(self) -> None:
-        """Drop the temporary table with the connection."""
-        self._conn.close()
+        """Drop the temporary table with the session."""
+        self._session.close()
 
     def __enter__(self) -> DiskComparison:
         return self

@@ -64,3 +64,21 @@ class StaleClaim(JournalError):
         self.file_id = file_id
         self.expected = expected
         self.actual = actual
+
+
+class JournalUnavailable(JournalError):
+    """The journal's database cannot be reached now (connection refused or lost, server
+    shutting down, no pooled connection in time). A retry later may succeed; nothing of the
+    transaction that raised it was committed (but see `JournalOutcomeUnknown`)."""
+
+
+class JournalOutcomeUnknown(JournalUnavailable):
+    """The connection broke while the transaction was committing: it may or may not have
+    been committed. The journal's outcome writes can be made again once it is back."""
+
+
+class TransactionConflict(JournalError):
+    """PostgreSQL rolled the transaction back to resolve a deadlock (40P01) or a
+    serialization failure (40001). Each journal method is one transaction taking its inputs
+    as values, so the method is run again (`syncd.journal.backend.rerun_on_conflict`); this
+    reaches a caller only after the last attempt."""

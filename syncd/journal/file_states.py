@@ -10,12 +10,11 @@ file it claimed (hash, session, parts, outcome) goes through the handle
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Collection, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Collection, Iterable
 from typing import Any
 
 from syncd.journal import queries
+from syncd.journal.backend import Tx, entry_error, rerun_on_conflict
 from syncd.journal.claimed_file import ClaimedFile
 from syncd.journal.core import JournalCore
 from syncd.journal.errors import JournalError
@@ -32,7 +31,7 @@ from syncd.journal.records import (
     RefusedEntry,
     SessionRecord,
 )
-from syncd.journal.relpaths import below_ranges, stored_relpath
+from syncd.journal.relpaths import stored_relpath
 from syncd.journal.rows import (
     append_history,
     delete_fetched,
@@ -48,19 +47,6 @@ from syncd.journal.rows import (
     transition,
 )
 from syncd.journal.validation import check_path, check_stat, to_i64
-
-
-@contextmanager
-def savepoint(conn: sqlite3.Connection) -> Iterator[None]:
-    """One entry of a batch inside the caller's transaction: undone alone if it fails."""
-    conn.execute("SAVEPOINT entry")
-    try:
-        yield
-    except BaseException:
-        conn.execute("ROLLBACK TO entry")
-        conn.execute("RELEASE entry")
-        raise
-    conn.execute("RELEASE entry")
 
 
 def check_observed(watch: str, entry: ObservedFile) -> None:
@@ -88,6 +74,7 @@ class FileStates(JournalCore):
 
     # ------------------------------------------------------------- observing
 
+    @rerun_on_conflict
     def observe(
         self, watch: str, relpath: str, size: int, mtime_ns: int, inode: int, now: float, *,
         device: int | None = None, ctime_ns: int | None = None,
@@ -121,7 +108,7 @@ class FileStates(JournalCore):
         journal is locked for the whole call, so pass batches of a few hundred.
         """
         batch = ObserveBatch()
-        valid: list[ObservedFile] = []
+        valid: list[tuple[int, ObservedFile]] = []
         for raw in files:
             try:
                 entry = ObservedFile(*raw)
@@ -129,38 +116,58 @@ class FileStates(JournalCore):
             except (TypeError, ValueError) as exc:
                 batch.refused.append(RefusedEntry(_relpath_of(raw), str(exc)))
                 continue
-            valid.append(entry)
-        if not valid:
-            return batch
-        with self._write(durable=False) as conn:
-            for entry in valid:
-                try:
-                    with savepoint(conn):
-                        observation = self._observe(conn, watch, entry, float(now))
-                except (sqlite3.Error, ValueError) as exc:
-                    batch.refused.append(RefusedEntry(entry.relpath, f"{type(exc).__name__}: {exc}"))
-                    continue
-                if observation.kind is not ObservationKind.UNCHANGED:
-                    batch.observations.append(observation)
+            valid.append((len(valid), entry))
+        if valid:
+            written = self._observe_entries(watch, valid, float(now))
+            batch.observations.extend(o for o in written if isinstance(o, Observation))
+            batch.refused.extend(r for r in written if isinstance(r, RefusedEntry))
         return batch
 
-    def _observe(self, conn: sqlite3.Connection, watch: str, entry: ObservedFile, now: float) -> Observation:
+    @rerun_on_conflict
+    def _observe_entries(self, watch: str, entries: list[tuple[int, ObservedFile]], now: float
+                         ) -> list[Observation | RefusedEntry]:
+        """`observe_many`'s transaction: each entry in its own savepoint; where rows are locked, in
+        the order of their paths' bytes (two hosts scanning one folder cannot deadlock); the
+        results in the caller's order (new and changed observations, and refusals)."""
+        results: list[tuple[int, Observation | RefusedEntry]] = []
+        with self._write(durable=False) as conn:
+            if conn.dialect.row_locks:
+                entries = sorted(entries, key=lambda item: conn.dialect.relpath_key(item[1].relpath))
+            for position, entry in entries:
+                try:
+                    with conn.savepoint():
+                        observation = self._observe(conn, watch, entry, now)
+                except (JournalError, ValueError) as exc:
+                    if not entry_error(exc):
+                        raise
+                    results.append((position, RefusedEntry(entry.relpath, f"{type(exc).__name__}: {exc}")))
+                    continue
+                if observation.kind is not ObservationKind.UNCHANGED:
+                    results.append((position, observation))
+        return [result for _, result in sorted(results, key=lambda item: item[0])]
+
+    def _observe(self, conn: Tx, watch: str, entry: ObservedFile, now: float) -> Observation:
         relpath, size, mtime_ns, inode, device, ctime_ns = entry
         identity = {"size": size, "mtime_ns": mtime_ns, "inode": to_i64(inode),
                     "device": None if device is None else to_i64(device), "ctime_ns": ctime_ns}
-        row = fetch_path(conn, watch, relpath)
+        row = fetch_path(conn, watch, relpath, lock=True)
         if row is None:
-            created = file_record(
-                conn.execute(
-                    "INSERT INTO files (watch, relpath, size, mtime_ns, inode, device, ctime_ns, state, attempts,"
-                    " next_attempt_at, detected_at, ready_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0,"
-                    f" ?, ?, ?, ?) RETURNING {queries.FILE_SELECT}",
-                    (watch, stored_relpath(relpath), identity["size"], identity["mtime_ns"], identity["inode"],
-                     identity["device"], identity["ctime_ns"], now, now, now, now),
-                ).fetchone()
-            )
-            append_history(conn, now, created, HistoryEvent.ARRIVED, None, FileState.PENDING, f"size {size}")
-            return Observation(ObservationKind.NEW, created, None)
+            # Another host may insert the same new file at the same moment: the unique
+            # (watch, relpath) decides, and the loser reads the winner's row (committed by then).
+            inserted = conn.execute(
+                "INSERT INTO files (watch, relpath, size, mtime_ns, inode, device, ctime_ns, state, attempts,"
+                " next_attempt_at, detected_at, ready_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0,"
+                f" ?, ?, ?, ?) ON CONFLICT (watch, relpath) DO NOTHING RETURNING {queries.FILE_SELECT}",
+                (watch, conn.dialect.relpath_in(relpath), identity["size"], identity["mtime_ns"], identity["inode"],
+                 identity["device"], identity["ctime_ns"], now, now, now, now),
+            ).fetchone()
+            if inserted is not None:
+                created = file_record(inserted)
+                append_history(conn, now, created, HistoryEvent.ARRIVED, None, FileState.PENDING, f"size {size}")
+                return Observation(ObservationKind.NEW, created, None)
+            row = fetch_path(conn, watch, relpath, lock=True)
+            if row is None:  # inserted and removed again meanwhile: what we saw is new once more
+                return self._observe(conn, watch, entry, now)
         if same_identity(row, size, mtime_ns, inode, device, ctime_ns):
             if row.waiting_for_readiness:
                 settled = transition(conn, row, FileState.PENDING, HistoryEvent.SETTLED,
@@ -198,6 +205,7 @@ class FileStates(JournalCore):
         )
         return Observation(ObservationKind.CHANGED, updated, row.state)
 
+    @rerun_on_conflict
     def park_entries(self, watch: str, entries: Iterable[ParkedEntry], now: float
                      ) -> tuple[list[FileRecord], list[RefusedEntry]]:
         """Keep entries that are not regular files (links, FIFOs, sockets...) as quarantined rows, with the reason.
@@ -216,32 +224,40 @@ class FileStates(JournalCore):
             for entry in entries:
                 try:
                     check_path(watch, entry.relpath)
-                    with savepoint(conn):
+                    with conn.savepoint():
                         row = self._park(conn, watch, entry, float(now))
-                except (sqlite3.Error, ValueError) as exc:
+                except (JournalError, ValueError) as exc:
+                    if not entry_error(exc):
+                        raise
                     refused.append(RefusedEntry(entry.relpath, f"{type(exc).__name__}: {exc}"))
                     continue
                 if row is not None:
                     parked.append(row)
         return parked, refused
 
-    def _park(self, conn: sqlite3.Connection, watch: str, entry: ParkedEntry, now: float) -> FileRecord | None:
+    def _park(self, conn: Tx, watch: str, entry: ParkedEntry, now: float) -> FileRecord | None:
         ident = entry.identity
         identity = {"size": ident.size, "mtime_ns": ident.mtime_ns, "inode": to_i64(ident.inode),
                     "device": to_i64(ident.device), "ctime_ns": ident.ctime_ns}
-        row = fetch_path(conn, watch, entry.relpath)
+        row = fetch_path(conn, watch, entry.relpath, lock=True)
         if row is None:
-            created = file_record(conn.execute(
+            inserted = conn.execute(
                 "INSERT INTO files (watch, relpath, size, mtime_ns, inode, device, ctime_ns, state, attempts,"
                 " next_attempt_at, last_error, last_error_code, detected_at, ready_at, updated_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, 'quarantined', 0, ?, ?, ?, ?, ?, ?)"
-                f" RETURNING {queries.FILE_SELECT}",
-                (watch, stored_relpath(entry.relpath), identity["size"], identity["mtime_ns"], identity["inode"],
-                 identity["device"], identity["ctime_ns"], now, entry.reason, entry.code, now, now, now),
-            ).fetchone())
-            append_history(conn, now, created, HistoryEvent.QUARANTINED, None, FileState.QUARANTINED,
-                           error_detail(entry.reason, entry.code))
-            return created
+                f" ON CONFLICT (watch, relpath) DO NOTHING RETURNING {queries.FILE_SELECT}",
+                (watch, conn.dialect.relpath_in(entry.relpath), identity["size"], identity["mtime_ns"],
+                 identity["inode"], identity["device"], identity["ctime_ns"], now, entry.reason, entry.code,
+                 now, now, now),
+            ).fetchone()
+            if inserted is not None:
+                created = file_record(inserted)
+                append_history(conn, now, created, HistoryEvent.QUARANTINED, None, FileState.QUARANTINED,
+                               error_detail(entry.reason, entry.code))
+                return created
+            row = fetch_path(conn, watch, entry.relpath, lock=True)  # another host's, committed meanwhile
+            if row is None:
+                return self._park(conn, watch, entry, now)
         if row.state in (FileState.UPLOADING, FileState.UPLOADED):
             return None
         if (row.state is FileState.QUARANTINED and (row.last_error, row.last_error_code) == (entry.reason, entry.code)
@@ -255,6 +271,7 @@ class FileStates(JournalCore):
                           error_detail(entry.reason, entry.code), now,
                           {**identity, "sha1": None, "last_error": entry.reason, "last_error_code": entry.code})
 
+    @rerun_on_conflict
     def remove(self, watch: str, relpath: str, reason: str, *, now: float | None = None,
                keep: Collection[FileState] = ()) -> FileRecord | None:
         """The file was deleted locally: forget its row (cancelling any pending work).
@@ -267,12 +284,13 @@ class FileStates(JournalCore):
         """
         check_path(watch, relpath)
         with self._write(durable=False) as conn:
-            row = fetch_path(conn, watch, relpath)
+            row = fetch_path(conn, watch, relpath, lock=True)
             if row is None or row.state in keep:
                 return None
             delete_fetched(conn, row, HistoryEvent.REMOVED, reason, self._now(now))
             return row
 
+    @rerun_on_conflict
     def remove_many(self, watch: str, relpaths: Iterable[str], reason: str, *, now: float | None = None,
                     keep: Collection[FileState] = ()) -> list[FileRecord]:
         """`remove` for many files in one transaction (a scan found them gone). Returns the removed rows."""
@@ -283,12 +301,13 @@ class FileStates(JournalCore):
         with self._write(durable=False) as conn:
             stamp = self._now(now)
             for relpath in paths:
-                row = fetch_path(conn, watch, relpath)
+                row = fetch_path(conn, watch, relpath, lock=True)
                 if row is not None and row.state not in keep:
                     delete_fetched(conn, row, HistoryEvent.REMOVED, reason, stamp)
                     removed.append(row)
         return removed
 
+    @rerun_on_conflict
     def remove_below(self, watch: str, folder: str, reason: str, *, now: float | None = None,
                      keep: Collection[FileState] = ()) -> list[FileRecord]:
         """A folder was deleted locally: remove the rows of every file below it (but those in `keep`).
@@ -300,13 +319,15 @@ class FileStates(JournalCore):
         removed: list[FileRecord] = []
         with self._write(durable=False) as conn:
             stamp = self._now(now)
-            for low, high in below_ranges(folder + "/"):
-                for row in fetch_files(conn, "watch = ? AND relpath >= ? AND relpath < ?", (watch, low, high)):
+            for low, high in conn.dialect.below_ranges(folder + "/"):
+                for row in fetch_files(conn, "watch = ? AND relpath >= ? AND relpath < ? ORDER BY relpath",
+                                       (watch, low, high), lock=True):
                     if row.state not in keep:
                         delete_fetched(conn, row, HistoryEvent.REMOVED, reason, stamp)
                         removed.append(row)
         return removed
 
+    @rerun_on_conflict
     def forget(self, watch: str, relpath: str, *, now: float | None = None) -> bool:
         """Operator command: drop a file's row whatever its state. True if there was one."""
         check_path(watch, relpath)
@@ -316,6 +337,7 @@ class FileStates(JournalCore):
 
     # --------------------------------------------------------------- working
 
+    @rerun_on_conflict
     def claim_next(self, now: float, *, max_size: int | None = None) -> FileRecord | None:
         """Atomically take the next due pending file and mark it uploading (attempts + 1).
 
@@ -328,13 +350,14 @@ class FileStates(JournalCore):
             raise ValueError(f"max_size must be >= 0, not {max_size}")
         sql = queries.CLAIM_CANDIDATE if max_size is None else queries.CLAIM_CANDIDATE_MAX_SIZE
         params = {"now": float(now), "max_size": max_size}
-        with self._mutex:
-            # Look before taking the write lock: idle workers poll often.
+        with self._serialised():
+            # Look before taking the write lock: idle workers poll often. (The candidate is
+            # locked with SKIP LOCKED on PostgreSQL: another host's claim is passed over.)
             with self._read() as conn:
                 if conn.execute(sql, params).fetchone() is None:
                     return None
             with self._write(durable=True) as conn:
-                found = conn.execute(sql, params).fetchone()
+                found = conn.execute(sql + " {skip_locked}", params).fetchone()
                 if found is None:
                     return None
                 row = require_file(conn, found[0])
@@ -363,6 +386,7 @@ class FileStates(JournalCore):
                 found = conn.execute(queries.NEXT_ATTEMPT_MAX_SIZE, {"max_size": max_size}).fetchone()
         return None if found is None or found[0] is None else float(found[0])
 
+    @rerun_on_conflict
     def defer_pending(self, watch: str, until: float) -> int:
         """Make the pending files of `watch` due no earlier than `until` (Box refuses the watch's
         folder until then at least): one statement, no history line, attempts untouched. Returns
@@ -386,6 +410,7 @@ class FileStates(JournalCore):
         with self._read() as conn:
             return saved_session(conn, file_id)
 
+    @rerun_on_conflict
     def recover_interrupted(self, *, now: float | None = None) -> list[FileRecord]:
         """At daemon start: the rows a crash left `uploading`, for reconciliation with Box.
 
@@ -404,9 +429,10 @@ class FileStates(JournalCore):
                     conn, row, FileState.UPLOADING, HistoryEvent.INTERRUPTED,
                     "daemon stopped during upload; to be reconciled with Box", stamp, {},
                 )
-                for row in fetch_files(conn, "state = 'uploading' ORDER BY id", ())
+                for row in fetch_files(conn, "state = 'uploading' ORDER BY id", (), lock=True)
             ]
 
+    @rerun_on_conflict
     def retry(
         self,
         watch: str | None = None,
@@ -428,12 +454,12 @@ class FileStates(JournalCore):
         if watch is not None:
             where += " AND watch = ?"
             params.append(watch)
-        if relpath is not None:
-            where += " AND relpath = ?"
-            params.append(stored_relpath(relpath))
         with self._write(durable=True) as conn:
+            if relpath is not None:
+                where += " AND relpath = ?"
+                params.append(conn.dialect.relpath_in(relpath))
             stamp = self._now(now)
-            rows = fetch_files(conn, where, tuple(params))
+            rows = fetch_files(conn, where + " ORDER BY id", tuple(params), lock=True)
             for row in rows:
                 transition(
                     conn, row, FileState.PENDING, HistoryEvent.RETRIED, "retry requested", stamp,

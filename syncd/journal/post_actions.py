@@ -15,10 +15,10 @@ outcome of an old one can never be recorded against the new one.
 from __future__ import annotations
 
 import os
-import sqlite3
 from pathlib import Path
 from typing import Any
 
+from syncd.journal.backend import Tx, rerun_on_conflict
 from syncd.journal.core import JournalCore
 from syncd.journal.records import (
     FileRecord,
@@ -39,7 +39,7 @@ _COLUMNS = (
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM post_actions p JOIN files f ON f.id = p.file_id"
 
 
-def plan_post_action(conn: sqlite3.Connection, row: FileRecord, planned: PlannedPostAction | None, sha1: str,
+def plan_post_action(conn: Tx, row: FileRecord, planned: PlannedPostAction | None, sha1: str,
                      now: float) -> None:
     """Journal `planned` for the content of `row` (in the caller's transaction), replacing any
     action left for earlier content of the file; with None, only drop such a leftover."""
@@ -68,7 +68,7 @@ def _path(raw: bytes | None) -> Path | None:
 def _post_action(row: tuple[Any, ...]) -> PostAction:
     (id_, file_id, watch, relpath, action, sha1, size, mtime_ns, inode, archive_path, archived_as, attempts,
      next_attempt_at, last_error, last_error_code, created_at) = row
-    # A name that is not UTF-8 is stored as a BLOB: back to the str the rest of syncd holds.
+    # loaded_relpath: a name that is not UTF-8 is stored as bytes (always, on PostgreSQL).
     return PostAction(id_, file_id, watch, loaded_relpath(relpath), PostActionKind(action), sha1, size, mtime_ns,
                       from_i64(inode),
                       _path(archive_path), _path(archived_as), attempts, float(next_attempt_at), last_error,
@@ -109,6 +109,7 @@ class PostActions(JournalCore):
                                                             (limit,))]
         return count, oldest
 
+    @rerun_on_conflict
     def post_action_archived_as(self, action: PostAction, path: Path, *, now: float | None = None) -> bool:
         """Record the archive name a move is about to fill, before the copy lands there: after a
         crash, a copy found at that name with the uploaded SHA-1 is this action's. False when the
@@ -119,6 +120,7 @@ class PostActions(JournalCore):
                 (_path_bytes(path), self._now(now), action.id),
             ).rowcount > 0
 
+    @rerun_on_conflict
     def post_action_failed(self, action: PostAction, error: str, code: str | None, next_attempt_at: float, *,
                            now: float | None = None) -> bool:
         """The action could not be carried out now (read-only drop folder, a writer has the file
@@ -140,6 +142,7 @@ class PostActions(JournalCore):
         from its bytes): the action ends, with a history line saying why."""
         return self._end(action, HistoryEvent.SOURCE_KEPT, reason, now)
 
+    @rerun_on_conflict
     def _end(self, action: PostAction, event: HistoryEvent, detail: str, now: float | None) -> bool:
         with self._write(durable=True) as conn:
             if conn.execute("DELETE FROM post_actions WHERE id = ?", (action.id,)).rowcount == 0:

@@ -6,6 +6,8 @@ inlined (not bound) so that SQLite can match the partial indexes, and the hot on
 name their index (INDEXED BY): without ANALYZE statistics the planner prefers the
 plain `files_state` index and then sorts every pending row; INDEXED BY also turns
 a future schema change that makes the index unusable into an error, not a slowdown.
+PostgreSQL receives them without INDEXED BY (`syncd.journal.sql_form`): its planner
+chooses by statistics, and the same partial indexes exist there.
 """
 
 from __future__ import annotations
@@ -105,7 +107,8 @@ HISTORY_OF_PATH = (
 IN_FLIGHT = (
     f"SELECT {', '.join('f.' + c for c in FILE_COLUMNS)}, s.session_id, s.total_parts, "
     "(SELECT count(*) FROM session_parts p WHERE p.file_id = f.id), "
-    "(SELECT coalesce(sum(p.size), 0) FROM session_parts p WHERE p.file_id = f.id) "
+    # CAST: PostgreSQL's sum(bigint) is a numeric (a Decimal in Python).
+    "(SELECT CAST(coalesce(sum(p.size), 0) AS BIGINT) FROM session_parts p WHERE p.file_id = f.id) "
     "FROM files f LEFT JOIN upload_sessions s ON s.file_id = f.id "
     "WHERE f.state = 'uploading' ORDER BY f.updated_at, f.id"
 )

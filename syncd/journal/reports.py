@@ -6,16 +6,14 @@ comes from an indexed query (`syncd.journal.queries`).
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 
 from syncd.journal import queries
 from syncd.journal.core import JournalCore
 from syncd.journal.disk_comparison import DiskComparison
 from syncd.journal.records import FileRecord, FileState, HistoryEntry, InFlight, KnownFile
-from syncd.journal.relpaths import loaded_relpath, stored_relpath
+from syncd.journal.relpaths import loaded_relpath
 from syncd.journal.rows import fetch_file, fetch_path, file_record, history_entry
-from syncd.journal.sqlite_file import connect, database_error
 from syncd.journal.validation import check_limit, from_i64
 
 _STATE_BY_NAME = {state.value: state for state in FileState}
@@ -105,14 +103,14 @@ class Reports(JournalCore):
                 rows = conn.execute(queries.HISTORY_IN_WATCH, {"watch": watch, "limit": limit})
             else:
                 rows = conn.execute(queries.HISTORY_OF_PATH,
-                                    {"watch": watch, "relpath": stored_relpath(relpath), "limit": limit})
+                                    {"watch": watch, "relpath": conn.dialect.relpath_in(relpath), "limit": limit})
             return [history_entry(r) for r in rows]
 
     def compare_with_disk(self, watch: str) -> DiskComparison:
         """A comparison of one scan of `watch` with its rows, on its own connection, in bounded
         memory (see `syncd.journal.disk_comparison`); close it when done."""
         self._check_open()
-        return DiskComparison(self.path, self._busy_timeout, watch)
+        return DiskComparison(self._backend.scan_session(), watch)
 
     def known_files(self, watch: str) -> Iterator[KnownFile]:
         """Every file of `watch` as (relpath, size, mtime_ns, inode, state), one query.
@@ -121,15 +119,7 @@ class Reports(JournalCore):
         of 100,000 files neither holds the journal's lock nor builds a big list.
         """
         self._check_open()
-        conn = connect(self.path, self._busy_timeout)
-        try:
-            conn.execute("PRAGMA query_only = ON")
-            cursor = conn.execute(queries.KNOWN_FILES, {"watch": watch})
-            while batch := cursor.fetchmany(2000):
-                for relpath, size, mtime_ns, inode, state in batch:
-                    # A dict lookup, not FileState(state): this loop runs 100,000s of times.
-                    yield KnownFile(loaded_relpath(relpath), size, mtime_ns, from_i64(inode), _STATE_BY_NAME[state])
-        except sqlite3.Error as exc:
-            raise database_error(self.path, exc) from exc
-        finally:
-            conn.close()
+        for relpath, size, mtime_ns, inode, state in self._backend.stream(queries.KNOWN_FILES, {"watch": watch},
+                                                                           batch=2000):
+            # A dict lookup, not FileState(state): this loop runs 100,000s of times.
+            yield KnownFile(loaded_relpath(relpath), size, mtime_ns, from_i64(inode), _STATE_BY_NAME[state])

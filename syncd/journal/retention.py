@@ -14,7 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from syncd.journal.backend import rerun_on_conflict
 from syncd.journal.core import JournalCore
+from syncd.journal.relpaths import loaded_relpath
 
 #: Rows deleted (or candidates examined) per transaction.
 PRUNE_BATCH = 2000
@@ -38,12 +40,16 @@ class Retention(JournalCore):
         """Delete history entries older than `before`, `batch` per transaction. Returns how many."""
         total = 0
         while True:
-            with self._write(durable=False) as conn:
-                deleted = conn.execute(f"DELETE FROM history WHERE id IN ({OLD_HISTORY})",
-                                       {"before": float(before), "limit": batch}).rowcount
+            deleted = self._prune_history_batch(float(before), batch)
             total += deleted
             if deleted < batch:
                 return total
+
+    @rerun_on_conflict
+    def _prune_history_batch(self, before: float, batch: int) -> int:
+        with self._write(durable=False) as conn:
+            return conn.execute(f"DELETE FROM history WHERE id IN ({OLD_HISTORY})",
+                                {"before": before, "limit": batch}).rowcount
 
     def prune_uploaded(self, before: float, source_gone: SourceGone, *, batch: int = PRUNE_BATCH) -> int:
         """Forget rows uploaded before `before` whose source is gone (`source_gone` says so).
@@ -60,13 +66,17 @@ class Retention(JournalCore):
                                                       "after_id": after_id, "limit": batch}).fetchall()
             if not page:
                 return total
-            gone = [row_id for row_id, watch, relpath, _ in page if source_gone(watch, relpath)]
+            gone = [row_id for row_id, watch, relpath, _ in page if source_gone(watch, loaded_relpath(relpath))]
             after_id, after_ts = page[-1][0], page[-1][3]
             if gone:
-                with self._write(durable=False) as conn:
-                    # Checked again in the write: a file observed, claimed or given an action meanwhile stays.
-                    total += conn.execute(
-                        f"DELETE FROM files WHERE id IN ({', '.join('?' * len(gone))}) AND state = 'uploaded'"
-                        " AND uploaded_at < ? AND NOT EXISTS (SELECT 1 FROM post_actions p WHERE p.file_id = files.id)",
-                        (*gone, float(before)),
-                    ).rowcount
+                total += self._forget_uploaded(gone, float(before))
+
+    @rerun_on_conflict
+    def _forget_uploaded(self, ids: list[int], before: float) -> int:
+        with self._write(durable=False) as conn:
+            # Checked again in the write: a file observed, claimed or given an action meanwhile stays.
+            return conn.execute(
+                f"DELETE FROM files WHERE id IN ({', '.join('?' * len(ids))}) AND state = 'uploaded'"
+                " AND uploaded_at < ? AND NOT EXISTS (SELECT 1 FROM post_actions p WHERE p.file_id = files.id)",
+                (*ids, before),
+            ).rowcount

@@ -1,20 +1,22 @@
 """Rows in and out of the journal's tables, and the one function that changes a state.
 
-All functions here run on a connection inside the caller's transaction.
+All functions here run on a connection inside the caller's transaction. A read whose row
+is then changed locks it (`lock=True`: `FOR UPDATE` on PostgreSQL, where transactions of
+several hosts interleave; nothing on SQLite, whose writers are serialised).
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
 from syncd.journal import queries
+from syncd.journal.backend import Tx
 from syncd.journal.box_names import NAME_COLLISION, owned_box_path
 from syncd.journal.errors import InvalidTransition, StaleClaim, UnknownFile
 from syncd.logs import scrub_text
 from syncd.journal.records import FileRecord, FileState, HistoryEntry, HistoryEvent, PartRecord, SessionRecord
-from syncd.journal.relpaths import loaded_relpath, stored_relpath
+from syncd.journal.relpaths import loaded_relpath
 from syncd.journal.validation import from_i64
 
 _P = FileState
@@ -59,39 +61,44 @@ def history_entry(row: tuple[Any, ...]) -> HistoryEntry:
     return HistoryEntry(**values)
 
 
-def fetch_file(conn: sqlite3.Connection, where: str, params: tuple[Any, ...]) -> FileRecord | None:
-    """The one file row matching `where`, or None."""
-    found = conn.execute(f"SELECT {queries.FILE_SELECT} FROM files WHERE {where}", params).fetchone()
+def _locking(lock: bool) -> str:
+    return " {for_update}" if lock else ""
+
+
+def fetch_file(conn: Tx, where: str, params: tuple[Any, ...], *, lock: bool = False) -> FileRecord | None:
+    """The one file row matching `where`, or None (`lock`: locked until the transaction ends)."""
+    found = conn.execute(f"SELECT {queries.FILE_SELECT} FROM files WHERE {where}{_locking(lock)}", params).fetchone()
     return None if found is None else file_record(found)
 
 
-def fetch_path(conn: sqlite3.Connection, watch: str, relpath: str) -> FileRecord | None:
+def fetch_path(conn: Tx, watch: str, relpath: str, *, lock: bool = False) -> FileRecord | None:
     """The row of `relpath` in `watch`, or None (the path converted to its stored form)."""
-    return fetch_file(conn, "watch = ? AND relpath = ?", (watch, stored_relpath(relpath)))
+    return fetch_file(conn, "watch = ? AND relpath = ?", (watch, conn.dialect.relpath_in(relpath)), lock=lock)
 
 
-def fetch_files(conn: sqlite3.Connection, where: str, params: tuple[Any, ...]) -> list[FileRecord]:
+def fetch_files(conn: Tx, where: str, params: tuple[Any, ...], *, lock: bool = False) -> list[FileRecord]:
     """All file rows matching `where` (which may end with ORDER BY)."""
-    return [file_record(r) for r in conn.execute(f"SELECT {queries.FILE_SELECT} FROM files WHERE {where}", params)]
+    return [file_record(r) for r in
+            conn.execute(f"SELECT {queries.FILE_SELECT} FROM files WHERE {where}{_locking(lock)}", params)]
 
 
-def require_file(conn: sqlite3.Connection, file_id: int) -> FileRecord:
+def require_file(conn: Tx, file_id: int, *, lock: bool = False) -> FileRecord:
     """The row with this id, or raise UnknownFile."""
-    row = fetch_file(conn, "id = ?", (file_id,))
+    row = fetch_file(conn, "id = ?", (file_id,), lock=lock)
     if row is None:
         raise UnknownFile(file_id)
     return row
 
 
-def claimed_row(conn: sqlite3.Connection, file_id: int, claim_seq: int) -> FileRecord:
-    """The row with this id, if `claim_seq` is still its current claim; else StaleClaim."""
-    row = require_file(conn, file_id)
+def claimed_row(conn: Tx, file_id: int, claim_seq: int) -> FileRecord:
+    """The row with this id (locked), if `claim_seq` is still its current claim; else StaleClaim."""
+    row = require_file(conn, file_id, lock=True)
     if claim_seq != row.claim_seq:
         raise StaleClaim(file_id, claim_seq, row.claim_seq)
     return row
 
 
-def fetch_session(conn: sqlite3.Connection, file_id: int) -> SessionRecord | None:
+def fetch_session(conn: Tx, file_id: int) -> SessionRecord | None:
     """The saved upload session of a file, or None."""
     found = conn.execute(
         "SELECT session_id, part_size, total_parts, file_size, expires_at, sha1, created_at, endpoint"
@@ -101,7 +108,7 @@ def fetch_session(conn: sqlite3.Connection, file_id: int) -> SessionRecord | Non
     return None if found is None else SessionRecord(*found)
 
 
-def saved_session(conn: sqlite3.Connection, file_id: int) -> tuple[SessionRecord, list[PartRecord]] | None:
+def saved_session(conn: Tx, file_id: int) -> tuple[SessionRecord, list[PartRecord]] | None:
     """The saved upload session of a file and its parts in offset order, or None."""
     session = fetch_session(conn, file_id)
     if session is None:
@@ -117,7 +124,7 @@ def saved_session(conn: sqlite3.Connection, file_id: int) -> tuple[SessionRecord
 
 
 def transition(
-    conn: sqlite3.Connection,
+    conn: Tx,
     row: FileRecord,
     to_state: FileState,
     event: HistoryEvent,
@@ -153,17 +160,17 @@ def transition(
 
 
 def delete_row(
-    conn: sqlite3.Connection, watch: str, relpath: str, event: HistoryEvent, detail: str, now: float
+    conn: Tx, watch: str, relpath: str, event: HistoryEvent, detail: str, now: float
 ) -> FileRecord | None:
     """Delete a file row (sessions, parts and its Box name cascade) and append its last history line."""
-    row = fetch_path(conn, watch, relpath)
+    row = fetch_path(conn, watch, relpath, lock=True)
     if row is None:
         return None
     delete_fetched(conn, row, event, detail, now)
     return row
 
 
-def delete_fetched(conn: sqlite3.Connection, row: FileRecord, event: HistoryEvent, detail: str, now: float) -> None:
+def delete_fetched(conn: Tx, row: FileRecord, event: HistoryEvent, detail: str, now: float) -> None:
     """Delete the fetched `row`, append its last history line, and free the Box name it held."""
     held_box_name = owned_box_path(conn, row.id) is not None
     conn.execute("DELETE FROM files WHERE id = ?", (row.id,))  # sessions, parts and its Box name cascade
@@ -172,10 +179,10 @@ def delete_fetched(conn: sqlite3.Connection, row: FileRecord, event: HistoryEven
         retry_parked_collisions(conn, row.watch, now)
 
 
-def retry_parked_collisions(conn: sqlite3.Connection, watch: str, now: float) -> None:
+def retry_parked_collisions(conn: Tx, watch: str, now: float) -> None:
     """A Box name of `watch` was freed: files parked because their name collided try again."""
-    parked = fetch_files(conn, "watch = ? AND state = 'quarantined' AND last_error_code = ?",
-                         (watch, NAME_COLLISION))
+    parked = fetch_files(conn, "watch = ? AND state = 'quarantined' AND last_error_code = ? ORDER BY id",
+                         (watch, NAME_COLLISION), lock=True)
     for row in parked:
         transition(conn, row, FileState.PENDING, HistoryEvent.RETRIED,
                    "a colliding Box name was freed; trying again", now,
@@ -183,7 +190,7 @@ def retry_parked_collisions(conn: sqlite3.Connection, watch: str, now: float) ->
 
 
 def append_history(
-    conn: sqlite3.Connection,
+    conn: Tx,
     now: float,
     row: FileRecord,
     event: HistoryEvent,
@@ -201,7 +208,7 @@ def append_history(
             now,
             row.id,
             row.watch,
-            stored_relpath(row.relpath),
+            conn.dialect.relpath_in(row.relpath),
             event.value,
             None if from_state is None else from_state.value,
             None if to_state is None else to_state.value,

@@ -9,18 +9,11 @@ from __future__ import annotations
 import os
 import sqlite3
 from pathlib import Path
-from typing import Literal
-
+from syncd.journal.backend import Role
 from syncd.journal.errors import JournalError
 from syncd.journal.migrations import apply_migrations, schema_version
 from syncd.journal.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
 
-Role = Literal["daemon", "reader", "operator"]
-"""daemon: the single writer (takes the lock, creates and migrates the journal).
-reader: `syncd status/history`, read-only, no lock. operator: short-lived commands
-such as `syncd retry/forget` that write beside a running daemon, no lock."""
-
-ROLES: frozenset[str] = frozenset({"daemon", "reader", "operator"})
 
 
 def connect(path: Path, busy_timeout: float) -> sqlite3.Connection:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from syncd.journal import Journal, JournalError
+from tests.journal.conftest import JournalStore
 
 
 def test_saved_ids_are_found_by_parent_and_name_key(journal: Journal) -> None:
@@ -44,10 +43,10 @@ def test_forget_survives_a_cycle(journal: Journal) -> None:
     assert journal.forget_box_folder("1") == 2
 
 
-def test_folder_ids_persist_across_opens(journal_path: Path) -> None:
-    with Journal.open(journal_path) as journal:
+def test_folder_ids_persist_across_opens(journal_store: JournalStore) -> None:
+    with journal_store.open() as journal:
         journal.save_box_folder_id("0", "inbox", "77")
-    with Journal.open(journal_path) as journal:
+    with journal_store.open() as journal:
         assert journal.box_folder_id("0", "inbox") == "77"
 
 
@@ -59,9 +58,9 @@ def test_bad_folder_keys_are_refused(journal: Journal, parent, name, folder) -> 
     assert journal.forget_box_folder(None) == 0
 
 
-def test_reader_cannot_record_folder_ids(journal: Journal, journal_path: Path) -> None:
+def test_reader_cannot_record_folder_ids(journal: Journal, journal_store: JournalStore) -> None:
     journal.save_box_folder_id("0", "a", "1")
-    with Journal.open(journal_path, role="reader") as reader:
+    with journal_store.open(role="reader") as reader:
         assert reader.box_folder_id("0", "a") == "1"
         with pytest.raises(JournalError, match="read-only"):
             reader.save_box_folder_id("0", "b", "2")

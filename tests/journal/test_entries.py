@@ -1,7 +1,7 @@
 """Every entry of a drop folder in the journal (issue 10): names that are not UTF-8 stored
 losslessly, a bad entry refused alone, full identities (device, ctime), files sent back to
 readiness, parked links and FIFOs, the Box path each file owns, and a scan compared with
-the rows in bounded memory. Real SQLite files."""
+the rows in bounded memory. On both engines (the version-4 row: SQLite's own migration)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from syncd.journal import (
 )
 from syncd.journal.migrations import apply_migrations
 from syncd.journal.schema import APPLICATION_ID, MIGRATIONS, SCHEMA_VERSION
+from tests.journal.conftest import JournalStore
 
 LATIN1_CAFE = os.fsdecode(b"caf\xe9.txt")  # 'caf\udce9.txt': a Latin-1 name, not UTF-8
 BROKEN = os.fsdecode(b"scan-\xff\xfe.pdf")
@@ -47,7 +48,20 @@ class Identity:
 # ----------------------------------------------------------------- names that are not UTF-8
 
 
-def test_a_latin1_name_beside_five_ordinary_files_keeps_none_of_them_out(journal: Journal, journal_path: Path) -> None:
+def stored_relpath_types(store: JournalStore) -> dict[object, str]:
+    """Each stored relpath of `files` and the type it is stored as."""
+    if store.backend == "sqlite":
+        conn = sqlite3.connect(store.where)  # type: ignore[arg-type]
+        try:
+            return dict(conn.execute("SELECT relpath, typeof(relpath) FROM files").fetchall())
+        finally:
+            conn.close()
+    return {bytes(value): kind for value, kind in  # type: ignore[arg-type]
+            store.admin_sql("SELECT relpath, pg_typeof(relpath)::text FROM syncd.files")}
+
+
+def test_a_latin1_name_beside_five_ordinary_files_keeps_none_of_them_out(journal: Journal,
+                                                                         journal_store: JournalStore) -> None:
     # The batch of issue 10: one badly encoded name used to roll back the whole batch.
     names = [LATIN1_CAFE, *(f"ordinary-{n}.txt" for n in range(5))]
     batch = journal.observe_many("inbox", [entry(name, inode=n + 1) for n, name in enumerate(names)], now=100.0)
@@ -55,12 +69,11 @@ def test_a_latin1_name_beside_five_ordinary_files_keeps_none_of_them_out(journal
     assert sorted(o.file.relpath for o in batch) == sorted(names)
     assert journal.find("inbox", LATIN1_CAFE).relpath == LATIN1_CAFE  # type: ignore[union-attr]
     assert [h.relpath for h in journal.history("inbox", LATIN1_CAFE)] == [LATIN1_CAFE]
-    # Stored as the raw bytes (a BLOB); the UTF-8 names stay TEXT.
-    conn = sqlite3.connect(journal_path)
-    stored = dict(conn.execute("SELECT relpath, typeof(relpath) FROM files").fetchall())
-    conn.close()
-    assert stored[b"caf\xe9.txt"] == "blob"
-    assert stored["ordinary-0.txt"] == "text"
+    stored = stored_relpath_types(journal_store)
+    if journal_store.backend == "sqlite":  # the raw bytes (a BLOB); the UTF-8 names stay TEXT
+        assert (stored[b"caf\xe9.txt"], stored["ordinary-0.txt"]) == ("blob", "text")
+    else:  # PostgreSQL: every name as its raw bytes
+        assert (stored[b"caf\xe9.txt"], stored[b"ordinary-0.txt"]) == ("bytea", "bytea")
 
 
 def test_one_bad_entry_is_refused_with_its_reason_and_the_rest_recorded(journal: Journal) -> None:
@@ -149,7 +162,8 @@ def test_a_file_sent_back_to_readiness_waits_without_spending_an_attempt(journal
 
 
 def test_a_scan_looks_again_at_files_waiting_for_readiness(journal: Journal) -> None:
-    journal.observe_many("inbox", [entry("waits.txt"), entry("done.txt", inode=8)], now=1.0)
+    for one in (entry("waits.txt"), entry("done.txt", inode=8)):  # one by one: "waits.txt" is claimed first
+        journal.observe_many("inbox", [one], now=1.0)
     claim(journal, now=2.0).back_to_readiness("changed", now=3.0)
     with journal.compare_with_disk("inbox") as scan:
         scan.found("waits.txt", Identity(7, size=10, mtime_ns=1, ctime_ns=1))
@@ -217,8 +231,9 @@ def test_a_box_path_has_one_owner_and_is_freed_with_its_row(journal: Journal) ->
 
 
 def test_a_file_name_and_a_folder_name_clash_both_ways(journal: Journal) -> None:
-    journal.observe_many("inbox", [entry("Scans", inode=1), entry("scans/a.pdf", inode=2), entry("b", inode=3),
-                                   entry("B/c.txt", inode=4)], now=1.0)
+    for one in (entry("Scans", inode=1), entry("scans/a.pdf", inode=2), entry("b", inode=3),
+                entry("B/c.txt", inode=4)):  # one by one: claimed in this order (a batch may lock in path order)
+        journal.observe_many("inbox", [one], now=1.0)
     scans = claim(journal, now=2.0)
     assert scans.take_box_path("scans", "scans", "Scans") is None
     inside = claim(journal, now=3.0)
@@ -241,7 +256,8 @@ def test_a_file_name_and_a_folder_name_clash_both_ways(journal: Journal) -> None
 
 
 def test_a_scan_is_compared_with_the_rows_in_sql(journal: Journal) -> None:
-    journal.observe_many("inbox", [entry("same.txt", inode=1), entry("changed.txt", inode=2),
+    journal.observe_many("inbox", [entry("same.txt", inode=1)], now=1.0)  # the first claimed
+    journal.observe_many("inbox", [entry("changed.txt", inode=2),
                                    entry(LATIN1_CAFE, inode=3), entry("gone.txt", inode=4),
                                    entry("unlisted/kept.txt", inode=5), entry("link", inode=6)], now=1.0)
     uploading = claim(journal, now=2.0)  # "same.txt": a worker has it

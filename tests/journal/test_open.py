@@ -87,7 +87,8 @@ def test_another_programs_database_is_refused(journal_path: Path) -> None:
         Journal.open(journal_path)
 
 
-def test_journal_from_a_newer_syncd_is_refused(journal: Journal, journal_path: Path) -> None:
+def test_journal_from_a_newer_syncd_is_refused(sqlite_journal: Journal, journal_path: Path) -> None:
+    journal = sqlite_journal
     journal.observe("inbox", "a", 1, 1, 1, now=1.0)
     journal.close()
     conn = sqlite3.connect(journal_path)

@@ -78,7 +78,8 @@ def test_lock_of_a_killed_daemon_is_free_and_does_not_lie(journal_path: Path) ->
         assert daemon.daemon_pid() == os.getpid()
 
 
-def test_reader_reports_no_daemon_when_there_never_was_one(journal: Journal, journal_path: Path) -> None:
+def test_reader_reports_no_daemon_when_there_never_was_one(sqlite_journal: Journal, journal_path: Path) -> None:
+    journal = sqlite_journal
     journal.close()
     (journal_path.parent / "journal.db.lock").unlink()
     with Journal.open(journal_path, role="reader") as reader:

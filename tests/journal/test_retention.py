@@ -57,7 +57,7 @@ def test_history_is_pruned_in_batches(journal: Journal) -> None:
 
 
 @pytest.mark.parametrize("sql", ["UPLOADED_BEFORE", "OLD_HISTORY"])
-def test_retention_queries_walk_an_index(journal: Journal, journal_path: Path, sql: str) -> None:
+def test_retention_queries_walk_an_index(sqlite_journal: Journal, journal_path: Path, sql: str) -> None:
     expected = {"UPLOADED_BEFORE": "files_uploaded_age", "OLD_HISTORY": "history_ts"}[sql]
     conn = sqlite3.connect(journal_path)
     try:

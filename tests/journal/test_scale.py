@@ -50,7 +50,7 @@ def assert_index_driven(conn: sqlite3.Connection, name: str) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_INDEX))
-def test_hot_queries_use_their_index(journal: Journal, journal_path: Path, name: str) -> None:
+def test_hot_queries_use_their_index(sqlite_journal: Journal, journal_path: Path, name: str) -> None:
     conn = sqlite3.connect(journal_path)
     try:
         assert_index_driven(conn, name)

@@ -1,11 +1,9 @@
-"""The journal's state machine and API, on real SQLite files."""
+"""The journal's state machine and API, on both engines (a real SQLite file, a real PostgreSQL database)."""
 
 from __future__ import annotations
 
 import threading
 from dataclasses import replace
-from pathlib import Path
-
 import pytest
 
 from syncd.journal import (
@@ -21,6 +19,7 @@ from syncd.journal import (
     StaleClaim,
     UnknownFile,
 )
+from tests.journal.conftest import JournalStore
 
 SHA_A = "a" * 40
 SHA_B = "b" * 40
@@ -392,14 +391,14 @@ def test_forget_drops_a_row_whatever_its_state(journal: Journal) -> None:
     assert journal.history("inbox", "a.txt", limit=1)[0].event is HistoryEvent.FORGOTTEN
 
 
-def test_interrupted_uploads_stay_uploading_for_the_reconciler(journal_path: Path) -> None:
-    with Journal.open(journal_path) as first:
+def test_interrupted_uploads_stay_uploading_for_the_reconciler(journal_store: JournalStore) -> None:
+    with journal_store.open() as first:
         add(first, "a.txt")
         add(first, "b.txt")
         claimed = first.claim_next(now=100.0)
         assert claimed is not None
         first.claimed(claimed).save_session(session())
-    with Journal.open(journal_path) as second:
+    with journal_store.open() as second:
         [row] = second.recover_interrupted(now=300.0)
         assert (row.relpath, row.state, row.claim_seq) == ("a.txt", FileState.UPLOADING, claimed.claim_seq)
         assert second.load_session(row.id) is not None
@@ -436,8 +435,8 @@ def test_reporting_queries(journal: Journal) -> None:
     assert len(journal.history()) == 4
 
 
-def test_reader_cannot_write_but_sees_the_daemons_writes(journal: Journal, journal_path: Path) -> None:
-    with Journal.open(journal_path, role="reader") as reader:
+def test_reader_cannot_write_but_sees_the_daemons_writes(journal: Journal, journal_store: JournalStore) -> None:
+    with journal_store.open(role="reader") as reader:
         add(journal, "a.txt")
         assert reader.counts_by_state()[FileState.PENDING] == 1
         with pytest.raises(JournalError, match="read-only"):
@@ -446,11 +445,11 @@ def test_reader_cannot_write_but_sees_the_daemons_writes(journal: Journal, journ
             reader.recover_interrupted()
 
 
-def test_operator_can_retry_beside_a_running_daemon(journal: Journal, journal_path: Path) -> None:
+def test_operator_can_retry_beside_a_running_daemon(journal: Journal, journal_store: JournalStore) -> None:
     file_id = add(journal, "a.txt")
     journal.claim_next(now=100.0)
     current_claim(journal, file_id).mark_failed("x")
-    with Journal.open(journal_path, role="operator") as operator:
+    with journal_store.open(role="operator") as operator:
         assert operator.retry(now=150.0) == 1
     assert journal.claim_next(now=10_000.0) is not None
 
