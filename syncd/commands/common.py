@@ -69,12 +69,14 @@ def load(args: argparse.Namespace, *, resolve_secrets: bool) -> Config:
 
 
 def require_sqlite_journal(config: Config) -> Path:
-    """The SQLite journal's path; CommandError (exit 2) for a PostgreSQL journal, which the
-    configuration accepts but the journal cannot open yet (issue 16's second phase wires it)."""
+    """The SQLite journal's path; CommandError (exit 2) for a PostgreSQL journal: the journal
+    opens one, but no command may run on it until claims carry leases and a host that lost
+    its lease is fenced (docs/MULTI_HOST.md, section 11): two hosts could upload one file."""
     if isinstance(config.journal, PostgresJournalConfig):
         raise CommandError(f"journal: {config.journal.dsn} is a PostgreSQL journal, which this syncd "
-                           "can check (syncd check-config) but not open yet; use a SQLite journal path "
-                           "(docs/MULTI_HOST.md)", EXIT_USAGE)
+                           "can check (syncd check-config) but not run on yet: claims have no leases, so two "
+                           "hosts could upload one file; use a SQLite journal path (docs/MULTI_HOST.md)",
+                           EXIT_USAGE)
     return config.journal
 
 

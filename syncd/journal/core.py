@@ -35,7 +35,6 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from pathlib import Path
 from typing import Self
 
 from syncd.config.model import PostgresJournalConfig

@@ -50,5 +50,5 @@ def test_check_config_describes_the_postgres_journal(postgres_config: Path, tmp_
 def test_commands_that_open_the_journal_refuse_it_with_the_reason(postgres_config: Path, command: list[str]) -> None:
     done = run_syncd(*command, "--config", str(postgres_config))
     assert done.returncode == 2, done.stdout + done.stderr
-    assert "is a PostgreSQL journal, which this syncd can check (syncd check-config) but not open yet" in done.stderr
+    assert "is a PostgreSQL journal, which this syncd can check (syncd check-config) but not run on yet" in done.stderr
     assert "Traceback" not in done.stderr and PASSWORD not in done.stdout + done.stderr
