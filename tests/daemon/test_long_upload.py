@@ -20,7 +20,7 @@ from tests.daemon.daemon_process import (
     CHUNKED_MIN, Watch, assert_exactly_once, config_data, free_port, local_files, wait_until, write_config,
 )
 from tests.daemon.drops import random_bytes, write_then_rename, Drop
-from tests.support.notify import NotifyRecorder
+from tests.support.notify import NotifySocket
 
 WATCHDOG_S = 3.0  # pings every 0.75 s
 STUCK_AFTER_S = 5.0
@@ -39,7 +39,7 @@ def test_a_long_chunked_upload_never_stops_the_watchdog(tmp_path: Path, emulator
     config = write_config(tmp_path / "syncd.yaml", config_data(
         emulator, tmp_path / "var" / "journal.db", [Watch(inbox)], workers=2, readiness={"settle": "300ms"},
         health={"stuck_after": f"{STUCK_AFTER_S:g}s"}, metrics={"listen": f"127.0.0.1:{port}"}))
-    notify = NotifyRecorder(tmp_path / "notify.sock")
+    notify = NotifySocket(tmp_path / "notify.sock")
     try:
         daemon = daemon_factory(config, env={"NOTIFY_SOCKET": str(notify.path),
                                              "WATCHDOG_USEC": str(int(WATCHDOG_S * 1_000_000))}).start()

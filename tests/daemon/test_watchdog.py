@@ -19,7 +19,7 @@ import requests
 
 from tests.daemon.daemon_process import Watch, config_data, free_port, wait_until, write_config
 from tests.daemon.drops import Drop, random_bytes, write_then_rename
-from tests.support.notify import NotifyRecorder
+from tests.support.notify import NotifySocket
 
 WATCHDOG_S = 2.0  # a check (and, while healthy, a ping) every 0.5 s
 
@@ -34,11 +34,11 @@ def test_a_stuck_upload_stops_the_watchdog_pings_of_the_running_daemon(
     config = write_config(tmp_path / "syncd.yaml", config_data(
         emulator, tmp_path / "var" / "journal.db", [Watch(inbox)], readiness={"settle": "300ms"},
         health={"stuck_after": "1s", "failure_window": "2s"}, metrics={"listen": f"127.0.0.1:{port}"}))
-    notify = NotifyRecorder(tmp_path / "notify.sock")
+    notify = NotifySocket(tmp_path / "notify.sock")
     try:
         daemon = daemon_factory(config, env={"NOTIFY_SOCKET": str(notify.path),
                                              "WATCHDOG_USEC": str(int(WATCHDOG_S * 1_000_000))}).start()
-        wait_until(lambda: len(notify.pings()) >= 3, timeout=30, message=lambda: str(notify.messages()))
+        wait_until(lambda: len(notify.pings()) >= 3, timeout=30, message=lambda: str(notify.messages))
 
         emulator.faults(latency_ms=600_000)  # Box takes every request and never answers
         write_then_rename(inbox, Drop("scan.pdf", random_bytes(random.Random(3), 5000)))
@@ -61,7 +61,7 @@ def test_a_stuck_upload_stops_the_watchdog_pings_of_the_running_daemon(
 
         # systemd's view, in the order it got them: pings while healthy, then STATUS=unhealthy
         # naming the probe, and not one WATCHDOG=1 after it, over the 8 checks /healthz saw.
-        messages = notify.messages()
+        messages = notify.messages
         unhealthy = [i for i, m in enumerate(messages) if "STATUS=unhealthy: workers" in m]
         assert unhealthy, messages
         assert any("WATCHDOG=1" in m.split("\n") for m in messages[:unhealthy[0]])
