@@ -288,6 +288,7 @@ class Daemon:
         if new.logging != self.config.logging:
             configure_logging(self.log_format or new.logging.format, new.logging.level)
         self.config = new
+        self.health.failure_window_s = new.health.failure_window  # stuck_after is read from self.config
         self.ingest.reconfigure(new)
         if self.post_actions is not None:
             self.post_actions.reconfigure(new)
