@@ -191,7 +191,7 @@ class ChunkedUpload(UploadBase):
                  on_bytes: OnBytes | None = None, concurrency: int = DEFAULT_CONCURRENCY,
                  commit_deadline: float = 900.0, parts_mismatch_window: float = 10.0,
                  sleep: Callable[[float], None] = time.sleep, cancel: threading.Event | None = None,
-                 delta: bool = True) -> None:
+                 delta: bool = True, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(client, source, UploadTarget(parent_folder_id, name, existing_file_id, etag), on_bytes)
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
@@ -201,6 +201,7 @@ class ChunkedUpload(UploadBase):
         self.commit_deadline = commit_deadline
         self.parts_mismatch_window = parts_mismatch_window
         self._sleep = sleep
+        self._clock = clock  # times the commit's deadlines; with ``sleep``, a test's fake time
         # Set by the caller (e.g. a daemon shutting down): no new part is started,
         # parts in flight finish and are recorded, and UploadCancelled is raised.
         self.cancel = cancel
@@ -477,11 +478,11 @@ class ChunkedUpload(UploadBase):
         headers = {"Digest": sha_digest_header(bytes.fromhex(sha1)), "Content-Type": "application/json"}
         if self.target.etag and self.target.existing_file_id:
             headers["If-Match"] = self.target.etag
-        started = time.monotonic()
+        started = self._clock()
         attempt = 0
         while True:
             attempt += 1
-            elapsed = time.monotonic() - started
+            elapsed = self._clock() - started
             try:
                 response = self.client.transport.request(
                     "POST", session.commit_url, json=body, headers=headers, replay_safe=False,

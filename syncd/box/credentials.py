@@ -301,8 +301,11 @@ class OAuthRefreshAuth(_GrantAuth):
     """OAuth 2.0 with single-use refresh tokens kept in a :class:`TokenStore`.
 
     Each refresh returns a new refresh token and kills the old one, so the new
-    one is persisted *before* the new access token is used: a crash at any
-    point after Box answered leaves a usable refresh token on disk.
+    one is persisted *before* the new access token is used: a crash once it is
+    on disk leaves a usable refresh token there. Box keeps no grace period for
+    the old one, so a crash (or a lost answer) between Box rotating the token and
+    the write leaves only a spent token: Box refuses it (400 ``invalid_grant``)
+    and the error says to authorize again with ``syncd auth login``.
     """
 
     def __init__(self, client_id: str, client_secret: str, store: TokenStore, *,
@@ -358,10 +361,17 @@ class OAuthRefreshAuth(_GrantAuth):
             self._unsaved_refresh = None
         stored = self.store.load()
         self._received(stored)
-        body = self._endpoint.request_token({
-            "grant_type": "refresh_token", "refresh_token": stored,
-            "client_id": self.client_id, "client_secret": self._client_secret,
-        })
+        try:
+            body = self._endpoint.request_token({
+                "grant_type": "refresh_token", "refresh_token": stored,
+                "client_id": self.client_id, "client_secret": self._client_secret,
+            })
+        except AuthError as exc:
+            if exc.code != "invalid_grant":
+                raise
+            raise AuthError(f"{exc}; the refresh token in {self.store.path} is spent or expired (Box's are "
+                            f"single use, with no grace period, and last 60 days): run `syncd auth login` "
+                            f"to authorize syncd again", status=exc.status, code=exc.code) from None
         return self._accept(body)
 
     def __repr__(self) -> str:

@@ -76,7 +76,7 @@ SCHEMA: dict[str, tuple[str, ...]] = {
     "logging": ("format", "level"),
     "metrics": ("listen", "allow_remote"),
     "alerts": ("pending_older_than",),
-    "health": ("stuck_after",),
+    "health": ("stuck_after", "failure_window"),
     "retention": ("history", "uploaded_rows"),
 }
 
@@ -1063,7 +1063,9 @@ def _check_private_paths(context: _Context, watches: list[WatchConfig]) -> None:
 
 
 def _read_health(section: _Section) -> HealthConfig:
-    result = HealthConfig(stuck_after=section.duration("stuck_after", 600.0))
+    default = HealthConfig()
+    result = HealthConfig(stuck_after=section.duration("stuck_after", default.stuck_after),
+                          failure_window=section.duration("failure_window", default.failure_window))
     section.finish()
     return result
 

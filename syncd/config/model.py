@@ -239,9 +239,12 @@ class HealthConfig:
 
     ``stuck_after``: a job (an upload, its hashing, its commit polls, an after-upload
     action) that made no progress for this long makes the daemon unhealthy.
+    ``failure_window``: a critical probe is only held against the daemon once its
+    failures in a row span this long (one slow check never costs a restart).
     """
 
     stuck_after: float = 600.0
+    failure_window: float = 30.0
 
 
 @dataclass(frozen=True)

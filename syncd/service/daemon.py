@@ -32,7 +32,7 @@ outcome it refused go back to pending as soon as it accepts writes again
 Health (`/healthz` and the watchdog): intake running, no job (upload or
 after-upload action) silent for longer than ``health.stuck_after``, and the journal
 readable on a connection of its own are critical: one failing for
-`HEALTH_FAILURES_TO_FAIL` checks in a row over `HEALTH_FAILURE_WINDOW_S` stops the
+`HEALTH_FAILURES_TO_FAIL` checks in a row over ``health.failure_window`` stops the
 watchdog pings. The journal accepting a durable write is checked too, but a failure
 there only degrades: a restart cannot free a disk.
 """
@@ -75,10 +75,9 @@ log = get_logger(__name__)
 TICK_SECONDS = 1.0
 #: `syncd once` exit code when Box refuses the configured credentials (documented in `syncd run --help`).
 EXIT_CREDENTIALS_REFUSED = 1
-#: A critical health probe failing this many checks in a row...
+#: A critical health probe failing this many checks in a row, over at least
+#: ``health.failure_window``, makes the daemon unhealthy (the watchdog pings stop).
 HEALTH_FAILURES_TO_FAIL = 3
-#: ...over at least this many seconds makes the daemon unhealthy (the watchdog pings stop).
-HEALTH_FAILURE_WINDOW_S = 30.0
 
 
 class Daemon:
@@ -95,7 +94,8 @@ class Daemon:
         self._last_reload: ReloadResult | None = None
         self._publish_lock = threading.Lock()  # one snapshot written at a time, the latest last
         self.notifier = SystemdNotifier()
-        self.health = HealthCheck(failures_to_fail=HEALTH_FAILURES_TO_FAIL, failure_window_s=HEALTH_FAILURE_WINDOW_S)
+        self.health = HealthCheck(failures_to_fail=HEALTH_FAILURES_TO_FAIL,
+                                  failure_window_s=config.health.failure_window)
         self.metrics = Metrics()
         self._stop = threading.Event()
         self._signals = 0
@@ -286,6 +286,7 @@ class Daemon:
         if new.logging != self.config.logging:
             configure_logging(self.log_format or new.logging.format, new.logging.level)
         self.config = new
+        self.health.failure_window_s = new.health.failure_window  # stuck_after is read from self.config
         self.ingest.reconfigure(new)
         if self.post_actions is not None:
             self.post_actions.reconfigure(new)

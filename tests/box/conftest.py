@@ -11,7 +11,9 @@ from typing import Callable, Iterator
 
 import pytest
 
-from syncd.box import BoxClient, DeveloperTokenAuth, RateLimits, RetryPolicy, SavedSession, UploadedPart
+from syncd.box import (
+    BoxClient, DeveloperTokenAuth, RateLimiter, RateLimits, RetryPolicy, SavedSession, Transport, UploadedPart,
+)
 
 # Small delays keep retry tests fast; the logic is the same as with production values.
 FAST_RETRY = RetryPolicy(max_attempts=6, base_delay=0.05, max_delay=0.5, deadline=60.0)
@@ -20,13 +22,40 @@ NO_RATE_LIMIT = RateLimits(api_calls_per_minute=None, uploads_per_minute=None)
 MB = 1_000_000
 
 
-def make_client(emulator, auth=None, **kwargs) -> BoxClient:
-    """A BoxClient for ``emulator`` (developer token unless ``auth`` is given)."""
+def make_client(emulator, auth=None, *, sleep: Callable[[float], None] | None = None, **kwargs) -> BoxClient:
+    """A BoxClient for ``emulator`` (developer token unless ``auth`` is given).
+
+    ``sleep`` replaces the transport's waits between retries (e.g. ``FakeTime.sleep``).
+    """
+    auth = auth or DeveloperTokenAuth(emulator.token)
     kwargs.setdefault("retry", FAST_RETRY)
     kwargs.setdefault("rate_limits", NO_RATE_LIMIT)
     kwargs.setdefault("timeout", (5.0, 30.0))
-    return BoxClient(auth or DeveloperTokenAuth(emulator.token), api_url=emulator.api_url,
-                     upload_url=emulator.upload_url, **kwargs)
+    if sleep is not None:
+        kwargs["transport"] = Transport(auth, timeout=kwargs["timeout"], retry=kwargs["retry"],
+                                        rate_limiter=RateLimiter(kwargs["rate_limits"]), sleep=sleep)
+    return BoxClient(auth, api_url=emulator.api_url, upload_url=emulator.upload_url, **kwargs)
+
+
+class FakeTime:
+    """A clock that moves only when the code under test sleeps: waits are recorded, not spent.
+
+    Pass ``clock`` and ``sleep`` where the code takes them; ``sleeps`` lists every wait asked for.
+    """
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+        self._lock = threading.Lock()
+
+    def clock(self) -> float:
+        with self._lock:
+            return self.now
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.sleeps.append(seconds)
+            self.now += seconds
 
 
 @pytest.fixture

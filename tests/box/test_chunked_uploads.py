@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
 from syncd.box import BoxAPIError, ChunkedUpload, ErrorClass, SourceChanged, UploadCancelled, UploadedPart
 
-from .conftest import MB, MemoryProgress, count, make_client, stop_dropping
+from .conftest import MB, FakeTime, MemoryProgress, count, make_client, stop_dropping
 
 SMALL_PARTS = ("--min-chunked-size", "1000000", "--part-sizes", "*=1MiB")
 MiB = 1024 * 1024
@@ -59,9 +58,9 @@ def test_commit_202_is_retried_honouring_retry_after(chunky, make_file) -> None:
     emulator, client = chunky
     emulator.faults(commit_202=2, commit_retry_after=1)
     path = make_file("slow.bin", 2 * MiB + 5)
-    started = time.monotonic()
-    result = _upload(client, path).run()
-    assert time.monotonic() - started >= 2.0  # waited Retry-After twice
+    fake = FakeTime()
+    result = _upload(client, path, sleep=fake.sleep, clock=fake.clock).run()
+    assert fake.sleeps == [1, 1]  # waited Retry-After after each 202
     stats = emulator.stats()
     assert count(stats, "sessions.commit", "202") == 2 and count(stats, "sessions.commit", "201") == 1
     assert result.sha1 == _sha1(path)
@@ -78,13 +77,15 @@ def test_commit_that_stays_202_past_the_deadline_fails_without_abort(chunky, mak
     assert progress.saved is not None and count(emulator.stats(), "sessions.abort") == 0
 
 
-def test_429_storm_on_parts_with_retry_after(chunky, make_file) -> None:
-    emulator, client = chunky
+def test_429_storm_on_parts_with_retry_after(emulator_factory, make_file) -> None:
+    emulator = emulator_factory(*SMALL_PARTS)
+    fake = FakeTime()
     emulator.faults(reject_next={"count": 4, "status": 429, "retry_after": 1, "endpoint": "sessions.upload_part"})
     path = make_file("storm.bin", 4 * MiB)
-    started = time.monotonic()
-    result = _upload(client, path, concurrency=4).run()
-    assert time.monotonic() - started >= 1.0
+    with make_client(emulator, sleep=fake.sleep) as client:
+        result = _upload(client, path, concurrency=4).run()
+    # One wait per 429, each Retry-After (1 s, plus its jitter of at most 0.15 s); no other waits.
+    assert len(fake.sleeps) == 4 and all(1.0 <= s <= 1.15 for s in fake.sleeps), fake.sleeps
     stats = emulator.stats()
     assert count(stats, "sessions.upload_part", "429") == 4
     assert count(stats, "sessions.upload_part", "200") == 4
@@ -267,16 +268,18 @@ def test_new_version_through_a_session_with_if_match(chunky, make_file) -> None:
 def test_parts_mismatch_is_retried_briefly_then_reported(chunky, make_file) -> None:
     emulator, client = chunky
     path = make_file("mismatch.bin", 2 * MiB)
-    upload = _upload(client, path, parts_mismatch_window=1.0)
+    fake = FakeTime()
+    upload = _upload(client, path, parts_mismatch_window=1.0, sleep=fake.sleep, clock=fake.clock)
     session = upload._create_session(path.stat().st_size)
     data = path.read_bytes()
     stored = upload._put_part(session, 0, data[:MiB])  # the second part never reaches Box
     missing = UploadedPart("DEADBEEF", MiB, MiB, hashlib.sha1(data[MiB:]).hexdigest())
-    started = time.monotonic()
     with pytest.raises(BoxAPIError) as caught:
         upload._commit(session, [stored, missing], hashlib.sha1(data).hexdigest())
-    assert caught.value.code == "parts_mismatch" and 1.0 <= time.monotonic() - started < 8.0
-    assert count(emulator.stats(), "sessions.commit", "400") >= 2  # retried, not given up at once
+    assert caught.value.code == "parts_mismatch"
+    # Retried with a growing pause while inside the 1 s window (0 s, then 0.5 s in), reported after it.
+    assert fake.sleeps == [0.5, 1.0]
+    assert count(emulator.stats(), "sessions.commit", "400") == 3
 
 
 @pytest.mark.parametrize("as_version", [False, True])

@@ -10,8 +10,6 @@ for), and the file is committed once, by the one process that started it.
 from __future__ import annotations
 
 import random
-import socket
-import threading
 import time
 from pathlib import Path
 
@@ -22,43 +20,13 @@ from tests.daemon.daemon_process import (
     CHUNKED_MIN, Watch, assert_exactly_once, config_data, free_port, local_files, wait_until, write_config,
 )
 from tests.daemon.drops import random_bytes, write_then_rename, Drop
+from tests.support.notify import NotifySocket
 
 WATCHDOG_S = 3.0  # pings every 0.75 s
 STUCK_AFTER_S = 5.0
 # Two parts in flight (part_concurrency 2), 1 MiB each, 300 kB/s per connection: a part takes
 # about 3.5 s (under stuck_after), the 20 MB file over 30 s.
 BANDWIDTH = 300_000
-
-
-class NotifyRecorder:
-    """systemd's side of NOTIFY_SOCKET: every datagram with the time it arrived."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(path))
-        self.sock.settimeout(0.1)
-        self.received: list[tuple[float, str]] = []
-        self._closed = threading.Event()
-        self._thread = threading.Thread(target=self._drain, daemon=True)
-        self._thread.start()
-
-    def _drain(self) -> None:
-        while not self._closed.is_set():
-            try:
-                message = self.sock.recv(4096).decode()
-            except TimeoutError:
-                continue
-            self.received.append((time.monotonic(), message))
-
-    def pings(self, since: float = 0.0) -> list[float]:
-        return [at for at, message in list(self.received) if at >= since and "WATCHDOG=1" in message.split("\n")]
-
-    def close(self) -> None:
-        self._closed.set()
-        self._thread.join(2)
-        self.sock.close()
-
 
 
 @pytest.mark.slow
@@ -71,7 +39,7 @@ def test_a_long_chunked_upload_never_stops_the_watchdog(tmp_path: Path, emulator
     config = write_config(tmp_path / "syncd.yaml", config_data(
         emulator, tmp_path / "var" / "journal.db", [Watch(inbox)], workers=2, readiness={"settle": "300ms"},
         health={"stuck_after": f"{STUCK_AFTER_S:g}s"}, metrics={"listen": f"127.0.0.1:{port}"}))
-    notify = NotifyRecorder(tmp_path / "notify.sock")
+    notify = NotifySocket(tmp_path / "notify.sock")
     try:
         daemon = daemon_factory(config, env={"NOTIFY_SOCKET": str(notify.path),
                                              "WATCHDOG_USEC": str(int(WATCHDOG_S * 1_000_000))}).start()

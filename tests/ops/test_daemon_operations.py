@@ -10,13 +10,14 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support.notify import NotifySocket
 
 SYNCD = [sys.executable, "-m", "syncd"]
 
@@ -25,48 +26,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-class NotifySocket:
-    """A datagram socket standing in for systemd's notify socket, drained like systemd does."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(path))
-        self.sock.settimeout(0.2)
-        self.messages: list[str] = []
-        self._lock = threading.Lock()
-        self._closed = threading.Event()
-        self._thread = threading.Thread(target=self._drain, daemon=True)
-        self._thread.start()
-
-    def _drain(self) -> None:
-        while not self._closed.is_set():
-            try:
-                message = self.sock.recv(4096).decode()
-            except (TimeoutError, BlockingIOError):
-                continue
-            with self._lock:
-                self.messages.append(message)
-
-    def close(self) -> None:
-        self._closed.set()
-        self._thread.join(2)
-        self.sock.close()
-
-    def wait_for(self, prefix: str, timeout: float = 30.0, *, after: int = 0) -> str:
-        """The first notification line starting with `prefix` among messages[after:]."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._lock:
-                messages = list(self.messages[after:])
-            for message in messages:
-                for line in message.splitlines():
-                    if line.startswith(prefix):
-                        return line
-            time.sleep(0.05)
-        raise AssertionError(f"no {prefix!r} notification; got {self.messages[-10:]}")
 
 
 def write_config(path: Path, emulator, inbox: Path, journal: Path, metrics_port: int, *,

@@ -21,7 +21,8 @@ import yaml
 from syncd.service.daemon_state import state_path_for
 from tests.daemon.daemon_process import wait_until
 from tests.deploy.test_units import DEPLOY, parse_unit
-from tests.ops.test_daemon_operations import NotifySocket, free_port, scrape
+from tests.ops.test_daemon_operations import free_port, scrape
+from tests.support.notify import NotifySocket
 
 SYNCD = [sys.executable, "-m", "syncd"]
 

@@ -54,8 +54,12 @@ def intake(tmp_path: Path, inbox: Path) -> Iterator[Intake]:
 
 
 def rows(intake: Intake) -> dict[str, tuple[FileState, str | None]]:
-    return {k.relpath: (k.state, intake.journal.find("inbox", k.relpath).last_error)  # type: ignore[union-attr]
-            for k in intake.journal.known_files("inbox")}
+    found = {}
+    for known in intake.journal.known_files("inbox"):
+        record = intake.journal.find("inbox", known.relpath)
+        if record is not None:  # else removed between the two reads, by a scan running alongside
+            found[known.relpath] = (known.state, record.last_error)
+    return found
 
 
 def test_links_and_special_files_are_parked_with_their_reason_and_scans_do_not_churn(

@@ -8,7 +8,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -49,9 +48,7 @@ def test_lists_a_few_thousand_files_with_their_identity(tmp_path: Path) -> None:
             fd = os.open(folder / f"file{f}.bin", os.O_WRONLY | os.O_CREAT, 0o644)
             os.write(fd, b"y" * f)
             os.close(fd)
-    started = time.perf_counter()
     entries, problems = _scan(tmp_path)
-    elapsed = time.perf_counter() - started
     assert problems == []
     assert len(entries) == 2000
     entry = entries["dir07/nested/file42.bin"]
@@ -59,7 +56,6 @@ def test_lists_a_few_thousand_files_with_their_identity(tmp_path: Path) -> None:
     assert (entry.size, entry.mtime_ns, entry.inode) == (42, st.st_mtime_ns, st.st_ino)
     assert entry.stat == FileStat(42, st.st_mtime_ns, st.st_ino)
     assert entry.identity == FileIdentity.from_stat(st)  # device and ctime too
-    assert elapsed < 2.0, f"scandir walk of 2000 files took {elapsed:.2f} s"
 
 
 def test_filter_prunes_directories_and_skips_temporary_names(tmp_path: Path) -> None:

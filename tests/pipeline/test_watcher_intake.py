@@ -79,34 +79,41 @@ def intake(tmp_path: Path) -> Iterator[Intake]:
         yield rig
 
 
-def test_small_file_closed_in_one_go_is_ready_well_under_a_second_with_defaults(tmp_path: Path) -> None:
+# Settle long enough that no test could outwait it: a file that comes out at all came out
+# through the close (or rename) path, whatever the load on the machine.
+NEVER_SETTLES = 3600.0
+
+
+def test_small_file_closed_in_one_go_is_ready_on_close_without_waiting_to_settle(tmp_path: Path) -> None:
     root = tmp_path / "inbox"
     root.mkdir()
-    rig = Intake(root)  # default settle (2 s) and close_quiet
+    rig = Intake(root, settle=NEVER_SETTLES)  # default close_quiet
     with rig.tracker, rig.observer:
         with open(root / "invoice.pdf", "wb") as f:
             f.write(b"%PDF-1.7 small")
-        closed_at = time.monotonic()
-        got = rig.next_ready(timeout=5)
+        got = rig.next_ready(timeout=30)
     assert got.candidate.relpath == "invoice.pdf" and got.candidate.size == 14
-    assert got.at - closed_at < 0.9  # close_quiet is 0.4 s; the rest is slack for a loaded CI box
+    assert any(n.closed for n in rig.nominations if n.relpath == "invoice.pdf")
 
 
-def test_write_then_rename_is_picked_up_under_the_final_name_only(intake: Intake) -> None:
-    tmp_name = intake.root / "scan-001.pdf.tmp"
-    with open(tmp_name, "wb") as f:
-        for _ in range(5):
-            f.write(os.urandom(4096))
-            f.flush()
-            time.sleep(0.02)
-    os.rename(tmp_name, intake.root / "scan-001.pdf")
-    renamed_at = time.monotonic()
-    got = intake.next_ready(timeout=5)
-    assert got.candidate.relpath == "scan-001.pdf"
-    assert got.candidate.size == 5 * 4096
-    assert got.at - renamed_at < 1.0  # a rename puts a finished file in place: short quiet period
-    assert intake.ready_within(1.2) == []
-    assert not any(n.relpath.endswith(".tmp") for n in intake.nominations)
+def test_write_then_rename_is_picked_up_under_the_final_name_only_without_waiting_to_settle(
+        tmp_path: Path) -> None:
+    root = tmp_path / "inbox"
+    root.mkdir()
+    rig = Intake(root, settle=NEVER_SETTLES)  # only the rename's short quiet period can make it ready
+    with rig.tracker, rig.observer:
+        tmp_name = root / "scan-001.pdf.tmp"
+        with open(tmp_name, "wb") as f:
+            for _ in range(5):
+                f.write(os.urandom(4096))
+                f.flush()
+                time.sleep(0.02)
+        os.rename(tmp_name, root / "scan-001.pdf")
+        got = rig.next_ready(timeout=30)
+        assert got.candidate.relpath == "scan-001.pdf"
+        assert got.candidate.size == 5 * 4096
+        assert rig.ready_within(1.2) == []
+    assert not any(n.relpath.endswith(".tmp") for n in rig.nominations)
 
 
 def test_directory_moved_in_is_scanned(intake: Intake, tmp_path: Path) -> None:

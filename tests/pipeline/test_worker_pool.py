@@ -2,6 +2,7 @@ import threading
 import time
 from collections import deque
 
+from syncd.pipeline import worker as worker_module
 from syncd.pipeline.worker import WorkerPool
 
 
@@ -10,9 +11,11 @@ class Queue:
         self.items = deque(sizes)
         self.lock = threading.Lock()
         self.claims = []
+        self.attempts = 0
 
     def claim(self, max_size):
         with self.lock:
+            self.attempts += 1
             for size in list(self.items):
                 if max_size is None or size <= max_size:
                     self.items.remove(size)
@@ -45,19 +48,23 @@ def test_small_files_lane_is_not_starved_by_large_ones():
     assert pool.stop(2)
 
 
-def test_wake_starts_new_work_before_the_idle_poll():
+def test_wake_starts_new_work_before_the_idle_poll(monkeypatch):
+    # An idle poll no test outwaits: the job can only start because wake() woke the worker.
+    monkeypatch.setattr(worker_module, "IDLE_POLL_SECONDS", 3600.0)
     queue = Queue([])
     done = threading.Event()
     pool = WorkerPool(queue.claim, lambda job, stopping, progress: done.set(), workers=1, small_file_max=10)
     pool.start()
-    time.sleep(0.1)
+    deadline = time.monotonic() + 10
+    while queue.attempts == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert queue.attempts == 1  # found nothing, went idle
     with queue.lock:
         queue.items.append(5)
-    started = time.monotonic()
     pool.wake()
-    assert done.wait(2)
-    assert time.monotonic() - started < 0.5
-    assert pool.stop(2)
+    assert done.wait(30)
+    assert [size for _, size in queue.claims] == [5]
+    assert pool.stop(5)
 
 
 def test_stop_waits_for_in_flight_job_and_stuck_detection():

@@ -52,14 +52,23 @@ def test_a_raising_probe_is_a_failed_probe_with_the_reason() -> None:
 def test_a_hung_probe_fails_after_its_timeout_instead_of_hanging_the_check() -> None:
     release = threading.Event()
     health = HealthCheck()
-    health.register("stuck", lambda: (release.wait(10), "never"), timeout_s=0.1)
-    started = time.monotonic()
+    entered = threading.Event()
+
+    def stuck() -> tuple[bool, str]:
+        entered.set()
+        release.wait(60)  # outlives the test's timeout: a check that waited for it would fail the test
+        return True, "never"
+
+    health.register("stuck", stuck, timeout_s=0.1)
     report = health.check()
-    elapsed = time.monotonic() - started
-    release.set()
-    assert not report.healthy
-    assert "did not answer within 0.1s" in report.probes[0].detail
-    assert elapsed < 2
+    try:
+        # The check came back while the probe was still inside its call.
+        assert entered.is_set() and not release.is_set()
+        assert any(t.name == "health-probe:stuck" and t.is_alive() for t in threading.enumerate())
+        assert not report.healthy
+        assert "did not answer within 0.1s" in report.probes[0].detail
+    finally:
+        release.set()
 
 
 def test_a_hung_probe_is_not_started_again_until_it_returns() -> None:
