@@ -377,11 +377,13 @@ class Intake:
             if runtime is None:
                 continue
             observed = self.journal.observe_many(watch, files, now)
+            by_ctime = {c.relpath for c in batch if c.watch == watch and c.by_ctime}
             for observation in observed:
                 new_work = True
                 row = observation.file
                 log.info("file_ready", watch=watch, path=display_path(row.relpath), size=row.size,
-                         change=str(observation.kind), previous_state=observation.previous_state)
+                         change=str(observation.kind), previous_state=observation.previous_state,
+                         ready_by="ctime" if row.relpath in by_ctime else "quiet_time")
             for refused in observed.refused:
                 # Only this entry is left out; the next scan or event offers it again.
                 log.error("intake_entry_refused", watch=watch, path=display_path(refused.relpath),

@@ -120,13 +120,15 @@ class ReadyCandidate(HasIdentity):
 
     ``identity`` is what the worker must find when it opens the file
     (``open_source(..., expect=identity)``); ``writer`` is the evidence that
-    no writer had it open (for logs and metrics).
+    no writer had it open (for logs and metrics); ``by_ctime``: a file found by a
+    scan, ready at once by its old ctime and a lease (no quiet period waited).
     """
 
     watch: str
     relpath: str
     identity: FileIdentity
     writer: WriterObservation = QUIET_TIME_ONLY
+    by_ctime: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -545,7 +547,7 @@ class ReadinessTracker:
             record.by_scan = False
             if writer is not None and ready_by_ctime(
                     identity, writer, now_ns=self._wall_clock_ns(), settle=self.settle):
-                self._ready(record, identity, writer, callbacks)
+                self._ready(record, identity, writer, callbacks, by_ctime=True)
                 return
             # Not old enough, or no lease to vouch for it: this look opens the usual wait.
         if record.last_stat is None:
@@ -575,9 +577,9 @@ class ReadinessTracker:
         self._check_unsettled(record, now, callbacks, reason)
 
     def _ready(self, record: _Tracked, identity: FileIdentity, writer: WriterObservation,
-               callbacks: list[Callable[[], None]]) -> None:
+               callbacks: list[Callable[[], None]], *, by_ctime: bool = False) -> None:
         del self._records[(record.watch, record.relpath)]
-        candidate = ReadyCandidate(record.watch, record.relpath, identity, writer)
+        candidate = ReadyCandidate(record.watch, record.relpath, identity, writer, by_ctime)
         callbacks.append(lambda: self._on_ready(candidate))
 
     def _apply_problem(self, record: _Tracked, problem: ScanProblem, now: float,
