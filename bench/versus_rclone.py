@@ -91,9 +91,9 @@ BOX_API_URL = "https://api.box.com/2.0"
 BOX_UPLOAD_URL = "https://upload.box.com/api/2.0"
 BOX_TOKEN_URL = "https://api.box.com/oauth2/token"
 FOLDER_NAME = "bench"
-#: Connections syncd uploads small files over with default settings: one per worker.
-#: (When small files get a lane of their own, its concurrency is what belongs here.)
-SMALL_FILE_CONNECTIONS: int = Config.workers
+#: Connections syncd uploads small files over with default settings: the small-file lane's
+#: workers, and the general lane's, which take small files too when no older file waits.
+SMALL_FILE_CONNECTIONS: int = Config.small_file_workers + Config.workers
 #: Parts syncd keeps in flight for a large file by default; the raw upload floor uses as many.
 PART_CONCURRENCY = BoxConfig.part_concurrency
 SETTLE_S = ReadinessConfig.settle

@@ -554,6 +554,8 @@ FIELDS: dict[str, str] = {
     "previous_state": "journal state of the file before this observation",
     "closed": "the writer closed the file (an inotify close-after-write was seen)",
     "by": "what found the file (``scan``)",
+    "ready_by": "how a file became ready: ``ctime`` (found by a scan, ctime older than the settle "
+                "time, no writer by a read lease: taken at once) or ``quiet_time`` (settled)",
     "hold_s": "seconds a file is held back before readiness looks at it again",
     "tracked_s": "seconds readiness has been watching a file",
     "parked": "the entry was parked in the journal (not retried)",
@@ -615,7 +617,8 @@ FIELDS: dict[str, str] = {
     # the daemon
     "version": "syncd's version",
     "watches": "names of the configured watches",
-    "workers": "number of upload workers",
+    "workers": "number of upload workers of the general lane (any size)",
+    "small_file_workers": "number of upload workers of the small-file lane (direct uploads only)",
     "worker": "name of an upload worker",
     "job": "what a job is working on",
     "pid": "process id",
@@ -657,7 +660,9 @@ _DAEMON_COUNTS = ("pending", "uploading", "uploaded", "failed", "quarantined", "
 EVENTS: dict[str, EventKind] = {
     # the daemon
     "daemon_started": EventKind("started: watches active, start-up scan queued",
-                                ("version", "watches", "workers", "pid", "once")),
+                                ("version", "watches", "workers", "small_file_workers", "pid", "once")),
+    "once_finished": EventKind("`syncd once`: nothing in flight or due in any stage; the daemon stops",
+                               ("detail",)),
     "daemon_stopping": EventKind("stop asked (SIGTERM, or `once` done)", ("timeout_s",)),
     "daemon_stopped": EventKind("stopped; files by state", ("post_actions_pending", *_DAEMON_COUNTS)),
     "shutdown_timeout": EventKind("uploads still running at stop were left to resume", ("detail",)),
@@ -711,7 +716,7 @@ EVENTS: dict[str, EventKind] = {
                                 "duration_ms")),
     "file_detected": EventKind("a new file is watched until it is ready", ("watch", "path", "closed", "by")),
     "file_ready": EventKind("a file stopped changing and is journaled for upload",
-                            ("watch", "path", "size", "change", "previous_state")),
+                            ("watch", "path", "size", "change", "previous_state", "ready_by")),
     "file_never_settles": EventKind("a file keeps changing; still watched", ("watch", "path", "tracked_s", "reason")),
     "file_back_to_readiness": EventKind("a file changed while waiting: readiness looks at it again",
                                         ("watch", "path", "hold_s")),

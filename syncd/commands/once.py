@@ -1,6 +1,10 @@
 """Scan every watched folder, upload all that is pending, then exit.
 
-Files must still settle (stop changing) before they are uploaded. Exits 0
+A file the scan finds with a ctime older than the settle time, and that no
+process has open for writing, is taken at once; any other file must still
+settle (stop changing) before it is uploaded. Exits the moment nothing is in
+flight or due (the scans done, nothing settling, no upload or after-upload
+action running or due), right after the last commit is journaled. Exits 0
 only if nothing is left pending or failed; files whose retry is scheduled
 more than 30 seconds ahead are left for the next run and make it exit 1.
 """

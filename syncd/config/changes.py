@@ -15,7 +15,7 @@ from syncd.config.model import Config, WatchConfig
 # reported as waiting for a restart instead of being half-applied.
 APPLIED_ON_RELOAD = frozenset({"watches", "shutdown_timeout", "scan_interval", "retry", "readiness", "logging",
                                "alerts", "health", "retention"})
-RESTART_REQUIRED = frozenset({"box", "journal", "workers", "metrics", "host_id"})
+RESTART_REQUIRED = frozenset({"box", "journal", "workers", "small_file_workers", "metrics", "host_id"})
 
 
 @dataclass(frozen=True)

@@ -62,14 +62,14 @@ CREDSTORE_DIRS = (Path("/etc/credstore"), Path("/run/credstore"), Path("/usr/lib
 # Every key the loader reads, by section ("watches[]" is each watch). The example
 # config is tested against this, so the two cannot drift apart.
 SCHEMA: dict[str, tuple[str, ...]] = {
-    "": ("box", "journal", "workers", "shutdown_timeout", "scan_interval", "retry", "readiness", "watches",
+    "": ("box", "journal", "workers", "small_file_workers", "shutdown_timeout", "scan_interval", "retry", "readiness", "watches",
          "logging", "metrics", "alerts", "health", "retention", "host_id"),
     "journal": ("dsn", "password", "lease"),
     "box": ("api_url", "upload_url", "token_url", "auth", "as_user", "connect_timeout", "read_timeout",
             "direct_upload_max", "part_concurrency", "uploads_per_minute", "calls_per_minute", "verify_tls"),
     "box.auth": ("type", *dict.fromkeys(k for keys in _AUTH_KEYS.values() for k in keys)),
     "retry": ("max_attempts", "initial_backoff", "max_backoff"),
-    "readiness": ("settle", "closed_settle", "never_settles_after"),
+    "readiness": ("settle", "closed_settle", "never_settles_after", "ready_by_ctime"),
     "watches[]": ("path", "folder_id", "recursive", "observer", "poll_interval", "include", "exclude",
                   "default_excludes", "mirror_subfolders", "conflict", "invalid_names", "name_collisions",
                   "after_upload", "archive_dir", "archive_template", "expect_files_every", "name"),
@@ -530,6 +530,7 @@ def _read_config(top: _Section, context: _Context, source: Path) -> Config:
     journal = _read_journal(top, context)
     host_id = _read_host_id(top, context)
     workers = top.integer("workers", 4, minimum=1, maximum=256)
+    small_file_workers = top.integer("small_file_workers", 8, minimum=1, maximum=256)
     shutdown_timeout = top.duration("shutdown_timeout", 30.0, positive=False)
     scan_interval = top.duration("scan_interval", 600.0)
     retry = _read_retry(top.section("retry"))
@@ -553,6 +554,7 @@ def _read_config(top: _Section, context: _Context, source: Path) -> Config:
         watches=tuple(watches),
         host_id=host_id,
         workers=workers,
+        small_file_workers=small_file_workers,
         shutdown_timeout=shutdown_timeout,
         scan_interval=scan_interval,
         retry=retry,
@@ -904,8 +906,9 @@ def _read_readiness(section: _Section) -> ReadinessConfig:
     if never <= settle:
         section.fail("never_settles_after", f"is not longer than settle ({never:g}s <= {settle:g}s)",
                       "never_settles_after > settle")
+    ready_by_ctime = section.boolean("ready_by_ctime", True)
     section.finish()
-    return ReadinessConfig(settle, closed_settle, never)
+    return ReadinessConfig(settle, closed_settle, never, ready_by_ctime)
 
 
 def _read_watches(top: _Section, context: _Context, settle: float) -> list[WatchConfig]:

@@ -115,12 +115,15 @@ class ReadinessConfig:
 
     ``settle``: quiet period after the last event; ``closed_settle``: shorter
     quiet period after the writer closed the file (IN_CLOSE_WRITE);
-    ``never_settles_after``: a file still changing after this long is reported.
+    ``never_settles_after``: a file still changing after this long is reported;
+    ``ready_by_ctime``: a file found by a scan whose ctime is older than ``settle``
+    and that no process has open for writing (a read lease says so) is ready at once.
     """
 
     settle: float = 2.0
     closed_settle: float = 0.3
     never_settles_after: float = 3600.0
+    ready_by_ctime: bool = True
 
 
 @dataclass(frozen=True)
@@ -276,7 +279,8 @@ class Config:
     journal: JournalConfig
     watches: tuple[WatchConfig, ...]
     host_id: str = "localhost"  # the loader's default is the hostname
-    workers: int = 4
+    workers: int = 4  # the general lane: files of any size, oldest due first
+    small_file_workers: int = 8  # the small-file lane: direct uploads only, smallest first
     shutdown_timeout: float = 30.0
     scan_interval: float = 600.0
     retry: RetryConfig = field(default_factory=RetryConfig)

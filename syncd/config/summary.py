@@ -27,7 +27,8 @@ def summarize_config(config: Config) -> list[str]:
         f"box: api {box.api_url}, upload {box.upload_url}, token {box.token_url}"
         + (f", as user {box.as_user}" if box.as_user else ""),
         auth_line,
-        f"uploads: direct up to {format_size(box.direct_upload_max)}, {config.workers} workers, "
+        f"uploads: direct up to {format_size(box.direct_upload_max)}, {config.workers} workers "
+        f"+ {config.small_file_workers} for small files, "
         f"{box.part_concurrency} parts at once, {box.uploads_per_minute} uploads/min",
         _journal_line(config),
     ]

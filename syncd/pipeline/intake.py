@@ -111,6 +111,7 @@ class Intake:
         on_new_work: Callable[[], None],
         on_scan: Callable[[str, float], None] | None = None,
         on_observer_restart: Callable[[str], None] | None = None,
+        on_activity: Callable[[], None] | None = None,
         observe_events: bool = True,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -119,11 +120,12 @@ class Intake:
         self._on_new_work = on_new_work
         self._on_scan = on_scan
         self._on_observer_restart = on_observer_restart
+        self._on_activity = on_activity
         self._clock = clock
-        self._queue: queue.SimpleQueue[Nomination | ReadyCandidate | _Scan | _Requeue | _Park | None] = (
-            queue.SimpleQueue())
+        # A Queue, not a SimpleQueue: its count of unfinished items covers an item from its put
+        # until the intake thread is done with it (see busy()).
+        self._queue: queue.Queue[Nomination | ReadyCandidate | _Scan | _Requeue | _Park | None] = queue.Queue()
         self._stopping = threading.Event()
-        self._handling = False
         self._thread: threading.Thread | None = None
         self._backstop: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -132,11 +134,12 @@ class Intake:
         self._uploads: dict[tuple[str, str], Callable[[], None]] = {}
         self.scan_interval = config.scan_interval
         self.tracker = ReadinessTracker(
-            self._queue.put,
+            self._put,
             settle=config.readiness.settle,
             close_quiet=config.readiness.closed_settle,
             unsettled_after=config.readiness.never_settles_after,
-            on_gone=lambda watch, relpath: self._queue.put(Nomination(NominationKind.GONE, watch, relpath)),
+            ready_by_ctime=config.readiness.ready_by_ctime,
+            on_gone=lambda watch, relpath: self._put(Nomination(NominationKind.GONE, watch, relpath)),
             on_problem=self._problem,
             on_unsettled=self._unsettled,
         )
@@ -159,7 +162,7 @@ class Intake:
         self._stopping.set()
         for runtime in list(self.watches.values()):
             runtime.observer.stop(timeout)
-        self._queue.put(None)
+        self._queue.put(None)  # not counted as activity: nothing waits for the pipeline any more
         if self._thread is not None:
             self._thread.join(timeout)
         self.tracker.stop(timeout)
@@ -172,7 +175,7 @@ class Intake:
         # counting open/close events, else only quiet time tells: see syncd.pipeline.writers.
         writers = WriterDetector(open_counter=None if polling else OpenCounter())
         observer = WatchObserver(
-            watch.name, watch.path, self._queue.put, recursive=watch.recursive, path_filter=path_filter,
+            watch.name, watch.path, self._put, recursive=watch.recursive, path_filter=path_filter,
             polling=polling, poll_interval=watch.poll_interval, open_counter=writers.open_counter,
         )
         scanner = Scanner(watch.path, recursive=watch.recursive, path_filter=path_filter)  # problems: per scan
@@ -199,7 +202,8 @@ class Intake:
         self._config = config
         self.scan_interval = config.scan_interval
         self.tracker.reconfigure(settle=config.readiness.settle, close_quiet=config.readiness.closed_settle,
-                                 unsettled_after=config.readiness.never_settles_after)
+                                 unsettled_after=config.readiness.never_settles_after,
+                                 ready_by_ctime=config.readiness.ready_by_ctime)
         for watch in changes.watches_removed:
             self.remove_watch(watch.name)
         for change in changes.watches_changed:
@@ -210,7 +214,7 @@ class Intake:
 
     def request_scan(self, watch: str, subdir: str = "", *, reason: str = "") -> None:
         """Queue a scan of a watch (or one directory of it)."""
-        self._queue.put(_Scan(watch, subdir, reason))
+        self._put(_Scan(watch, subdir, reason))
 
     # ------------------------------------------------------- for the workers
 
@@ -222,7 +226,7 @@ class Intake:
     def back_to_readiness(self, watch: str, relpath: str) -> None:
         """A worker found `relpath` changed after it was ready (at its claim, or during its upload):
         readiness waits for it again, longer each time, before the journal makes it due. Any thread."""
-        self._queue.put(_Requeue(watch, relpath))
+        self._put(_Requeue(watch, relpath))
 
     @contextmanager
     def guard_upload(self, watch: str, relpath: str, on_write: Callable[[], None]) -> Iterator[None]:
@@ -258,15 +262,31 @@ class Intake:
         return found
 
     def busy(self) -> bool:
-        """Files are being looked at: queued nominations or scans, or files not yet settled."""
-        return not self._queue.empty() or self._handling or self.tracker.tracked_count() > 0
+        """Files are being looked at: nominations, scans or ready files queued or being handled, or
+        files not yet settled.
+
+        The queue is looked at first: only the intake thread, handling an item, hands readiness a
+        file, so with the queue idle readiness can only empty. Readiness hands a ready file back
+        through the queue before it stops counting it. Between two equal reads of the pipeline's
+        activity generation (every put counts), False is therefore an instant's truth.
+        """
+        return self._queue.unfinished_tasks > 0 or self.tracker.busy()
+
+    def _put(self, item: Nomination | ReadyCandidate | _Scan | _Requeue | _Park) -> None:
+        """Queue an item for the intake thread (any thread); it counts as pipeline activity."""
+        self._queue.put(item)
+        self._moved()
+
+    def _moved(self) -> None:
+        if self._on_activity is not None:
+            self._on_activity()
 
     # ------------------------------------------------------------- the thread
 
     def _run(self) -> None:
         while True:
             item = self._queue.get()
-            self._handling = True
+            taken = 1
             batch: list[ReadyCandidate | _Park] = []
             while True:
                 if item is None:
@@ -289,10 +309,13 @@ class Intake:
                         log.exception("intake_error", item=repr(item))
                 try:
                     item = self._queue.get_nowait()
+                    taken += 1
                 except queue.Empty:
                     break
             self._flush(batch)
-            self._handling = False
+            for _ in range(taken):  # done with them only now: their rows are in the journal
+                self._queue.task_done()
+            self._moved()  # intake may be idle now
 
     def _flush(self, batch: list[ReadyCandidate | _Park]) -> None:
         ready = [item for item in batch if isinstance(item, ReadyCandidate)]
@@ -353,11 +376,13 @@ class Intake:
             if runtime is None:
                 continue
             observed = self.journal.observe_many(watch, files, now)
+            by_ctime = {c.relpath for c in batch if c.watch == watch and c.by_ctime}
             for observation in observed:
                 new_work = True
                 row = observation.file
                 log.info("file_ready", watch=watch, path=display_path(row.relpath), size=row.size,
-                         change=str(observation.kind), previous_state=observation.previous_state)
+                         change=str(observation.kind), previous_state=observation.previous_state,
+                         ready_by="ctime" if row.relpath in by_ctime else "quiet_time")
             for refused in observed.refused:
                 # Only this entry is left out; the next scan or event offers it again.
                 log.error("intake_entry_refused", watch=watch, path=display_path(refused.relpath),
@@ -464,7 +489,7 @@ class Intake:
         parks its own after comparing); anything else may clear up and is only logged."""
         if problem.kind in FINAL_PROBLEMS and not problem.directory:
             if not during_scan:
-                self._queue.put(_Park(watch, problem))
+                self._put(_Park(watch, problem))
             return  # logged once parked, not at every scan
         log.warning("path_problem", watch=watch, path=display_path(problem.relpath), kind=str(problem.kind),
                     detail=problem.detail)

@@ -61,9 +61,10 @@ class PostActionRunner:
     """Carries out the journaled after-upload actions on one thread (see the module docstring)."""
 
     def __init__(self, config: Config, journal: Journal, *, leases: LeaseMonitor | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 on_activity: Callable[[], None] | None = None, clock: Callable[[], float] = time.time) -> None:
         self.journal = journal
         self._leases = leases
+        self._on_activity = on_activity  # after each action: `syncd once` may be done (syncd.pipeline.activity)
         self._clock = clock
         self._config = config
         self._schedule = RetrySchedule.from_config(config.retry)
@@ -205,6 +206,8 @@ class PostActionRunner:
             self._defer(action, bound, f"internal error: {type(exc).__name__}: {exc}", "internal_error")
         finally:
             self.progress = None
+            if self._on_activity is not None:
+                self._on_activity()
 
     def _carry_out(self, action: PostAction, bound: structlog.stdlib.BoundLogger, progress: JobProgress) -> None:
         try:

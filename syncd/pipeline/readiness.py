@@ -46,12 +46,14 @@ What is guaranteed, by watch type:
   ``settle`` >= 2 x poll interval (enforced by the config loader).
 
 **Files found by a scan** (``touch(..., found_by_scan=True)``) may skip the
-wait when the tracker is built with ``ready_by_ctime=True`` (off by default;
-see :func:`ready_by_ctime`): the first look is taken at once and the file is
-ready then if its ctime is older than ``settle`` and a lease says no process
-has it open for writing. ctime cannot be set back (``cp -p`` and ``touch``
-set mtime only), so an old ctime means nothing changed the file for that
-long. Anything else settles as above.
+wait when the tracker is built with ``ready_by_ctime=True`` (the tracker's
+default is off; the daemon turns it on unless ``readiness.ready_by_ctime`` is
+false; see :func:`ready_by_ctime`): the first look is taken at once and the
+file is ready then if its ctime is older than ``settle`` and a lease says no
+process has it open for writing. ctime cannot be set back (``cp -p`` and
+``touch`` set mtime only), so an old ctime means nothing changed the file for
+that long. Anything else settles as above: a fresh ctime, a writer, or no
+lease to ask (NFS/SMB, a file syncd may not lease: the answer is unknown).
 
 **Files sent back** (:meth:`ReadinessTracker.requeue`): a worker that finds a
 file changed after it was ready (at its claim, or a writer during its upload)
@@ -118,13 +120,15 @@ class ReadyCandidate(HasIdentity):
 
     ``identity`` is what the worker must find when it opens the file
     (``open_source(..., expect=identity)``); ``writer`` is the evidence that
-    no writer had it open (for logs and metrics).
+    no writer had it open (for logs and metrics); ``by_ctime``: a file found by a
+    scan, ready at once by its old ctime and a lease (no quiet period waited).
     """
 
     watch: str
     relpath: str
     identity: FileIdentity
     writer: WriterObservation = QUIET_TIME_ONLY
+    by_ctime: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +254,7 @@ class ReadinessTracker:
         self._bounces: dict[tuple[str, str], _Bounce] = {}
         self._heap: list[_HeapEntry] = []
         self._next_token = 1
+        self._delivering = 0  # ready files taken off the records whose callbacks have not run yet
         self._stopping = False
         self._kicked = False
         self._thread: threading.Thread | None = None
@@ -280,8 +285,9 @@ class ReadinessTracker:
         stat_interval: float | None = None,
         recheck_max: float | None = None,
         unsettled_after: float | None = None,
+        ready_by_ctime: bool | None = None,
     ) -> None:
-        """Change durations at run time (config reload); None keeps a value.
+        """Change durations (and ``ready_by_ctime``) at run time (config reload); None keeps a value.
 
         Validated together like the constructor's (raises :class:`ReadinessError`
         and changes nothing on a bad combination). Files already waiting use
@@ -298,6 +304,8 @@ class ReadinessTracker:
             _check_durations(**new)
             self.settle, self.close_quiet, self.stat_interval = new["settle"], new["close_quiet"], new["stat_interval"]
             self.recheck_max, self.unsettled_after = new["recheck_max"], new["unsettled_after"]
+            if ready_by_ctime is not None:
+                self.ready_by_ctime = ready_by_ctime  # for files nominated from now on
             self._kicked = True  # shorter periods may make some files due earlier than planned
             self._wakeup.notify()
 
@@ -443,6 +451,12 @@ class ReadinessTracker:
         with self._lock:
             return len(self._records)
 
+    def busy(self) -> bool:
+        """True while a file is waited on or a decision about one is still being delivered (a
+        ready file has left the records before its ``on_ready`` ran: it is counted until then)."""
+        with self._lock:
+            return bool(self._records) or self._delivering > 0
+
     # ------------------------------------------------------------ processing
 
     def process_due(self) -> float | None:
@@ -465,11 +479,15 @@ class ReadinessTracker:
                     continue  # gone meanwhile, or a new event already re-armed it
                 self._apply(record, result, now, callbacks)
             wait = self._seconds_to_next(now)
+            self._delivering = len(callbacks)  # in the same hold as the records they left
         for callback in callbacks:
             try:
                 callback()
             except Exception:  # a consumer's bug must not stop readiness for every other file
                 log.exception("readiness_callback_failed")
+        if callbacks:
+            with self._lock:
+                self._delivering = 0
         return wait
 
     def _take_due(self, callbacks: list[Callable[[], None]]) -> list[tuple[tuple[str, str], int, bool]]:
@@ -529,7 +547,7 @@ class ReadinessTracker:
             record.by_scan = False
             if writer is not None and ready_by_ctime(
                     identity, writer, now_ns=self._wall_clock_ns(), settle=self.settle):
-                self._ready(record, identity, writer, callbacks)
+                self._ready(record, identity, writer, callbacks, by_ctime=True)
                 return
             # Not old enough, or no lease to vouch for it: this look opens the usual wait.
         if record.last_stat is None:
@@ -559,9 +577,9 @@ class ReadinessTracker:
         self._check_unsettled(record, now, callbacks, reason)
 
     def _ready(self, record: _Tracked, identity: FileIdentity, writer: WriterObservation,
-               callbacks: list[Callable[[], None]]) -> None:
+               callbacks: list[Callable[[], None]], *, by_ctime: bool = False) -> None:
         del self._records[(record.watch, record.relpath)]
-        candidate = ReadyCandidate(record.watch, record.relpath, identity, writer)
+        candidate = ReadyCandidate(record.watch, record.relpath, identity, writer, by_ctime)
         callbacks.append(lambda: self._on_ready(candidate))
 
     def _apply_problem(self, record: _Tracked, problem: ScanProblem, now: float,

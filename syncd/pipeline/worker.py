@@ -2,9 +2,17 @@
 
 Kept as small as rq's worker loop: claim, process, repeat; sleep when there is
 nothing due; stop claiming when asked. What "process" means lives in
-`syncd.pipeline.ingest`; what "claim" means in `syncd.pipeline.claims`. One worker
-(when there are at least two) only takes small files, so a few multi-gigabyte
-uploads never starve a burst of scans.
+`syncd.pipeline.ingest`; what "claim" means in `syncd.pipeline.claims`.
+
+Two lanes, each with its own threads. The general lane (``workers``) takes files of
+any size, the oldest due first; the small-file lane (``small_file_workers``) only
+files up to ``small_file_max`` (direct uploads), the smallest first. A small file is
+one request whose time is mostly the round trip, so that lane is sized for latency
+(several in flight per connection's worth of bandwidth); a large file is a chunked
+upload with its own parallel parts, so a few of them fill the link. A few
+multi-gigabyte uploads never hold up a burst of small files, and a burst of small
+files never holds up a large one for longer than the general lane takes to reach it
+(oldest first).
 
 Each job gets its own `JobProgress`, passed to `process`: whatever thread moves the
 job forward (the upload's part threads, the hashing, the Box layer's heartbeats while
@@ -35,19 +43,23 @@ class WorkerState:
     """What one worker is doing, for health checks and status."""
 
     name: str
-    small_files_only: bool
+    small_files_only: bool  # the small-file lane
     busy_since: float | None = None
     current: str | None = None
     progress: JobProgress | None = None  # the current job's
 
 
 class WorkerPool(Generic[Job]):
-    """N threads running `process(job, stopping, progress)` on jobs returned by `claim(max_size)`.
+    """Threads running `process(job, stopping, progress)` on jobs returned by `claim(max_size)`.
 
+    `workers` general threads claim with `max_size=None` ("any size");
+    `small_file_workers` more claim with `max_size=small_file_max`.
     `claim(max_size)` returns the next due job (already marked as in progress)
-    or None; `max_size` is None for "any size". `process` must return normally
-    or raise; an exception is logged and the worker goes on (the processor is
-    expected to have recorded the outcome in the journal itself).
+    or None. `process` must return normally or raise; an exception is logged and
+    the worker goes on (the processor is expected to have recorded the outcome in
+    the journal itself). `on_activity` is called before every claim and after every
+    claim that found nothing and every job (see `syncd.pipeline.activity`); `busy()`
+    is True from before a claim until its job is done.
     """
 
     def __init__(
@@ -57,20 +69,26 @@ class WorkerPool(Generic[Job]):
         *,
         workers: int,
         small_file_max: int,
+        small_file_workers: int = 1,
         describe: Callable[[Job], str] = repr,
+        on_activity: Callable[[], None] | None = None,
     ) -> None:
         if workers < 1:
             raise ValueError("workers must be at least 1")
+        if small_file_workers < 0:
+            raise ValueError("small_file_workers must be at least 0")
         self._claim = claim
         self._process = process
         self._describe = describe
         self._small_file_max = small_file_max
+        self._on_activity = on_activity
         self._wake = threading.Condition()
         self._pending_wakeups = 0
+        self._active_lock = threading.Lock()
+        self._active = 0  # workers between the start of a claim and the end of its job
         self.stopping = threading.Event()
-        self.states = [
-            WorkerState(name=f"worker-{i}", small_files_only=(workers >= 2 and i == 0)) for i in range(workers)
-        ]
+        self.states = [WorkerState(name=f"worker-{i}", small_files_only=False) for i in range(workers)]
+        self.states += [WorkerState(name=f"small-{i}", small_files_only=True) for i in range(small_file_workers)]
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
@@ -104,15 +122,28 @@ class WorkerPool(Generic[Job]):
     def alive(self) -> bool:
         return bool(self._threads) and all(t.is_alive() for t in self._threads)
 
+    def busy(self) -> bool:
+        """True while a worker is claiming or processing (a claimed job is counted from before its claim)."""
+        with self._active_lock:
+            return self._active > 0
+
+    def _activity(self, change: int) -> None:
+        with self._active_lock:
+            self._active += change
+        if self._on_activity is not None:
+            self._on_activity()
+
     def _run(self, state: WorkerState) -> None:
         max_size = self._small_file_max if state.small_files_only else None
         while not self.stopping.is_set():
+            self._activity(+1)
             try:
                 job = self._claim(max_size)
             except Exception:
                 log.exception("claim_failed", worker=state.name)
                 job = None
             if job is None:
+                self._activity(-1)
                 self._idle()
                 continue
             state.current = self._describe(job)
@@ -126,6 +157,7 @@ class WorkerPool(Generic[Job]):
                 state.busy_since = None
                 state.current = None
                 state.progress = None
+                self._activity(-1)
 
     def _idle(self) -> None:
         with self._wake:

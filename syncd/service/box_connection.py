@@ -125,11 +125,17 @@ def connect_box(config: Config, *, workers: int | None = None, folder_ids: Folde
                 ) -> BoxConnection:
     """A client, uploader and folder cache for `config`, its pool sized to the concurrency.
 
-    `folder_ids` keeps the sub-folder ids FolderTree resolves (the daemon passes
-    `JournalFolderIds`); without it they live in memory for the life of the process.
+    The keep-alive pool holds a connection for every request that can be in flight at
+    once, so none is opened and closed per request: each general worker's parts
+    (`workers`, default the config's, x `box.part_concurrency`), each small-file
+    worker's upload (the daemon's `small_file_workers`; none when `workers` is given,
+    as `push` and `auth` do), and 2 for the calls beside them (credentials check,
+    folders). `folder_ids` keeps the sub-folder ids FolderTree resolves (the daemon
+    passes `JournalFolderIds`); without it they live in memory for the life of the process.
     """
     box = config.box
-    concurrency = (workers or config.workers) * box.part_concurrency + 2
+    small_lane = config.small_file_workers if workers is None else 0
+    concurrency = (workers or config.workers) * box.part_concurrency + small_lane + 2
     client = BoxClient(
         build_auth(config),
         api_url=box.api_url,

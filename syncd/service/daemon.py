@@ -52,6 +52,7 @@ from syncd.service.daemon_state import (
 )
 from syncd.journal import FileRecord, FileState, Journal, JournalProbe
 from syncd.logs import configure_logging, get_logger, register_secret, route_uncaught_exceptions
+from syncd.pipeline.activity import PipelineActivity
 from syncd.pipeline.claims import ClaimQueue
 from syncd.pipeline.ingest import Ingest, Outcome, OutcomeKind
 from syncd.pipeline.intake import Intake
@@ -98,6 +99,8 @@ class Daemon:
                                   failure_window_s=config.health.failure_window)
         self.metrics = Metrics()
         self._stop = threading.Event()
+        #: Every move of work between the pipeline's stages; `syncd once` waits on it to exit.
+        self.activity = PipelineActivity()
         self._signals = 0
         self._reload_requested = threading.Event()
         self.journal: Journal | None = None
@@ -140,17 +143,20 @@ class Daemon:
         # One lease monitor for every upload and after-upload action: a writer opening a file
         # being uploaded cancels it at once.
         self.leases = LeaseMonitor()
-        self.post_actions = PostActionRunner(config, self.journal, leases=self.leases)
+        self.post_actions = PostActionRunner(config, self.journal, leases=self.leases,
+                                             on_activity=self.activity.moved)
         self.claims = ClaimQueue(self.journal, gate=self.breaker)
+        # Direct uploads are the small-file lane's (a chunked upload needs a file above direct_upload_max).
         self.pool = WorkerPool(self.claims.claim, self._process, workers=config.workers,
+                               small_file_workers=config.small_file_workers,
                                small_file_max=config.box.direct_upload_max,
-                               describe=lambda r: f"{r.watch}:{r.relpath}")
+                               describe=lambda r: f"{r.watch}:{r.relpath}", on_activity=self.activity.moved)
         interrupted = self.claims.recover_interrupted()
         if interrupted:
             log.info("reconciling_interrupted_uploads", files=len(interrupted))
         self.intake = Intake(config, self.journal, on_new_work=self.pool.wake, on_scan=self._scanned,
                              on_observer_restart=self.metrics.record_observer_restart,
-                             observe_events=not self.once)
+                             on_activity=self.activity.moved, observe_events=not self.once)
         self.ingest = Ingest(config, self.journal, self.box.client, self.box.uploader, self.box.folders,
                              on_uploaded=self._uploaded, on_bytes=self._bytes_sent,
                              on_post_action=self.post_actions.poke, refusals=self.breaker,
@@ -179,26 +185,40 @@ class Daemon:
         if self._pinger is not None:
             self._pinger.start()
         log.info("daemon_started", version=__version__, watches=[w.name for w in config.watches],
-                 workers=config.workers, pid=os.getpid(), once=self.once)
+                 workers=config.workers, small_file_workers=config.small_file_workers, pid=os.getpid(),
+                 once=self.once)
 
     def _main_loop(self) -> None:
+        """Tick every TICK_SECONDS (reloads, stranded claims, status, alerts) until stopped.
+
+        `syncd once` also returns the moment nothing is in flight or due: it waits on the
+        pipeline's activity, so the move that empties the pipeline (the last commit
+        journaled, the last scan or after-upload action done) wakes it, and it trusts a
+        look at every stage only when nothing moved during the look.
+        """
+        next_tick = time.monotonic() + TICK_SECONDS
+        while not self._stop.is_set():
+            if time.monotonic() >= next_tick:
+                self._tick()
+                next_tick = time.monotonic() + TICK_SECONDS
+            if not self.once:
+                self._stop.wait(max(0.0, next_tick - time.monotonic()))
+                continue
+            seen = self.activity.generation
+            if self._nothing_left() and self.activity.generation == seen:
+                log.info("once_finished", detail="nothing in flight or due")
+                return
+            self.activity.wait(seen, next_tick - time.monotonic())
+
+    def _tick(self) -> None:
         assert self.ingest is not None
-        idle_since: float | None = None
-        while not self._stop.wait(TICK_SECONDS):
-            if self._reload_requested.is_set():
-                self._reload_requested.clear()
-                self.reload()
-            if len(self.ingest.stranded) and self.ingest.stranded.requeue():
-                self._wake_workers()
-            self.notifier.status(self.status_line())
-            self._check_alerts()
-            if self.once:
-                if self._nothing_left():
-                    idle_since = idle_since or time.monotonic()
-                    if time.monotonic() - idle_since >= 1.0:
-                        return
-                else:
-                    idle_since = None
+        if self._reload_requested.is_set():
+            self._reload_requested.clear()
+            self.reload()
+        if len(self.ingest.stranded) and self.ingest.stranded.requeue():
+            self._wake_workers()
+        self.notifier.status(self.status_line())
+        self._check_alerts()
 
     def _shutdown(self) -> int:
         assert self.pool is not None and self.intake is not None and self.journal is not None
@@ -230,6 +250,7 @@ class Daemon:
 
     def stop(self) -> None:
         self._stop.set()
+        self.activity.moved()  # `syncd once` waits on the activity, not on the stop event
 
     def _check_credentials(self) -> None:
         """Ask Box once who we are (in a thread: a Box that is down must not delay start-up).
@@ -242,7 +263,7 @@ class Daemon:
         assert self.breaker is not None
         if self.breaker.check_at_start() is False and self.once:
             self._exit_code = EXIT_CREDENTIALS_REFUSED
-            self._stop.set()
+            self.stop()
 
     # ----------------------------------------------------------------- signals
 
@@ -259,7 +280,7 @@ class Daemon:
             # The journal records intent before every remote step: stopping now loses nothing.
             os.write(2, b"syncd: second signal, stopping at once\n")
             os._exit(0)
-        self._stop.set()
+        self.stop()  # re-entrant: the activity's lock is an RLock, this thread may hold it
 
     def reload(self) -> None:
         """SIGHUP: load the config file again and apply it, or keep the old one."""
@@ -349,10 +370,16 @@ class Daemon:
         self.metrics.record_reused_bytes(result.bytes_reused)
 
     def _nothing_left(self) -> bool:
+        """Nothing in flight or due within 30 s: intake idle (scans done, readiness holding
+        nothing), no worker claiming or working, no interrupted or stranded claim, no pending
+        file or after-upload action due. Stages are looked at upstream first (work moves
+        downstream: a file handed on during the look is seen where it arrives); the caller
+        makes it an instant's truth by checking that nothing moved meanwhile."""
         assert self.journal is not None and self.intake is not None and self.pool is not None
         assert self.claims is not None
-        busy = self.intake.busy() or any(s.busy_since is not None for s in self.pool.states)
-        if busy or self.claims.has_interrupted() or (self.ingest is not None and len(self.ingest.stranded)):
+        if self.intake.busy() or self.pool.busy():
+            return False
+        if self.claims.has_interrupted() or (self.ingest is not None and len(self.ingest.stranded)):
             return False
         soon = time.time() + 30
         due = [self.journal.next_post_action_time()]

@@ -52,7 +52,7 @@ def test_bad_inputs_are_parked_with_a_reason_and_the_daemon_keeps_going(tmp_path
         folder.mkdir()
     watches = [Watch(inbox), Watch(ghost, folder_id=MISSING_FOLDER), Watch(again, options={"recursive": False})]
     config = write_config(tmp_path / "syncd.yaml", config_data(
-        emulator, tmp_path / "var" / "journal.db", watches, workers=1, readiness={"settle": "300ms"},
+        emulator, tmp_path / "var" / "journal.db", watches, workers=1, small_file_workers=1, readiness={"settle": "300ms"},
         retry={"max_attempts": 3, "initial_backoff": "200ms", "max_backoff": "500ms"}))
     daemon = daemon_factory(config, prefix=WITHOUT_DAC_OVERRIDE).start()
 
@@ -97,10 +97,12 @@ def test_bad_inputs_are_parked_with_a_reason_and_the_daemon_keeps_going(tmp_path
         parked = _wait_for_failure(config, link, daemon)
         assert parked["state"] == "quarantined" and "symbolic links are not followed" in parked["reason"], parked
 
-    # Deleted while waiting for a worker: a slow Box keeps the only worker busy meanwhile.
+    # Deleted while waiting for a worker: a slow Box keeps both workers (one per lane) busy meanwhile.
     emulator.faults(latency_ms=1500)
-    write_file(inbox / "blocker.txt", b"slow")
-    daemon.wait_for_event("upload_started", where=lambda e: e["path"] == "blocker.txt")
+    for blocker in ("blocker.txt", "blocker-2.txt"):
+        write_file(inbox / blocker, b"slow")
+    for blocker in ("blocker.txt", "blocker-2.txt"):
+        daemon.wait_for_event("upload_started", where=lambda e, name=blocker: e["path"] == name)
     write_file(inbox / "doomed.txt", b"short-lived")
     daemon.wait_for_event("file_ready", where=lambda e: e["path"] == "doomed.txt")
     (inbox / "doomed.txt").unlink()
@@ -131,7 +133,7 @@ def test_bad_inputs_are_parked_with_a_reason_and_the_daemon_keeps_going(tmp_path
     retried = run_syncd("retry", "--config", str(config), "inbox:quota.bin")
     assert retried.returncode == 0, retried.stderr
 
-    expected = {"fine/ok.txt", "blocker.txt", "before.txt", "after.txt", "quota.bin"}
+    expected = {"fine/ok.txt", "blocker.txt", "blocker-2.txt", "before.txt", "after.txt", "quota.bin"}
     wait_until(lambda: set(box_sha1s(emulator)) == expected, timeout=40, interval=0.5,
                message=lambda: f"Box holds {sorted(box_sha1s(emulator))}\n{daemon.tail()}")
     assert box_sha1s(emulator)["quota.bin"] == local_files(inbox)["quota.bin"]
