@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import os
 import queue
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -501,11 +502,20 @@ class Intake:
 
 
 def _parked_entry(root: Path | None, problem: ScanProblem) -> ParkedEntry | None:
-    """The journal entry for a link or special file, with its own identity (lstat; None if it vanished)."""
+    """The journal entry for a link or special file, with its own identity (lstat); None if it
+    vanished, or if a regular file stands there again.
+
+    The problem was seen a moment ago; the entry is looked at again now. A regular file that
+    took the link's place since (renamed over it) is readiness's to decide, through its own
+    event: parking it would record the regular file's identity on a parked row, and the
+    file, once ready, would look unchanged and never go up.
+    """
     if root is None:
         return None
     try:
         st = os.lstat(os.path.join(root, problem.relpath))
     except OSError:
+        return None
+    if stat.S_ISREG(st.st_mode):
         return None
     return ParkedEntry(problem.relpath, FileIdentity.from_stat(st), str(problem.kind), problem.detail)

@@ -145,3 +145,22 @@ def test_a_write_during_an_upload_calls_the_guard_once(intake: Intake, inbox: Pa
             writer.write(b"again")
         time.sleep(0.3)
     assert calls == [1]
+
+
+def test_a_link_replaced_by_a_regular_file_before_it_is_parked_is_not_parked(tmp_path: Path) -> None:
+    # Readiness saw a link; by the time intake parks it, a regular file was renamed over it. Parking
+    # now would put the regular file's identity on a parked row: once ready, the file would look
+    # unchanged and never go up (the symlink-swap daemon test lost final contents this way).
+    from syncd.pipeline.intake import _parked_entry
+    from syncd.pipeline.scanner import ProblemKind, ScanProblem
+
+    problem = ScanProblem("swap.txt", ProblemKind.SYMLINK_SKIPPED, "symbolic links are not followed")
+    (tmp_path / "swap.txt").symlink_to(tmp_path / "elsewhere")
+    parked = _parked_entry(tmp_path, problem)
+    assert parked is not None and parked.relpath == "swap.txt"
+    (tmp_path / "swap.txt").unlink()
+    (tmp_path / "swap.txt").write_bytes(b"regular again")
+    assert _parked_entry(tmp_path, problem) is None
+    (tmp_path / "swap.txt").unlink()
+    os.mkfifo(tmp_path / "swap.txt")
+    assert _parked_entry(tmp_path, ScanProblem("swap.txt", ProblemKind.NOT_REGULAR_FILE, "a FIFO")) is not None

@@ -42,7 +42,7 @@ def sqlite_work(conn: sqlite3.Connection, call: Callable[..., T], *args: Any, **
 
 
 def journal_connection(journal: Any) -> sqlite3.Connection:
-    """The SQLite connection behind an open `syncd.journal.Journal` (its one connection)."""
-    conn = journal._conn
+    """The SQLite connection behind an open `syncd.journal.Journal` (its backend's one connection)."""
+    conn = journal._backend._conn
     assert isinstance(conn, sqlite3.Connection), type(conn)
     return conn
