@@ -155,10 +155,13 @@ def test_a_writer_pausing_with_the_file_open_is_waited_for(tmp_path: Path, lease
     root.mkdir()
     rig = Rig(root, leases=leases)
     half, rest = "A" * 5000, "B" * 5000
+    path = root / "scan.pdf"
+    # Made before the watch starts, so the writer's first write nominates it while it holds it open:
+    # an empty file made under the watch could settle before a loaded machine lets the child open
+    # it (a candidate of 0 bytes, rightly).
+    path.touch()
     with rig.tracker, rig.observer:
-        path = root / "scan.pdf"
         with FileHolder(path, "a", start_open=False, write=half) as writer:
-            path.touch()
             writer.open_now()
             writer.wait_opened()
             assert rig.ready_within(3 * SETTLE) == []  # quiet for three settle periods, still open
