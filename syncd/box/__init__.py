@@ -115,7 +115,7 @@ from .heartbeat import HEARTBEAT_EVERY
 from .ratelimit import MemoryWindows, RateLimiter, RateLimits, WindowStore
 from .transport import Transport
 from .trusted_urls import TrustedURLs, UntrustedURL
-from .upload_source import PathSource, SourceWindow, UploadSource
+from .upload_source import PathSource, SourceWindow, UploadSource, pread_into
 from .upload_values import (
     BOX_CHUNKED_MINIMUM,
     DEFAULT_CHUNKED_THRESHOLD,
@@ -136,6 +136,6 @@ __all__ = [
     "MemoryWindows", "OAuthRefreshAuth", "OutcomeUnknown", "PREFLIGHT_FROM", "PathSource", "PreflightResult",
     "RateLimiter", "RateLimits", "RetryPolicy", "SavedSession", "SourceChanged", "SourceFingerprint",
     "TokenEndpoint", "TokenStore", "Transport", "TrustedURLs", "UntrustedURL", "UploadProgress",
-    "SourceWindow", "UploadSource", "UploadedFile", "UploadedPart", "UploadCancelled", "Uploader", "WindowStore",
+    "SourceWindow", "UploadSource", "pread_into", "UploadedFile", "UploadedPart", "UploadCancelled", "Uploader", "WindowStore",
     "classify", "hash_file",
 ]

@@ -54,6 +54,19 @@ class UploadSource(Protocol):
         ...
 
 
+def pread_into(fd: int, buffer: bytearray | memoryview, offset: int) -> int:
+    """Fill ``buffer`` from ``offset`` of ``fd`` by position (no shared file offset, so windows
+    and threads never disturb each other); fewer bytes only at the end of the file."""
+    view = memoryview(buffer).cast("B")
+    total = 0
+    while total < len(view):
+        n = os.preadv(fd, [view[total:]], offset + total)
+        if n == 0:
+            break
+        total += n
+    return total
+
+
 @dataclass(frozen=True)
 class SourceChange:
     """How an open file changed since it was opened (``str()`` is the reason)."""
@@ -142,14 +155,7 @@ class PathSource:
 
     def readinto(self, buffer: bytearray | memoryview, offset: int) -> int:
         """Fill ``buffer`` from ``offset``; fewer bytes only at the end of the file."""
-        view = memoryview(buffer).cast("B")
-        total = 0
-        while total < len(view):
-            n = os.preadv(self.fileno(), [view[total:]], offset + total)
-            if n == 0:
-                break
-            total += n
-        return total
+        return pread_into(self.fileno(), buffer, offset)
 
     def read_exact(self, offset: int, length: int) -> bytes:
         """Exactly ``length`` bytes from ``offset``; :class:`SourceChanged` when the file is shorter."""

@@ -58,7 +58,7 @@ from pathlib import Path
 from collections.abc import Callable
 from typing import Protocol
 
-from syncd.box import SourceChanged, SourceWindow
+from syncd.box import SourceChanged, SourceWindow, pread_into
 from syncd.pipeline.identity import FileIdentity, FileStat, IdentityChange
 from syncd.pipeline.names import display_path
 from syncd.pipeline.scanner import (
@@ -386,14 +386,7 @@ class OpenedSource:
         """Fill ``buffer`` from ``offset``; fewer bytes only at the end of the file."""
         if self._interrupted is not None:
             raise SourceChangedError(self.relpath, self._interrupted)
-        view = memoryview(buffer).cast("B")
-        total = 0
-        while total < len(view):
-            n = os.preadv(self.fileno(), [view[total:]], offset + total)
-            if n == 0:
-                break
-            total += n
-        return total
+        return pread_into(self.fileno(), buffer, offset)
 
     def pread(self, offset: int, length: int) -> bytes:
         """Up to ``length`` bytes from ``offset`` (fewer only at the end of the file)."""

@@ -1,8 +1,8 @@
 """A process killed between Box rotating the OAuth refresh token and writing the new one.
 
-Box's refresh tokens are single use with no grace period (../shared/box-api/REFERENCE.md
-3.8; the emulator models exactly that): once Box has answered a refresh, the token on
-disk is spent. A real process is SIGKILLed after Box's answer arrived and before a
+Box's refresh tokens are single use with no grace period (Box's developer guide on refresh
+tokens; the emulator models exactly that, docs/EMULATOR.md): once Box has answered a
+refresh, the token on disk is spent. A real process is SIGKILLed after Box's answer arrived and before a
 byte of the new token reached the token store. What follows is the documented
 recovery (deploy/README.md): the daemon does not fail a file, it pauses uploads and
 says which token store to renew and how; `syncd auth check` says the same; the
