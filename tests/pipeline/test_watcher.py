@@ -292,13 +292,27 @@ def _in_user_namespace(*extra: str) -> list[str]:
     return ["unshare", "--user", "--map-root-user", *extra, "--"]
 
 
+def _wait_until_stopped(pid: int, timeout: float = 30.0) -> None:
+    """Return once every thread of `pid` is stopped (state T in /proc): a SIGSTOP reaches a thread
+    busy on the other core only when it next enters the kernel."""
+    deadline = time.monotonic() + timeout
+    while True:
+        states = [(task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                  for task in Path(f"/proc/{pid}/task").iterdir()]
+        if all(state in ("T", "t") for state in states):
+            return
+        assert time.monotonic() < deadline, f"process {pid} did not stop: thread states {states}"
+        time.sleep(0.01)
+
+
 def test_kernel_queue_overflow_is_followed_by_a_rescan(spawn: Spawn, root: Path) -> None:
     max_queued = int(Path("/proc/sys/fs/inotify/max_queued_events").read_text())
     child = spawn([sys.executable, "-c", _CHILD, str(root)])
     child.wait_for(lambda r: "started" in r)
     (root / "warmup").write_bytes(b"w")
     child.nomination("touch", "warmup")
-    os.kill(child.proc.pid, signal.SIGSTOP)  # nobody reads the inotify queue now
+    os.kill(child.proc.pid, signal.SIGSTOP)  # nobody reads the inotify queue now...
+    _wait_until_stopped(child.proc.pid)  # ...once every thread is stopped (delivery takes a moment)
     try:
         fds = [os.open(root / name, os.O_WRONLY | os.O_CREAT, 0o644) for name in ("a", "b")]
         for i in range(max_queued + 2000):  # alternate files so the kernel cannot coalesce events
