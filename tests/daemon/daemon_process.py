@@ -9,8 +9,7 @@ plain `requests` (never through syncd.box or the journal) and the local files' S
 from __future__ import annotations
 
 import socket
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from syncd.testing.daemon_process import (
     write_config,
 )
 from tests.support.emulator import EmulatorProcess
+from tests.support.waiting import wait_until
 
 __all__ = [
     "CHUNKED_MIN", "DaemonProcess", "DaemonProcessError", "Watch", "assert_exactly_once", "box_files", "box_sha1s",
@@ -66,16 +66,6 @@ def box_files(emulator: EmulatorProcess, folder_id: str = "0", prefix: str = "")
 
 def box_sha1s(emulator: EmulatorProcess, folder_id: str = "0") -> dict[str, str]:
     return {path: entry["sha1"] for path, entry in box_files(emulator, folder_id).items()}
-
-
-def wait_until(predicate: Callable[[], bool], *, timeout: float, interval: float = 0.25,
-               message: Callable[[], str] | str = "condition not met") -> None:
-    """Poll `predicate` until it is true; AssertionError with `message` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(message() if callable(message) else message)
-        time.sleep(interval)
 
 
 def wait_for_box(emulator: EmulatorProcess, expected: dict[str, str], *, timeout: float,

@@ -19,6 +19,7 @@ from syncd.journal.errors import JournalUnavailable
 from syncd.testing.postgres import PostgresCluster
 from tests.journal.conftest import JournalStore, pg_config
 from tests.support.postgres import PgDatabase
+from tests.support.waiting import wait_until
 
 WAIT = 60.0
 
@@ -285,15 +286,6 @@ def waiting_sessions(store: JournalStore) -> int:
     [(count,)] = store.admin_sql(
         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")
     return int(count)  # type: ignore[call-overload]
-
-
-def wait_until(condition: Callable[[], bool]) -> None:
-    import time
-
-    deadline = time.monotonic() + WAIT
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.02)
 
 
 def test_observations_of_the_same_new_file_in_one_process_make_one_new(journal: Journal) -> None:

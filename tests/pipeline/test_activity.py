@@ -5,8 +5,7 @@ journal holds the row) and reports its moves to the pipeline's activity."""
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,13 +16,7 @@ from syncd.pipeline.activity import PipelineActivity
 from syncd.pipeline.intake import Intake
 from syncd.pipeline.readiness import ReadinessTracker, ReadyCandidate
 from syncd.testing.daemon_process import write_config
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met"
-        time.sleep(0.02)
+from tests.support.waiting import wait_until
 
 
 def test_activity_wakes_a_waiter_on_a_move_after_the_generation_it_saw() -> None:
@@ -92,7 +85,7 @@ def test_intake_is_busy_from_the_scan_until_the_journal_holds_the_rows(intake_ri
     before = activity.generation
     intake.start()  # queues the start-up scan
     assert intake.busy()
-    wait_for(lambda: not intake.busy())
+    wait_until(lambda: not intake.busy())
     assert {row.relpath for row in intake.journal.known_files("inbox")} == {"f0.txt", "f1.txt", "f2.txt"}
     # The rows were written and announced while intake still counted them as in hand.
     assert busy_when_work_announced and all(busy_when_work_announced)

@@ -23,6 +23,7 @@ from syncd.service.box_connection import connect_box
 from syncd.testing.daemon_process import CHUNKED_MIN, Watch, config_data, write_config
 from tests.daemon.daemon_process import box_files
 from tests.support.emulator import EmulatorProcess
+from tests.support.waiting import wait_until
 
 LATIN1_CAFE = os.fsdecode(b"caf\xe9.txt")
 
@@ -204,10 +205,8 @@ def test_a_writer_opening_the_file_during_a_chunked_upload_cancels_it_at_once(ri
     worker = threading.Thread(target=lambda: result.append(rig.claim_and_ingest(leases=leases)))
     worker.start()
     try:
-        deadline = time.monotonic() + 30
-        while emulator.stats()["requests"].get("sessions.upload_part", {}).get("200", 0) < 1:
-            assert time.monotonic() < deadline, "no part was sent"
-            time.sleep(0.05)
+        wait_until(lambda: emulator.stats()["requests"].get("sessions.upload_part", {}).get("200", 0) >= 1,
+                   interval=0.05, message="no part was sent")
         # The open waits until syncd gives the lease up (at once), then the writer writes.
         with open(rig.inbox / "big.bin", "r+b") as writer:
             writer.write(b"rewritten")

@@ -7,7 +7,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,15 +16,9 @@ from syncd.config import load_config
 from syncd.journal import FileState, HistoryEvent, Journal
 from syncd.pipeline.intake import Intake
 from syncd.testing.daemon_process import write_config
+from tests.support.waiting import wait_until
 
 LATIN1 = os.fsdecode(b"caf\xe9.txt")
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 15.0, message: str = "condition not met") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, message
-        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -80,11 +74,11 @@ def test_links_and_special_files_are_parked_with_their_reason_and_scans_do_not_c
         "fifo": (FileState.QUARANTINED, "is a FIFO (named pipe)"),
         "sock": (FileState.QUARANTINED, "is a UNIX socket"),
     }
-    wait_for(lambda: rows(intake) == expected, message=f"journal holds {rows(intake)}")
+    wait_until(lambda: rows(intake) == expected, message=f"journal holds {rows(intake)}")
     history = len(intake.journal.history("inbox", limit=1000))
     for _ in range(2):  # backstop scans find the same entries: nothing is written again
         intake.request_scan("inbox", reason="backstop")
-    wait_for(lambda: not intake.busy())
+    wait_until(lambda: not intake.busy())
     time.sleep(0.3)
     assert rows(intake) == expected
     assert len(intake.journal.history("inbox", limit=1000)) == history
@@ -95,7 +89,7 @@ def test_a_scan_removes_rows_of_files_gone_and_looks_again_at_changed_ones(intak
     for name in ("keep.txt", "gone.txt", "sub/also-gone.txt"):
         (inbox / name).parent.mkdir(exist_ok=True)
         (inbox / name).write_bytes(b"v1")
-    wait_for(lambda: len(rows(intake)) == 3)
+    wait_until(lambda: len(rows(intake)) == 3)
     intake.stop()  # no events from here: only the scan can tell
     (inbox / "gone.txt").unlink()
     (inbox / "sub" / "also-gone.txt").unlink()
@@ -103,8 +97,8 @@ def test_a_scan_removes_rows_of_files_gone_and_looks_again_at_changed_ones(intak
     restarted = Intake(intake._config, intake.journal, on_new_work=lambda: None, observe_events=False)
     restarted.start()
     try:
-        wait_for(lambda: set(rows(restarted)) == {"keep.txt"}, message=str(rows(restarted)))
-        wait_for(lambda: restarted.journal.find("inbox", "keep.txt").size == 9)  # type: ignore[union-attr]
+        wait_until(lambda: set(rows(restarted)) == {"keep.txt"}, message=str(rows(restarted)))
+        wait_until(lambda: restarted.journal.find("inbox", "keep.txt").size == 9)  # type: ignore[union-attr]
     finally:
         restarted.stop()
     events = [h.event for h in intake.journal.history("inbox", "gone.txt")]
@@ -113,19 +107,19 @@ def test_a_scan_removes_rows_of_files_gone_and_looks_again_at_changed_ones(intak
 
 def test_a_file_sent_back_waits_in_readiness_then_becomes_due(intake: Intake, inbox: Path) -> None:
     (inbox / "a.txt").write_bytes(b"v1")
-    wait_for(lambda: "a.txt" in rows(intake))
+    wait_until(lambda: "a.txt" in rows(intake))
     claimed = intake.journal.claim_next(time.time())
     assert claimed is not None
     intake.journal.claimed(claimed).back_to_readiness("changed since it was found ready")
     assert intake.journal.find("inbox", "a.txt").waiting_for_readiness  # type: ignore[union-attr]
     intake.back_to_readiness("inbox", "a.txt")
-    wait_for(lambda: not intake.journal.find("inbox", "a.txt").waiting_for_readiness)  # type: ignore[union-attr]
+    wait_until(lambda: not intake.journal.find("inbox", "a.txt").waiting_for_readiness)  # type: ignore[union-attr]
     assert intake.journal.history("inbox", "a.txt")[0].event is HistoryEvent.SETTLED
 
 
 def test_a_write_during_an_upload_calls_the_guard_once(intake: Intake, inbox: Path) -> None:
     (inbox / "big.bin").write_bytes(b"v1")
-    wait_for(lambda: "big.bin" in rows(intake))
+    wait_until(lambda: "big.bin" in rows(intake))
     written = threading.Event()
     calls: list[int] = []
 

@@ -5,11 +5,10 @@ has nothing older, and the pool says when it is busy from before a claim to afte
 from __future__ import annotations
 
 import threading
-import time
 from collections import deque
-from collections.abc import Callable
 
 from syncd.pipeline.worker import WorkerPool
+from tests.support.waiting import wait_until
 
 SMALL_MAX = 10
 LARGE = 1000
@@ -34,13 +33,6 @@ class Jobs:
             return size
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met"
-        time.sleep(0.01)
-
-
 def test_small_lane_runs_its_own_concurrency_while_large_files_hold_every_general_worker() -> None:
     jobs = Jobs([LARGE, LARGE] + [1] * 9)
     release_large = threading.Event()
@@ -57,11 +49,11 @@ def test_small_lane_runs_its_own_concurrency_while_large_files_hold_every_genera
     pool = WorkerPool(jobs.claim, process, workers=2, small_file_workers=3, small_file_max=SMALL_MAX)
     pool.start()
     try:
-        wait_for(lambda: done.count(1) == 9)
+        wait_until(lambda: done.count(1) == 9)
         assert LARGE not in done  # both large files still hold the general lane
         assert {name for name, size in jobs.claimed_by if size == 1} == {"small-0", "small-1", "small-2"}
         release_large.set()
-        wait_for(lambda: len(done) == 11)
+        wait_until(lambda: len(done) == 11)
     finally:
         release_large.set()
         assert pool.stop(5)
@@ -77,7 +69,7 @@ def test_general_lane_takes_small_files_when_nothing_older_waits() -> None:
     pool = WorkerPool(jobs.claim, process, workers=2, small_file_workers=1, small_file_max=SMALL_MAX)
     pool.start()
     try:
-        wait_for(lambda: len(jobs.claimed_by) == 3)
+        wait_until(lambda: len(jobs.claimed_by) == 3)
     finally:
         assert pool.stop(5)
     assert {name for name, _ in jobs.claimed_by} == {"worker-0", "worker-1", "small-0"}
@@ -88,7 +80,7 @@ def test_a_large_file_is_never_claimed_by_the_small_lane() -> None:
     pool = WorkerPool(jobs.claim, lambda *a: None, workers=1, small_file_workers=4, small_file_max=SMALL_MAX)
     pool.start()
     try:
-        wait_for(lambda: len(jobs.claimed_by) == 1)
+        wait_until(lambda: len(jobs.claimed_by) == 1)
     finally:
         assert pool.stop(5)
     assert jobs.claimed_by == [("worker-0", LARGE)]
@@ -117,10 +109,10 @@ def test_busy_from_before_the_claim_until_the_job_is_done_and_activity_is_report
         assert claiming.wait(10)
         assert pool.busy()  # the claim has not returned: the job it may hand out is counted already
         let_claim.set()
-        wait_for(lambda: bool(handed_out))
+        wait_until(lambda: bool(handed_out))
         assert pool.busy()
         finish.set()
-        wait_for(lambda: not pool.busy())
+        wait_until(lambda: not pool.busy())
     finally:
         let_claim.set()
         finish.set()

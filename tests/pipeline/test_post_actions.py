@@ -14,6 +14,7 @@ from syncd.config import Config, load_config
 from syncd.journal import HistoryEvent, Journal, PlannedPostAction, PostActionKind
 from syncd.pipeline.post_actions import PostActionRunner
 from syncd.pipeline.writers import LeaseMonitor
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -50,13 +51,6 @@ def uploaded(journal: Journal, root: Path, relpath: str, data: bytes, planned: P
     return record.id
 
 
-def wait_for(predicate, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
-
-
 @pytest.fixture
 def setup(tmp_path: Path):
     config = config_for(tmp_path)
@@ -79,7 +73,7 @@ def test_actions_left_by_a_crash_are_done_at_start(setup, tmp_path: Path) -> Non
     uploaded(journal, inbox, "changed.txt", b"one", PlannedPostAction(PostActionKind.DELETE))
     (inbox / "changed.txt").write_bytes(b"other content")
     runner.start()
-    wait_for(lambda: journal.post_actions_pending()[0] == 0)
+    wait_until(lambda: journal.post_actions_pending()[0] == 0)
     assert sorted(p.name for p in inbox.rglob("*") if p.is_file()) == ["changed.txt"]  # the changed one stays
     events = {e.relpath: e.event for e in journal.history(limit=100) if e.event.value.startswith("source_")}
     assert events == {"d/f0.txt": HistoryEvent.SOURCE_DELETED, "d/f1.txt": HistoryEvent.SOURCE_DELETED,
@@ -96,12 +90,12 @@ def test_an_action_that_cannot_be_done_now_waits_with_its_reason_and_then_is_don
         writer.flush()
         uploaded(journal, inbox, "busy.txt", b"written", PlannedPostAction(PostActionKind.DELETE))
         runner.poke()
-        wait_for(lambda: journal.post_actions_pending()[1] and journal.post_actions_pending()[1][0].attempts >= 2)
+        wait_until(lambda: journal.post_actions_pending()[1] and journal.post_actions_pending()[1][0].attempts >= 2)
         [waiting] = journal.post_actions_pending()[1]
         assert waiting.last_error_code == "writer" and "open for writing" in (waiting.last_error or "")
         assert (inbox / "busy.txt").exists()
     # The writer closed: the next retry (100-200 ms backoff here) finishes it, nothing else needed.
-    wait_for(lambda: journal.post_actions_pending()[0] == 0)
+    wait_until(lambda: journal.post_actions_pending()[0] == 0)
     assert not (inbox / "busy.txt").exists()
 
 

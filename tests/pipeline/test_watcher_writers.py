@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import queue
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +21,7 @@ from syncd.pipeline.source import OpenedSource, open_source
 from syncd.pipeline.watcher import Nomination, NominationKind, WatchObserver
 from syncd.pipeline.writers import OpenCounter, WriterDetector, WriterEvidence, WriterState
 from tests.support.holders import FileHolder
+from tests.support.waiting import wait_until
 
 SETTLE = 0.3
 
@@ -55,7 +56,8 @@ class Rig:
         self._marks += 1
         marker = f"marker-{self._marks}.txt"
         (self.root / marker).write_bytes(b"m")
-        wait_for(lambda: any(n.relpath == marker for n in drain(self.nominations)), "the marker's nomination")
+        wait_until(lambda: any(n.relpath == marker for n in drain(self.nominations)),
+                   message="the marker's nomination")
 
     def ready_within(self, seconds: float, *, stop_at: int | None = None) -> list[ReadyCandidate]:
         """What becomes ready in the next ``seconds`` (markers left out; early once ``stop_at`` arrived)."""
@@ -80,15 +82,6 @@ def drain(items: queue.Queue[Nomination]) -> list[Nomination]:
             return out
 
 
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if condition():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.fixture
 def rig(tmp_path: Path) -> Iterator[Rig]:
     root = tmp_path / "inbox"
@@ -102,13 +95,13 @@ def test_opens_by_other_processes_are_counted_until_closed(rig: Rig) -> None:
     path = rig.root / "a.bin.tmp"  # excluded: counted, never nominated, so only these two open it
     path.write_bytes(b"x")
     with FileHolder(path, "a") as first:
-        wait_for(lambda: rig.counter.others_open("a.bin.tmp") == 1, "the first open")
+        wait_until(lambda: rig.counter.others_open("a.bin.tmp") == 1, message="the first open")
         # The second IN_OPEN equals the first with nothing between: watchdog's event queue drops
         # such a repeat, which is why the counter is fed before that queue.
         with FileHolder(path, "r") as second:
-            wait_for(lambda: rig.counter.others_open("a.bin.tmp") == 2, "the second open")
+            wait_until(lambda: rig.counter.others_open("a.bin.tmp") == 2, message="the second open")
             first.release()
-            wait_for(lambda: rig.counter.others_open("a.bin.tmp") == 1, "the first close")
+            wait_until(lambda: rig.counter.others_open("a.bin.tmp") == 1, message="the first close")
             second.release()
     rig.events_caught_up()
     assert rig.counter.others_open("a.bin.tmp") == 0

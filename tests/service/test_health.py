@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 
 from syncd.service.health import HealthCheck, ProbeRegistrationError, thread_alive_probe
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -87,10 +87,8 @@ def test_a_hung_probe_is_not_started_again_until_it_returns() -> None:
     assert report.probes[0].detail.startswith("probe still running after")
     assert len(calls) == 1  # no second thread piled up behind the first
     release.set()
-    deadline = time.monotonic() + 5
-    while any(t.name == "health-probe:stuck" for t in threading.enumerate()):
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    wait_until(lambda: not any(t.name == "health-probe:stuck" for t in threading.enumerate()),
+               message="the stuck probe's thread did not end")
     report = health.check()
     assert report.healthy, report.summary()
     assert len(calls) == 2

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,16 +22,9 @@ from syncd.config import PostgresJournalConfig, load_config
 from syncd.testing.postgres import APP_ROLE, PG_BIN_ENV, PostgresCluster, PostgresUnavailable, find_postgres_bin
 from syncd.testing.tcp_proxy import LinkState, TcpProxy
 from tests.support.postgres import PgDatabase
+from tests.support.waiting import wait_until
 
 WAIT = 30.0
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = WAIT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def process_uid(pid: int) -> int | None:
@@ -176,7 +168,7 @@ def test_the_server_dies_with_the_process_that_started_it() -> None:
         assert alive(postmaster)
         child.kill()
         child.wait(WAIT)
-        wait_for(lambda: not alive(postmaster), "the postmaster to stop after its parent died")
+        wait_until(lambda: not alive(postmaster), message="the postmaster to stop after its parent died")
     finally:
         if child.poll() is None:
             child.kill()
@@ -234,7 +226,8 @@ def test_a_reset_link_refuses_one_client_until_healed(
         with pytest.raises(psycopg.OperationalError):
             b.execute("SELECT 1")
         b.close()
-        wait_for(lambda: not pg_cluster.sessions(application_name="host-b"), "the server to end B's session")
+        wait_until(lambda: not pg_cluster.sessions(application_name="host-b"),
+                   message="the server to end B's session")
         with pytest.raises(psycopg.OperationalError):
             pg_database.connect(port=link.port, application_name="host-b")
         assert a.execute("SELECT 2").fetchone() == (2,)
@@ -259,7 +252,7 @@ def test_a_connection_opened_during_a_blackhole_goes_through_when_healed(
 
     worker = threading.Thread(target=connect, daemon=True)
     worker.start()
-    wait_for(lambda: link.accepted == 1, "the proxy to take the connection")
+    wait_until(lambda: link.accepted == 1, message="the proxy to take the connection")
     assert worker.is_alive() and outcome == []
     assert pg_cluster.sessions(application_name="host-b") == []
     link.heal()
