@@ -10,7 +10,9 @@ hostname), so that the hosts sharing one PostgreSQL journal can be told apart wh
 the scrape target is called. prometheus_client has no registry-wide constant labels:
 each family is declared with `host` first in its label names and bound once, in
 `Metrics`, to the host id (`_PerHost`); `process_*` are prometheus-client's own, unchanged.
-The table lists the other labels.
+The table lists the other labels. The gauges read from the journal (files by state, oldest
+pending, last arrival, post-actions pending) are the journal's numbers: every host on one
+PostgreSQL journal reports the same, so they are compared per host, never summed.
 
 | metric | type | labels | what |
 |---|---|---|---|
