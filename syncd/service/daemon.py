@@ -97,7 +97,7 @@ class Daemon:
         self.notifier = SystemdNotifier()
         self.health = HealthCheck(failures_to_fail=HEALTH_FAILURES_TO_FAIL,
                                   failure_window_s=config.health.failure_window)
-        self.metrics = Metrics()
+        self.metrics = Metrics(host_id=config.host_id)
         self._stop = threading.Event()
         #: Every move of work between the pipeline's stages; `syncd once` waits on it to exit.
         self.activity = PipelineActivity()
