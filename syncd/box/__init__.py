@@ -47,7 +47,8 @@ and ``on_bytes(0)`` heartbeats at least every few seconds while an upload hashes
 
 Rate limits: ``RateLimits(api_calls_per_minute=950, uploads_per_minute=230,
 window_seconds=60)``, kept as sliding windows per Box user by a ``RateLimiter`` (one per
-client, shared by every thread) in a ``WindowStore`` (``MemoryWindows`` by default);
+client, shared by every thread) in a ``WindowStore`` (``MemoryWindows`` by default;
+``BoxClient(window_store=PostgresWindows(pool, host_id))`` shares them between hosts);
 ``RateLimiter.learned_limits()`` shows limits a 429 made smaller.
 
 URLs: the bearer token goes only to https URLs on Box's hosts or the configured ones
@@ -113,6 +114,7 @@ from .folders import FolderIdStore, FolderTree, MemoryFolderIds
 from .http_retry import RetryPolicy
 from .heartbeat import HEARTBEAT_EVERY
 from .ratelimit import MemoryWindows, RateLimiter, RateLimits, WindowStore
+from .shared_windows import PostgresWindows
 from .transport import Transport
 from .trusted_urls import TrustedURLs, UntrustedURL
 from .upload_source import PathSource, SourceWindow, UploadSource, pread_into
@@ -133,7 +135,7 @@ __all__ = [
     "BoxConnectionError", "BoxError", "ChunkedUpload", "ClientCredentialsAuth", "Conflict",
     "DEFAULT_CHUNKED_THRESHOLD", "DeveloperTokenAuth", "DirectUpload", "ErrorClass",
     "FolderIdStore", "FolderTree", "HEARTBEAT_EVERY", "IntegrityError", "JWTAuth", "MemoryFolderIds",
-    "MemoryWindows", "OAuthRefreshAuth", "OutcomeUnknown", "PREFLIGHT_FROM", "PathSource", "PreflightResult",
+    "MemoryWindows", "OAuthRefreshAuth", "OutcomeUnknown", "PREFLIGHT_FROM", "PathSource", "PostgresWindows", "PreflightResult",
     "RateLimiter", "RateLimits", "RetryPolicy", "SavedSession", "SourceChanged", "SourceFingerprint",
     "TokenEndpoint", "TokenStore", "Transport", "TrustedURLs", "UntrustedURL", "UploadProgress",
     "SourceWindow", "UploadSource", "pread_into", "UploadedFile", "UploadedPart", "UploadCancelled", "Uploader", "WindowStore",
