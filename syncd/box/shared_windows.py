@@ -23,11 +23,20 @@ whose connection pool it is handed.
   raises, so no request goes out without a slot; ``settle`` drops what it cannot write
   (the slot frees at ``stale_at``). The outage is logged once when it starts
   (``box_rate_windows_unavailable``) and once when it ends (``box_rate_windows_reachable``).
+- **Bounded calls**: every call gives up after ``timeout`` seconds, waiting for a pooled
+  connection or for the server's answer alike (a connection whose answer is late is
+  shut down, so the pool drops it): a Box request waits on the shared windows as long
+  as a take lasts, not as long as the TCP stack takes to notice a partition.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psycopg
 import psycopg_pool
@@ -48,6 +57,8 @@ CREATE_LOCK_KEY = int.from_bytes(b"syncd-rs", "big")
 #: The server ends a take left idle in its transaction this long (a host cut off mid-take),
 #: so the window's advisory lock it holds does not stall every other host for half a lease.
 TAKE_IDLE_TIMEOUT_MS = 5000
+#: Seconds a take, settle or count may last (a pooled connection, then the server's answer).
+CALL_TIMEOUT_S = 5.0
 
 _QUALIFIED = sql.Identifier(SCHEMA, TABLE)
 _DB_NOW = "extract(epoch FROM clock_timestamp())::double precision"
@@ -69,9 +80,10 @@ _CREATE = [
 _LOCK_WINDOW = "SELECT pg_advisory_xact_lock(hashtextextended('syncd-rate:' || %(key)s, 0))"
 _DELETE_GONE = sql.SQL("DELETE FROM {} WHERE window_key = %(key)s AND " + _GONE).format(_QUALIFIED)
 _COUNT = sql.SQL("SELECT count(*), min(settled_at) FROM {} WHERE window_key = %(key)s").format(_QUALIFIED)
-_COUNT_HELD = sql.SQL(f"SELECT count(*) FROM {{}}, (SELECT {_DB_NOW} AS now) AS clock "
-                      "WHERE window_key = %(key)s AND NOT (settled_at + %(window)s <= clock.now "
-                      "OR (settled_at IS NULL AND stale_at <= clock.now))").format(_QUALIFIED)
+# What try_take would leave after its DELETE, read without writing (NULL settled_at: the
+# comparison is NULL, hence the coalesce).
+_COUNT_HELD = sql.SQL("SELECT count(*) FROM {} WHERE window_key = %(key)s AND NOT coalesce(" + _GONE + ", false)"
+                      ).format(_QUALIFIED)
 _INSERT = sql.SQL("INSERT INTO {} (window_key, host_id, taken_at, stale_at) "
                   "VALUES (%(key)s, %(host)s, %(now)s, %(now)s + %(stale)s) RETURNING id").format(_QUALIFIED)
 _SETTLE = sql.SQL(f"UPDATE {{}} SET settled_at = {_DB_NOW} WHERE id = %(id)s AND settled_at IS NULL").format(_QUALIFIED)
@@ -100,7 +112,8 @@ class PostgresWindows:
     ``pool``: connections to the database (the journal's pool on PostgreSQL); the table
     is named with its schema, so the sessions' ``search_path`` does not matter.
     ``host_id``: recorded with every slot (who holds what). ``stale_after``: seconds an
-    in-flight slot is held at most (its ``settle`` may never come).
+    in-flight slot is held at most (its ``settle`` may never come). ``timeout``: seconds
+    one call may last before the database is taken as out of reach.
 
     Creates ``syncd.rate_slots`` when missing; raises SharedWindowsError when it cannot
     (a permission problem). A database out of reach at construction is not an error:
@@ -108,12 +121,14 @@ class PostgresWindows:
     """
 
     def __init__(self, pool: psycopg_pool.ConnectionPool, host_id: str, *,
-                 stale_after: float = STALE_AFTER_S) -> None:
-        if stale_after <= 0:
-            raise ValueError(f"stale_after must be positive, got {stale_after}")
+                 stale_after: float = STALE_AFTER_S, timeout: float = CALL_TIMEOUT_S) -> None:
+        for name, value in (("stale_after", stale_after), ("timeout", timeout)):
+            if value <= 0:
+                raise ValueError(f"{name} must be positive, got {value}")
         self._pool = pool
         self.host_id = host_id
         self.stale_after = stale_after
+        self.timeout = timeout
         self._table_ready = False
         self._unavailable = False  # an outage was logged and has not ended yet
         self._state_lock = threading.Lock()
@@ -134,7 +149,7 @@ class PostgresWindows:
         reach. ``now`` (this host's monotonic clock) is not used: other hosts cannot compare it."""
         try:
             self._ensure_table()
-            with self._pool.connection() as conn, conn.transaction():
+            with self._connection() as conn, conn.transaction():
                 conn.execute("SET LOCAL synchronous_commit = off")
                 conn.execute(f"SET LOCAL idle_in_transaction_session_timeout = {TAKE_IDLE_TIMEOUT_MS}")
                 params: dict[str, object] = {"key": key, "window": window}
@@ -163,7 +178,7 @@ class PostgresWindows:
         if not isinstance(slot, PostgresSlot):
             raise TypeError(f"not a slot of PostgresWindows: {slot!r}")
         try:
-            with self._pool.connection() as conn, conn.transaction():
+            with self._connection() as conn, conn.transaction():
                 conn.execute("SET LOCAL synchronous_commit = off")
                 conn.execute(_FREE if at is None else _SETTLE, {"id": slot.id})
         except psycopg.Error as exc:
@@ -178,8 +193,9 @@ class PostgresWindows:
         reach (the limiter then shrinks a learned limit to its floor, the cautious side)."""
         try:
             self._ensure_table()
-            with self._pool.connection() as conn:
-                return int(_fetch_one(conn, _COUNT_HELD, {"key": key, "window": window})[0])
+            with self._connection() as conn:
+                db_now = _fetch_one(conn, f"SELECT {_DB_NOW}")[0]
+                return int(_fetch_one(conn, _COUNT_HELD, {"key": key, "window": window, "now": db_now})[0])
         except psycopg.Error as exc:
             self._went_unavailable(exc)
             return 0
@@ -189,7 +205,7 @@ class PostgresWindows:
     def _ensure_table(self) -> None:
         if self._table_ready:
             return
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             found = _fetch_one(conn, "SELECT to_regclass(%s) IS NOT NULL", (f"{SCHEMA}.{TABLE}",))[0]
             if not found:
                 with conn.transaction():
@@ -197,6 +213,12 @@ class PostgresWindows:
                     for statement in _CREATE:
                         conn.execute(statement)
         self._table_ready = True
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection]:
+        """A pooled connection for one call of at most ``timeout`` seconds, each of the wait and the use."""
+        with self._pool.connection(timeout=self.timeout) as conn, _cut_off_after(conn, self.timeout):
+            yield conn
 
     def _went_unavailable(self, exc: psycopg.Error) -> None:
         with self._state_lock:
@@ -215,6 +237,36 @@ class PostgresWindows:
 
     def __repr__(self) -> str:
         return f"PostgresWindows(host_id={self.host_id!r}, stale_after={self.stale_after:g})"
+
+
+@contextmanager
+def _cut_off_after(conn: psycopg.Connection, seconds: float) -> Iterator[None]:
+    """Shut ``conn``'s socket down when the block runs longer than ``seconds``.
+
+    A partition that drops packets leaves a query waiting for the kernel's retransmission
+    timeouts (or forever, when something on the path still acknowledges the bytes);
+    shutting the socket makes the waiting call fail at once, and the pool drops the
+    broken connection. The lock keeps a late timer off a connection already back in the pool.
+    """
+    lock = threading.Lock()
+    done = False
+
+    def cut() -> None:
+        with lock:
+            if done or conn.closed:
+                return
+            with contextlib.suppress(OSError, psycopg.Error), socket.socket(fileno=os.dup(conn.fileno())) as sock:
+                sock.shutdown(socket.SHUT_RDWR)
+
+    timer = threading.Timer(seconds, cut)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        with lock:
+            done = True
+        timer.cancel()
 
 
 def _fetch_one(conn: psycopg.Connection, query: str | sql.Composed, params: object = None) -> tuple:
