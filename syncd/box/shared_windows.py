@@ -54,9 +54,6 @@ TABLE = "rate_slots"
 STALE_AFTER_S = 600.0
 #: Advisory lock key under which the table is created: b'syncd-rs' as a big-endian int64.
 CREATE_LOCK_KEY = int.from_bytes(b"syncd-rs", "big")
-#: The server ends a take left idle in its transaction this long (a host cut off mid-take),
-#: so the window's advisory lock it holds does not stall every other host for half a lease.
-TAKE_IDLE_TIMEOUT_MS = 5000
 #: Seconds a take, settle or count may last (a pooled connection, then the server's answer).
 CALL_TIMEOUT_S = 5.0
 
@@ -65,8 +62,10 @@ _DB_NOW = "extract(epoch FROM clock_timestamp())::double precision"
 # A slot has left its window: settled a window ago, or in flight past its stale_at.
 _GONE = "(settled_at + %(window)s <= %(now)s OR (settled_at IS NULL AND stale_at <= %(now)s))"
 
-_CREATE = [
-    sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(SCHEMA)),
+# Only when missing: CREATE SCHEMA checks the CREATE privilege on the database even when the schema
+# exists, which a role granted only the journal's schema lacks.
+_CREATE_SCHEMA = sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(SCHEMA))
+_CREATE_TABLE = [
     sql.SQL("""CREATE TABLE IF NOT EXISTS {} (
         id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
         window_key text NOT NULL,
@@ -151,7 +150,10 @@ class PostgresWindows:
             self._ensure_table()
             with self._connection() as conn, conn.transaction():
                 conn.execute("SET LOCAL synchronous_commit = off")
-                conn.execute(f"SET LOCAL idle_in_transaction_session_timeout = {TAKE_IDLE_TIMEOUT_MS}")
+                # A take cut off mid-way (its host partitioned) is ended by the server as soon as this
+                # host gave up on it, not after the session's half lease: the window's lock it holds
+                # would stall every other host's takers meanwhile.
+                conn.execute(f"SET LOCAL idle_in_transaction_session_timeout = {max(1, round(self.timeout * 1000))}")
                 params: dict[str, object] = {"key": key, "window": window}
                 conn.execute(_LOCK_WINDOW, params)
                 params["now"] = _fetch_one(conn, f"SELECT {_DB_NOW}")[0]
@@ -206,11 +208,15 @@ class PostgresWindows:
         if self._table_ready:
             return
         with self._connection() as conn:
-            found = _fetch_one(conn, "SELECT to_regclass(%s) IS NOT NULL", (f"{SCHEMA}.{TABLE}",))[0]
-            if not found:
+            schema_found, table_found = _fetch_one(
+                conn, "SELECT to_regnamespace(%s) IS NOT NULL, to_regclass(%s) IS NOT NULL",
+                (SCHEMA, f"{SCHEMA}.{TABLE}"))
+            if not table_found:
                 with conn.transaction():
                     conn.execute("SELECT pg_advisory_xact_lock(%s)", (CREATE_LOCK_KEY,))
-                    for statement in _CREATE:
+                    if not schema_found:
+                        conn.execute(_CREATE_SCHEMA)
+                    for statement in _CREATE_TABLE:
                         conn.execute(statement)
         self._table_ready = True
 

@@ -219,3 +219,18 @@ def test_an_unreachable_database_answers_a_wait_and_the_store_works_again_when_h
     # No slot was taken while cut off; the dropped settle left its slot in flight.
     assert slot_rows(pg_database) == [(in_flight.id, "host-cut", True),  # type: ignore[attr-defined]
                                       (back.id, "host-cut", True)]  # type: ignore[attr-defined]
+
+
+def test_a_store_made_while_the_database_is_out_of_reach_creates_its_table_when_it_answers(
+        pools: PoolFactory, pg_cluster: PostgresCluster, pg_database: PgDatabase,
+        tcp_proxy_factory: Callable[[PostgresCluster], TcpProxy]) -> None:
+    link = tcp_proxy_factory(pg_cluster)
+    pool = pools("host-late", port=link.port, timeout=1.0)
+    link.blackhole()
+    with capture_logs() as logs:
+        store = PostgresWindows(pool, "host-late", timeout=1.0)  # no exception: the daemon goes on
+        assert store.try_take(KEY, 1, 60.0, 0.0) == IN_FLIGHT_POLL
+        link.heal()
+        taken = take_when_free(store, 1, 60.0)
+    assert [entry["event"] for entry in logs] == ["box_rate_windows_unavailable", "box_rate_windows_reachable"]
+    assert slot_rows(pg_database) == [(taken.id, "host-late", True)]  # type: ignore[attr-defined]
