@@ -84,6 +84,8 @@ Guarantees
   access token they came with is used.
 """
 
+from typing import TYPE_CHECKING
+
 from .chunked_upload import ChunkedUpload
 from .client import BoxClient, PreflightResult
 from .credentials import (
@@ -114,7 +116,6 @@ from .folders import FolderIdStore, FolderTree, MemoryFolderIds
 from .http_retry import RetryPolicy
 from .heartbeat import HEARTBEAT_EVERY
 from .ratelimit import MemoryWindows, RateLimiter, RateLimits, WindowStore
-from .shared_windows import PostgresWindows
 from .transport import Transport
 from .trusted_urls import TrustedURLs, UntrustedURL
 from .upload_source import PathSource, SourceWindow, UploadSource, pread_into
@@ -130,14 +131,27 @@ from .upload_values import (
 )
 from .uploader import PREFLIGHT_FROM, Uploader
 
+if TYPE_CHECKING:
+    from .shared_windows import PostgresWindows
+
 __all__ = [
     "AccessToken", "Auth", "AuthError", "BOX_CHUNKED_MINIMUM", "BoxAPIError", "BoxClient",
     "BoxConnectionError", "BoxError", "ChunkedUpload", "ClientCredentialsAuth", "Conflict",
     "DEFAULT_CHUNKED_THRESHOLD", "DeveloperTokenAuth", "DirectUpload", "ErrorClass",
     "FolderIdStore", "FolderTree", "HEARTBEAT_EVERY", "IntegrityError", "JWTAuth", "MemoryFolderIds",
-    "MemoryWindows", "OAuthRefreshAuth", "OutcomeUnknown", "PREFLIGHT_FROM", "PathSource", "PostgresWindows", "PreflightResult",
+    "MemoryWindows", "OAuthRefreshAuth", "OutcomeUnknown", "PREFLIGHT_FROM", "PathSource", "PreflightResult",
     "RateLimiter", "RateLimits", "RetryPolicy", "SavedSession", "SourceChanged", "SourceFingerprint",
     "TokenEndpoint", "TokenStore", "Transport", "TrustedURLs", "UntrustedURL", "UploadProgress",
     "SourceWindow", "UploadSource", "pread_into", "UploadedFile", "UploadedPart", "UploadCancelled", "Uploader", "WindowStore",
     "classify", "hash_file",
+    "PostgresWindows",  # imported when first asked for (__getattr__)
 ]
+
+
+def __getattr__(name: str) -> object:
+    # psycopg is imported only when asked for, as by syncd.journal: hosts on SQLite never load it.
+    if name == "PostgresWindows":
+        from .shared_windows import PostgresWindows
+
+        return PostgresWindows
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

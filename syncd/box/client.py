@@ -76,8 +76,8 @@ class BoxClient:
         self.api_url = api_url.rstrip("/")
         self.upload_url = upload_url.rstrip("/")
         self.transport = transport or Transport(
-            auth, concurrency=concurrency, timeout=timeout, retry=retry, rate_limiter=RateLimiter(rate_limits, store=window_store),
-            verify=verify,
+            auth, concurrency=concurrency, timeout=timeout, retry=retry,
+            rate_limiter=RateLimiter(rate_limits, store=window_store), verify=verify,
         )
         # The configured URLs (and Box's own hosts) are the only ones the token may go to.
         self.transport.trusted.trust(self.api_url, self.upload_url)
