@@ -8,7 +8,7 @@ from typing import Any, Iterator, Mapping
 from .credentials import Auth
 from .errors import BoxAPIError
 from .http_retry import RetryPolicy
-from .ratelimit import RateLimiter, RateLimits
+from .ratelimit import RateLimiter, RateLimits, WindowStore
 from .transport import Transport
 
 BOX_API_URL = "https://api.box.com/2.0"
@@ -55,6 +55,8 @@ class BoxClient:
     ``api_url`` and ``upload_url`` default to Box's; point them at the
     emulator for tests. ``concurrency`` sizes the connection pool. ``verify``
     is a CA bundle path or a bool; False is ignored for non-loopback hosts.
+    ``window_store`` keeps the rate windows (default in memory; ``PostgresWindows``
+    shares them between hosts).
     """
 
     def __init__(
@@ -67,14 +69,15 @@ class BoxClient:
         timeout: tuple[float, float] = (10.0, 120.0),
         retry: RetryPolicy = RetryPolicy(),
         rate_limits: RateLimits = RateLimits(),
+        window_store: WindowStore | None = None,
         verify: bool | str = True,
         transport: Transport | None = None,
     ) -> None:
         self.api_url = api_url.rstrip("/")
         self.upload_url = upload_url.rstrip("/")
         self.transport = transport or Transport(
-            auth, concurrency=concurrency, timeout=timeout, retry=retry, rate_limiter=RateLimiter(rate_limits),
-            verify=verify,
+            auth, concurrency=concurrency, timeout=timeout, retry=retry,
+            rate_limiter=RateLimiter(rate_limits, store=window_store), verify=verify,
         )
         # The configured URLs (and Box's own hosts) are the only ones the token may go to.
         self.transport.trusted.trust(self.api_url, self.upload_url)
