@@ -120,12 +120,13 @@ def sqlite_journal(journal_path: Path) -> Iterator[Journal]:
 
 
 @pytest.fixture
-def open_journals() -> Iterator[Callable[[JournalStore], Journal]]:
-    """Open more journals on a store (more "hosts"); all are closed after the test."""
+def open_journals() -> Iterator[Callable[..., Journal]]:
+    """Open more journals on a store (more "hosts"; `open_one(store, role=..., host_id=...)`); all are
+    closed after the test."""
     opened: list[Journal] = []
 
-    def open_one(store: JournalStore) -> Journal:
-        opened.append(store.open())
+    def open_one(store: JournalStore, role: str = "daemon", **options: object) -> Journal:
+        opened.append(store.open(role, **options))
         return opened[-1]
 
     yield open_one
