@@ -6,8 +6,11 @@ the daemon uses it:
     journal = Journal.open(config.journal, role="daemon")  # a path: SQLite (JournalLocked if another
                                                            # daemon runs); a PostgresJournalConfig:
                                                            # PostgreSQL (docs/MULTI_HOST.md)
-    for row in journal.recover_interrupted():          # left `uploading` by a crash:
-        ...                                            # reconcile with Box, then an outcome below
+    for row in journal.recover_interrupted():          # left `uploading` by a crash (on PostgreSQL:
+        ...                                            # this host's): reconcile with Box, then an outcome
+    journal.take_over_expired(now)                     # others' lapsed leases (TakenOver): the same
+    journal.renew_leases([(row.id, row.claim_seq)])    # the lease keeper: ids still held
+    journal.give_back_leases()                         # clean stop: our claims lapse at once
     for known in journal.known_files(watch): ...       # start-up scan: compare disk with this
     journal.observe(watch, relpath, size, mtime_ns, inode, now, device=, ctime_ns=)   # a stable file
     journal.observe_many(watch, [ObservedFile(...), ...], now)   # each entry on its own: .refused
@@ -34,7 +37,11 @@ on PostgreSQL).
 
     journal.prune_history(before)                      # retention, in batches
     journal.prune_uploaded(before, source_gone)        # rows of uploaded files whose source is gone
-    JournalProbe(journal.path).writable(now)           # health: a durable write on its own connection
+    JournalProbe.for_journal(journal).writable(now)    # health: a durable write (own connection / the pool)
+
+    registration = HostRegistration.start(journal, version=..., watches=[WatchClaim(...)])  # PostgreSQL:
+    registration.heartbeat(); registration.stop()      # syncd.journal.hosts, one process per host id
+    journal.hosts(); journal.in_flight()               # who runs, who holds which upload, leases left
 
     journal.save_box_folder_id(parent_id, name_key, folder_id)   # Box sub-folder ids, so a restart
     journal.box_folder_id(parent_id, name_key)                   # need not ask Box for them again;
@@ -51,7 +58,8 @@ per engine), `journal` (the Journal, made of `core`: opening, transactions, the
 durability and threading notes; `file_states`: the file state machine;
 `box_folder_ids`: the Box folder-id cache; `reports`: status and history
 queries; `post_actions`: after-upload actions; `retention`: pruning),
-`claimed_file` (a worker's writes under its claim), `probe` (health checks on
+`claimed_file` (a worker's writes under its claim, fenced), `leases` (the claims' lease SQL),
+`hosts` (the hosts registry of a PostgreSQL journal; imported on its own), `probe` (health checks on
 connections of their own), `schema` and
 `schema_postgres` (tables, indexes, migrations of each engine), `records` (what comes out), `lock`
 (single-writer lock).
@@ -61,13 +69,17 @@ from syncd.journal.box_names import NAME_COLLISION, BoxPathClash, OwnedBoxPath
 from syncd.journal.claimed_file import ClaimedFile
 from syncd.journal.disk_comparison import DiskComparison
 from syncd.journal.errors import (
+    HostLockRefused,
+    HostReplaced,
     InvalidTransition,
     JournalError,
     JournalLocked,
     JournalOutcomeUnknown,
+    JournalSchemaTooNew,
     JournalUnavailable,
     StaleClaim,
     UnknownFile,
+    WatchMismatch,
 )
 from syncd.journal.journal import Journal
 from syncd.journal.probe import JournalProbe
@@ -77,6 +89,7 @@ from syncd.journal.records import (
     FileState,
     HistoryEntry,
     HistoryEvent,
+    HostRecord,
     InFlight,
     KnownFile,
     Observation,
@@ -90,6 +103,8 @@ from syncd.journal.records import (
     PostAction,
     PostActionKind,
     SessionRecord,
+    TakenOver,
+    WatchClaim,
 )
 from syncd.journal.schema import SCHEMA_VERSION
 from syncd.journal.rows import ALLOWED_TRANSITIONS
@@ -107,12 +122,16 @@ __all__ = [
     "FileState",
     "HistoryEntry",
     "HistoryEvent",
+    "HostLockRefused",
+    "HostRecord",
+    "HostReplaced",
     "InFlight",
     "InvalidTransition",
     "Journal",
     "JournalError",
     "JournalLocked",
     "JournalOutcomeUnknown",
+    "JournalSchemaTooNew",
     "JournalProbe",
     "JournalUnavailable",
     "KnownFile",
@@ -130,5 +149,8 @@ __all__ = [
     "Role",
     "SessionRecord",
     "StaleClaim",
+    "TakenOver",
     "UnknownFile",
+    "WatchClaim",
+    "WatchMismatch",
 ]
