@@ -8,7 +8,7 @@ from typing import Any, Iterator, Mapping
 from .credentials import Auth
 from .errors import BoxAPIError
 from .http_retry import RetryPolicy
-from .ratelimit import RateLimiter, RateLimits
+from .ratelimit import RateLimiter, RateLimits, WindowStore
 from .transport import Transport
 
 BOX_API_URL = "https://api.box.com/2.0"
@@ -67,14 +67,15 @@ class BoxClient:
         timeout: tuple[float, float] = (10.0, 120.0),
         retry: RetryPolicy = RetryPolicy(),
         rate_limits: RateLimits = RateLimits(),
+        window_store: WindowStore | None = None,
         verify: bool | str = True,
         transport: Transport | None = None,
     ) -> None:
         self.api_url = api_url.rstrip("/")
         self.upload_url = upload_url.rstrip("/")
         self.transport = transport or Transport(
-            auth, concurrency=concurrency, timeout=timeout, retry=retry, rate_limiter=RateLimiter(rate_limits),
-            verify=verify,
+            auth, concurrency=concurrency, timeout=timeout, retry=retry,
+            rate_limiter=RateLimiter(rate_limits, store=window_store), verify=verify,
         )
         # The configured URLs (and Box's own hosts) are the only ones the token may go to.
         self.transport.trusted.trust(self.api_url, self.upload_url)
