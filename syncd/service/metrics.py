@@ -5,6 +5,15 @@ one), so several daemons, or several tests, can live in one process. Names follo
 Prometheus conventions: the `syncd_` prefix, base units in the name (`_seconds`,
 `_bytes`), `_total` on counters, `_timestamp_seconds` for Unix times.
 
+Every `syncd_*` metric carries a `host` label, the config's `host_id` (default the
+hostname), so that the hosts sharing one PostgreSQL journal can be told apart whatever
+the scrape target is called. prometheus_client has no registry-wide constant labels:
+each family is declared with `host` first in its label names and bound once, in
+`Metrics`, to the host id (`_PerHost`); `process_*` are prometheus-client's own, unchanged.
+The table lists the other labels. The gauges read from the journal (files by state, oldest
+pending, last arrival, post-actions pending) are the journal's numbers: every host on one
+PostgreSQL journal reports the same, so they are compared per host, never summed.
+
 | metric | type | labels | what |
 |---|---|---|---|
 | syncd_build_info | gauge (1) | version, python | the running build |
@@ -31,11 +40,18 @@ Prometheus conventions: the `syncd_` prefix, base units in the name (`_seconds`,
 | syncd_detect_to_commit_seconds | histogram | | first detection to verified commit |
 | syncd_observer_restarts_total | counter | watch | filesystem observers restarted after dying |
 | syncd_last_scan_timestamp_seconds | gauge | watch | when the last full scan of a watch finished |
+| syncd_journal_available | gauge (0/1) | | 1 while the journal answers; 0 from the start until the daemon says it does, and while it cannot be reached (the host claims nothing then) |
+| syncd_leases_held | gauge | | claims whose lease this host holds now |
+| syncd_lease_renewals_total | counter | outcome (renewed, lost, failed) | claims by the outcome of their lease renewal: renewed; lost (taken over or changed: the job stops); failed (the renewal did not reach the journal) |
+| syncd_takeovers_total | counter | | files this host took over from a host whose lease expired |
+| syncd_claim_outcomes_refused_total | counter | | finished uploads whose outcome the fence refused because the claim had changed hands meanwhile (dropped; the new holder reconciles with Box) |
 
 `reason` and `endpoint` labels come from bounded sets (error codes such as
 `rate_limited`, `item_name_invalid`; endpoint templates such as
 `POST /files/upload_sessions/{id}`), never from free text, or every distinct
-message would become a new time series. `deploy/prometheus/alerts.yml` and
+message would become a new time series. Families whose label values are all known
+up front (`outcome`) export each at 0 from the start, so a fresh daemon shows them
+and `rate()` sees the first increase. `deploy/prometheus/alerts.yml` and
 `deploy/grafana/syncd.json` use these names; a test scrapes a running daemon for
 every name they use.
 
@@ -51,6 +67,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from typing import Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -63,6 +80,10 @@ from syncd.logs import get_logger
 log = get_logger(__name__)
 
 UPLOAD_METHODS = ("direct", "chunked")
+#: What a lease renewal did to a claim (docs/MULTI_HOST.md section 5.3).
+LEASE_RENEWAL_OUTCOMES = ("renewed", "lost", "failed")
+#: The label every syncd metric carries, bound to the config's host_id.
+HOST_LABEL = "host"
 
 # From a 1 KiB direct upload on a LAN to a multi-GiB chunked session.
 UPLOAD_DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600)
@@ -71,6 +92,8 @@ DETECT_TO_COMMIT_BUCKETS = (1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 72
 
 #: A scrape-time reading: label values -> sample value (an empty tuple for an unlabelled gauge).
 Reading = Callable[[], Mapping[tuple[str, ...], float]]
+
+_Family = TypeVar("_Family", Counter, Gauge, Histogram)
 
 
 class MetricsInputError(ValueError):
@@ -83,13 +106,16 @@ class _ScrapeTimeGauge(Collector):
     Reading at scrape time keeps the numbers exactly what their owner (the journal,
     the Box-side state) says, instead of a copy every change would have to keep in
     sync. Without a source, or when the source raises, the family has no samples:
-    a scrape must not fail because the journal is busy.
+    a scrape must not fail because the journal is busy. `host` is put in front of
+    every sample's label values, as `_PerHost` does for the other families.
     """
 
-    def __init__(self, name: str, documentation: str, labels: tuple[str, ...] = ()) -> None:
+    def __init__(self, name: str, documentation: str, host: str, labels: tuple[str, ...] = ()) -> None:
         self.name = name
         self.documentation = documentation
+        #: The label names a reading gives values for (`host` comes on top).
         self.labels = labels
+        self._host = host
         self._read: Reading | None = None
         self._lock = threading.Lock()
 
@@ -98,7 +124,7 @@ class _ScrapeTimeGauge(Collector):
             self._read = read
 
     def _family(self) -> GaugeMetricFamily:
-        return GaugeMetricFamily(self.name, self.documentation, labels=list(self.labels))
+        return GaugeMetricFamily(self.name, self.documentation, labels=[HOST_LABEL, *self.labels])
 
     def describe(self) -> list[Metric]:
         # Declaring the family up front lets the registry reject name clashes at registration.
@@ -115,106 +141,125 @@ class _ScrapeTimeGauge(Collector):
                 log.warning("metrics_read_failed", metric=self.name, reason=f"{type(exc).__name__}: {exc}")
                 samples = {}
             for labels, value in sorted(samples.items()):
-                family.add_metric(list(labels), value)
+                family.add_metric([self._host, *labels], value)
         yield family
 
 
-class Metrics:
-    """All of syncd's metrics, in a registry of their own."""
+class _PerHost(Generic[_Family]):
+    """A prometheus_client family declared with `host` first in its label names, bound to one host.
 
-    def __init__(self) -> None:
+    `labels(**rest)` gives the child for the other labels (none for a family that has no
+    other: `labels()` is then the one series), so no recording call names the host.
+    """
+
+    def __init__(self, family: _Family, host: str) -> None:
+        self._family = family
+        self._host = host
+
+    def labels(self, **labels: str) -> _Family:
+        return self._family.labels(**{HOST_LABEL: self._host}, **labels)
+
+    def clear(self) -> None:
+        """Drop every series of the family (this registry holds one host's only)."""
+        self._family.clear()
+
+
+class Metrics:
+    """All of syncd's metrics, in a registry of their own, each labelled with this host's id."""
+
+    def __init__(self, *, host_id: str) -> None:
+        self.host_id = _require_label(HOST_LABEL, host_id)
         self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
-        ProcessCollector(registry=r)
-        Gauge("syncd_build_info", "The running syncd build (always 1).", ["version", "python"], registry=r).labels(
+        ProcessCollector(registry=self.registry)
+        self._family(Gauge, "syncd_build_info", "The running syncd build (always 1).", ("version", "python")).labels(
             version=__version__, python=platform.python_version()).set(1)
-        self.uploaded_bytes = Counter(
-            "syncd_uploaded_bytes", "Bytes sent to Box: a chunked part when Box acknowledges it, a direct body as it is sent.",
-            registry=r,
-        )
-        self.reused_bytes = Counter(
-            "syncd_reused_bytes", "Bytes of new versions not sent because Box already held them (plan hits).",
-            registry=r,
-        )
-        self.uploaded_files = Counter(
-            "syncd_uploaded_files", "Files committed to Box (new files and new versions).", ["watch"], registry=r
-        )
-        self.committed_bytes = Counter(
-            "syncd_committed_bytes", "Size of the files committed to Box.", ["watch"], registry=r
-        )
-        self.failed_files = Counter(
-            "syncd_failed_files", "Files parked as failed (attempts used up, or refused for good).",
-            ["watch", "reason"], registry=r,
-        )
-        self.quarantined_files = Counter(
-            "syncd_quarantined_files", "Files parked as quarantined (Box can never take them as they are).",
-            ["watch", "reason"], registry=r,
-        )
-        self.retries = Counter("syncd_retries", "Uploads scheduled for another attempt.", ["reason"], registry=r)
-        self.box_responses = Counter(
-            "syncd_box_responses", "HTTP answers from Box (retried requests too), by endpoint and status code.",
-            ["endpoint", "code"], registry=r,
-        )
-        self.uploads_in_flight = Gauge(
-            "syncd_uploads_in_flight", "Uploads currently in progress.", registry=r
-        )
-        self.upload_duration = Histogram(
-            "syncd_upload_duration_seconds",
-            "Time from the first upload request to the verified commit.",
-            ["method"],
-            buckets=UPLOAD_DURATION_BUCKETS,
-            registry=r,
-        )
-        self.detect_to_commit = Histogram(
-            "syncd_detect_to_commit_seconds",
+        self.uploaded_bytes = self._family(
+            Counter, "syncd_uploaded_bytes",
+            "Bytes sent to Box: a chunked part when Box acknowledges it, a direct body as it is sent.").labels()
+        self.reused_bytes = self._family(
+            Counter, "syncd_reused_bytes", "Bytes of new versions not sent because Box already held them (plan hits)."
+        ).labels()
+        self.uploaded_files = self._family(
+            Counter, "syncd_uploaded_files", "Files committed to Box (new files and new versions).", ("watch",))
+        self.committed_bytes = self._family(
+            Counter, "syncd_committed_bytes", "Size of the files committed to Box.", ("watch",))
+        self.failed_files = self._family(
+            Counter, "syncd_failed_files", "Files parked as failed (attempts used up, or refused for good).",
+            ("watch", "reason"))
+        self.quarantined_files = self._family(
+            Counter, "syncd_quarantined_files", "Files parked as quarantined (Box can never take them as they are).",
+            ("watch", "reason"))
+        self.retries = self._family(Counter, "syncd_retries", "Uploads scheduled for another attempt.", ("reason",))
+        self.box_responses = self._family(
+            Counter, "syncd_box_responses", "HTTP answers from Box (retried requests too), by endpoint and status code.",
+            ("endpoint", "code"))
+        self.uploads_in_flight = self._family(Gauge, "syncd_uploads_in_flight", "Uploads currently in progress.").labels()
+        self.upload_duration = self._family(
+            Histogram, "syncd_upload_duration_seconds", "Time from the first upload request to the verified commit.",
+            ("method",), buckets=UPLOAD_DURATION_BUCKETS)
+        self.detect_to_commit = self._family(
+            Histogram, "syncd_detect_to_commit_seconds",
             "Time from a file's first detection to its verified commit in Box.",
-            buckets=DETECT_TO_COMMIT_BUCKETS,
-            registry=r,
-        )
-        self.observer_restarts = Counter(
-            "syncd_observer_restarts", "Filesystem observers restarted after dying.", ["watch"], registry=r
-        )
-        self.last_scan_timestamp = Gauge(
-            "syncd_last_scan_timestamp_seconds",
-            "When the last full scan of a watch finished (Unix time).",
-            ["watch"],
-            registry=r,
-        )
-        self.expected_arrival_interval = Gauge(
-            "syncd_expected_arrival_interval_seconds",
-            "A watch's expect_files_every: an alert fires when no file arrived for longer.",
-            ["watch"],
-            registry=r,
-        )
-        self.reload_successful = Gauge(
-            "syncd_config_last_reload_successful",
-            "1 when the last reload (or the start) applied the configuration, 0 when it was rejected.",
-            registry=r,
-        )
-        self.reload_success_timestamp = Gauge(
-            "syncd_config_last_reload_success_timestamp_seconds",
-            "When the configuration was last applied (start or reload, Unix time).",
-            registry=r,
-        )
-        self.files = _ScrapeTimeGauge("syncd_files", "Files the journal tracks, by state.", ("state",))
-        self.oldest_pending_age = _ScrapeTimeGauge(
+            buckets=DETECT_TO_COMMIT_BUCKETS).labels()
+        self.observer_restarts = self._family(
+            Counter, "syncd_observer_restarts", "Filesystem observers restarted after dying.", ("watch",))
+        self.last_scan_timestamp = self._family(
+            Gauge, "syncd_last_scan_timestamp_seconds", "When the last full scan of a watch finished (Unix time).",
+            ("watch",))
+        self.expected_arrival_interval = self._family(
+            Gauge, "syncd_expected_arrival_interval_seconds",
+            "A watch's expect_files_every: an alert fires when no file arrived for longer.", ("watch",))
+        self.reload_successful = self._family(
+            Gauge, "syncd_config_last_reload_successful",
+            "1 when the last reload (or the start) applied the configuration, 0 when it was rejected.").labels()
+        self.reload_success_timestamp = self._family(
+            Gauge, "syncd_config_last_reload_success_timestamp_seconds",
+            "When the configuration was last applied (start or reload, Unix time).").labels()
+        # Several hosts on one PostgreSQL journal (docs/MULTI_HOST.md sections 5 and 8).
+        self.journal_available = self._family(
+            Gauge, "syncd_journal_available",
+            "1 while the journal answers; 0 until the daemon says it does, and while it cannot be reached "
+            "(the host claims nothing then).").labels()
+        self.leases_held = self._family(
+            Gauge, "syncd_leases_held", "Claims whose lease this host holds now.").labels()
+        self.lease_renewals = self._family(
+            Counter, "syncd_lease_renewals",
+            "Claims by the outcome of their lease renewal: renewed, lost (taken over or changed), "
+            "failed (the renewal did not reach the journal).", ("outcome",))
+        for outcome in LEASE_RENEWAL_OUTCOMES:
+            self.lease_renewals.labels(outcome=outcome)  # every outcome exported from the start, at 0
+        self.takeovers = self._family(
+            Counter, "syncd_takeovers", "Files this host took over from a host whose lease expired.").labels()
+        self.claim_outcomes_refused = self._family(
+            Counter, "syncd_claim_outcomes_refused",
+            "Finished uploads whose outcome the fence refused: the claim had changed hands meanwhile.").labels()
+        self.files = self._scrape_time("syncd_files", "Files the journal tracks, by state.", ("state",))
+        self.oldest_pending_age = self._scrape_time(
             "syncd_oldest_pending_age_seconds", "Age of the oldest file waiting to be uploaded (0 when none is).")
-        self.last_arrival = _ScrapeTimeGauge(
+        self.last_arrival = self._scrape_time(
             "syncd_last_arrival_timestamp_seconds", "When a file last arrived in a watch (Unix time; 0: never).",
             ("watch",))
-        self.box_refusing = _ScrapeTimeGauge(
+        self.box_refusing = self._scrape_time(
             "syncd_box_refusing", "1 while Box refuses a scope (credentials, or watch:NAME's folder).", ("scope",))
-        self.health_probe_ok = _ScrapeTimeGauge(
+        self.health_probe_ok = self._scrape_time(
             "syncd_health_probe_ok", "1 when the health probe passes; a critical one failing for long stops the "
             "systemd watchdog pings.", ("probe",))
-        self.post_actions_pending = _ScrapeTimeGauge(
+        self.post_actions_pending = self._scrape_time(
             "syncd_post_actions_pending", "After-upload actions (delete, move) not done yet.")
-        for collector in (self.files, self.oldest_pending_age, self.last_arrival, self.box_refusing,
-                          self.health_probe_ok, self.post_actions_pending):
-            r.register(collector)
+
+    def _family(self, kind: type[_Family], name: str, documentation: str, labels: tuple[str, ...] = (),
+                **options: object) -> _PerHost[_Family]:
+        """Declare a family in this registry with `host` in front of `labels`, bound to this host."""
+        family = kind(name, documentation, (HOST_LABEL, *labels), registry=self.registry, **options)
+        return _PerHost(family, self.host_id)
+
+    def _scrape_time(self, name: str, documentation: str, labels: tuple[str, ...] = ()) -> _ScrapeTimeGauge:
+        gauge = _ScrapeTimeGauge(name, documentation, self.host_id, labels)
+        self.registry.register(gauge)
+        return gauge
 
     def __repr__(self) -> str:
-        return "Metrics()"
+        return f"Metrics(host_id={self.host_id!r})"
 
     def attach_journal(self, files_by_state: Callable[[], Mapping[str, int]],
                        oldest_pending_age_s: Callable[[], float | None],
@@ -311,6 +356,31 @@ class Metrics:
         """Note that a full scan of `watch` finished (now, unless `finished_at` is given)."""
         self.last_scan_timestamp.labels(watch=watch).set(time.time() if finished_at is None else finished_at)
 
+    def set_journal_available(self, available: bool) -> None:
+        """Say whether the journal answers (after opening it, and at each change)."""
+        self.journal_available.set(1 if available else 0)
+
+    def set_leases_held(self, n: int) -> None:
+        """The number of claims whose lease this host holds now."""
+        _require_non_negative("leases held", n)
+        self.leases_held.set(n)
+
+    def record_lease_renewals(self, outcome: str, n: int = 1) -> None:
+        """Count `n` claims whose renewal ended in `outcome` (renewed, lost or failed)."""
+        if outcome not in LEASE_RENEWAL_OUTCOMES:
+            raise MetricsInputError(f"lease renewal outcome must be one of {LEASE_RENEWAL_OUTCOMES}, got {outcome!r}")
+        _require_non_negative("renewals", n)
+        self.lease_renewals.labels(outcome=outcome).inc(n)
+
+    def record_takeovers(self, n: int) -> None:
+        """Count `n` files taken over from hosts whose leases expired."""
+        _require_non_negative("takeovers", n)
+        self.takeovers.inc(n)
+
+    def record_claim_outcome_refused(self) -> None:
+        """Count one finished upload whose outcome the fence refused (the claim changed hands)."""
+        self.claim_outcomes_refused.inc()
+
     @contextmanager
     def upload_in_flight(self) -> Iterator[None]:
         """Count an upload as in flight for the duration of the `with` block, whatever happens in it."""
@@ -331,6 +401,7 @@ class Metrics:
 
 
 def _read_now(gauge: _ScrapeTimeGauge) -> dict[tuple[str, ...], float]:
+    """The gauge's samples as its reading gives them (without the host)."""
     family = next(gauge.collect())
     return {tuple(sample.labels[name] for name in gauge.labels): sample.value for sample in family.samples}
 

@@ -11,6 +11,7 @@ is committed once, the daemon never stops.
 from __future__ import annotations
 
 import random
+import socket
 from pathlib import Path
 
 import pytest
@@ -67,7 +68,7 @@ def test_box_refusing_pauses_and_resumes_without_failing_a_file(tmp_path: Path, 
     # (Refused credentials refuse every watch too: the metric and /healthz list each scope.)
     assert status == 200 and health["status"] == "degraded" and "credentials" in health["box_refusing"]
     metrics = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
-    assert 'syncd_box_refusing{scope="credentials"} 1.0' in metrics
+    assert f'syncd_box_refusing{{host="{socket.gethostname()}",scope="credentials"}} 1.0' in metrics
     wait_until(lambda: refusing() == [], timeout=OUTAGE_401_S + 30, interval=1.0, message=lambda: daemon.tail())
     assert status_json(config)["counts"]["failed"] == 0
 

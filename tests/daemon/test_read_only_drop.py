@@ -21,7 +21,7 @@ from tests.support.mounts import tmpfs
 
 def pending_metric(port: int) -> float:
     for line in requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text.splitlines():
-        if line.startswith("syncd_post_actions_pending "):
+        if line.startswith("syncd_post_actions_pending{"):
             return float(line.split()[1])
     raise AssertionError("syncd_post_actions_pending not exported")
 

@@ -47,7 +47,7 @@ def named_metrics(exprs: list[str]) -> set[str]:
 def test_promtool_checks_and_unit_tests_the_rules() -> None:
     checked = promtool("check", "rules", str(RULES))
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "SUCCESS: 11 rules found" in checked.stdout
+    assert "SUCCESS: 13 rules found" in checked.stdout
     tested = promtool("test", "rules", str(RULE_TESTS))
     assert tested.returncode == 0, tested.stdout + tested.stderr
 
@@ -60,7 +60,7 @@ def test_promtool_would_catch_a_broken_rule(tmp_path: Path) -> None:
 
 def test_every_dashboard_query_is_valid_promql(tmp_path: Path) -> None:
     """Grafana has no offline checker; promtool checks each query as a recording rule."""
-    exprs = [re.sub(r"\$instance", ".*", expr) for expr in dashboard_exprs() if "label_values" not in expr]
+    exprs = [re.sub(r"\$(instance|host)\b", ".*", expr) for expr in dashboard_exprs() if "label_values" not in expr]
     rules = {"groups": [{"name": "dashboard", "rules": [{"record": f"dashboard:query_{n}", "expr": expr}
                                                         for n, expr in enumerate(exprs)]}]}
     path = tmp_path / "dashboard-queries.yml"
@@ -76,7 +76,7 @@ def test_a_running_daemon_exports_every_metric_the_rules_and_dashboard_use(tmp_p
     port = free_port()
     config = write_config(tmp_path / "syncd.yaml", config_data(
         emulator, tmp_path / "journal.db", [Watch(tmp_path / "inbox", name="inbox", options={"expect_files_every": "1h"})],
-        metrics={"listen": f"127.0.0.1:{port}"}))
+        metrics={"listen": f"127.0.0.1:{port}"}, host_id="ingest-test"))
     (tmp_path / "inbox").mkdir()
     with DaemonProcess(config, tmp_path / "daemon.log") as daemon:
         (tmp_path / "inbox" / "one.txt").write_text("one file, so that per-file series exist too")
@@ -90,11 +90,19 @@ def test_a_running_daemon_exports_every_metric_the_rules_and_dashboard_use(tmp_p
     assert used_by_rules and used_by_dashboard
     assert used_by_rules - exported == set()
     assert used_by_dashboard - exported == set()
-    # Not only declared: the series the rules join on carry values for this watch.
-    assert 'syncd_expected_arrival_interval_seconds{watch="inbox"} 3600.0' in text
-    assert re.search(r'^syncd_last_arrival_timestamp_seconds\{watch="inbox"\} [1-9]', text, flags=re.M)
-    assert 'syncd_health_probe_ok{probe="journal"} 1.0' in text
-    assert 'syncd_box_refusing{scope="credentials"} 0.0' in text
+    # Not only declared: the series the rules join on carry values for this watch, and this host.
+    assert 'syncd_expected_arrival_interval_seconds{host="ingest-test",watch="inbox"} 3600.0' in text
+    assert re.search(r'^syncd_last_arrival_timestamp_seconds\{host="ingest-test",watch="inbox"\} [1-9]', text, flags=re.M)
+    assert 'syncd_health_probe_ok{host="ingest-test",probe="journal"} 1.0' in text
+    assert 'syncd_box_refusing{host="ingest-test",scope="credentials"} 0.0' in text
+    # Every syncd sample is this host's; the multi-host series exist before any lease was taken.
+    samples = [line for line in text.splitlines() if line.startswith("syncd_")]
+    assert samples and all('host="ingest-test"' in line for line in samples)
+    for series in ('syncd_lease_renewals_total{host="ingest-test",outcome="failed"}',
+                   'syncd_takeovers_total{host="ingest-test"}', 'syncd_leases_held{host="ingest-test"}',
+                   'syncd_claim_outcomes_refused_total{host="ingest-test"}'):
+        assert f"{series} 0.0" in text
+    assert re.search(r'^syncd_journal_available\{host="ingest-test"\} [01]\.0$', text, flags=re.M)
 
 
 def test_uploaded_bytes_count_parts_before_the_file_commits(tmp_path: Path, emulator_factory) -> None:

@@ -50,11 +50,16 @@ def status(config: Path) -> dict:
 
 
 def scrape(port: int) -> dict[str, float]:
+    """Every sample, keyed `name{label=value,...}` without the host label, which every syncd
+    sample must carry: the config sets no host_id, so the hostname."""
     text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     values: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+            rest = dict(sample.labels)
+            if sample.name.startswith("syncd_"):
+                assert rest.pop("host", None) == socket.gethostname(), sample
+            labels = ",".join(f"{k}={v}" for k, v in sorted(rest.items()))
             values[f"{sample.name}{{{labels}}}"] = sample.value
     return values
 

@@ -20,10 +20,12 @@ from syncd.service.metrics_server import MetricsServer, MetricsServerError
 
 pytestmark = pytest.mark.timeout(30)
 
+HOST = "ingest-1"
+
 
 @pytest.fixture
 def metrics() -> Metrics:
-    return Metrics()
+    return Metrics(host_id=HOST)
 
 
 @pytest.fixture
@@ -51,14 +53,23 @@ def get(url: str) -> tuple[int, str, str]:
 
 
 def scrape(server: MetricsServer) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Every sample on /metrics, keyed by (sample name, sorted labels)."""
+    """Every syncd sample on /metrics, keyed by (sample name, sorted labels other than the host).
+
+    Each one must carry this host's label (checked here, so every test checks it);
+    prometheus-client's own `process_*` carry none and are kept as they come.
+    """
     status, content_type, body = get(server.url + "/metrics")
     assert status == 200
     assert content_type.startswith("text/plain")
     samples = {}
     for family in text_string_to_metric_families(body):
         for sample in family.samples:
-            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+            labels = dict(sample.labels)
+            if sample.name.startswith("syncd_"):
+                assert labels.pop("host", None) == HOST, sample
+            else:
+                assert "host" not in labels, sample
+            samples[(sample.name, tuple(sorted(labels.items())))] = sample.value
     return samples
 
 
@@ -160,11 +171,81 @@ def test_uploads_in_flight_follow_the_with_block_even_on_error(metrics: Metrics,
     assert scrape(server)[("syncd_uploads_in_flight", ())] == 0
 
 
-def test_each_metrics_object_has_its_own_registry() -> None:
-    a, b = Metrics(), Metrics()
+def test_each_metrics_object_has_its_own_registry_and_host() -> None:
+    a, b = Metrics(host_id="ingest-1"), Metrics(host_id="ingest-2")
     a.record_bytes(7)
-    assert b"syncd_uploaded_bytes_total 7.0" in a.exposition()[0]
-    assert b"syncd_uploaded_bytes_total 0.0" in b.exposition()[0]
+    assert b'syncd_uploaded_bytes_total{host="ingest-1"} 7.0' in a.exposition()[0]
+    assert b'syncd_uploaded_bytes_total{host="ingest-2"} 0.0' in b.exposition()[0]
+    assert b"ingest-2" not in a.exposition()[0]
+
+
+def test_every_syncd_family_is_labelled_with_the_host_and_process_ones_are_not(
+        metrics: Metrics, server: MetricsServer) -> None:
+    """Checked on every family the registry declares: each is given a sample here first."""
+    metrics.attach_journal(lambda: {"pending": 1}, lambda: 5.0, lambda: {"inbox": 1.0})
+    metrics.attach_box_state(lambda: {"credentials": False})
+    metrics.attach_health(lambda: {"journal": True})
+    metrics.attach_post_actions(lambda: 0)
+    metrics.record_upload("inbox", 1, "direct", 0.1, detect_to_commit_s=1.0)
+    metrics.record_failure("inbox", "attempts_exhausted")
+    metrics.record_quarantine("inbox", "item_name_invalid")
+    metrics.record_retry("timeout")
+    metrics.record_box_response("GET /users/me", 200)
+    metrics.record_observer_restart("inbox")
+    metrics.record_scan("inbox")
+    metrics.set_expected_arrivals({"inbox": 60.0})
+    families = list(metrics.registry.collect())
+    syncd = [f for f in families if f.name.startswith("syncd_")]
+    assert len(syncd) >= 28
+    for family in syncd:
+        assert family.samples and {sample.labels.get("host") for sample in family.samples} == {HOST}, family.name
+    process = [f for f in families if f.name.startswith("process_")]
+    assert process and not any("host" in s.labels for f in process for s in f.samples)
+    scrape(server)  # and over HTTP: scrape() checks every sample's host
+
+
+def test_the_host_id_must_be_given() -> None:
+    with pytest.raises(MetricsInputError, match="host label must not be empty"):
+        Metrics(host_id="")
+    with pytest.raises(TypeError):
+        Metrics()  # type: ignore[call-arg]
+
+
+def test_multi_host_metrics_are_exported_from_the_start_at_zero(server: MetricsServer) -> None:
+    """A fresh daemon shows every series the alerts and the dashboard read, before anything happens."""
+    s = scrape(server)
+    assert s[("syncd_journal_available", ())] == 0  # until the daemon says the journal answers
+    assert s[("syncd_leases_held", ())] == 0
+    assert {labels: v for (name, labels), v in s.items() if name == "syncd_lease_renewals_total"} == {
+        (("outcome", "renewed"),): 0, (("outcome", "lost"),): 0, (("outcome", "failed"),): 0}
+    assert s[("syncd_takeovers_total", ())] == 0
+    assert s[("syncd_claim_outcomes_refused_total", ())] == 0
+
+
+def test_multi_host_events_are_recorded(metrics: Metrics, server: MetricsServer) -> None:
+    metrics.set_journal_available(True)
+    metrics.set_leases_held(3)
+    metrics.record_lease_renewals("renewed", 3)
+    metrics.record_lease_renewals("renewed")
+    metrics.record_lease_renewals("failed", 2)
+    metrics.record_lease_renewals("lost")
+    metrics.record_takeovers(2)
+    metrics.record_takeovers(0)  # a takeover pass that found nothing expired
+    metrics.record_claim_outcome_refused()
+    s = scrape(server)
+    assert s[("syncd_journal_available", ())] == 1
+    assert s[("syncd_leases_held", ())] == 3
+    assert s[("syncd_lease_renewals_total", (("outcome", "renewed"),))] == 4
+    assert s[("syncd_lease_renewals_total", (("outcome", "failed"),))] == 2
+    assert s[("syncd_lease_renewals_total", (("outcome", "lost"),))] == 1
+    assert s[("syncd_takeovers_total", ())] == 2
+    assert s[("syncd_claim_outcomes_refused_total", ())] == 1
+
+    metrics.set_journal_available(False)  # cut off PostgreSQL: the leases are not held any more
+    metrics.set_leases_held(0)
+    s = scrape(server)
+    assert s[("syncd_journal_available", ())] == 0
+    assert s[("syncd_leases_held", ())] == 0
 
 
 def test_openmetrics_is_served_when_asked_for(server: MetricsServer) -> None:
@@ -266,6 +347,10 @@ def test_ipv6_loopback_is_served(metrics: Metrics, health: HealthCheck) -> None:
         (lambda m: m.record_upload("w", -1, "direct", 1.0), "size_bytes"),
         (lambda m: m.record_upload("w", 1, "direct", 1.0, detect_to_commit_s=-2), "detect_to_commit_s"),
         (lambda m: m.record_retry(""), "reason"),
+        (lambda m: m.record_lease_renewals("expired"), "lease renewal outcome"),
+        (lambda m: m.record_lease_renewals("renewed", -1), "renewals"),
+        (lambda m: m.set_leases_held(-1), "leases held"),
+        (lambda m: m.record_takeovers(-2), "takeovers"),
     ],
 )
 def test_nonsense_values_are_rejected(metrics: Metrics, call, message: str) -> None:
