@@ -555,6 +555,7 @@ class Daemon:
         self.metrics.attach_post_actions(lambda: journal.post_actions_pending(1)[0])
         self.metrics.set_expected_arrivals({w.name: w.expect_files_every for w in self.config.watches})
         self.metrics.record_reload(True, self.started_at)
+        self.metrics.set_journal_available(True)  # opened; a shared journal's presence says when it is not
 
     def _oldest_pending_age(self) -> float:
         assert self.journal is not None
