@@ -585,6 +585,7 @@ FIELDS: dict[str, str] = {
     "request_id": "Box request id (from the error body or the ``box-request-id`` header)",
     "cause": "why a request got no answer (``ConnectionError``, ``ReadTimeout``)",
     "user": "the Box user a rate limit is kept for",
+    "window_key": "a shared rate window's key: ``upload:<user>`` or ``api:<user>``",
     "user_id": "Box user id",
     "login": "Box login of the user",
     "limit": "requests per minute now allowed",
@@ -847,6 +848,11 @@ EVENTS: dict[str, EventKind] = {
     "box_rate_limit_learned": EventKind("Box's rate limit for a user was learned (429) or relaxed",
                                         ("user", "kind", "limit", "was", "configured", "reason", "held",
                                          "retry_after_s")),
+    "box_rate_windows_unavailable": EventKind("the shared rate windows (PostgreSQL) cannot be reached: no request "
+                                              "to Box goes out until they answer", ("reason", "detail")),
+    "box_rate_windows_reachable": EventKind("the shared rate windows answer again"),
+    "box_rate_slot_dropped": EventKind("a rate slot could not be settled (PostgreSQL out of reach): it frees "
+                                       "after its stale time", ("window_key", "reason", "detail")),
 }
 
 # MESSAGE_ID namespace: never change it, or every MESSAGE_ID changes (journalctl MESSAGE_ID=...,

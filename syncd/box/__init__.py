@@ -47,7 +47,8 @@ and ``on_bytes(0)`` heartbeats at least every few seconds while an upload hashes
 
 Rate limits: ``RateLimits(api_calls_per_minute=950, uploads_per_minute=230,
 window_seconds=60)``, kept as sliding windows per Box user by a ``RateLimiter`` (one per
-client, shared by every thread) in a ``WindowStore`` (``MemoryWindows`` by default);
+client, shared by every thread) in a ``WindowStore`` (``MemoryWindows`` by default;
+``BoxClient(window_store=PostgresWindows(pool, host_id))`` shares them between hosts);
 ``RateLimiter.learned_limits()`` shows limits a 429 made smaller.
 
 URLs: the bearer token goes only to https URLs on Box's hosts or the configured ones
@@ -82,6 +83,8 @@ Guarantees
   exceptions or reprs. OAuth refresh tokens are persisted (0600, atomic) before the
   access token they came with is used.
 """
+
+from typing import TYPE_CHECKING
 
 from .chunked_upload import ChunkedUpload
 from .client import BoxClient, PreflightResult
@@ -128,6 +131,9 @@ from .upload_values import (
 )
 from .uploader import PREFLIGHT_FROM, Uploader
 
+if TYPE_CHECKING:
+    from .shared_windows import PostgresWindows
+
 __all__ = [
     "AccessToken", "Auth", "AuthError", "BOX_CHUNKED_MINIMUM", "BoxAPIError", "BoxClient",
     "BoxConnectionError", "BoxError", "ChunkedUpload", "ClientCredentialsAuth", "Conflict",
@@ -138,4 +144,14 @@ __all__ = [
     "TokenEndpoint", "TokenStore", "Transport", "TrustedURLs", "UntrustedURL", "UploadProgress",
     "SourceWindow", "UploadSource", "pread_into", "UploadedFile", "UploadedPart", "UploadCancelled", "Uploader", "WindowStore",
     "classify", "hash_file",
+    "PostgresWindows",  # imported when first asked for (__getattr__)
 ]
+
+
+def __getattr__(name: str) -> object:
+    # psycopg is imported only when asked for, as by syncd.journal: hosts on SQLite never load it.
+    if name == "PostgresWindows":
+        from .shared_windows import PostgresWindows
+
+        return PostgresWindows
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

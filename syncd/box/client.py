@@ -55,6 +55,8 @@ class BoxClient:
     ``api_url`` and ``upload_url`` default to Box's; point them at the
     emulator for tests. ``concurrency`` sizes the connection pool. ``verify``
     is a CA bundle path or a bool; False is ignored for non-loopback hosts.
+    ``window_store`` keeps the rate windows (default in memory; ``PostgresWindows``
+    shares them between hosts).
     """
 
     def __init__(
