@@ -6,8 +6,11 @@ the daemon uses it:
     journal = Journal.open(config.journal, role="daemon")  # a path: SQLite (JournalLocked if another
                                                            # daemon runs); a PostgresJournalConfig:
                                                            # PostgreSQL (docs/MULTI_HOST.md)
-    for row in journal.recover_interrupted():          # left `uploading` by a crash:
-        ...                                            # reconcile with Box, then an outcome below
+    for row in journal.recover_interrupted():          # left `uploading` by a crash (on PostgreSQL:
+        ...                                            # this host's): reconcile with Box, then an outcome
+    journal.take_over_expired(now)                     # others' lapsed leases (TakenOver): the same
+    journal.renew_leases([(row.id, row.claim_seq)])    # the lease keeper: ids still held
+    journal.give_back_leases()                         # clean stop: our claims lapse at once
     for known in journal.known_files(watch): ...       # start-up scan: compare disk with this
     journal.observe(watch, relpath, size, mtime_ns, inode, now, device=, ctime_ns=)   # a stable file
     journal.observe_many(watch, [ObservedFile(...), ...], now)   # each entry on its own: .refused
@@ -61,13 +64,17 @@ from syncd.journal.box_names import NAME_COLLISION, BoxPathClash, OwnedBoxPath
 from syncd.journal.claimed_file import ClaimedFile
 from syncd.journal.disk_comparison import DiskComparison
 from syncd.journal.errors import (
+    HostLockRefused,
+    HostReplaced,
     InvalidTransition,
     JournalError,
     JournalLocked,
     JournalOutcomeUnknown,
+    JournalSchemaTooNew,
     JournalUnavailable,
     StaleClaim,
     UnknownFile,
+    WatchMismatch,
 )
 from syncd.journal.journal import Journal
 from syncd.journal.probe import JournalProbe
@@ -77,6 +84,7 @@ from syncd.journal.records import (
     FileState,
     HistoryEntry,
     HistoryEvent,
+    HostRecord,
     InFlight,
     KnownFile,
     Observation,
@@ -90,6 +98,8 @@ from syncd.journal.records import (
     PostAction,
     PostActionKind,
     SessionRecord,
+    TakenOver,
+    WatchClaim,
 )
 from syncd.journal.schema import SCHEMA_VERSION
 from syncd.journal.rows import ALLOWED_TRANSITIONS
@@ -107,12 +117,16 @@ __all__ = [
     "FileState",
     "HistoryEntry",
     "HistoryEvent",
+    "HostLockRefused",
+    "HostRecord",
+    "HostReplaced",
     "InFlight",
     "InvalidTransition",
     "Journal",
     "JournalError",
     "JournalLocked",
     "JournalOutcomeUnknown",
+    "JournalSchemaTooNew",
     "JournalProbe",
     "JournalUnavailable",
     "KnownFile",
@@ -130,5 +144,8 @@ __all__ = [
     "Role",
     "SessionRecord",
     "StaleClaim",
+    "TakenOver",
     "UnknownFile",
+    "WatchClaim",
+    "WatchMismatch",
 ]

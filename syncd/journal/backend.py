@@ -179,6 +179,10 @@ class Backend(Protocol):
         """The live process holding the single-writer lock (SQLite), or None."""
         ...
 
+    def connection_pool(self) -> Any:
+        """PostgreSQL's connection pool (shared with the Box layer's rate windows), or None."""
+        ...
+
     def close(self) -> None:
         """Release connections and locks. Safe to call twice."""
         ...

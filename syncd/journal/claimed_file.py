@@ -9,7 +9,13 @@ Every write through the handle runs in one durable transaction that first checks
 the claim (`_claimed_write`, the only place the check is made): a stale handle
 raises StaleClaim and records nothing, so an upload of old content can never be
 recorded as the file's outcome, nor touch the saved session of the claim that
-replaced it.
+replaced it. The check is the fencing rule of docs/MULTI_HOST.md section 5.4: the claim
+must still be the row's (`claim_seq`) and this host must hold its lease (`lease_owner`);
+a write that passes renews the lease in the same transaction.
+
+Outcomes are re-runnable: a `mark_uploaded`, `schedule_retry` or `release` whose commit
+answer was lost (`JournalOutcomeUnknown`) may simply be written again; finding its own
+outcome already there (same claim, same host, same Box file and SHA-1), it returns the row.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from syncd.journal import leases
 from syncd.journal.backend import Tx, rerun_on_conflict
 from syncd.journal.box_names import BoxPathClash, OwnedBoxPath, owned_box_path, take_box_path
 from syncd.journal.core import JournalCore
@@ -55,9 +62,14 @@ class ClaimedFile:
 
     @contextmanager
     def _claimed_write(self, *, durable: bool = True) -> Iterator[tuple[Tx, FileRecord]]:
-        """A write transaction (durable unless told) and the row, if this claim is still the current one."""
-        with self._journal._write(durable=durable) as conn:
-            yield conn, claimed_row(conn, self.record.id, self.record.claim_seq)
+        """A write transaction (durable unless told) and the row, if this claim is still the current one
+        and this host holds its lease; the lease renewed (while uploading) in the same transaction."""
+        journal = self._journal
+        with journal._write(durable=durable) as conn:
+            row = claimed_row(conn, self.record.id, self.record.claim_seq, journal.host_id)
+            if row.state is FileState.UPLOADING:
+                row = leases.renew_one(conn, row, journal._lease_params())
+            yield conn, row
 
     # ------------------------------------------------------------ its Box path
 
@@ -161,6 +173,8 @@ class ClaimedFile:
         if not box_file_id:
             raise ValueError("box_file_id must be a non-empty string")
         with self._claimed_write() as (conn, row):
+            if (row.state is FileState.UPLOADED and row.box_file_id == box_file_id and row.sha1 == digest):
+                return row  # this very outcome, written again after its commit's answer was lost
             if row.sha1 is not None and row.sha1 != digest:
                 raise JournalError(
                     f"journal row {row.id}: uploaded SHA-1 {digest} differs from the recorded {row.sha1}"
@@ -194,6 +208,8 @@ class ClaimedFile:
         The saved session (if any) is kept, so the next attempt can resume it.
         """
         with self._claimed_write() as (conn, row):
+            if row.state is FileState.PENDING:
+                return row  # this claim's outcome is written already (a re-run after a lost commit answer)
             if row.state is not FileState.UPLOADING:
                 raise InvalidTransition(row.id, row.state, FileState.PENDING)
             return transition(
@@ -231,6 +247,8 @@ class ClaimedFile:
         `next_attempt_at`, the claim's attempt not counted (Box refused the credentials or the
         watch's folder: the file is not at fault). The saved session is kept."""
         with self._claimed_write() as (conn, row):
+            if row.state is FileState.PENDING:
+                return row  # this claim's outcome is written already (a re-run after a lost commit answer)
             if row.state is not FileState.UPLOADING:
                 raise InvalidTransition(row.id, row.state, FileState.PENDING)
             return transition(
@@ -289,6 +307,8 @@ class ClaimedFile:
         if not reason:
             raise ValueError(f"a reason is required to mark a file {state}")
         with self._claimed_write() as (conn, row):
+            if row.state is state:
+                return row  # this claim's outcome is written already (a re-run after a lost commit answer)
             conn.execute("DELETE FROM upload_sessions WHERE file_id = ?", (row.id,))
             return transition(
                 conn, row, state, event, error_detail(reason, code), self._journal._now(now),

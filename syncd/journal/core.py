@@ -32,6 +32,7 @@ blocks the workers.
 from __future__ import annotations
 
 import os
+import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -42,6 +43,10 @@ from syncd.journal.backend import ROLES, Backend, Role, Tx
 from syncd.journal.errors import JournalError
 from syncd.journal.sqlite_backend import SqliteBackend
 
+#: A claim's lease on a SQLite journal (one host: nobody else takes its rows over; the value
+#: only matters to `take_over_expired`, which the daemon does not call there).
+SQLITE_LEASE_S = 60.0
+
 
 class JournalCore:
     """An open journal: its backend, role, clock and transactions (`_write`, `_read`).
@@ -50,9 +55,20 @@ class JournalCore:
     their SQL, in the shared form, on the `Tx` these yield (`syncd.journal.backend`).
     """
 
-    def __init__(self, backend: Backend, role: Role, clock: Callable[[], float]) -> None:
+    def __init__(self, backend: Backend, role: Role, clock: Callable[[], float], *, host_id: str,
+                 lease: float) -> None:
         """Use `Journal.open`; this only assembles an already opened, checked journal."""
+        if not host_id:
+            raise ValueError("host_id must be a non-empty string")
+        if not lease > 0:
+            raise ValueError(f"lease must be a positive number of seconds, not {lease!r}")
         self._backend = backend
+        #: This host: the owner of the leases its claims carry (docs/MULTI_HOST.md section 5).
+        self.host_id = host_id
+        #: Seconds a claim's lease holds without renewal.
+        self.lease = float(lease)
+        #: True when several hosts may share the journal (PostgreSQL).
+        self.multi_host = backend.dialect.name == "postgres"
         self.path = backend.path
         self.location = backend.location
         self.dialect = backend.dialect
@@ -71,6 +87,8 @@ class JournalCore:
         clock: Callable[[], float] = time.time,
         busy_timeout: float = 10.0,
         host_id: str | None = None,
+        lease: float | None = None,
+        pool_size: int | None = None,
     ) -> Self:
         """Open (as daemon: create or migrate) the journal `where` is: a SQLite file's path, or the
         PostgreSQL database of a `PostgresJournalConfig` (`config.journal` either way).
@@ -79,18 +97,30 @@ class JournalCore:
         journal. Either: JournalError if the database is corrupt, unreadable, not a syncd
         journal, from a newer syncd, or (for reader/operator) missing or not yet migrated;
         JournalUnavailable if PostgreSQL cannot be reached. Never replaces an existing
-        journal by an empty one. `host_id` names this process's PostgreSQL sessions.
+        journal by an empty one.
+
+        `host_id` (default: the hostname) owns the leases of this journal's claims and names its
+        PostgreSQL sessions; `lease` is how long a claim holds unrenewed (default: the
+        PostgreSQL config's `lease`, SQLite 60 s); `pool_size` asks PostgreSQL's connection pool
+        for that many connections (at least 16).
         """
         if role not in ROLES:
             raise ValueError(f"journal role must be one of {sorted(ROLES)}, not {role!r}")
+        host = host_id or socket.gethostname()
         backend: Backend
         if isinstance(where, PostgresJournalConfig):
             from syncd.journal.postgres_backend import PostgresBackend  # psycopg only when asked for
 
-            backend = PostgresBackend.open(where, role, host_id=host_id)
+            backend = PostgresBackend.open(where, role, host_id=host, pool_size=pool_size)
+            default_lease = where.lease
         else:
             backend = SqliteBackend.open(where, role, busy_timeout=busy_timeout)
-        return cls(backend, role, clock)
+            default_lease = SQLITE_LEASE_S
+        try:
+            return cls(backend, role, clock, host_id=host, lease=default_lease if lease is None else lease)
+        except BaseException:
+            backend.close()
+            raise
 
     def close(self) -> None:
         """Close the connections and release the daemon lock. Safe to call twice."""
@@ -104,7 +134,12 @@ class JournalCore:
         self.close()
 
     def __repr__(self) -> str:
-        return f"Journal({self.location!r}, role={self.role!r})"
+        return f"Journal({self.location!r}, role={self.role!r}, host_id={self.host_id!r})"
+
+    def connection_pool(self) -> object | None:
+        """PostgreSQL's `psycopg_pool.ConnectionPool` of this journal (the Box layer keeps its shared
+        rate windows there), None on SQLite."""
+        return self._backend.connection_pool()
 
     def daemon_pid(self) -> int | None:
         """PID of the live process holding this journal's daemon lock (SQLite), or None."""
@@ -132,6 +167,11 @@ class JournalCore:
     def _check_open(self) -> None:
         if self._closed:
             raise JournalError(f"journal {self.location} is closed", path=self.path)
+
+    def _lease_params(self, **params: object) -> dict[str, object]:
+        """Named parameters of a statement measuring leases (`{db_now}`): this host, the lease, and
+        the SQLite journal's clock (PostgreSQL reads its own)."""
+        return {"me": self.host_id, "lease": self.lease, "db_now": self._now(None), **params}
 
     def _now(self, now: float | None) -> float:
         return float(self._clock() if now is None else now)

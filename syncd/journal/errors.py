@@ -56,14 +56,20 @@ class StaleClaim(JournalError):
     The worker's upload is obsolete: it must not record an outcome for it.
     """
 
-    def __init__(self, file_id: int, expected: int, actual: int) -> None:
-        super().__init__(
-            f"journal row {file_id}: claim {expected} is stale (current claim {actual}); "
-            "the file changed or was claimed again, so this outcome is discarded"
-        )
+    def __init__(self, file_id: int, expected: int, actual: int, *, holder: str | None = None,
+                 host_id: str | None = None) -> None:
+        if expected == actual:
+            why = (f"its lease is held by host {holder!r}, not this host {host_id!r}" if holder
+                   else f"it holds no lease of this host {host_id!r}")
+            message = f"journal row {file_id}: claim {expected} is no longer this host's ({why}); this write is refused"
+        else:
+            message = (f"journal row {file_id}: claim {expected} is stale (current claim {actual}); "
+                       "the file changed or was claimed again, so this outcome is discarded")
+        super().__init__(message)
         self.file_id = file_id
         self.expected = expected
         self.actual = actual
+        self.holder = holder
 
 
 class JournalUnavailable(JournalError):
@@ -75,6 +81,25 @@ class JournalUnavailable(JournalError):
 class JournalOutcomeUnknown(JournalUnavailable):
     """The connection broke while the transaction was committing: it may or may not have
     been committed. The journal's outcome writes can be made again once it is back."""
+
+
+class HostLockRefused(JournalError):
+    """Another live syncd process holds this host id's advisory lock in the PostgreSQL journal
+    (a copied config, a second process): the message names it (hostname, pid, since)."""
+
+
+class HostReplaced(JournalError):
+    """The journal's `hosts` row of this host id belongs to another process start now (another
+    process of the same host id registered): this one must stop."""
+
+
+class WatchMismatch(JournalError):
+    """Another registered host sends the same watch name to another Box folder."""
+
+
+class JournalSchemaTooNew(JournalError):
+    """The PostgreSQL journal was migrated by a syncd this one may no longer write beside
+    (our schema version is below its `compatible_from`): stop until upgraded."""
 
 
 class TransactionConflict(JournalError):

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from typing import Any
 
-from syncd.journal import queries
+from syncd.journal import leases, queries
 from syncd.journal.backend import Tx, entry_error, rerun_on_conflict
 from syncd.journal.claimed_file import ClaimedFile
 from syncd.journal.core import JournalCore
@@ -30,6 +30,7 @@ from syncd.journal.records import (
     PartRecord,
     RefusedEntry,
     SessionRecord,
+    TakenOver,
 )
 from syncd.journal.relpaths import stored_relpath
 from syncd.journal.rows import (
@@ -199,8 +200,10 @@ class FileStates(JournalCore):
                 "ready_at": now,
                 "last_error": None,
                 "last_error_code": None,
-                # Invalidate a worker's claim: its upload is of the old content.
-                "claim_seq": row.claim_seq + 1 if row.state is FileState.UPLOADING else row.claim_seq,
+                # Invalidate any claim of the row: an upload under it is of the old content.
+                "claim_seq": row.claim_seq + 1,
+                "lease_owner": None,
+                "lease_expires_at": None,
             },
         )
         return Observation(ObservationKind.CHANGED, updated, row.state)
@@ -339,7 +342,8 @@ class FileStates(JournalCore):
 
     @rerun_on_conflict
     def claim_next(self, now: float, *, max_size: int | None = None) -> FileRecord | None:
-        """Atomically take the next due pending file and mark it uploading (attempts + 1).
+        """Atomically take the next due pending file and mark it uploading (attempts + 1), with this
+        host's lease on it (`lease_owner`, `lease_expires_at` = the database's clock + the lease).
 
         Without `max_size` (general lane): oldest next_attempt_at first, then
         smallest, so nothing starves. With `max_size` (small-files lane): the
@@ -361,7 +365,7 @@ class FileStates(JournalCore):
                 if found is None:
                     return None
                 row = require_file(conn, found[0])
-                return transition(
+                claimed = transition(
                     conn,
                     row,
                     FileState.UPLOADING,
@@ -371,6 +375,7 @@ class FileStates(JournalCore):
                     {"attempts": row.attempts + 1, "claim_seq": row.claim_seq + 1},
                     attempt=row.attempts + 1,
                 )
+                return leases.hold(conn, claimed.id, self._lease_params())
 
     def next_attempt_time(self, *, max_size: int | None = None, excluding: Collection[str] = ()) -> float | None:
         """When the earliest pending file becomes due (None if nothing is pending), leaving out the
@@ -422,15 +427,68 @@ class FileStates(JournalCore):
         """
         if self.role != "daemon":
             raise JournalError("only the daemon may recover interrupted uploads", path=self.path)
+        if self.multi_host:
+            # Only our own rows (and those claimed before leases): the host lock proves our previous
+            # process dead; other hosts' rows are theirs until their leases lapse (take_over_expired).
+            where, params = "state = 'uploading' AND (lease_owner = ? OR lease_owner IS NULL) ORDER BY id", (
+                self.host_id,)
+        else:
+            where, params = "state = 'uploading' ORDER BY id", ()
         with self._write(durable=True) as conn:
             stamp = self._now(now)
-            return [
-                transition(
+            recovered = []
+            for row in fetch_files(conn, where, params, lock=True):
+                interrupted = transition(
                     conn, row, FileState.UPLOADING, HistoryEvent.INTERRUPTED,
-                    "daemon stopped during upload; to be reconciled with Box", stamp, {},
+                    "daemon stopped during upload; to be reconciled with Box", stamp, {"claim_seq": row.claim_seq + 1},
                 )
-                for row in fetch_files(conn, "state = 'uploading' ORDER BY id", (), lock=True)
-            ]
+                recovered.append(leases.hold(conn, interrupted.id, self._lease_params()))
+            return recovered
+
+    @rerun_on_conflict
+    def take_over_expired(self, now: float, *, limit: int = 8) -> list[TakenOver]:
+        """Take over `uploading` rows whose lease lapsed (any holder's, this host's included), oldest
+        expiry first, at most `limit`: each gets a new claim (`claim_seq` bumped, so the old holder's
+        writes are refused from here), this host's lease and a `taken_over` history line. Rows
+        another host is taking over at the same moment are skipped. Like `recover_interrupted`'s,
+        the rows stay `uploading`: the new holder reconciles them with Box before sending anything.
+        """
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, not {limit}")
+        taken: list[TakenOver] = []
+        with self._write(durable=True) as conn:
+            stamp = self._now(now)
+            params = self._lease_params()
+            for file_id, from_host, expired_s in conn.execute(leases.EXPIRED, {**params, "limit": limit}).fetchall():
+                row = require_file(conn, file_id)  # locked by the SELECT above
+                detail = f"lease of {from_host or 'a host'} expired {float(expired_s):.0f} s ago; to be reconciled with Box"
+                moved = transition(conn, row, FileState.UPLOADING, HistoryEvent.TAKEN_OVER, detail, stamp,
+                                   {"claim_seq": row.claim_seq + 1})
+                taken.append(TakenOver(leases.hold(conn, moved.id, params), from_host, float(expired_s)))
+        return taken
+
+    @rerun_on_conflict
+    def renew_leases(self, claims: Iterable[tuple[int, int]]) -> set[int]:
+        """Renew the leases of these claims ((file_id, claim_seq) pairs) in one durable statement;
+        the file ids still held by this host (renewed). A claim missing from the answer is lost
+        (taken over, changed, forgotten, ended). Raises JournalUnavailable when the database
+        cannot be reached."""
+        pairs = list(claims)
+        if not pairs:
+            return set()
+        params = self._lease_params()
+        for i, (file_id, claim_seq) in enumerate(pairs):
+            params[f"id{i}"] = int(file_id)
+            params[f"seq{i}"] = int(claim_seq)
+        with self._write(durable=True) as conn:
+            return {int(found[0]) for found in conn.execute(leases.renewal(len(pairs)), params).fetchall()}
+
+    @rerun_on_conflict
+    def give_back_leases(self) -> int:
+        """At a clean stop (its workers stopped): this host's claims lapse at once, so that another
+        host takes them over now instead of after the lease. Returns how many."""
+        with self._write(durable=True) as conn:
+            return conn.execute(leases.GIVE_BACK, {"me": self.host_id}).rowcount
 
     @rerun_on_conflict
     def retry(
@@ -463,6 +521,7 @@ class FileStates(JournalCore):
             for row in rows:
                 transition(
                     conn, row, FileState.PENDING, HistoryEvent.RETRIED, "retry requested", stamp,
-                    {"attempts": 0, "next_attempt_at": stamp},
+                    {"attempts": 0, "next_attempt_at": stamp, "claim_seq": row.claim_seq + 1,
+                     "lease_owner": None, "lease_expires_at": None},
                 )
             return len(rows)

@@ -52,7 +52,8 @@ POSTGRES = Dialect(
     below_ranges=lambda prefix: [_below_bytes(prefix)],
 )
 
-#: Connections of one journal's pool: the worker threads, their part threads, the scanner.
+#: Connections of one journal's pool at least: the worker threads, their part threads, the scanner
+#: (`Journal.open(pool_size=)` asks for more: workers * part_concurrency + small-file workers + 8).
 POOL_MAX_SIZE = 16
 #: How long a transaction waits for a pooled connection before the journal is called unavailable.
 POOL_TIMEOUT_S = 10.0
@@ -185,14 +186,18 @@ class PostgresBackend:
     dialect = POSTGRES
     path: Path | None = None
 
-    def __init__(self, location: str, pool: psycopg_pool.ConnectionPool) -> None:
+    def __init__(self, location: str, pool: psycopg_pool.ConnectionPool, config: PostgresJournalConfig,
+                 settings: dict[str, Any]) -> None:
         """Use `open`."""
         self.location = location
         self._pool = pool
+        self.config = config
+        self._settings = settings
         self._closed = False
 
     @classmethod
-    def open(cls, config: PostgresJournalConfig, role: Role, *, host_id: str | None = None) -> Self:
+    def open(cls, config: PostgresJournalConfig, role: Role, *, host_id: str | None = None,
+             pool_size: int | None = None) -> Self:
         """Connect to `config`'s database; as daemon create or migrate the schema, else check it.
 
         Raises JournalUnavailable when the server cannot be reached, JournalError when the
@@ -210,16 +215,28 @@ class PostgresBackend:
         except psycopg.Error as exc:
             raise _connect_error(location, exc) from exc
         pool = psycopg_pool.ConnectionPool(
-            config.dsn, kwargs=kwargs, min_size=1, max_size=POOL_MAX_SIZE, timeout=POOL_TIMEOUT_S,
+            config.dsn, kwargs=kwargs, min_size=1, max_size=max(POOL_MAX_SIZE, pool_size or 0), timeout=POOL_TIMEOUT_S,
             name=f"syncd-journal-{host_id or 'local'}", open=False)
         try:
             pool.open(wait=True, timeout=POOL_TIMEOUT_S)
         except psycopg_pool.PoolTimeout as exc:
             pool.close()
             raise JournalUnavailable(f"journal {location}: the connection pool could not connect ({exc})") from exc
-        return cls(location, pool)
+        return cls(location, pool, config, kwargs)
 
     # ------------------------------------------------------------ connections
+
+    def connection_pool(self) -> psycopg_pool.ConnectionPool:
+        return self._pool
+
+    def dedicated_connection(self) -> psycopg.Connection:
+        """A connection of its own, outside the pool (autocommit, the sessions' options): the host
+        registration's, held for the process's life. JournalUnavailable when it cannot connect."""
+        self._check_open()
+        try:
+            return psycopg.connect(self.config.dsn, **self._settings)
+        except psycopg.Error as exc:
+            raise _connect_error(self.location, exc) from exc
 
     def _getconn(self) -> psycopg.Connection:
         self._check_open()

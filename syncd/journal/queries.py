@@ -35,6 +35,8 @@ FILE_COLUMNS = (
     "claim_seq",
     "device",
     "ctime_ns",
+    "lease_owner",
+    "lease_expires_at",
 )
 FILE_SELECT = ", ".join(FILE_COLUMNS)
 
@@ -108,9 +110,20 @@ IN_FLIGHT = (
     f"SELECT {', '.join('f.' + c for c in FILE_COLUMNS)}, s.session_id, s.total_parts, "
     "(SELECT count(*) FROM session_parts p WHERE p.file_id = f.id), "
     # CAST: PostgreSQL's sum(bigint) is a numeric (a Decimal in Python).
-    "(SELECT CAST(coalesce(sum(p.size), 0) AS BIGINT) FROM session_parts p WHERE p.file_id = f.id) "
+    "(SELECT CAST(coalesce(sum(p.size), 0) AS BIGINT) FROM session_parts p WHERE p.file_id = f.id), "
+    # Seconds the lease has left, by the database's clock (negative: lapsed).
+    "f.lease_expires_at - {db_now} "
     "FROM files f LEFT JOIN upload_sessions s ON s.file_id = f.id "
     "WHERE f.state = 'uploading' ORDER BY f.updated_at, f.id"
+)
+
+# The hosts sharing a PostgreSQL journal, with their heartbeat's age by the database's clock and
+# the uploads whose claim each holds (derived, never stored).
+HOSTS = (
+    "SELECT h.host_id, h.hostname, h.pid, h.version, h.state, h.started_at, h.heartbeat_at, "
+    "{db_now} - h.heartbeat_at, h.detail, "
+    "(SELECT count(*) FROM files f WHERE f.state = 'uploading' AND f.lease_owner = h.host_id) "
+    "FROM hosts h ORDER BY h.host_id"
 )
 
 KNOWN_FILES = "SELECT relpath, size, mtime_ns, inode, state FROM files WHERE watch = :watch"

@@ -59,6 +59,8 @@ class HistoryEvent(enum.StrEnum):
     SOURCE_DELETED = "source_deleted"
     SOURCE_ARCHIVED = "source_archived"
     SOURCE_KEPT = "source_kept"  # the after-upload action was given up: the source stays where it is
+    # Issue 16: an `uploading` row whose lease lapsed, taken over by this host (reconciled with Box next).
+    TAKEN_OVER = "taken_over"
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +91,11 @@ class FileRecord:
     value it claimed with to the outcome methods so a stale upload cannot be recorded."""
     device: int | None = None  # st_dev; None in rows written before schema version 5
     ctime_ns: int | None = None  # st_ctime_ns; None in rows written before schema version 5
+    lease_owner: str | None = None
+    """The host id holding (or, once the upload ended, last holding) the claim; None in rows
+    written before leases (SQLite schema 7), and after an operator's retry."""
+    lease_expires_at: float | None = None
+    """When the claim's lease lapses, by the database's clock (PostgreSQL's; SQLite: the journal's)."""
 
     @property
     def waiting_for_readiness(self) -> bool:
@@ -154,6 +161,45 @@ class InFlight:
     total_parts: int
     parts_done: int
     bytes_done: int
+    lease_owner: str | None = None  # the host holding the claim
+    lease_expires_in: float | None = None  # seconds by the database's clock; negative: lapsed
+
+
+@dataclass(frozen=True, slots=True)
+class TakenOver:
+    """An `uploading` row whose lease lapsed, now this host's (`Journal.take_over_expired`):
+    to be reconciled with Box before anything is sent, like a row recovered after a crash."""
+
+    record: FileRecord
+    from_host: str | None  # the host whose lease lapsed (None: a row claimed before leases existed)
+    expired_s: float  # how long ago, by the database's clock
+
+
+@dataclass(frozen=True, slots=True)
+class WatchClaim:
+    """One watch a host ingests, registered with the host (`HostRegistration.start`): the same
+    watch name must go to the same Box folder on every host."""
+
+    name: str
+    folder_id: str
+    path_hint: str  # the local path, for status only (mounts differ between hosts)
+
+
+@dataclass(frozen=True, slots=True)
+class HostRecord:
+    """A syncd host registered in a PostgreSQL journal (`Journal.hosts`), as status shows it."""
+
+    host_id: str
+    hostname: str
+    pid: int
+    version: str
+    state: str  # running, degraded, stopping, stopped
+    started_at: float
+    heartbeat_at: float
+    heartbeat_age_s: float  # by the database's clock
+    detail: str | None
+    in_flight: int  # uploads whose claim this host holds
+    lost: bool  # not stopped, and no heartbeat for longer than the lease
 
 
 class ObservedFile(NamedTuple):

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from syncd.journal import queries
 from syncd.journal.core import JournalCore
 from syncd.journal.disk_comparison import DiskComparison
-from syncd.journal.records import FileRecord, FileState, HistoryEntry, InFlight, KnownFile
+from syncd.journal.records import FileRecord, FileState, HistoryEntry, HostRecord, InFlight, KnownFile
 from syncd.journal.relpaths import loaded_relpath
 from syncd.journal.rows import fetch_file, fetch_path, file_record, history_entry
 from syncd.journal.validation import check_limit, from_i64
@@ -74,19 +74,37 @@ class Reports(JournalCore):
         return max(times) if times else None
 
     def in_flight(self) -> list[InFlight]:
-        """Uploading files with their chunked-upload progress."""
+        """Uploading files with their chunked-upload progress, their holder and its lease's time left."""
         n = len(queries.FILE_COLUMNS)
         with self._read() as conn:
-            rows = conn.execute(queries.IN_FLIGHT).fetchall()
+            rows = conn.execute(queries.IN_FLIGHT, {"db_now": self._now(None)}).fetchall()
+        records = [(file_record(r[:n]), r) for r in rows]
         return [
             InFlight(
-                file=file_record(r[:n]),
+                file=record,
                 session_id=r[n],
                 total_parts=r[n + 1] or 0,
                 parts_done=r[n + 2],
                 bytes_done=r[n + 3],
+                lease_owner=record.lease_owner,
+                lease_expires_in=None if r[n + 4] is None else float(r[n + 4]),
             )
-            for r in rows
+            for record, r in records
+        ]
+
+    def hosts(self) -> list[HostRecord]:
+        """The hosts registered in a PostgreSQL journal (`syncd.journal.hosts`), by host id; `lost`
+        when not stopped and silent for longer than the lease. [] on SQLite (one host, no registry)."""
+        if not self.multi_host:
+            return []
+        with self._read() as conn:
+            rows = conn.execute(queries.HOSTS, {"db_now": self._now(None)}).fetchall()
+        return [
+            HostRecord(host_id=host_id, hostname=hostname, pid=int(pid), version=version, state=state,
+                       started_at=float(started_at), heartbeat_at=float(heartbeat_at), heartbeat_age_s=float(age),
+                       detail=detail, in_flight=int(in_flight),
+                       lost=state != "stopped" and float(age) > self.lease)
+            for host_id, hostname, pid, version, state, started_at, heartbeat_at, age, detail, in_flight in rows
         ]
 
     def history(

@@ -33,7 +33,7 @@ ALLOWED_TRANSITIONS: Mapping[FileState, frozenset[FileState]] = {
 # Columns a transition may set (they are spliced into SQL, so never from callers).
 _SETTABLE_COLUMNS = frozenset(queries.FILE_COLUMNS) - {"id", "watch", "relpath", "state", "updated_at"}
 
-_FLOAT_COLUMNS = ("next_attempt_at", "detected_at", "ready_at", "updated_at", "uploaded_at")
+_FLOAT_COLUMNS = ("next_attempt_at", "detected_at", "ready_at", "updated_at", "uploaded_at", "lease_expires_at")
 
 
 def file_record(row: tuple[Any, ...]) -> FileRecord:
@@ -90,11 +90,13 @@ def require_file(conn: Tx, file_id: int, *, lock: bool = False) -> FileRecord:
     return row
 
 
-def claimed_row(conn: Tx, file_id: int, claim_seq: int) -> FileRecord:
-    """The row with this id (locked), if `claim_seq` is still its current claim; else StaleClaim."""
+def claimed_row(conn: Tx, file_id: int, claim_seq: int, host_id: str) -> FileRecord:
+    """The row with this id (locked), if `claim_seq` is still its current claim and `host_id` holds
+    its lease (the fencing rule, docs/MULTI_HOST.md section 5.4); else StaleClaim. A lapsed lease
+    nobody took over is still the holder's: a takeover bumps `claim_seq` under the same lock."""
     row = require_file(conn, file_id, lock=True)
-    if claim_seq != row.claim_seq:
-        raise StaleClaim(file_id, claim_seq, row.claim_seq)
+    if claim_seq != row.claim_seq or row.lease_owner != host_id:
+        raise StaleClaim(file_id, claim_seq, row.claim_seq, holder=row.lease_owner, host_id=host_id)
     return row
 
 

@@ -210,4 +210,19 @@ MIGRATIONS += (
     ),
 )
 
+# Issue 16's migration: claims carry a lease (docs/MULTI_HOST.md section 5). On SQLite the owner
+# is always the one host and the clock the journal's, but the claim and fencing SQL is shared.
+MIGRATIONS += (
+    Migration(
+        version=len(MIGRATIONS) + 1,
+        description="claims carry a lease: the host holding each and when it lapses",
+        statements=(
+            "ALTER TABLE files ADD COLUMN lease_owner TEXT",
+            "ALTER TABLE files ADD COLUMN lease_expires_at REAL",
+            # Takeover: the lapsed leases, oldest first, among the uploading rows only.
+            "CREATE INDEX files_lease_expiry ON files (lease_expires_at) WHERE state = 'uploading'",
+        ),
+    ),
+)
+
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -3,7 +3,8 @@
 The DDL differs too much from SQLite's to share (types, identity columns, `WITHOUT
 ROWID`), so each engine has its own append-only list; the DML is shared
 (`syncd.journal.sql_form`). Version 1 here is the equivalent of SQLite's latest schema
-(`syncd.journal.schema`, version 6): the same tables, columns (names and nullability;
+(`syncd.journal.schema`, version 7) plus the
+multi-host tables `hosts` and `host_watches`: the same tables, columns (names and nullability;
 tests/journal checks it), unique keys and partial indexes with the same predicates.
 Never edit a migration once a release shipped it; append one.
 
@@ -43,8 +44,9 @@ META_TABLE = """
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         version=1,
-        description="SQLite's schema 6: files and history, sessions and parts, Box folders and names, "
-                    "after-upload actions, the heartbeat row, indexes for retention",
+        description="SQLite's schema 7: files (with their claims' leases) and history, sessions and parts, "
+                    "Box folders and names, after-upload actions, the heartbeat row, indexes for retention; "
+                    "and the hosts sharing the journal with their watches",
         statements=(
             """
             CREATE TABLE files (
@@ -71,9 +73,12 @@ MIGRATIONS: tuple[Migration, ...] = (
                 claim_seq bigint NOT NULL DEFAULT 0,
                 device bigint,
                 ctime_ns bigint,
+                lease_owner text,                   -- host_id holding the claim while uploading
+                lease_expires_at double precision,  -- PostgreSQL's clock + lease, at the claim and each renewal
                 UNIQUE (watch, relpath)
             )
             """,
+            "CREATE INDEX files_lease_expiry ON files (lease_expires_at) WHERE state = 'uploading'",
             "CREATE INDEX files_pending_due ON files (next_attempt_at, size) WHERE state = 'pending'",
             "CREATE INDEX files_pending_small ON files (size, next_attempt_at) WHERE state = 'pending'",
             "CREATE INDEX files_pending_age ON files (ready_at) WHERE state = 'pending'",
@@ -168,6 +173,30 @@ MIGRATIONS: tuple[Migration, ...] = (
                 id bigint PRIMARY KEY CHECK (id = 1),
                 written_at double precision NOT NULL,
                 pid bigint NOT NULL
+            )
+            """,
+            # The hosts sharing this journal (PostgreSQL only; docs/MULTI_HOST.md section 4).
+            """
+            CREATE TABLE hosts (
+                host_id text PRIMARY KEY,
+                instance uuid NOT NULL,              -- one per process start
+                hostname text NOT NULL,
+                pid integer NOT NULL,
+                version text NOT NULL,               -- syncd.__version__
+                schema_version integer NOT NULL,
+                started_at double precision NOT NULL,
+                heartbeat_at double precision NOT NULL,   -- PostgreSQL's clock
+                state text NOT NULL CHECK (state IN ('running', 'degraded', 'stopping', 'stopped')),
+                detail text                          -- why degraded
+            )
+            """,
+            """
+            CREATE TABLE host_watches (               -- the same watch name must mean the same Box folder
+                watch text NOT NULL,
+                host_id text NOT NULL REFERENCES hosts ON DELETE CASCADE,
+                folder_id text NOT NULL,
+                path_hint text NOT NULL,             -- the local path, for status only (mounts differ)
+                PRIMARY KEY (watch, host_id)
             )
             """,
         ),

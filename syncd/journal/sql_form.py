@@ -3,14 +3,19 @@
 The shared form is what SQLite takes (``?`` and ``:name`` placeholders, ``INDEXED BY``)
 plus two markers, ``{for_update}`` and ``{skip_locked}``, where PostgreSQL must lock the
 rows it reads (SQLite's ``BEGIN IMMEDIATE`` already excludes every other writer, so
-there they are empty). PostgreSQL, through psycopg, receives:
+there they are empty), and ``{db_now}``, the database's clock in epoch seconds, which
+leases are measured by (several hosts' clocks never agree exactly): PostgreSQL's
+``clock_timestamp()``; on SQLite (one host) the journal's own clock, bound as the named
+parameter ``:db_now`` (so a statement with ``{db_now}`` uses named placeholders and passes
+``db_now``; PostgreSQL ignores it). PostgreSQL, through psycopg, receives:
 
 * ``?`` -> ``%s`` and ``:name`` -> ``%(name)s`` (psycopg's paramstyle), but not inside
   quoted literals, quoted identifiers or comments, and never a ``::`` cast;
 * a literal ``%`` -> ``%%`` (psycopg reads ``%`` everywhere in the text, literals included);
 * ``INDEXED BY <index>`` removed (PostgreSQL's planner chooses by its statistics; the
   partial indexes exist there with the same predicates);
-* the markers -> ``FOR UPDATE`` and ``FOR UPDATE SKIP LOCKED``.
+* the markers -> ``FOR UPDATE``, ``FOR UPDATE SKIP LOCKED`` and
+  ``CAST(extract(epoch FROM clock_timestamp()) AS double precision)``.
 
 Each distinct text is translated once (`functools.lru_cache`): the journal's statements
 are a few hundred constant strings.
@@ -23,6 +28,8 @@ from functools import lru_cache
 
 FOR_UPDATE = "{for_update}"
 SKIP_LOCKED = "{skip_locked}"
+DB_NOW = "{db_now}"
+_POSTGRES_NOW = "CAST(extract(epoch FROM clock_timestamp()) AS double precision)"
 
 _INDEXED_BY = re.compile(r"\s+INDEXED\s+BY\s+\w+", re.IGNORECASE)
 _NAME_START = re.compile(r"[A-Za-z_]")
@@ -31,9 +38,9 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 @lru_cache(maxsize=2048)
 def for_sqlite(sql: str) -> str:
-    """The shared form as SQLite runs it: the row-lock markers removed."""
+    """The shared form as SQLite runs it: the row-lock markers removed, the clock a parameter."""
     return sql.replace(" " + FOR_UPDATE, "").replace(FOR_UPDATE, "").replace(
-        " " + SKIP_LOCKED, "").replace(SKIP_LOCKED, "")
+        " " + SKIP_LOCKED, "").replace(SKIP_LOCKED, "").replace(DB_NOW, ":db_now")
 
 
 @lru_cache(maxsize=2048)
@@ -43,7 +50,8 @@ def for_postgres(sql: str) -> str:
     Raises ValueError for a statement that mixes ``?`` and ``:name`` placeholders (psycopg
     takes either a sequence or a mapping, not both) or leaves a literal or comment open.
     """
-    text = _INDEXED_BY.sub("", sql).replace(FOR_UPDATE, "FOR UPDATE").replace(SKIP_LOCKED, "FOR UPDATE SKIP LOCKED")
+    text = (_INDEXED_BY.sub("", sql).replace(FOR_UPDATE, "FOR UPDATE").replace(SKIP_LOCKED, "FOR UPDATE SKIP LOCKED")
+            .replace(DB_NOW, _POSTGRES_NOW))
     out: list[str] = []
     styles: set[str] = set()
     i, n = 0, len(text)

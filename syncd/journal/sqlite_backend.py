@@ -218,6 +218,10 @@ class SqliteBackend:
         holder = live_holder(self._file)
         return holder.pid if holder else None
 
+    def connection_pool(self) -> None:
+        """None: one connection under a mutex, no pool."""
+        return None
+
     def close(self) -> None:
         with self._mutex:
             if self._closed:

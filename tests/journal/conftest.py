@@ -10,6 +10,7 @@ again (`reader`, `operator`, a second "host"). Tests of one engine's mechanics t
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -38,6 +39,22 @@ class JournalStore:
         """Another `Journal` on the same store (the caller closes it)."""
         options.setdefault("clock", lambda: CLOCK)
         return Journal.open(self.where, role=role, **options)  # type: ignore[arg-type]
+
+    def poke(self, statement: str) -> None:
+        """Change rows behind the journal's back on either engine (the schema's tables by name; no
+        parameters): what a test arranges that no API does, e.g. a lease expired without waiting."""
+        if self.cluster is None:
+            conn = sqlite3.connect(self.where)  # type: ignore[arg-type]
+            try:
+                with conn:
+                    conn.execute(statement)
+            finally:
+                conn.close()
+        else:
+            assert self.database is not None
+            with self.cluster.admin(self.database) as conn:
+                conn.execute("SET search_path = syncd")
+                conn.execute(statement)
 
     def admin_sql(self, statement: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
         """Run SQL on the PostgreSQL database as its superuser (tests poking at rows directly)."""
@@ -103,12 +120,13 @@ def sqlite_journal(journal_path: Path) -> Iterator[Journal]:
 
 
 @pytest.fixture
-def open_journals() -> Iterator[Callable[[JournalStore], Journal]]:
-    """Open more journals on a store (more "hosts"); all are closed after the test."""
+def open_journals() -> Iterator[Callable[..., Journal]]:
+    """Open more journals on a store (more "hosts"; `open_one(store, role=..., host_id=...)`); all are
+    closed after the test."""
     opened: list[Journal] = []
 
-    def open_one(store: JournalStore) -> Journal:
-        opened.append(store.open())
+    def open_one(store: JournalStore, role: str = "daemon", **options: object) -> Journal:
+        opened.append(store.open(role, **options))
         return opened[-1]
 
     yield open_one

@@ -23,6 +23,10 @@ from syncd.journal.sql_form import for_postgres, for_sqlite
     ("SELECT id FROM files INDEXED BY files_pending_due WHERE a = :now LIMIT 1 {skip_locked}",
      "SELECT id FROM files WHERE a = %(now)s LIMIT 1 FOR UPDATE SKIP LOCKED"),
     ("SELECT id FROM files WHERE id = ? {for_update}", "SELECT id FROM files WHERE id = %s FOR UPDATE"),
+    # The lease clock is PostgreSQL's own.
+    ("UPDATE files SET lease_expires_at = {db_now} + :lease WHERE id = :id",
+     "UPDATE files SET lease_expires_at = CAST(extract(epoch FROM clock_timestamp()) AS double precision)"
+     " + %(lease)s WHERE id = %(id)s"),
     # A time like 12:30 inside a literal, and a colon followed by a digit outside one, stay.
     ("SELECT '12:30', a[1:2] FROM t", "SELECT '12:30', a[1:2] FROM t"),
 ])
@@ -34,6 +38,9 @@ def test_sqlite_keeps_the_text_but_the_markers() -> None:
     assert for_sqlite("SELECT id FROM files WHERE id = ? {for_update}") == "SELECT id FROM files WHERE id = ?"
     assert for_sqlite(queries.CLAIM_CANDIDATE + " {skip_locked}") == queries.CLAIM_CANDIDATE
     assert for_sqlite(queries.CLAIM_CANDIDATE) is for_sqlite(queries.CLAIM_CANDIDATE)  # cached per text
+    # SQLite's lease clock is the journal's, bound by name.
+    assert for_sqlite("SELECT id FROM files WHERE lease_expires_at < {db_now}") == (
+        "SELECT id FROM files WHERE lease_expires_at < :db_now")
 
 
 @pytest.mark.parametrize("bad", ["SELECT ? WHERE a = :a", "SELECT 'open", "SELECT 1 /* open"])

@@ -229,18 +229,19 @@ def test_bad_sha1_is_refused(journal: Journal, bad: str) -> None:
 
 def test_disallowed_transitions_are_refused_and_change_nothing(journal: Journal) -> None:
     file_id = add(journal, "a.txt")
-    pending = current_claim(journal, file_id)
+    claim = journal.claimed(journal.claim_next(now=150.0))  # type: ignore[arg-type]
+    retried = claim.schedule_retry("x", None, 1.0)
     with pytest.raises(InvalidTransition, match="pending -> uploaded"):
-        pending.mark_uploaded("F1", "V1", None, SHA_A, 1.0)
-    with pytest.raises(InvalidTransition):
-        pending.schedule_retry("x", None, 1.0)
+        claim.mark_uploaded("F1", "V1", None, SHA_A, 1.0)
+    assert claim.schedule_retry("x", None, 1.0) == retried  # a re-run of the same outcome: the row
     upload(journal)
     with pytest.raises(InvalidTransition, match="uploaded -> failed"):
         current_claim(journal, file_id).mark_failed("nope")
     with pytest.raises(UnknownFile):
-        journal.claimed(replace(pending.record, id=999)).mark_failed("nope")
+        journal.claimed(replace(claim.record, id=999)).mark_failed("nope")
     assert [entry.event for entry in journal.history()] == [
-        HistoryEvent.UPLOADED, HistoryEvent.CLAIMED, HistoryEvent.ARRIVED,
+        HistoryEvent.UPLOADED, HistoryEvent.CLAIMED, HistoryEvent.RETRY_SCHEDULED, HistoryEvent.CLAIMED,
+        HistoryEvent.ARRIVED,
     ]
 
 
@@ -302,7 +303,7 @@ def test_session_and_parts_survive_a_retry_and_show_progress(journal: Journal) -
 
 def test_session_rules(journal: Journal) -> None:
     file_id = add(journal, "big.bin", size=20)
-    with pytest.raises(JournalError, match="not uploading"):
+    with pytest.raises(StaleClaim, match="holds no lease"):  # never claimed: no handle may write
         current_claim(journal, file_id).save_session(session())
     journal.claim_next(now=100.0)
     claim = current_claim(journal, file_id)
@@ -318,6 +319,9 @@ def test_session_rules(journal: Journal) -> None:
     claim.add_part(PartRecord("P", 16, 4, "00" * 20))
     assert claim.drop_session() is True
     assert journal.load_session(file_id) is None and claim.drop_session() is False
+    claim.schedule_retry("later", None, 1.0)
+    with pytest.raises(JournalError, match="not uploading"):
+        claim.save_session(session())
 
 
 @pytest.mark.parametrize("write", [
@@ -400,7 +404,9 @@ def test_interrupted_uploads_stay_uploading_for_the_reconciler(journal_store: Jo
         first.claimed(claimed).save_session(session())
     with journal_store.open() as second:
         [row] = second.recover_interrupted(now=300.0)
-        assert (row.relpath, row.state, row.claim_seq) == ("a.txt", FileState.UPLOADING, claimed.claim_seq)
+        # A new claim (the crashed process's handle is fenced off), held by this host.
+        assert (row.relpath, row.state, row.claim_seq) == ("a.txt", FileState.UPLOADING, claimed.claim_seq + 1)
+        assert row.lease_owner == second.host_id
         assert second.load_session(row.id) is not None
         assert second.claim_next(now=400.0).relpath == "b.txt"  # type: ignore[union-attr]
         assert second.history("inbox", "a.txt", limit=1)[0].event is HistoryEvent.INTERRUPTED
