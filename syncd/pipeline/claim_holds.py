@@ -48,6 +48,7 @@ class ClaimHold:
     lost: threading.Event = field(default_factory=threading.Event)
     lost_reason: str | None = None
     renewed_at: float = 0.0  # monotonic, when its last renewal was sent
+    misses: int = 0  # renewal rounds in a row that did not give the claim back
 
     @property
     def key(self) -> tuple[int, int]:

@@ -6,7 +6,9 @@ Every `lease / 4` it runs its named steps in order:
    the other steps that need it are skipped, so the claims' local deadlines run down;
 2. `renew`: one statement renews the claims whose jobs made progress since their last
    renewal, and the adopted rows still waiting for a worker; a claim the database no
-   longer gives back (taken over, changed, forgotten) is lost at once;
+   longer gives back in two rounds running (taken over, changed, forgotten) is lost. One
+   miss is not enough: a job whose outcome was committed while the round ran is missed
+   once too (its row is no longer `uploading`), and is gone by the next round;
 3. `enforce`: every claim with less than half a lease in hand by its local deadline
    is lost (`claim_lease_expiring`, `claim_lost`): its job stops before its next Box
    write and records nothing, the Box session staying open for the next holder;
@@ -107,8 +109,10 @@ class LeaseKeeper:
         lost = 0
         for held in due:
             if held.record.id in renewed:
-                held.valid_until, held.renewed_at = sent + self.lease, sent
-            else:
+                held.valid_until, held.renewed_at, held.misses = sent + self.lease, sent, 0
+                continue
+            held.misses += 1
+            if held.misses >= 2:
                 lost += 1
                 self._lose(held, "the row changed hands (taken over, changed or forgotten)")
         self._claims.renewed([key[0] for key in waiting if key[0] in renewed], sent)
