@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from syncd.config import Config, ConfigError, PostgresJournalConfig, load_config
+from syncd.config.model import JournalConfig
 from syncd.pipeline.names import parse_display_path
 
 EXIT_OK = 0
@@ -124,15 +125,35 @@ def _shown_path(text: str) -> str:
         return text
 
 
+def journal_location(config: Config) -> JournalConfig:
+    """`config.journal`, ready to open: a PostgreSQL journal's password read even when the commands
+    that never talk to Box loaded the config without secrets (`load(resolve_secrets=False)`): they
+    still connect to the journal. The config is read again with its secrets for that; CommandError
+    (exit 2) when they cannot be read here."""
+    where = config.journal
+    if not isinstance(where, PostgresJournalConfig) or where.password is None or where.password.resolved:
+        return where
+    if config.source is None:
+        raise CommandError(f"journal: {where.dsn}: its password ({where.password.source}) was not read", EXIT_USAGE)
+    try:
+        resolved = load_config(config.source, resolve_secrets=True).journal
+    except ConfigError as exc:
+        raise CommandError(f"the PostgreSQL journal's password cannot be read with the configuration's secrets: "
+                           f"{exc}", EXIT_USAGE) from None
+    assert isinstance(resolved, PostgresJournalConfig)
+    return resolved
+
+
 def open_journal(config: Config, role: str):
-    """The journal in `role`; CommandError (exit 1) saying why it cannot be opened."""
+    """The journal in `role` (a SQLite file or a PostgreSQL database, as this host `config.host_id`);
+    CommandError (exit 1) saying why it cannot be opened."""
     from syncd.journal import Journal, JournalError
 
-    path = require_sqlite_journal(config)
-    if role != "daemon" and not path.exists():
-        raise CommandError(f"no journal at {path} yet: the daemon has not run with this configuration")
+    where = journal_location(config)
+    if not isinstance(where, PostgresJournalConfig) and role != "daemon" and not where.exists():
+        raise CommandError(f"no journal at {where} yet: the daemon has not run with this configuration")
     try:
-        return Journal.open(path, role=role)  # type: ignore[arg-type]
+        return Journal.open(where, role=role, host_id=config.host_id)  # type: ignore[arg-type]
     except JournalError as exc:
         raise CommandError(str(exc)) from None
 

@@ -1,15 +1,17 @@
 """Show what the daemon is doing and what went wrong: files by state, uploads in
 flight with progress, the oldest pending file, the last upload, recent failures
 with their reasons, alerts, Box refusing us, the last reload, and whether a
-daemon is running on this journal.
+daemon is running on this journal (on a PostgreSQL journal: every host, its heartbeat
+and the uploads it holds).
 
 Reads the journal without locking it, so it works while the daemon runs, and
 never reads a secret, so it works from a root shell outside systemd.
 
 With --check it is a monitoring check (Nagios plugin convention): one line, and
-exit 0 OK, 1 WARNING (alerts: a file pending too long, a quiet watch; a rejected
-reload; settings waiting for a restart), 2 CRITICAL (failed files, Box refusing
-us, no daemon running), 3 UNKNOWN (the configuration or journal cannot be read).
+exit 0 OK, 1 WARNING (alerts: a file pending too long, a quiet watch; a lost host;
+a rejected reload; settings waiting for a restart), 2 CRITICAL (failed files, Box
+refusing us, no daemon running: on PostgreSQL, no host with a fresh heartbeat),
+3 UNKNOWN (the configuration or journal cannot be read).
 """
 
 from __future__ import annotations

@@ -10,10 +10,16 @@ stays fast on a journal of a million rows. Alerts are the service's
 Every path is shown with `display_path` (bytes that are not UTF-8 as ``\\xNN``,
 a backslash as ``\\\\``); `syncd retry/forget/history` accept that form back.
 
+On a PostgreSQL journal (several hosts, docs/MULTI_HOST.md section 8) it adds the hosts:
+each host's id, hostname, version, state, heartbeat age by PostgreSQL's clock (`lost`
+once older than the lease) and uploads in flight; each upload in flight shows the host
+holding it and its lease's time left.
+
 `StatusReport.check()` grades the report for monitoring (`syncd status --check`):
-critical when files failed, Box refuses us or no daemon runs; warning on alerts,
-after-upload actions that could not be done (a read-only drop folder...), a
-rejected reload or settings waiting for a restart; ok otherwise.
+critical when files failed, Box refuses us or no daemon runs (on PostgreSQL: no host has
+a fresh heartbeat); warning on alerts, a lost host (registered, not stopped, silent for
+longer than the lease), after-upload actions that could not be done (a read-only drop
+folder...), a rejected reload or settings waiting for a restart; ok otherwise.
 """
 
 from __future__ import annotations
@@ -60,10 +66,42 @@ class InFlightUpload:
     size: int
     bytes_done: int
     session_id: str | None
+    holder: str | None = None  # the host holding the claim
+    lease_expires_in_s: float | None = None  # by the database's clock; negative: lapsed
 
     @property
     def percent(self) -> float:
         return 100.0 if self.size == 0 else round(100.0 * self.bytes_done / self.size, 1)
+
+    def lease_text(self) -> str:
+        """``held by ingest-1, lease 42s left`` (or lapsed ... ago), for the human form."""
+        if self.holder is None:
+            return ""
+        if self.lease_expires_in_s is None:
+            return f"  held by {self.holder}"
+        left = self.lease_expires_in_s
+        lease = f"lease {format_age(left)} left" if left >= 0 else f"lease lapsed {format_age(-left)} ago"
+        return f"  held by {self.holder}, {lease}"
+
+
+@dataclass(frozen=True)
+class HostStatus:
+    """One host of a PostgreSQL journal, as status shows it."""
+
+    host_id: str
+    hostname: str
+    pid: int
+    version: str
+    state: str
+    heartbeat_age_s: float  # by PostgreSQL's clock
+    lost: bool  # not stopped, and silent for longer than the lease
+    in_flight: int
+    detail: str | None
+
+    @property
+    def fresh(self) -> bool:
+        """Running (or degraded, or stopping) and heard from within the lease."""
+        return self.state != "stopped" and not self.lost
 
 
 @dataclass(frozen=True)
@@ -108,16 +146,23 @@ class StatusReport:
     last_reload: ReloadResult | None = None
     post_actions_pending: int = 0
     post_actions: list[PendingAction] = field(default_factory=list)  # those waiting longest
+    multi_host: bool = False  # a PostgreSQL journal: `hosts` says who runs, not `daemon_pid`
+    hosts: list[HostStatus] = field(default_factory=list)
 
     def check(self) -> CheckResult:
         """Grade this report: CRITICAL, WARNING or OK, with every reason."""
         critical = []
-        if self.daemon_pid is None:
+        if self.multi_host:
+            if not any(host.fresh for host in self.hosts):
+                critical.append("no syncd host has a fresh heartbeat")
+        elif self.daemon_pid is None:
             critical.append("daemon not running")
         if self.counts.get("failed"):
             critical.append(f"{self.counts['failed']} failed file(s)")
         critical += [f"Box refuses {r.scope}: {r.reason}" for r in self.box_refusals]
         warning = list(self.alerts)
+        warning += [f"host {h.host_id} lost: no heartbeat for {format_age(h.heartbeat_age_s)}"
+                    for h in self.hosts if h.lost]
         stuck = [a for a in self.post_actions if a.reason]
         if stuck:
             warning.append(f"{len(stuck)} after-upload action(s) waiting, e.g. {stuck[0].action} "
@@ -138,6 +183,7 @@ class StatusReport:
         data["recent_failures"] = [asdict(f) | {"at": _iso(f.at)} for f in self.recent_failures]
         data["box_refusals"] = [asdict(r) | {"since": _iso(r.since)} for r in self.box_refusals]
         data["post_actions"] = [asdict(a) | {"since": _iso(a.since)} for a in self.post_actions]
+        data["hosts"] = [asdict(h) | {"alive": h.fresh} for h in self.hosts]
         if self.last_reload is not None:
             data["last_reload"] = asdict(self.last_reload) | {"at": _iso(self.last_reload.at)}
         check = self.check()
@@ -153,10 +199,15 @@ def collect_status(journal: Journal, config: Config | None = None, *, failures: 
     counts.update({str(k): v for k, v in journal.counts_by_state().items()})
     oldest = journal.oldest_pending()
     last = journal.last_uploaded()
+    multi_host = journal.multi_host
     in_flight = [
-        InFlightUpload(f.file.watch, display_path(f.file.relpath), f.file.size, f.bytes_done, f.session_id)
+        InFlightUpload(f.file.watch, display_path(f.file.relpath), f.file.size, f.bytes_done, f.session_id,
+                       f.lease_owner if multi_host else None,
+                       None if not multi_host or f.lease_expires_in is None else round(f.lease_expires_in, 1))
         for f in journal.in_flight()
     ]
+    hosts = [HostStatus(h.host_id, h.hostname, h.pid, h.version, h.state, round(h.heartbeat_age_s, 1), h.lost,
+                        h.in_flight, h.detail) for h in journal.hosts()]
     recent = [
         Failure(r.watch, display_path(r.relpath), str(r.state), r.last_error or "", r.last_error_code, r.attempts,
                 r.updated_at)
@@ -167,9 +218,10 @@ def collect_status(journal: Journal, config: Config | None = None, *, failures: 
     actions = [PendingAction(a.watch, a.relpath, a.action.value, a.attempts, a.last_error, a.last_error_code,
                              a.created_at) for a in oldest_actions]
     daemon_pid = journal.daemon_pid()
-    published = read_published(journal.path, daemon_pid)
+    # What a SQLite daemon publishes beside its journal file (a PostgreSQL journal has no file).
+    published = read_published(journal.path, daemon_pid) if journal.path is not None else None
     return StatusReport(
-        journal=str(journal.path),
+        journal=journal.location,
         daemon_pid=daemon_pid,
         counts=counts,
         in_flight=in_flight,
@@ -183,14 +235,26 @@ def collect_status(journal: Journal, config: Config | None = None, *, failures: 
         last_reload=published.last_reload if published else None,
         post_actions_pending=actions_pending,
         post_actions=actions,
+        multi_host=multi_host,
+        hosts=hosts,
     )
 
 
 def render_status(report: StatusReport, *, now: float | None = None) -> str:
     """The human form of a StatusReport."""
     now = time.time() if now is None else now
-    lines = [
-        f"daemon:    {'running, pid ' + str(report.daemon_pid) if report.daemon_pid else 'not running'}",
+    if report.multi_host:
+        fresh = sum(host.fresh for host in report.hosts)
+        lines = [f"hosts:     {fresh} of {len(report.hosts)} alive"]
+        lines += [
+            f"  {h.host_id}  {h.hostname} pid {h.pid}  syncd {h.version}  {h.state}"
+            f"{' (' + h.detail + ')' if h.detail else ''}  heartbeat {format_age(h.heartbeat_age_s)} ago"
+            f"{' LOST' if h.lost else ''}  {h.in_flight} uploading"
+            for h in report.hosts
+        ]
+    else:
+        lines = [f"daemon:    {'running, pid ' + str(report.daemon_pid) if report.daemon_pid else 'not running'}"]
+    lines += [
         f"journal:   {report.journal}",
         "files:     " + ", ".join(f"{state} {n}" for state, n in report.counts.items()),
     ]
@@ -202,7 +266,8 @@ def render_status(report: StatusReport, *, now: float | None = None) -> str:
         lines.append("last upload:    none yet")
     if report.in_flight:
         lines.append("uploading:")
-        lines += [f"  {u.watch}:{u.path}  {u.bytes_done}/{u.size} bytes ({u.percent}%)" for u in report.in_flight]
+        lines += [f"  {u.watch}:{u.path}  {u.bytes_done}/{u.size} bytes ({u.percent}%){u.lease_text()}"
+                  for u in report.in_flight]
     if report.recent_failures:
         lines.append("recent failures:")
         for f in report.recent_failures:

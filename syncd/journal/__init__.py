@@ -37,7 +37,11 @@ on PostgreSQL).
 
     journal.prune_history(before)                      # retention, in batches
     journal.prune_uploaded(before, source_gone)        # rows of uploaded files whose source is gone
-    JournalProbe(journal.path).writable(now)           # health: a durable write on its own connection
+    JournalProbe.for_journal(journal).writable(now)    # health: a durable write (own connection / the pool)
+
+    registration = HostRegistration.start(journal, version=..., watches=[WatchClaim(...)])  # PostgreSQL:
+    registration.heartbeat(); registration.stop()      # syncd.journal.hosts, one process per host id
+    journal.hosts(); journal.in_flight()               # who runs, who holds which upload, leases left
 
     journal.save_box_folder_id(parent_id, name_key, folder_id)   # Box sub-folder ids, so a restart
     journal.box_folder_id(parent_id, name_key)                   # need not ask Box for them again;
@@ -54,7 +58,8 @@ per engine), `journal` (the Journal, made of `core`: opening, transactions, the
 durability and threading notes; `file_states`: the file state machine;
 `box_folder_ids`: the Box folder-id cache; `reports`: status and history
 queries; `post_actions`: after-upload actions; `retention`: pruning),
-`claimed_file` (a worker's writes under its claim), `probe` (health checks on
+`claimed_file` (a worker's writes under its claim, fenced), `leases` (the claims' lease SQL),
+`hosts` (the hosts registry of a PostgreSQL journal; imported on its own), `probe` (health checks on
 connections of their own), `schema` and
 `schema_postgres` (tables, indexes, migrations of each engine), `records` (what comes out), `lock`
 (single-writer lock).

@@ -60,7 +60,7 @@ class StaleClaim(JournalError):
                  host_id: str | None = None) -> None:
         if expected == actual:
             why = (f"its lease is held by host {holder!r}, not this host {host_id!r}" if holder
-                   else f"it holds no lease of this host {host_id!r}")
+                   else f"no host holds its lease, so neither does this host {host_id!r}")
             message = f"journal row {file_id}: claim {expected} is no longer this host's ({why}); this write is refused"
         else:
             message = (f"journal row {file_id}: claim {expected} is stale (current claim {actual}); "

@@ -37,13 +37,22 @@ class Retention(JournalCore):
     """Part of `Journal`: history retention and forgetting uploaded files whose source is gone."""
 
     def prune_history(self, before: float, *, batch: int = PRUNE_BATCH) -> int:
-        """Delete history entries older than `before`, `batch` per transaction. Returns how many."""
+        """Delete history entries older than `before`, `batch` per transaction, and (PostgreSQL) the
+        registrations of hosts stopped before then. Returns how many history entries."""
         total = 0
         while True:
             deleted = self._prune_history_batch(float(before), batch)
             total += deleted
             if deleted < batch:
-                return total
+                break
+        if self.multi_host:
+            self._prune_stopped_hosts(float(before))
+        return total
+
+    @rerun_on_conflict
+    def _prune_stopped_hosts(self, before: float) -> int:
+        with self._write(durable=False) as conn:  # their watches go with them (ON DELETE CASCADE)
+            return conn.execute("DELETE FROM hosts WHERE state = 'stopped' AND heartbeat_at < ?", (before,)).rowcount
 
     @rerun_on_conflict
     def _prune_history_batch(self, before: float, batch: int) -> int:

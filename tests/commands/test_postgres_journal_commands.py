@@ -1,6 +1,7 @@
-"""The commands with a PostgreSQL journal configured, before the journal can open one:
-`syncd check-config` accepts and describes it (without reading the password), and every
-command that opens the journal refuses with the reason instead of failing on it."""
+"""The commands with a PostgreSQL journal configured: `syncd check-config` accepts and describes
+it (without reading the password); the commands that read or change the journal beside the
+daemons (status, history, retry, forget) connect to it, reading its password, and say clearly
+when it cannot be reached; `syncd run` refuses it until the daemon runs on one."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from syncd.testing.daemon_process import run_syncd
+from syncd.testing.postgres import free_port
 
 PASSWORD = "pg-secret-51c0e2"
 
@@ -48,6 +50,14 @@ def test_check_config_describes_the_postgres_journal(postgres_config: Path, tmp_
 
 @pytest.mark.parametrize("command", [["status"], ["history"], ["retry", "--failed"], ["run"]])
 def test_commands_that_open_the_journal_refuse_it_with_the_reason(postgres_config: Path, command: list[str]) -> None:
+    if command != ["run"]:  # these connect now (tests/commands/test_status_hosts.py); nobody listens here
+        unreachable = postgres_config.read_text().replace("127.0.0.1:5432", f"127.0.0.1:{free_port()}")
+        postgres_config.write_text(unreachable)
+        done = run_syncd(*command, "--config", str(postgres_config))
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert "is unreachable" in done.stderr
+        assert "Traceback" not in done.stderr and PASSWORD not in done.stdout + done.stderr
+        return
     done = run_syncd(*command, "--config", str(postgres_config))
     assert done.returncode == 2, done.stdout + done.stderr
     assert "is a PostgreSQL journal, which this syncd can check (syncd check-config) but not run on yet" in done.stderr

@@ -145,6 +145,18 @@ def test_a_replaced_registration_and_a_schema_too_new_stop_the_heartbeat(
         a.heartbeat()
 
 
+def test_stopped_hosts_are_pruned_with_the_history(pg_store: JournalStore,
+                                                   register: Callable[..., HostRegistration]) -> None:
+    register("host-a", SCANS)
+    register("host-b", WatchClaim("mail", "7", "/srv/mail")).stop()
+    with pg_store.open(host_id="host-a") as journal:
+        journal.prune_history(before=0.0)  # stopped, but not before then: kept
+        assert [h.host_id for h in journal.hosts()] == ["host-a", "host-b"]
+        journal.prune_history(before=4e9)
+        assert [h.host_id for h in journal.hosts()] == ["host-a"]  # a running host is never pruned
+    assert pg_store.admin_sql("SELECT watch FROM syncd.host_watches") == [("scans",)]
+
+
 def test_sqlite_has_no_hosts(sqlite_journal: Journal) -> None:
     assert sqlite_journal.hosts() == [] and not sqlite_journal.multi_host
     assert sqlite_journal.connection_pool() is None

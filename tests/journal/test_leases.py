@@ -20,6 +20,7 @@ from syncd.journal import (
     FileRecord,
     FileState,
     HistoryEvent,
+    InvalidTransition,
     Journal,
     PartRecord,
     SessionRecord,
@@ -303,3 +304,48 @@ def test_hosts_taking_over_the_same_lapsed_rows_at_once_take_each_once(pg_store:
     finally:
         for host in hosts:
             host.close()
+
+
+# ------------------------------------------------------ re-runnable outcomes
+
+
+def test_an_outcome_written_again_after_a_lost_commit_answer_returns_the_row(host_a: Journal) -> None:
+    file_id = add(host_a, "a.bin")
+    mine = claim(host_a)
+    done = mine.mark_uploaded("F1", "V1", "0", SHA_A, 300.0)
+    lines = host_a.history("inbox", "a.bin")
+    assert mine.mark_uploaded("F1", "V1", "0", SHA_A, 301.0) == done  # the same commit: nothing new
+    assert host_a.history("inbox", "a.bin") == lines
+    with pytest.raises(InvalidTransition):  # another Box file is not this outcome
+        mine.mark_uploaded("F2", "V1", "0", SHA_A, 302.0)
+    parked = claim_again(host_a, file_id).mark_failed("gave up", now=400.0)
+    assert host_a.claimed(parked).mark_failed("gave up", now=401.0) == parked
+
+
+def claim_again(journal: Journal, file_id: int) -> ClaimedFile:
+    journal.observe("inbox", "a.bin", 30, mtime_ns=2, inode=7, now=350.0)  # new content, due now
+    record = journal.claim_next(360.0)
+    assert record is not None and record.id == file_id
+    return journal.claimed(record)
+
+
+# ------------------------------------------------------------- opening
+
+
+def test_a_journal_names_its_host_and_lease(journal_store: JournalStore, host_a: Journal) -> None:
+    import socket
+
+    with journal_store.open("operator") as default:
+        assert default.host_id == socket.gethostname()
+        assert default.multi_host == (journal_store.backend == "postgres")
+        expected_lease = 60.0 if journal_store.backend == "sqlite" else journal_store.where.lease  # type: ignore[union-attr]
+        assert default.lease == expected_lease
+    with journal_store.open("operator", host_id="h", lease=7.5, pool_size=40) as chosen:
+        assert (chosen.host_id, chosen.lease) == ("h", 7.5)
+        pool = chosen.connection_pool()
+        if journal_store.backend == "sqlite":
+            assert pool is None
+        else:
+            assert pool.max_size == 40  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="lease"):
+        journal_store.open("operator", lease=0)

@@ -303,7 +303,7 @@ def test_session_and_parts_survive_a_retry_and_show_progress(journal: Journal) -
 
 def test_session_rules(journal: Journal) -> None:
     file_id = add(journal, "big.bin", size=20)
-    with pytest.raises(StaleClaim, match="holds no lease"):  # never claimed: no handle may write
+    with pytest.raises(StaleClaim, match="no host holds its lease"):  # never claimed: no handle may write
         current_claim(journal, file_id).save_session(session())
     journal.claim_next(now=100.0)
     claim = current_claim(journal, file_id)
