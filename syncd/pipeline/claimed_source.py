@@ -75,9 +75,9 @@ class Refusal:
 
 
 def expected_identity(record: FileRecord) -> FileIdentity | FileStat:
-    """What the claimed file must still be: the full identity, or (rows from before schema
-    version 5, without device and ctime) size, mtime and inode."""
-    if record.device is None or record.ctime_ns is None:
+    """What the claimed file must still be: the full identity (without the device on a journal
+    several hosts share), or (rows from before schema version 5, without ctime) size, mtime and inode."""
+    if record.ctime_ns is None:
         return FileStat(record.size, record.mtime_ns, record.inode)
     return FileIdentity(record.device, record.inode, record.size, record.mtime_ns, record.ctime_ns)
 
