@@ -455,7 +455,7 @@ def migrate(conn: psycopg.Connection, location: str, host_id: str | None) -> lis
                  f"{host_id or socket.gethostname()} syncd {__version__}"))
         conn.execute("COMMIT")
     except BaseException:
-        _rollback(conn)
+        _rollback(conn, MIGRATION_TIMEOUT_S)
         raise
     return applied
 
