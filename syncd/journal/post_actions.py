@@ -113,9 +113,13 @@ class PostActions(JournalCore):
             return [_post_action(r) for r in rows]
 
     def next_post_action_time(self) -> float | None:
-        """When the earliest action is due (None when none is left)."""
+        """When the earliest action this host may carry out is due (None when none is left)."""
         with self._read() as conn:
-            found = conn.execute("SELECT min(next_attempt_at) FROM post_actions").fetchone()
+            if self.multi_host:
+                found = conn.execute(f"SELECT min(p.next_attempt_at) FROM post_actions p WHERE {_OURS_OR_ORPHANED}",
+                                     (self.host_id, self.lease)).fetchone()
+            else:
+                found = conn.execute("SELECT min(next_attempt_at) FROM post_actions").fetchone()
         return None if found is None or found[0] is None else float(found[0])
 
     def post_actions_pending(self, limit: int = 10) -> tuple[int, list[PostAction]]:

@@ -31,6 +31,8 @@ def test_a_live_hosts_actions_are_its_own_until_it_is_gone(pg_store: JournalStor
             file_id = commit_with_delete(a, "scan.pdf")
             assert due_files(a) == [file_id]
             assert due_files(b) == []  # a is alive: its action is a's
+            assert a.next_post_action_time() == 160.0
+            assert b.next_post_action_time() is None  # b's applier does not wake for it
             pg_store.poke("UPDATE hosts SET heartbeat_at = 0 WHERE host_id = 'host-a'")
             assert due_files(b) == [file_id]  # silent for longer than a lease: anyone's
             registration.heartbeat()
