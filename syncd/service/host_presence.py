@@ -89,10 +89,13 @@ class HostPresence:
             self._unavailable(str(exc))
             return False
         except (HostReplaced, HostLockRefused) as exc:
-            self._fatal("host_lock_refused", f"another syncd process now holds this host id: {exc}")
+            if self._fatal(f"another syncd process now holds this host id: {exc}"):
+                log.error("host_lock_refused", host_id=self._registration.host_id, reason=self.fatal,
+                          detail="stopping: two processes of one host id must not overlap")
             return False
         except JournalSchemaTooNew as exc:
-            self._fatal("journal_schema_too_new", str(exc))
+            if self._fatal(str(exc)):
+                log.error("journal_schema_too_new", reason=self.fatal, detail="stopping: upgrade syncd on this host")
             return False
         except JournalError as exc:
             self._unavailable(str(exc))
@@ -123,7 +126,9 @@ class HostPresence:
             if self._on_available is not None:
                 self._on_available(True)
 
-    def _fatal(self, event: str, reason: str) -> None:
-        if self.fatal is None:
-            self.fatal = reason
-            log.error(event, reason=reason, detail="stopping: a restart with this host id must not overlap")
+    def _fatal(self, reason: str) -> bool:
+        """Remember why the daemon must stop; True the first time."""
+        if self.fatal is not None:
+            return False
+        self.fatal = reason
+        return True
