@@ -18,8 +18,8 @@ from syncd.box import (
     RateLimits,
     TokenStore,
     Uploader,
+    WindowStore,
 )
-from syncd.box.ratelimit import WindowStore
 from syncd.config import ClientCredentialsAuth as CcgConfig
 from syncd.config import Config
 from syncd.config import DeveloperTokenAuth as DevTokenConfig

@@ -233,7 +233,7 @@ class Daemon:
         pool = self.journal.connection_pool()
         if pool is None:
             return None
-        from syncd.box.shared_windows import PostgresWindows  # psycopg only when asked for
+        from syncd.box import PostgresWindows  # psycopg only when asked for
 
         return PostgresWindows(pool, self.config.host_id)
 
