@@ -1,10 +1,10 @@
 """Layers import downward only: every module under syncd/ is parsed (ast, lazy imports in
 functions included) and each `syncd` import checked against the layer table.
 
-    __main__ -> cli -> commands -> service -> pipeline -> journal | box -> config | logs
+    __main__ -> cli -> commands -> service -> pipeline -> journal | box -> config | logs | socket_deadlines
 
 A module may import its own package and any package of a lower layer; packages that
-share a layer (journal and box, config and logs) stay independent of each other. The
+share a layer (journal and box, config, logs and socket_deadlines) stay independent of each other. The
 emulator imports nothing of the client, and the client reaches the emulator only from
 `syncd.commands.emulator` (the `syncd emulator` command) and `syncd.testing`. The test
 harness `syncd.testing` may import anything; nothing in syncd imports it.
@@ -23,7 +23,7 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[1] / "syncd"
 #: Lowest layer first. The names are the second component of a module's name
 #: (`syncd.box.client` -> "box", `syncd.logs` -> "logs", `syncd.__main__` -> "__main__").
 LAYERS: tuple[frozenset[str], ...] = (
-    frozenset({"config", "logs"}),
+    frozenset({"config", "logs", "socket_deadlines"}),
     frozenset({"journal", "box"}),
     frozenset({"pipeline"}),
     frozenset({"service"}),

@@ -31,9 +31,6 @@ whose connection pool it is handed.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -43,6 +40,7 @@ import psycopg_pool
 from psycopg import sql
 
 from ..logs import get_logger
+from ..socket_deadlines import DEADLINES
 from .ratelimit import IN_FLIGHT_POLL, Slot
 
 log = get_logger(__name__)
@@ -223,7 +221,7 @@ class PostgresWindows:
     @contextmanager
     def _connection(self) -> Iterator[psycopg.Connection]:
         """A pooled connection for one call of at most ``timeout`` seconds, each of the wait and the use."""
-        with self._pool.connection(timeout=self.timeout) as conn, _cut_off_after(conn, self.timeout):
+        with self._pool.connection(timeout=self.timeout) as conn, DEADLINES.bound(conn, self.timeout):
             yield conn
 
     def _went_unavailable(self, exc: psycopg.Error) -> None:
@@ -243,36 +241,6 @@ class PostgresWindows:
 
     def __repr__(self) -> str:
         return f"PostgresWindows(host_id={self.host_id!r}, stale_after={self.stale_after:g})"
-
-
-@contextmanager
-def _cut_off_after(conn: psycopg.Connection, seconds: float) -> Iterator[None]:
-    """Shut ``conn``'s socket down when the block runs longer than ``seconds``.
-
-    A partition that drops packets leaves a query waiting for the kernel's retransmission
-    timeouts (or forever, when something on the path still acknowledges the bytes);
-    shutting the socket makes the waiting call fail at once, and the pool drops the
-    broken connection. The lock keeps a late timer off a connection already back in the pool.
-    """
-    lock = threading.Lock()
-    done = False
-
-    def cut() -> None:
-        with lock:
-            if done or conn.closed:
-                return
-            with contextlib.suppress(OSError, psycopg.Error), socket.socket(fileno=os.dup(conn.fileno())) as sock:
-                sock.shutdown(socket.SHUT_RDWR)
-
-    timer = threading.Timer(seconds, cut)
-    timer.daemon = True
-    timer.start()
-    try:
-        yield
-    finally:
-        with lock:
-            done = True
-        timer.cancel()
 
 
 def _fetch_one(conn: psycopg.Connection, query: str | sql.Composed, params: object = None) -> tuple:

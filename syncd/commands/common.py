@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from syncd.config import Config, ConfigError, PostgresJournalConfig, load_config
-from syncd.config.model import JournalConfig
 from syncd.pipeline.names import parse_display_path
 
 EXIT_OK = 0
@@ -60,25 +59,13 @@ def load(args: argparse.Namespace, *, resolve_secrets: bool) -> Config:
     """The config named by `args` (see `config_path`); CommandError (exit 2) listing every problem otherwise.
 
     Only commands that talk to Box (run, once, push, auth) pass ``resolve_secrets=True``;
-    the others never read a secret, so they work from a root shell without systemd's
-    $CREDENTIALS_DIRECTORY.
+    the others read no Box secret, so they work from a root shell without systemd's
+    $CREDENTIALS_DIRECTORY. They do read a PostgreSQL journal's password: they connect to it.
     """
     try:
-        return load_config(config_path(args), resolve_secrets=resolve_secrets)
+        return load_config(config_path(args), resolve_secrets=resolve_secrets, read_journal_password=True)
     except ConfigError as exc:
         raise CommandError(f"invalid configuration: {exc}", EXIT_USAGE) from None
-
-
-def require_sqlite_journal(config: Config) -> Path:
-    """The SQLite journal's path; CommandError (exit 2) for a PostgreSQL journal: the journal
-    opens one, but no command may run on it until claims carry leases and a host that lost
-    its lease is fenced (docs/MULTI_HOST.md, section 11): two hosts could upload one file."""
-    if isinstance(config.journal, PostgresJournalConfig):
-        raise CommandError(f"journal: {config.journal.dsn} is a PostgreSQL journal, which this syncd "
-                           "can check (syncd check-config) but not run on yet: claims have no leases, so two "
-                           "hosts could upload one file; use a SQLite journal path (docs/MULTI_HOST.md)",
-                           EXIT_USAGE)
-    return config.journal
 
 
 def iso_time(timestamp: float | None) -> str | None:
@@ -125,31 +112,12 @@ def _shown_path(text: str) -> str:
         return text
 
 
-def journal_location(config: Config) -> JournalConfig:
-    """`config.journal`, ready to open: a PostgreSQL journal's password read even when the commands
-    that never talk to Box loaded the config without secrets (`load(resolve_secrets=False)`): they
-    still connect to the journal. The config is read again with its secrets for that; CommandError
-    (exit 2) when they cannot be read here."""
-    where = config.journal
-    if not isinstance(where, PostgresJournalConfig) or where.password is None or where.password.resolved:
-        return where
-    if config.source is None:
-        raise CommandError(f"journal: {where.dsn}: its password ({where.password.source}) was not read", EXIT_USAGE)
-    try:
-        resolved = load_config(config.source, resolve_secrets=True).journal
-    except ConfigError as exc:
-        raise CommandError(f"the PostgreSQL journal's password cannot be read with the configuration's secrets: "
-                           f"{exc}", EXIT_USAGE) from None
-    assert isinstance(resolved, PostgresJournalConfig)
-    return resolved
-
-
 def open_journal(config: Config, role: str):
     """The journal in `role` (a SQLite file or a PostgreSQL database, as this host `config.host_id`);
     CommandError (exit 1) saying why it cannot be opened."""
     from syncd.journal import Journal, JournalError
 
-    where = journal_location(config)
+    where = config.journal
     if not isinstance(where, PostgresJournalConfig) and role != "daemon" and not where.exists():
         raise CommandError(f"no journal at {where} yet: the daemon has not run with this configuration")
     try:

@@ -11,14 +11,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-from syncd.commands.common import EXIT_FAILURE, add_config_argument, add_json_argument, load, require_sqlite_journal
+from syncd.commands.common import EXIT_FAILURE, add_config_argument, add_json_argument, load
 
 EPILOG = """examples:
   syncd run --config /etc/syncd/syncd.yaml
   syncd run -c config/demo.yaml
 
 exit codes: 0 stopped cleanly; 1 the journal is held by another daemon or
-unreadable; 2 invalid configuration. Box refusing the credentials (at start or
+unreadable (on a PostgreSQL journal: another live process has this host_id, or a
+watch of the same name goes to another Box folder on another host); 2 invalid
+configuration. Box refusing the credentials (at start or
 later) does not stop `syncd run`: uploads pause, `syncd status` and /healthz say
 so, and Box is asked again until it accepts them (`syncd once` exits 1 instead).
 """
@@ -31,7 +33,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, *, once: bool = False) -> int:
     config = load(args, resolve_secrets=True)
-    require_sqlite_journal(config)
     from syncd.service.daemon import run_daemon
     from syncd.journal import JournalError
 

@@ -82,7 +82,8 @@ SCHEMA: dict[str, tuple[str, ...]] = {
 
 
 def load_config(path: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None,
-                resolve_secrets: bool = True, credstore_dirs: Iterable[Path] = CREDSTORE_DIRS) -> Config:
+                resolve_secrets: bool = True, read_journal_password: bool = False,
+                credstore_dirs: Iterable[Path] = CREDSTORE_DIRS) -> Config:
     """Read and validate the YAML config at *path*.
 
     Relative paths inside are resolved against the file's directory; secrets
@@ -96,6 +97,8 @@ def load_config(path: str | os.PathLike[str], *, environ: Mapping[str, str] | No
     `Secret.unresolved`, whose ``check`` says what was and was not verified.
     Outside systemd (no ``$CREDENTIALS_DIRECTORY``) a credential is looked for
     in *credstore_dirs* under the name the shipped units load it from.
+    ``read_journal_password=True`` still reads the PostgreSQL journal's password: the
+    commands that never talk to Box (status, history, retry, forget) do connect to the journal.
     """
     source = Path(path)
     try:
@@ -122,6 +125,7 @@ def load_config(path: str | os.PathLike[str], *, environ: Mapping[str, str] | No
         environ=os.environ if environ is None else environ,
         lines=document.lines,
         resolve_secrets=resolve_secrets,
+        read_journal_password=read_journal_password,
         credstore_dirs=tuple(credstore_dirs),
     )
     context.problems.extend(document.duplicates)
@@ -140,12 +144,14 @@ class _Context:
     """State shared while reading one file: problems found so far, secrets, warnings."""
 
     def __init__(self, base_dir: Path, config_file: Path, environ: Mapping[str, str], lines: dict[str, int], *,
-                 resolve_secrets: bool = True, credstore_dirs: tuple[Path, ...] = CREDSTORE_DIRS):
+                 resolve_secrets: bool = True, read_journal_password: bool = False,
+                 credstore_dirs: tuple[Path, ...] = CREDSTORE_DIRS):
         self.base_dir = base_dir
         self.config_file = config_file
         self.environ = environ
         self.lines = lines
         self.resolve_secrets = resolve_secrets
+        self.read_journal_password = read_journal_password
         self.credstore_dirs = credstore_dirs
         self.problems: list[Problem] = []
         self.secrets: list[Secret] = []
@@ -602,7 +608,12 @@ def _read_journal(top: _Section, context: _Context) -> JournalConfig | None:
 
 def _read_postgres_journal(section: _Section, context: _Context) -> PostgresJournalConfig | None:
     raw_dsn = section.string("dsn", expected=_DSN_EXPECTED)
-    password = section.secret("password", required=False)
+    resolving = context.resolve_secrets
+    context.resolve_secrets = resolving or context.read_journal_password
+    try:
+        password = section.secret("password", required=False)
+    finally:
+        context.resolve_secrets = resolving
     lease = section.duration("lease", PostgresJournalConfig.lease)
     section.finish(hints={"path": "a SQLite journal is given as the path itself: journal: /var/lib/syncd/journal.db"})
     if lease < 2.0:

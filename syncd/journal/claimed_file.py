@@ -180,7 +180,7 @@ class ClaimedFile:
                     f"journal row {row.id}: uploaded SHA-1 {digest} differs from the recorded {row.sha1}"
                 )
             conn.execute("DELETE FROM upload_sessions WHERE file_id = ?", (row.id,))
-            plan_post_action(conn, row, post_action, digest, float(now))
+            plan_post_action(conn, row, post_action, digest, float(now), self._journal.host_id)
             return transition(
                 conn,
                 row,

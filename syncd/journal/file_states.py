@@ -147,8 +147,15 @@ class FileStates(JournalCore):
                     results.append((position, observation))
         return [result for _, result in sorted(results, key=lambda item: item[0])]
 
+    def _recorded_device(self, device: int | None) -> int | None:
+        """The device number as this journal records it: none on a journal several hosts share,
+        where each host mounts the shared folder with a device number of its own (the inode, the
+        file server's file id, size and times mean the same on every host)."""
+        return None if self.multi_host else device
+
     def _observe(self, conn: Tx, watch: str, entry: ObservedFile, now: float) -> Observation:
         relpath, size, mtime_ns, inode, device, ctime_ns = entry
+        device = self._recorded_device(device)
         identity = {"size": size, "mtime_ns": mtime_ns, "inode": to_i64(inode),
                     "device": None if device is None else to_i64(device), "ctime_ns": ctime_ns}
         row = fetch_path(conn, watch, relpath, lock=True)
@@ -240,8 +247,9 @@ class FileStates(JournalCore):
 
     def _park(self, conn: Tx, watch: str, entry: ParkedEntry, now: float) -> FileRecord | None:
         ident = entry.identity
+        device = self._recorded_device(ident.device)
         identity = {"size": ident.size, "mtime_ns": ident.mtime_ns, "inode": to_i64(ident.inode),
-                    "device": to_i64(ident.device), "ctime_ns": ident.ctime_ns}
+                    "device": None if device is None else to_i64(device), "ctime_ns": ident.ctime_ns}
         row = fetch_path(conn, watch, entry.relpath, lock=True)
         if row is None:
             inserted = conn.execute(
@@ -264,7 +272,7 @@ class FileStates(JournalCore):
         if row.state in (FileState.UPLOADING, FileState.UPLOADED):
             return None
         if (row.state is FileState.QUARANTINED and (row.last_error, row.last_error_code) == (entry.reason, entry.code)
-                and same_identity(row, ident.size, ident.mtime_ns, ident.inode, ident.device, ident.ctime_ns)):
+                and same_identity(row, ident.size, ident.mtime_ns, ident.inode, device, ident.ctime_ns)):
             return None
         conn.execute("DELETE FROM upload_sessions WHERE file_id = ?", (row.id,))
         if row.state is not FileState.PENDING:

@@ -48,6 +48,7 @@ from syncd.journal.errors import (
 )
 from syncd.journal.postgres_backend import PostgresBackend, driver_error
 from syncd.journal.records import WatchClaim
+from syncd.socket_deadlines import DEADLINES
 
 #: The states a host reports (the `hosts.state` CHECK).
 HOST_STATES = frozenset({"running", "degraded", "stopping", "stopped"})
@@ -133,7 +134,7 @@ class HostRegistration:
             self._stopped = True
             conn = self._conn
             if conn is not None and not conn.broken:
-                with contextlib.suppress(psycopg.Error):
+                with contextlib.suppress(psycopg.Error), DEADLINES.bound(conn, self._backend.round_trip):
                     conn.execute(f"UPDATE hosts SET state = 'stopped', detail = NULL, heartbeat_at = {_DB_NOW}"
                                  " WHERE host_id = %s AND instance = %s", (self.host_id, self.instance))
                     conn.execute(_HOST_UNLOCK, (self.host_id,))
@@ -212,7 +213,8 @@ class HostRegistration:
         """One statement on the dedicated connection; a lost connection is dropped (the next call
         reconnects) and every error becomes the journal's kind."""
         try:
-            return conn.execute(sql, params)  # type: ignore[arg-type]
+            with DEADLINES.bound(conn, self._backend.round_trip):
+                return conn.execute(sql, params)  # type: ignore[arg-type]
         except psycopg.Error as exc:
             error = driver_error(self._backend.location, exc)
             if isinstance(error, JournalUnavailable) or conn.broken:

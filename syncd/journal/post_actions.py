@@ -10,6 +10,12 @@ file before it puts it there (`post_action_archived_as`), and ends each with
 `post_action_failed` (tried again at the time given). Each is addressed by the action's
 own id: a new upload of the same file replaces its action with a new id, so the
 outcome of an old one can never be recorded against the new one.
+
+On a journal several hosts share, an action belongs to the host whose `mark_uploaded`
+committed (`owner_host`): only that host is handed it while it is alive; once its heartbeat
+is older than a lease, or it stopped, any host is (docs/MULTI_HOST.md section 6). The
+applier checks the bytes on disk against Box's SHA-1 first either way, and a move's name
+is journaled before the copy, so a second host finishes an action, never repeats it.
 """
 
 from __future__ import annotations
@@ -40,9 +46,10 @@ _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM post_actions p JOIN files f ON f.i
 
 
 def plan_post_action(conn: Tx, row: FileRecord, planned: PlannedPostAction | None, sha1: str,
-                     now: float) -> None:
+                     now: float, owner_host: str) -> None:
     """Journal `planned` for the content of `row` (in the caller's transaction), replacing any
-    action left for earlier content of the file; with None, only drop such a leftover."""
+    action left for earlier content of the file; with None, only drop such a leftover.
+    `owner_host` (the committing host) carries it out while it is alive."""
     conn.execute("DELETE FROM post_actions WHERE file_id = ?", (row.id,))
     if planned is None:
         return
@@ -50,9 +57,9 @@ def plan_post_action(conn: Tx, row: FileRecord, planned: PlannedPostAction | Non
         raise ValueError("an archive path goes with a move, and only with a move")
     conn.execute(
         "INSERT INTO post_actions (file_id, action, sha1, size, mtime_ns, inode, archive_path, attempts,"
-        " next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
+        " next_attempt_at, created_at, updated_at, owner_host) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?)",
         (row.id, planned.action.value, sha1, row.size, row.mtime_ns, to_i64(row.inode),
-         _path_bytes(planned.archive_path), now, now, now),
+         _path_bytes(planned.archive_path), now, now, now, owner_host),
     )
 
 
@@ -75,15 +82,26 @@ def _post_action(row: tuple[Any, ...]) -> PostAction:
                       last_error_code, float(created_at))
 
 
+#: An action this host may carry out on a shared journal: its own, or one whose host is gone.
+_OURS_OR_ORPHANED = (
+    "(p.owner_host IS NULL OR p.owner_host = ? OR NOT EXISTS (SELECT 1 FROM hosts h WHERE h.host_id = p.owner_host"
+    " AND h.state <> 'stopped' AND h.heartbeat_at > {db_now} - ?))"
+)
+
+
 class PostActions(JournalCore):
     """Part of `Journal`: the after-upload actions still to be carried out."""
 
     def due_post_actions(self, now: float | None, *, watch: str | None = None, after_id: int = 0,
                          limit: int = 100) -> list[PostAction]:
         """Actions due at `now` (every one when `now` is None: at start-up or a backstop scan),
-        of one watch or all, by id from `after_id` (a pass walks them page by page)."""
+        of one watch or all, by id from `after_id` (a pass walks them page by page). On a journal
+        several hosts share, only this host's and those of hosts gone (stopped, or silent for a lease)."""
         check_limit(limit)
         where, params = ["p.id > ?"], [after_id]
+        if self.multi_host:
+            where.append(_OURS_OR_ORPHANED)
+            params += [self.host_id, self.lease]
         if now is not None:
             where.append("p.next_attempt_at <= ?")
             params.append(float(now))
@@ -95,9 +113,13 @@ class PostActions(JournalCore):
             return [_post_action(r) for r in rows]
 
     def next_post_action_time(self) -> float | None:
-        """When the earliest action is due (None when none is left)."""
+        """When the earliest action this host may carry out is due (None when none is left)."""
         with self._read() as conn:
-            found = conn.execute("SELECT min(next_attempt_at) FROM post_actions").fetchone()
+            if self.multi_host:
+                found = conn.execute(f"SELECT min(p.next_attempt_at) FROM post_actions p WHERE {_OURS_OR_ORPHANED}",
+                                     (self.host_id, self.lease)).fetchone()
+            else:
+                found = conn.execute("SELECT min(next_attempt_at) FROM post_actions").fetchone()
         return None if found is None or found[0] is None else float(found[0])
 
     def post_actions_pending(self, limit: int = 10) -> tuple[int, list[PostAction]]:

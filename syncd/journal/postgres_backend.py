@@ -43,6 +43,7 @@ from syncd.journal import schema_postgres, sql_form
 from syncd.journal.backend import Cursor, Dialect, Params, Role, SavepointsFromExecute
 from syncd.journal.errors import JournalError, JournalOutcomeUnknown, JournalUnavailable, TransactionConflict
 from syncd.journal.migrations import check_migration_order
+from syncd.socket_deadlines import DEADLINES
 
 POSTGRES = Dialect(
     name="postgres",
@@ -95,14 +96,16 @@ class PostgresTx(SavepointsFromExecute):
 
     dialect = POSTGRES
 
-    def __init__(self, conn: psycopg.Connection, location: str) -> None:
+    def __init__(self, conn: psycopg.Connection, location: str, round_trip: float) -> None:
         self._conn = conn
         self._location = location
+        self._round_trip = round_trip
 
     def execute(self, sql: str, params: Params = ()) -> Cursor:
         try:
             # Always with parameters (even none): psycopg then reads %% as the literal %.
-            return self._conn.execute(sql_form.for_postgres(sql), params)  # type: ignore[arg-type]
+            with DEADLINES.bound(self._conn, self._round_trip):
+                return self._conn.execute(sql_form.for_postgres(sql), params)  # type: ignore[arg-type]
         except psycopg.Error as exc:
             raise driver_error(self._location, exc) from exc
 
@@ -194,6 +197,9 @@ class PostgresBackend:
         self.config = config
         self._settings = settings
         self._closed = False
+        #: Longest wait for the answer to one statement: the server's own timeouts (a quarter lease)
+        #: answer well before; past it the network is not delivering (socket_deadlines).
+        self.round_trip = round_trip_limit(config)
 
     @classmethod
     def open(cls, config: PostgresJournalConfig, role: Role, *, host_id: str | None = None,
@@ -246,9 +252,7 @@ class PostgresBackend:
             raise driver_error(self.location, exc) from exc
 
     def _putconn(self, conn: psycopg.Connection) -> None:
-        if conn.info.transaction_status != pq.TransactionStatus.IDLE and not conn.broken:
-            with contextlib.suppress(psycopg.Error):
-                conn.execute("ROLLBACK")
+        _rollback(conn, self.round_trip)
         self._pool.putconn(conn)
 
     @contextmanager
@@ -272,7 +276,7 @@ class PostgresBackend:
         for attempt in (1, 2):
             conn = self._getconn()
             try:
-                tx = PostgresTx(conn, self.location)
+                tx = PostgresTx(conn, self.location, self.round_trip)
                 try:
                     tx.execute(begin)
                 except JournalUnavailable:
@@ -291,15 +295,16 @@ class PostgresBackend:
             try:
                 yield tx
             except BaseException:
-                _rollback(conn)
+                _rollback(conn, self.round_trip)
                 raise
             if conn.info.transaction_status == pq.TransactionStatus.INERROR:
                 # A statement failed and the code went on without a savepoint: COMMIT would
                 # silently roll back. That is a bug; say so instead of losing the writes.
-                _rollback(conn)
+                _rollback(conn, self.round_trip)
                 raise JournalError(f"journal {self.location}: a failed statement aborted the transaction")
             try:
-                conn.execute("COMMIT")
+                with DEADLINES.bound(conn, self.round_trip):
+                    conn.execute("COMMIT")
             except psycopg.Error as exc:
                 error = driver_error(self.location, exc)
                 if isinstance(error, JournalUnavailable):
@@ -314,7 +319,7 @@ class PostgresBackend:
             try:
                 yield tx
             finally:
-                _rollback(conn)  # nothing to keep: ending a read-only transaction either way
+                _rollback(conn, self.round_trip)  # nothing to keep: ending a read-only transaction either way
 
     def serialised(self) -> contextlib.nullcontext[None]:
         # Row locks (FOR UPDATE SKIP LOCKED) keep claims apart, across threads and hosts alike.
@@ -344,10 +349,16 @@ class PostgresBackend:
             raise JournalError(f"journal {self.location} is closed")
 
 
-def _rollback(conn: psycopg.Connection) -> None:
+def _rollback(conn: psycopg.Connection, round_trip: float) -> None:
     if not conn.broken and conn.info.transaction_status != pq.TransactionStatus.IDLE:
-        with contextlib.suppress(psycopg.Error):
+        with contextlib.suppress(psycopg.Error), DEADLINES.bound(conn, round_trip):
             conn.execute("ROLLBACK")
+
+
+def round_trip_limit(config: PostgresJournalConfig) -> float:
+    """Seconds one statement's answer may take before the connection counts as cut off: twice the
+    quarter lease the server's statement and lock timeouts stop at (docs/MULTI_HOST.md section 5.7)."""
+    return config.lease / 2
 
 
 def session_settings(config: PostgresJournalConfig, role: Role, host_id: str | None) -> dict[str, Any]:
@@ -444,7 +455,7 @@ def migrate(conn: psycopg.Connection, location: str, host_id: str | None) -> lis
                  f"{host_id or socket.gethostname()} syncd {__version__}"))
         conn.execute("COMMIT")
     except BaseException:
-        _rollback(conn)
+        _rollback(conn, MIGRATION_TIMEOUT_S)
         raise
     return applied
 

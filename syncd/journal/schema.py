@@ -215,10 +215,12 @@ MIGRATIONS += (
 MIGRATIONS += (
     Migration(
         version=len(MIGRATIONS) + 1,
-        description="claims carry a lease: the host holding each and when it lapses",
+        description="claims carry a lease: the host holding each and when it lapses; after-upload "
+                    "actions belong to the host that committed the upload",
         statements=(
             "ALTER TABLE files ADD COLUMN lease_owner TEXT",
             "ALTER TABLE files ADD COLUMN lease_expires_at REAL",
+            "ALTER TABLE post_actions ADD COLUMN owner_host TEXT",
             # Takeover: the lapsed leases, oldest first, among the uploading rows only.
             "CREATE INDEX files_lease_expiry ON files (lease_expires_at) WHERE state = 'uploading'",
         ),

@@ -164,7 +164,8 @@ MIGRATIONS: tuple[Migration, ...] = (
                 last_error text,
                 last_error_code text,
                 created_at double precision NOT NULL,
-                updated_at double precision NOT NULL
+                updated_at double precision NOT NULL,
+                owner_host text  -- the host that committed the upload does it (others once it is gone)
             )
             """,
             "CREATE INDEX post_actions_due ON post_actions (next_attempt_at)",

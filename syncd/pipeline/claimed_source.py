@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING
 
 from syncd.config import WatchConfig
 from syncd.journal import NAME_COLLISION, ClaimedFile, FileRecord
+from syncd.pipeline.claim_holds import AnyEvent
 from syncd.pipeline.identity import FileIdentity, FileStat
 from syncd.pipeline.names import NameRefused, box_path, box_path_key, collision_name, display_path
 from syncd.pipeline.scanner import FINAL_PROBLEMS, ProblemKind
@@ -74,9 +75,9 @@ class Refusal:
 
 
 def expected_identity(record: FileRecord) -> FileIdentity | FileStat:
-    """What the claimed file must still be: the full identity, or (rows from before schema
-    version 5, without device and ctime) size, mtime and inode."""
-    if record.device is None or record.ctime_ns is None:
+    """What the claimed file must still be: the full identity (without the device on a journal
+    several hosts share), or (rows from before schema version 5, without ctime) size, mtime and inode."""
+    if record.ctime_ns is None:
         return FileStat(record.size, record.mtime_ns, record.inode)
     return FileIdentity(record.device, record.inode, record.size, record.mtime_ns, record.ctime_ns)
 
@@ -141,17 +142,6 @@ def claim_box_path(claim: ClaimedFile, watch: WatchConfig) -> tuple[str, ...] | 
 # ------------------------------------------------------------------------ the guard
 
 
-class _EitherEvent(threading.Event):
-    """Set when it is set itself or when ``other`` is (the uploader only asks ``is_set``)."""
-
-    def __init__(self, other: threading.Event | None) -> None:
-        super().__init__()
-        self._other = other
-
-    def is_set(self) -> bool:
-        return super().is_set() or (self._other is not None and self._other.is_set())
-
-
 class UploadGuard:
     """A writer seen while the claimed file is uploaded cancels the upload at once.
 
@@ -167,7 +157,7 @@ class UploadGuard:
                  intake: Intake | None, stopping: threading.Event | None) -> None:
         self.source = source
         self.changed = threading.Event()
-        self.cancel = _EitherEvent(stopping)
+        self.cancel = AnyEvent(stopping)
         self.lease: HeldLease | None = None
         self.refusal: Refusal | None = None
         self.evidence = "quiet time only (no lease monitor)"

@@ -8,6 +8,12 @@ it with Box before sending anything. Then the journal's due pending files
 (`Journal.claim_next`: the oldest due first in the general lane, the smallest
 first in the small-files lane).
 
+On a journal several hosts share (PostgreSQL), rows another host's lapsed lease left
+`uploading` are taken over by the service's lease keeper and join the interrupted ones
+(`adopt`): they too are reconciled with Box first. While this host cannot reach the
+journal it claims nothing (`journal_available`); a claim that fails because the
+journal went away meanwhile answers "nothing now".
+
 While Box refuses us (`ClaimGate`, the service's circuit breaker), claims pause for
 the scope it refuses: nothing is claimed while it refuses the credentials, and a file
 of a watch whose Box folder it refuses is given back at once without spending an
@@ -24,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from syncd.journal import FileRecord, Journal
+from syncd.journal import FileRecord, Journal, JournalUnavailable
 
 #: Most files of paused watches given back by one claim before it answers "nothing now".
 MAX_GIVEN_BACK = 20
@@ -51,21 +57,61 @@ class ClaimQueue:
     """Hands work to the worker pool: `claim(max_size)` is `WorkerPool`'s claim callback."""
 
     def __init__(self, journal: Journal, *, gate: ClaimGate | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 journal_available: Callable[[], bool] = lambda: True,
+                 clock: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._journal = journal
         self._gate = gate
+        self._journal_available = journal_available
         self._clock = clock
+        self._monotonic = monotonic
         self._lock = threading.Lock()
         self._interrupted: collections.deque[FileRecord] = collections.deque()
         self._interrupted_ids: set[int] = set()
+        self._claimed_at: dict[int, float] = {}  # monotonic, before each claim was sent (the lease's start)
 
     def recover_interrupted(self) -> list[FileRecord]:
         """At start, before any claim: take over the uploads a crash left `uploading`; returns them."""
+        started = self._monotonic()
         interrupted = self._journal.recover_interrupted()
-        with self._lock:
-            self._interrupted.extend(interrupted)
-            self._interrupted_ids = {record.id for record in interrupted}
+        self.adopt(interrupted, started)
         return interrupted
+
+    def adopt(self, records: list[FileRecord], claimed_at: float) -> None:
+        """Rows this host now holds without a worker (recovered, or taken over from a lapsed lease):
+        handed out before any new claim, each reconciled with Box first. `claimed_at`: monotonic,
+        before the journal was asked."""
+        with self._lock:
+            for record in records:
+                self._interrupted.append(record)
+                self._interrupted_ids.add(record.id)
+                self._claimed_at[record.id] = claimed_at
+
+    def waiting(self) -> list[FileRecord]:
+        """Adopted rows still waiting for a worker (their leases are renewed meanwhile)."""
+        with self._lock:
+            return list(self._interrupted)
+
+    def renewed(self, ids: list[int], sent: float) -> None:
+        """The leases of these waiting rows were renewed by a statement sent at monotonic `sent`."""
+        with self._lock:
+            for file_id in ids:
+                if file_id in self._claimed_at:
+                    self._claimed_at[file_id] = sent
+
+    def forget_waiting(self, ids: list[int]) -> None:
+        """These waiting rows are no longer this host's (their renewal was refused): never hand them out."""
+        if not ids:
+            return
+        gone = set(ids)
+        with self._lock:
+            self._interrupted = collections.deque(r for r in self._interrupted if r.id not in gone)
+            for file_id in gone:
+                self._claimed_at.pop(file_id, None)
+
+    def claimed_at(self, record: FileRecord) -> float:
+        """Monotonic time taken before `record`'s claim was sent (its lease runs from no earlier)."""
+        with self._lock:
+            return self._claimed_at.pop(record.id, self._monotonic())
 
     def claim(self, max_size: int | None) -> FileRecord | None:
         """The next file for a worker whose lane takes files up to `max_size` bytes (None: any size).
@@ -73,7 +119,7 @@ class ClaimQueue:
         An interrupted upload too large for the lane waits for a general worker: the
         small-files worker exists so that multi-gigabyte uploads never hold up small files.
         """
-        if self._paused(None) is not None:
+        if self._paused(None) is not None or not self._journal_available():
             return None
         with self._lock:
             for record in self._interrupted:
@@ -81,11 +127,17 @@ class ClaimQueue:
                     self._interrupted.remove(record)
                     return record
         for _ in range(MAX_GIVEN_BACK):
-            record = self._journal.claim_next(self._clock(), max_size=max_size)
+            started = self._monotonic()
+            try:
+                record = self._journal.claim_next(self._clock(), max_size=max_size)
+            except JournalUnavailable:
+                return None  # the journal went away: the service notices and says so; nothing claimed
             if record is None:
                 return None
             paused = self._paused(record.watch)
             if paused is None:
+                with self._lock:
+                    self._claimed_at[record.id] = started
                 return record
             self._journal.claimed(record).release(paused.reason, PAUSED_CODE, paused.until)
         return None

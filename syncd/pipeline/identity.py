@@ -70,9 +70,14 @@ class IdentityChange:
 
 @dataclass(frozen=True, slots=True)
 class FileIdentity:
-    """Device, inode, size, mtime and ctime of one state of a regular file."""
+    """Device, inode, size, mtime and ctime of one state of a regular file.
 
-    device: int
+    ``device`` is None in an identity recorded on a journal several hosts share: each host
+    mounts the shared folder with its own device number, so only the inode (the file
+    server's file id), size and times mean the same everywhere.
+    """
+
+    device: int | None
     inode: int
     size: int
     mtime_ns: int
@@ -95,7 +100,7 @@ class FileIdentity:
         A :class:`FileStat` (no device, no ctime) is compared on what it has:
         size, mtime and inode.
         """
-        if isinstance(expected, FileIdentity):
+        if isinstance(expected, FileIdentity) and None not in (self.device, expected.device):
             if (self.device, self.inode) != (expected.device, expected.inode):
                 return IdentityChange(ChangeKind.REPLACED, expected, self)
         elif self.inode != expected.inode:

@@ -75,6 +75,7 @@ from syncd.journal import (
 )
 from syncd.logs import get_logger
 from syncd.pipeline.actions import AfterUpload
+from syncd.pipeline.claim_holds import AnyEvent, ClaimHold
 from syncd.pipeline.claims import PAUSED_CODE, Paused
 from syncd.pipeline.conflicts import ConflictOutcome, upload_with_policy
 from syncd.pipeline.claimed_source import Next, Refusal, UploadGuard, claim_box_path, open_claimed
@@ -101,6 +102,7 @@ class OutcomeKind(enum.StrEnum):
     STALE = "stale"  # the claim went stale (new content claimed again): this attempt recorded nothing
     PAUSED = "paused"  # Box refuses the credentials or the watch's folder: given back, no attempt spent
     STRANDED = "stranded"  # the journal refused the outcome: put back to pending once it accepts writes
+    LOST = "lost"  # the claim's lease was lost (several hosts): stopped before its next Box write, nothing recorded
 
 
 class BoxRefusals(Protocol):
@@ -138,6 +140,7 @@ class Attempt:
     lease: HeldLease | None = None  # held while the upload (and what follows) runs, where one could be had
     cancel: threading.Event | None = None  # for the uploader: shutdown, or a writer seen (`changed`)
     changed: threading.Event | None = None  # a writer was seen during the upload
+    hold: ClaimHold | None = None  # the claim's lease (several hosts): lost, the job stops at its next Box write
 
     @property
     def relpath(self) -> PurePosixPath:
@@ -242,13 +245,16 @@ class Ingest:
     # ------------------------------------------------------------------ entry
 
     def process(self, record: FileRecord, stopping: threading.Event | None = None, *,
-                interrupted: bool = False, progress: JobProgress | None = None) -> Outcome:
+                interrupted: bool = False, progress: JobProgress | None = None,
+                hold: ClaimHold | None = None) -> Outcome:
         """Take one claimed (`uploading`) row to its next recorded state; never raises.
 
         `stopping` pauses a chunked upload at its next part boundary. `interrupted`
         says a crash left this row uploading: Box is asked first whether the upload
         already went through, so it is never sent twice. `progress` is the job's
-        (the worker pool's health check reads it).
+        (the worker pool's health check reads it). `hold` is the claim's lease on a journal
+        shared by several hosts: once it is lost the upload stops before its next Box write
+        and nothing is recorded (the row is, or will be, another holder's).
         """
         bound = log.bind(watch=record.watch, path=display_path(record.relpath), file_row=record.id,
                          attempt=record.attempts)
@@ -257,18 +263,22 @@ class Ingest:
             watch = self.config.watch_named(record.watch)
         except KeyError:
             return self._guarded(claim, bound, lambda: self._watch_removed(claim))
+        if hold is not None:
+            stopping = AnyEvent(stopping, hold.lost)
         attempt = Attempt(record, claim, watch, watch.path / record.relpath, bound, stopping, interrupted,
-                          progress or JobProgress())
-        return self._guarded(claim, bound, lambda: self._ingest(attempt))
+                          progress or JobProgress(), hold=hold)
+        return self._guarded(claim, bound, lambda: self._ingest(attempt), hold)
 
-    def _guarded(self, claim: ClaimedFile, log_: structlog.stdlib.BoundLogger, step: Callable[[], Outcome]
-                 ) -> Outcome:
+    def _guarded(self, claim: ClaimedFile, log_: structlog.stdlib.BoundLogger, step: Callable[[], Outcome],
+                 hold: ClaimHold | None = None) -> Outcome:
         """Run `step`; a stale claim ends the attempt quietly, a bug schedules a retry, and a journal
         that refuses to record the outcome gets the claim back once it accepts writes: no row is
         left `uploading` until a restart."""
         try:
             return step()
         except StaleClaim:
+            if hold is not None and hold.lost.is_set():
+                return _lost(hold)
             outcome = Outcome(OutcomeKind.STALE, "the file changed during the upload; its new content is pending")
             log_.info("upload_superseded", reason=outcome.detail)
             return outcome
@@ -312,6 +322,9 @@ class Ingest:
         try:
             result = self._upload_into_folder(attempt, names)
         except UploadCancelled as exc:
+            if attempt.hold is not None and attempt.hold.lost.is_set():
+                # The session stays open on Box: the next holder resumes it from Box's part list.
+                return _lost(attempt.hold)
             if guard.changed.is_set():
                 return self._refused(attempt, Refusal(Next.BACK_TO_READINESS, guard.change_reason or str(exc),
                                                       "writer_seen"))
@@ -560,6 +573,11 @@ class Ingest:
         log_.warning("upload_retry_scheduled", reason=reason, error_code=code, request_id=request_id,
                      retry_in_s=round(delay, 1))
         return Outcome(OutcomeKind.RETRY, reason, code=code)
+
+
+def _lost(hold: ClaimHold) -> Outcome:
+    """A job stopped because its claim's lease was lost (the lease keeper logged `claim_lost`)."""
+    return Outcome(OutcomeKind.LOST, hold.lost_reason or "the claim's lease was lost", code="claim_lost")
 
 
 def _config_reason(exc: BoxAPIError) -> str:

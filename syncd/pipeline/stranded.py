@@ -4,7 +4,8 @@ Such a row would otherwise stay `uploading` until the next restart. The worker h
 the claim here and goes on; `requeue` (the daemon calls it every second) puts each
 back to `pending` with a retry time as soon as the journal accepts writes again. A
 claim that went stale meanwhile (the file changed, or was forgotten) is dropped: its
-row is no longer this claim's to record. Nothing here survives a crash, and nothing
+row is no longer this claim's to record (on a journal several hosts share, another host
+took it over: `claim_outcome_refused`). Nothing here survives a crash, and nothing
 needs to: a restart recovers every `uploading` row (`Journal.recover_interrupted`).
 """
 
@@ -30,9 +31,11 @@ class StrandedClaims:
     `retry_in(attempts)` says how long after the requeue the file is due again.
     """
 
-    def __init__(self, retry_in: Callable[[int], float], *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, retry_in: Callable[[int], float], *, clock: Callable[[], float] = time.time,
+                 on_refused: Callable[[], None] | None = None) -> None:
         self._retry_in = retry_in
         self._clock = clock
+        self._on_refused = on_refused
         self._lock = threading.Lock()
         self._claims: dict[int, tuple[ClaimedFile, str]] = {}
 
@@ -55,7 +58,13 @@ class StrandedClaims:
             try:
                 claim.schedule_retry(f"the journal could not record the outcome: {reason}", JOURNAL_ERROR_CODE,
                                      self._clock() + self._retry_in(record.attempts))
-            except (StaleClaim, UnknownFile, InvalidTransition):
+            except StaleClaim:
+                # The row moved on without this claim (changed, forgotten, or taken over by another host).
+                log.info("claim_outcome_refused", watch=record.watch, path=display_path(record.relpath),
+                         file_row=record.id, detail="the row is no longer this claim's; its holder goes on")
+                if self._on_refused is not None:
+                    self._on_refused()
+            except (UnknownFile, InvalidTransition):
                 pass  # the row moved on without this claim: nothing left to put back
             except JournalError:
                 return requeued  # still refused: the next call tries again

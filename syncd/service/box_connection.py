@@ -18,6 +18,7 @@ from syncd.box import (
     RateLimits,
     TokenStore,
     Uploader,
+    WindowStore,
 )
 from syncd.config import ClientCredentialsAuth as CcgConfig
 from syncd.config import Config
@@ -121,8 +122,8 @@ def _auth_for(config: Config) -> Auth:
     raise TypeError(f"unknown auth configuration {type(auth).__name__}")
 
 
-def connect_box(config: Config, *, workers: int | None = None, folder_ids: FolderIdStore | None = None
-                ) -> BoxConnection:
+def connect_box(config: Config, *, workers: int | None = None, folder_ids: FolderIdStore | None = None,
+                window_store: WindowStore | None = None) -> BoxConnection:
     """A client, uploader and folder cache for `config`, its pool sized to the concurrency.
 
     The keep-alive pool holds a connection for every request that can be in flight at
@@ -132,6 +133,8 @@ def connect_box(config: Config, *, workers: int | None = None, folder_ids: Folde
     as `push` and `auth` do), and 2 for the calls beside them (credentials check,
     folders). `folder_ids` keeps the sub-folder ids FolderTree resolves (the daemon
     passes `JournalFolderIds`); without it they live in memory for the life of the process.
+    `window_store` keeps the Box rate windows (the hosts' shared one on a PostgreSQL journal;
+    default: this process's memory).
     """
     box = config.box
     small_lane = config.small_file_workers if workers is None else 0
@@ -143,6 +146,7 @@ def connect_box(config: Config, *, workers: int | None = None, folder_ids: Folde
         concurrency=concurrency,
         timeout=(box.connect_timeout, box.read_timeout),
         rate_limits=RateLimits(api_calls_per_minute=box.calls_per_minute, uploads_per_minute=box.uploads_per_minute),
+        window_store=window_store,
         # The loader refuses verify_tls: false unless every Box URL is loopback, and the
         # transport keeps verifying any non-loopback host whatever it is given.
         verify=box.verify_tls,

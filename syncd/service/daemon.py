@@ -29,6 +29,15 @@ outcome it refused go back to pending as soon as it accepts writes again
 (`syncd.pipeline.stranded`). The journal is pruned to its retention every hour
 (`syncd.service.journal_upkeep`).
 
+Several hosts (a PostgreSQL journal, docs/MULTI_HOST.md): the host registers itself
+(`syncd.service.host_presence`: one process per host id, watches agreeing) before it
+recovers its own interrupted rows; a lease keeper (`syncd.service.lease_keeper`)
+sends its heartbeat, renews the leases of the claims whose jobs progress, stops a job
+whose claim runs short of half a lease, and takes over rows whose leases lapsed. While
+the journal is unreachable nothing is claimed and `STATUS=`, `/healthz` and `syncd
+status` say so; a clean stop gives the leases back at once. The Box rate budget is the
+hosts' together (`syncd.box.shared_windows`, on the journal's connection pool).
+
 Health (`/healthz` and the watchdog): intake running, no job (upload or
 after-upload action) silent for longer than ``health.stuck_after``, and the journal
 readable on a connection of its own are critical: one failing for
@@ -50,22 +59,26 @@ from syncd.config import Config, ConfigError, diff_configs, load_config
 from syncd.service.daemon_state import (
     CREDENTIALS_SCOPE, BoxSideState, PublishedState, ReloadResult, publish, state_path_for, watch_scope,
 )
-from syncd.journal import FileRecord, FileState, Journal, JournalProbe
+from syncd.journal import FileRecord, FileState, Journal, JournalError, JournalProbe
 from syncd.logs import configure_logging, get_logger, register_secret, route_uncaught_exceptions
 from syncd.pipeline.activity import PipelineActivity
+from syncd.pipeline.claim_holds import ClaimHolds
 from syncd.pipeline.claims import ClaimQueue
 from syncd.pipeline.ingest import Ingest, Outcome, OutcomeKind
 from syncd.pipeline.intake import Intake
 from syncd.pipeline.post_actions import PostActionRunner
 from syncd.pipeline.progress import JobProgress
 from syncd.pipeline.retry_schedule import RetrySchedule
+from syncd.pipeline.stranded import StrandedClaims
 from syncd.pipeline.worker import WorkerPool
 from syncd.pipeline.writers import LeaseMonitor
 from syncd.service.alerts import current_alerts
 from syncd.service.box_breaker import BoxBreaker
 from syncd.service.box_connection import BoxConnection, JournalFolderIds, connect_box
 from syncd.service.health import HealthCheck
+from syncd.service.host_presence import HostPresence
 from syncd.service.journal_upkeep import JournalUpkeep
+from syncd.service.lease_keeper import LeaseKeeper
 from syncd.service.metrics import Metrics
 from syncd.service.metrics_server import MetricsServer
 from syncd.service.notify import SystemdNotifier, WatchdogPinger
@@ -76,6 +89,8 @@ log = get_logger(__name__)
 TICK_SECONDS = 1.0
 #: `syncd once` exit code when Box refuses the configured credentials (documented in `syncd run --help`).
 EXIT_CREDENTIALS_REFUSED = 1
+#: Exit code when another process took this host id over, or the shared journal's schema is too new.
+EXIT_HOST_REFUSED = 1
 #: A critical health probe failing this many checks in a row, over at least
 #: ``health.failure_window``, makes the daemon unhealthy (the watchdog pings stop).
 HEALTH_FAILURES_TO_FAIL = 3
@@ -113,6 +128,10 @@ class Daemon:
         self.post_actions: PostActionRunner | None = None
         self.leases: LeaseMonitor | None = None
         self.upkeep: JournalUpkeep | None = None
+        #: Several hosts only (a PostgreSQL journal): this host's registration, its claims' leases.
+        self.presence: HostPresence | None = None
+        self.holds: ClaimHolds | None = None
+        self.lease_keeper: LeaseKeeper | None = None
         self._journal_probe: JournalProbe | None = None
         self._metrics_server: MetricsServer | None = None
         self._pinger: WatchdogPinger | None = None
@@ -122,7 +141,11 @@ class Daemon:
     # --------------------------------------------------------------- lifecycle
 
     def run(self) -> int:
-        self.journal = Journal.open(self.config.journal, role="daemon")
+        config = self.config
+        # Every thread that can hold a journal connection at once: part threads, small-file workers,
+        # the lease keeper, the probe, the rate windows, intake and after-upload actions.
+        connections = config.workers * config.box.part_concurrency + config.small_file_workers + 8
+        self.journal = Journal.open(config.journal, role="daemon", host_id=config.host_id, pool_size=connections)
         try:
             self._start()
             self._main_loop()
@@ -134,8 +157,14 @@ class Daemon:
     def _start(self) -> None:
         assert self.journal is not None
         config = self.config
+        if self.journal.multi_host:
+            # Before anything else: the host lock proves this host id's previous process is dead,
+            # so its rows left `uploading` are ours to recover at once.
+            self.presence = HostPresence.start(self.journal, config.watches, on_available=self._journal_reachable)
+            self.holds = ClaimHolds(self.journal.lease)
         # Sub-folder ids go to the journal: a restart then costs Box no call per folder.
-        self.box = connect_box(config, folder_ids=JournalFolderIds(self.journal))
+        self.box = connect_box(config, folder_ids=JournalFolderIds(self.journal),
+                               window_store=self._shared_windows())
         self.box.client.transport.on_status = self.metrics.record_box_response
         self.breaker = BoxBreaker(self.box.client, self.box_state, self.journal, watches=lambda: self.config.watches,
                                   retry_in=lambda probes: RetrySchedule.from_config(self.config.retry).delay(probes),
@@ -145,7 +174,9 @@ class Daemon:
         self.leases = LeaseMonitor()
         self.post_actions = PostActionRunner(config, self.journal, leases=self.leases,
                                              on_activity=self.activity.moved)
-        self.claims = ClaimQueue(self.journal, gate=self.breaker)
+        presence = self.presence
+        self.claims = ClaimQueue(self.journal, gate=self.breaker,
+                                 journal_available=presence.available if presence is not None else lambda: True)
         # Direct uploads are the small-file lane's (a chunked upload needs a file above direct_upload_max).
         self.pool = WorkerPool(self.claims.claim, self._process, workers=config.workers,
                                small_file_workers=config.small_file_workers,
@@ -157,12 +188,18 @@ class Daemon:
         self.intake = Intake(config, self.journal, on_new_work=self.pool.wake, on_scan=self._scanned,
                              on_observer_restart=self.metrics.record_observer_restart,
                              on_activity=self.activity.moved, observe_events=not self.once)
+        stranded = StrandedClaims(lambda attempts: RetrySchedule.from_config(self.config.retry).delay(attempts),
+                                  on_refused=self.metrics.record_claim_outcome_refused)
         self.ingest = Ingest(config, self.journal, self.box.client, self.box.uploader, self.box.folders,
                              on_uploaded=self._uploaded, on_bytes=self._bytes_sent,
                              on_post_action=self.post_actions.poke, refusals=self.breaker,
-                             intake=self.intake, leases=self.leases)
+                             intake=self.intake, leases=self.leases, stranded=stranded)
+        if self.presence is not None and self.holds is not None:
+            self.lease_keeper = LeaseKeeper(self.journal, self.presence, self.holds, self.claims, self.metrics,
+                                            idle_workers=self._idle_workers, on_taken_over=self._wake_workers,
+                                            host_state=self._host_state)
         self.upkeep = JournalUpkeep(self.journal, lambda: self.config)
-        self._journal_probe = JournalProbe(self.journal.path)
+        self._journal_probe = JournalProbe.for_journal(self.journal)
         self._register_health()
         self._attach_metrics()
         self._publish_state()
@@ -171,6 +208,8 @@ class Daemon:
         self.breaker.start()
         self.post_actions.start()  # its first pass takes every action a crash left undone
         self.pool.start()
+        if self.lease_keeper is not None:
+            self.lease_keeper.start()
         self.intake.start()
         if not self.once:
             self.upkeep.start()
@@ -186,7 +225,17 @@ class Daemon:
             self._pinger.start()
         log.info("daemon_started", version=__version__, watches=[w.name for w in config.watches],
                  workers=config.workers, small_file_workers=config.small_file_workers, pid=os.getpid(),
-                 once=self.once)
+                 once=self.once, host_id=config.host_id)
+
+    def _shared_windows(self):
+        """The Box rate windows shared by every host of a PostgreSQL journal (None: this process's own)."""
+        assert self.journal is not None
+        pool = self.journal.connection_pool()
+        if pool is None:
+            return None
+        from syncd.box import PostgresWindows  # psycopg only when asked for
+
+        return PostgresWindows(pool, self.config.host_id)
 
     def _main_loop(self) -> None:
         """Tick every TICK_SECONDS (reloads, stranded claims, status, alerts) until stopped.
@@ -212,6 +261,10 @@ class Daemon:
 
     def _tick(self) -> None:
         assert self.ingest is not None
+        if self.presence is not None and self.presence.fatal is not None:
+            self._exit_code = EXIT_HOST_REFUSED
+            self.stop()
+            return
         if self._reload_requested.is_set():
             self._reload_requested.clear()
             self.reload()
@@ -230,23 +283,40 @@ class Daemon:
         finished = self.pool.stop(self.config.shutdown_timeout)
         if not finished:
             log.warning("shutdown_timeout", detail="uploads still running were left to resume at next start")
-        for part in (self.post_actions, self.breaker, self.upkeep, self.leases):
+        for part in (self.lease_keeper, self.post_actions, self.breaker, self.upkeep, self.leases):
             if part is not None:
                 part.stop()
+        if self.presence is not None:
+            if finished:  # a worker still running keeps its lease until its process is gone
+                self._give_back_leases()
+            self.presence.stop()
         if self._journal_probe is not None:
             self._journal_probe.close()
         if self._metrics_server is not None:
             self._metrics_server.stop()
         if self.box is not None:
             self.box.close()
-        counts = self.journal.counts_by_state()
-        post_actions = self.journal.post_actions_pending()[0]
-        state_path_for(self.journal.path).unlink(missing_ok=True)  # nothing to tell once stopped
+        try:
+            counts = self.journal.counts_by_state()
+            post_actions = self.journal.post_actions_pending()[0]
+        except JournalError as exc:  # a shared journal out of reach: nothing more to say, nothing lost
+            log.info("daemon_stopped", reason=str(exc))
+            return 1 if self.once else 0
+        if self.journal.path is not None:
+            state_path_for(self.journal.path).unlink(missing_ok=True)  # nothing to tell once stopped
         log.info("daemon_stopped", post_actions_pending=post_actions, **{str(k): v for k, v in counts.items()})
         if self.once:
             left = counts.get(FileState.PENDING, 0) + counts.get(FileState.FAILED, 0) + counts.get(FileState.UPLOADING, 0)
             return 0 if left == 0 and post_actions == 0 else 1
         return 0
+
+    def _give_back_leases(self) -> None:
+        """A clean stop: our claims' leases lapse now, so another host goes on at once."""
+        assert self.journal is not None
+        try:
+            self.journal.give_back_leases()
+        except JournalError as exc:
+            log.warning("leases_not_given_back", reason=str(exc), detail="they lapse after the lease time")
 
     def stop(self) -> None:
         self._stop.set()
@@ -323,8 +393,9 @@ class Daemon:
         self._publish_state()
 
     def _publish_state(self) -> None:
-        """Write what only the daemon knows beside the journal, for `syncd status`."""
-        if self.journal is None:
+        """Write what only the daemon knows beside the journal, for `syncd status`. A shared journal
+        has no file beside it: each host's heartbeat carries its state there instead."""
+        if self.journal is None or self.journal.path is None:
             return
         with self._publish_lock:
             state = PublishedState(os.getpid(), self.started_at, self.box_state.refusals(), self._last_reload)
@@ -338,9 +409,15 @@ class Daemon:
 
     def _process(self, record: FileRecord, stopping: threading.Event, progress: JobProgress) -> None:
         assert self.ingest is not None and self.claims is not None
+        claimed_at = self.claims.claimed_at(record)
+        interrupted = self.claims.was_interrupted(record)
         with self.metrics.upload_in_flight():
-            outcome: Outcome = self.ingest.process(record, stopping, progress=progress,
-                                                   interrupted=self.claims.was_interrupted(record))
+            if self.holds is None:
+                outcome: Outcome = self.ingest.process(record, stopping, progress=progress, interrupted=interrupted)
+            else:
+                with self.holds.hold(record, progress, claimed_at) as hold:
+                    outcome = self.ingest.process(record, stopping, progress=progress, interrupted=interrupted,
+                                                  hold=hold)
         if outcome.kind is OutcomeKind.FAILED:
             self.metrics.record_failure(record.watch, outcome.code or outcome.kind.value)
         elif outcome.kind is OutcomeKind.QUARANTINED:
@@ -356,6 +433,23 @@ class Daemon:
     def _wake_workers(self) -> None:
         if self.pool is not None:
             self.pool.wake()
+
+    def _idle_workers(self) -> int:
+        return sum(s.busy_since is None for s in self.pool.states) if self.pool is not None else 0
+
+    def _journal_reachable(self, available: bool) -> None:
+        """The shared journal became reachable again, or not: metrics, STATUS=, and work resumes."""
+        self.metrics.set_journal_available(available)
+        self.notifier.status(self.status_line())
+        if available:
+            self._wake_workers()
+
+    def _host_state(self) -> tuple[str, str | None]:
+        """What this host's heartbeat says of it: degraded while Box refuses a scope."""
+        refusals = self.box_state.refusals()
+        if refusals:
+            return "degraded", "; ".join(f"Box refuses {r.scope}" for r in refusals)
+        return "running", None
 
     def _scanned(self, watch: str, at: float) -> None:
         """A scan of `watch` finished: the metric, and every after-upload action of the watch is tried."""
@@ -379,14 +473,19 @@ class Daemon:
         assert self.claims is not None
         if self.intake.busy() or self.pool.busy():
             return False
+        if self.presence is not None and not self.presence.available():
+            return False  # what is left cannot be known (nor done) without the journal
         if self.claims.has_interrupted() or (self.ingest is not None and len(self.ingest.stranded)):
             return False
         soon = time.time() + 30
-        due = [self.journal.next_post_action_time()]
-        if self.breaker is None or self.breaker.paused(None) is None:
-            # Files of a watch Box refuses wait for Box, not for their time: they are left for the next run.
-            paused = [w.name for w in self.config.watches if self.breaker and self.breaker.paused(w.name)]
-            due.append(self.journal.next_attempt_time(excluding=paused))
+        try:
+            due = [self.journal.next_post_action_time()]
+            if self.breaker is None or self.breaker.paused(None) is None:
+                # Files of a watch Box refuses wait for Box, not for their time: they are left for the next run.
+                paused = [w.name for w in self.config.watches if self.breaker and self.breaker.paused(w.name)]
+                due.append(self.journal.next_attempt_time(excluding=paused))
+        except JournalError:
+            return False
         return all(at is None or at > soon for at in due)
 
     # ----------------------------------------------------------------- health
@@ -425,9 +524,21 @@ class Daemon:
                 return True, f"writable; {stranded} file(s) to put back to pending"
             return True, "writable"
 
+        def journal_reachable() -> tuple[bool, str]:
+            assert self.presence is not None
+            outage = self.presence.outage()
+            if outage is None:
+                return True, f"reachable; {len(self.holds or ())} lease(s) held"
+            return False, f"journal unreachable since {_clock_time(outage.since)}: {outage.reason}"
+
         self.health.register("intake", watching)
         self.health.register("workers", workers)
-        self.health.register("journal_readable", journal_readable)
+        # A shared journal out of reach is a network's fault: a restart cures nothing, and the
+        # host resumes by itself (docs/MULTI_HOST.md section 8). One file's journal is this host's own.
+        shared = self.presence is not None
+        self.health.register("journal_readable", journal_readable, critical=not shared)
+        if shared:
+            self.health.register("journal_reachable", journal_reachable, critical=False)
         # A full or read-only disk: degraded, never a restart (it would not free the disk).
         self.health.register("journal", journal_writable, critical=False)
 
@@ -444,6 +555,7 @@ class Daemon:
         self.metrics.attach_post_actions(lambda: journal.post_actions_pending(1)[0])
         self.metrics.set_expected_arrivals({w.name: w.expect_files_every for w in self.config.watches})
         self.metrics.record_reload(True, self.started_at)
+        self.metrics.set_journal_available(True)  # opened; a shared journal's presence says when it is not
 
     def _oldest_pending_age(self) -> float:
         assert self.journal is not None
@@ -454,15 +566,22 @@ class Daemon:
         """One line for systemd's STATUS=: what the daemon is doing now."""
         if self.journal is None:
             return "starting"
-        counts = self.journal.counts_by_state()
         busy = sum(s.busy_since is not None for s in self.pool.states) if self.pool else 0
+        outage = self.presence.outage() if self.presence is not None else None
+        if outage is not None:
+            return (f"degraded: journal unreachable since {_clock_time(outage.since)} "
+                    f"({busy} upload(s) stopping)")
+        try:
+            counts = self.journal.counts_by_state()
+            post_actions = self.journal.post_actions_pending(1)[0]
+        except JournalError as exc:
+            return f"degraded: journal error: {exc}"
         parts = [f"Box refuses {r.scope}" for r in self.box_state.refusals()]
         parts += [f"uploading {busy}", f"pending {counts.get(FileState.PENDING, 0)}",
                   f"uploaded {counts.get(FileState.UPLOADED, 0)}"]
         for state in (FileState.FAILED, FileState.QUARANTINED):
             if counts.get(state):
                 parts.append(f"{state} {counts[state]}")
-        post_actions = self.journal.post_actions_pending(1)[0]
         if post_actions:
             parts.append(f"after-upload actions pending {post_actions}")
         return ", ".join(parts)
@@ -470,10 +589,19 @@ class Daemon:
     def _check_alerts(self) -> None:
         """Log each alert-worthy condition once, at warning level (`syncd status` shows them too)."""
         assert self.journal is not None
-        for alert in current_alerts(self.journal, self.config, time.time()):
+        try:
+            alerts = current_alerts(self.journal, self.config, time.time())
+        except JournalError:
+            return  # unreachable or refusing: said by STATUS= and /healthz; alerts wait for it
+        for alert in alerts:
             if alert.key not in self._alerted:
                 self._alerted.add(alert.key)
                 log.warning(alert.event, detail=alert.message, **alert.fields)
+
+
+def _clock_time(at: float) -> str:
+    """An epoch time as the local HH:MM:SS (for STATUS= and /healthz)."""
+    return time.strftime("%H:%M:%S", time.localtime(at))
 
 
 def run_daemon(config: Config, *, once: bool = False, log_format: str | None = None) -> int:
