@@ -26,7 +26,7 @@ from syncd.testing.tcp_proxy import TcpProxy
 from tests.daemon.daemon_process import CHUNKED_MIN, local_files, run_syncd, wait_for_box, wait_until
 from tests.daemon.drops import Drop, move_directory_in, random_bytes, write_file, write_then_rename
 from tests.support.emulator import EmulatorProcess
-from tests.support.multi_host import Host, HostGroup
+from tests.support.multi_host import HostGroup
 from tests.support.notify import NotifySocket
 from tests.support.postgres import PgDatabase
 
@@ -66,21 +66,6 @@ def part_requests(emulator: EmulatorProcess) -> int:
     return sum(emulator.stats()["requests"].get("sessions.upload_part", {}).values())
 
 
-def uploader_of(group: HostGroup, path: str, *, parts: int, timeout: float = 60.0) -> tuple[Host, Host]:
-    """(the host uploading `path`, the other), once the uploader logged `parts` acknowledged parts."""
-    hosts = list(group.hosts.values())
-    found: list[Host] = []
-
-    def acknowledged() -> bool:
-        found[:] = [h for h in hosts if len(h.events("part_uploaded", path=path)) >= parts]
-        return bool(found)
-
-    wait_until(acknowledged, timeout=timeout, interval=0.05,
-               message=lambda: f"no host had {parts} parts of {path} acknowledged\n{group.tails()}")
-    uploader = found[0]
-    return uploader, next(h for h in hosts if h is not uploader)
-
-
 def report_line(name: str, counts: dict[str, int], **more: Any) -> None:
     """The verifier's counts on the test's output (pytest -s, or the captured output of a failure)."""
     print(f"{name}: verifier {json.dumps(counts)}" + "".join(f", {k} {v}" for k, v in more.items()))
@@ -93,19 +78,18 @@ def report_line(name: str, counts: dict[str, int], **more: Any) -> None:
 @pytest.mark.timeout(300)
 def test_two_hosts_one_folder_sigkilled_at_random_lose_and_duplicate_nothing(make_group) -> None:
     rng = random.Random(SEED)
-    group = make_group("--part-sizes", "*=4MiB")
+    # Latency and a bandwidth cap keep uploads in flight long enough for kills to land in them.
+    group = make_group("--part-sizes", "*=2MiB", "--bandwidth", "6000000", "--latency-ms", "150",
+                       "--seed", str(SEED))
     a, b = group.add("a"), group.add("b")
     group.start()
 
-    # 300 files: 98 small and 2 chunked at once, then 10 more at every kill (2 of them chunked).
+    # 300 files: 98 small and 2 chunked at once, then 10 more before every kill (2 of them chunked).
     chunked = iter(Drop(f"big/chunked{i}.bin", random_bytes(rng, CHUNKED_MIN + rng.randint(1, 6) * 250_000))
                    for i in range(4))
     for drop in small_drops(rng, "first", 98) + [next(chunked), next(chunked)]:
         write_then_rename(group.inbox, drop)
     for kill in range(KILLS):
-        time.sleep(rng.uniform(0.2, 1.2))
-        victim = rng.choice([a, b])
-        victim.daemon.kill()
         batch = small_drops(rng, f"wave{kill:02}", 9 if kill in (5, 13) else 10)
         if kill in (5, 13):
             batch.append(next(chunked))
@@ -115,6 +99,9 @@ def test_two_hosts_one_folder_sigkilled_at_random_lose_and_duplicate_nothing(mak
                 write_then_rename(group.inbox, drop)
             else:
                 write_file(group.inbox / drop.relpath, drop.data)
+        time.sleep(rng.uniform(0.3, 1.5))
+        victim = rng.choice([a, b])
+        victim.daemon.kill()
         time.sleep(rng.uniform(0.5, 2.0))
         # Half the restarts are killed again before they are ready (start-up, recovery, takeover).
         victim.daemon.start(wait_ready=kill % 2 == 1)
@@ -124,6 +111,7 @@ def test_two_hosts_one_folder_sigkilled_at_random_lose_and_duplicate_nothing(mak
     for host in (a, b):
         if not host.daemon.running():
             host.daemon.start()
+    group.emulator.faults(latency_ms=0)  # the checks below read every file and its versions
     wait_for_box(group.emulator, expected, timeout=180)
     wait_until(lambda: group.status()["counts"]["uploaded"] == 300, timeout=60, interval=1.0,
                message=lambda: f"journal not settled (seed {SEED}): {group.status()['counts']}\n{group.tails()}")
@@ -153,7 +141,7 @@ def test_a_killed_hosts_chunked_upload_is_finished_by_the_other_sending_only_wha
     path = "big/take-1.mov"
     write_then_rename(group.inbox, Drop(path, random_bytes(random.Random(1), SLOW_SIZE)))
 
-    dead, heir = uploader_of(group, path, parts=3)
+    dead, (heir,) = group.uploading(path, parts=3)
     dead.daemon.kill()
     acknowledged = len(dead.events("part_uploaded", path=path))
     total_parts = dead.events("upload_session_created", path=path)[0]["total_parts"]
@@ -194,7 +182,7 @@ def test_a_host_cut_off_postgresql_stops_claiming_is_taken_over_and_rejoins(
         group.start()
         path = "big/partitioned.mov"
         write_then_rename(group.inbox, Drop(path, random_bytes(rng, SLOW_SIZE)))
-        cut, other = uploader_of(group, path, parts=2)
+        cut, (other,) = group.uploading(path, parts=2)
         assert cut.proxy is not None
         cut.proxy.blackhole()
 

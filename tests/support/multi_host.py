@@ -32,6 +32,7 @@ from syncd.testing.daemon_process import DaemonProcess, Watch, config_data, stat
 from syncd.testing.postgres import free_port
 from syncd.testing.tcp_proxy import TcpProxy
 from tests.support.postgres import PgDatabase
+from tests.support.waiting import wait_until
 
 __all__ = ["POLL_INTERVAL", "SETTLE", "WATCH_NAME", "Host", "HostGroup"]
 
@@ -73,11 +74,13 @@ class Host:
 class HostGroup:
     """Hosts sharing `work/inbox`, one emulator and one PostgreSQL database.
 
+    `database` None: one host alone on a SQLite journal, configured like the others
+    (the baseline a benchmark measures the PostgreSQL hosts against).
     `box` and the other keywords (top-level config keys, merged into the defaults of
     `config_data`) apply to every host; `add` can override them per host.
     """
 
-    def __init__(self, work: Path, emulator: EmulatorProcess, database: PgDatabase, *, lease: str = "3s",
+    def __init__(self, work: Path, emulator: EmulatorProcess, database: PgDatabase | None, *, lease: str = "3s",
                  folder_id: str = "0", box: dict[str, Any] | None = None, **top: Any) -> None:
         self.work = work
         self.emulator = emulator
@@ -96,16 +99,18 @@ class HostGroup:
         """Configure (not start) host `host_id`; `proxy`: its way to PostgreSQL."""
         if host_id in self.hosts:
             raise ValueError(f"host {host_id!r} is already in the group")
+        if self.database is None and (self.hosts or proxy is not None):
+            raise ValueError("a SQLite journal serves one host, reached directly")
         folder = self.work / f"host-{host_id}"
         port = free_port()
         watch = Watch(self.inbox, folder_id=self.folder_id, name=WATCH_NAME,
                       options={"observer": "polling", "poll_interval": POLL_INTERVAL})
         settings: dict[str, Any] = {"readiness": {"settle": SETTLE}, **self.top, **top}
-        # config_data writes a SQLite journal's path; the PostgreSQL journal replaces it below.
-        data = config_data(self.emulator, folder / "unused-journal.db", [watch], box={**self.box, **(box or {})},
+        data = config_data(self.emulator, folder / "journal.db", [watch], box={**self.box, **(box or {})},
                            host_id=host_id, metrics={"listen": f"127.0.0.1:{port}"}, **settings)
-        data["journal"] = self.database.journal_config(self.password_file, port=proxy.port if proxy else None,
-                                                       lease=self.lease)
+        if self.database is not None:  # in place of config_data's SQLite path
+            data["journal"] = self.database.journal_config(self.password_file, port=proxy.port if proxy else None,
+                                                           lease=self.lease)
         config = write_config(folder / "syncd.yaml", data)
         host = Host(host_id, config, DaemonProcess(config, folder / "daemon.log", env=env), port, proxy)
         self.hosts[host_id] = host
@@ -146,8 +151,23 @@ class HostGroup:
     def password_leaks(self, outputs: dict[str, str] | None = None) -> list[str]:
         """Names of the texts holding the database password: every host's log, and `outputs`
         (status, metrics... by name). It must be none: the password lives in its file only."""
+        if self.database is None:
+            return []
         texts = {f"log of {host_id}": text for host_id, text in self.logs().items()} | dict(outputs or {})
         return sorted(name for name, text in texts.items() if self.database.password in text)
+
+    def uploading(self, path: str, *, parts: int, timeout: float = 60.0) -> tuple[Host, list[Host]]:
+        """(the host uploading `path`, the others), once the uploader logged `parts` parts
+        acknowledged by Box: whichever host claimed the file, found from the logs."""
+        found: list[Host] = []
+
+        def acknowledged() -> bool:
+            found[:] = [h for h in self.hosts.values() if len(h.events("part_uploaded", path=path)) >= parts]
+            return bool(found)
+
+        wait_until(acknowledged, timeout=timeout, interval=0.05,
+                   message=lambda: f"no host had {parts} parts of {path} acknowledged\n{self.tails()}")
+        return found[0], [h for h in self.hosts.values() if h is not found[0]]
 
     def tails(self, lines: int = 25) -> str:
         """The end of every host's log, headed by its id (for failure messages)."""
