@@ -18,8 +18,8 @@ Takeover (workload 5 of docs/MULTI_HOST.md section 10): two hosts, one chunked f
 about a second a part; the host uploading it is SIGKILLed after its 3rd acknowledged
 part. Reported: the time from the kill to the other host's ``claim_taken_over`` and to
 its ``upload_committed``, against ``lease + one part`` (one part: the median time between
-the dead host's part acknowledgements) and, for the commit, plus the time the parts Box
-still lacked take at the same rate.
+the dead host's part acknowledgements times the parts it had in flight) and, for the
+commit, plus the time the parts it had no answer for take at the dead host's rate.
 
 The figures are printed and written to ``bench/results/multi_host-<UTC date>.json``.
 """
@@ -48,8 +48,10 @@ from tests.support.multi_host import HostGroup
 from tests.support.postgres import PgDatabase
 
 MIB = 1024 * 1024
+#: Parts in flight per upload (`box.part_concurrency`), set here because the takeover bound depends on it.
+PART_CONCURRENCY = 2
 #: Box's and the daemons' rate limits lifted: the benchmark measures the hosts, not the budget.
-LIFTED = {"uploads_per_minute": 100_000, "calls_per_minute": 100_000}
+BOX_SETTINGS = {"uploads_per_minute": 100_000, "calls_per_minute": 100_000, "part_concurrency": PART_CONCURRENCY}
 SETUPS = ("sqlite_1_host", "postgres_1_host", "postgres_2_hosts")
 #: The takeover upload's parts (Box's own size up to 256 MiB) and the cap that makes one take about a second.
 TAKEOVER_PART = 8 * MIB
@@ -92,7 +94,7 @@ def _wait(predicate: Callable[[], bool], timeout: float, what: str, interval: fl
 
 
 def _group(work: Path, emulator: EmulatorProcess, database: PgDatabase | None, hosts: int, lease: str) -> HostGroup:
-    group = HostGroup(work, emulator, database, lease=lease, box=LIFTED)
+    group = HostGroup(work, emulator, database, lease=lease, box=BOX_SETTINGS)
     for i in range(hosts):
         group.add(f"bench-{i + 1}")
     return group
@@ -152,12 +154,14 @@ def measure_takeover(work: Path, cluster: PostgresCluster, size: int, lease: str
             raise BenchError(f"takeover: Box differs from the drop: {report.counts()}")
         heir.daemon.stop(timeout=30)
     cluster.drop_database(database.name)
-    one_part = statistics.median(b - a for a, b in zip(parts, parts[1:])) if len(parts) > 1 else float("nan")
+    # With PART_CONCURRENCY parts in flight, acknowledgements come every part time / PART_CONCURRENCY.
+    per_part = statistics.median(b - a for a, b in zip(parts, parts[1:])) if len(parts) > 1 else float("nan")
+    one_part = per_part * PART_CONCURRENCY
     lease_s = parse_duration(lease)
-    remaining = (total_parts - len(parts)) * one_part / 2  # two parts in flight (config_data's part_concurrency)
+    remaining = (total_parts - len(parts)) * per_part
     return {
         "size": size, "part_size": TAKEOVER_PART, "total_parts": total_parts, "parts_acknowledged": len(parts),
-        "lease_s": lease_s, "one_part_s": round(one_part, 3),
+        "lease_s": lease_s, "one_part_s": round(one_part, 3), "part_concurrency": PART_CONCURRENCY,
         "kill_to_takeover_s": round(event_time(taken) - killed, 3),
         "kill_to_commit_s": round(event_time(committed) - killed, 3),
         "bound_takeover_s": round(lease_s + one_part, 3),

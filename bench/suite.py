@@ -421,7 +421,8 @@ METHOD_NOTES = {
                   "Takeover: two hosts, one chunked file with 8 MiB parts at 8 MiB/s per connection, the uploading "
                   "host SIGKILLed after its 3rd acknowledged part; times from the kill to the other host's "
                   "`claim_taken_over` and `upload_committed`, against the lease plus one part (the dead host's median "
-                  "time between part acknowledgements), plus, for the commit, the parts left at that rate.",
+                  "time between part acknowledgements times its 2 parts in flight), plus, for the commit, the parts "
+                  "it had no answer for at its rate.",
 }
 
 
