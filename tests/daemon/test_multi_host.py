@@ -77,6 +77,10 @@ def report_line(name: str, counts: dict[str, int], **more: Any) -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_two_hosts_one_folder_sigkilled_at_random_lose_and_duplicate_nothing(make_group) -> None:
+    """300 files (4 chunked) arrive while one of two hosts, chosen by a seeded draw, is SIGKILLed
+    20 times and restarted 0.5-2 s later (half the time killed again before it is ready): rows of
+    a dead host are recovered by its restart or taken over by the other, and in the end Box holds
+    every file once with its SHA-1 and one version, and the journal says 300 uploaded."""
     rng = random.Random(SEED)
     # Latency and a bandwidth cap keep uploads in flight long enough for kills to land in them.
     group = make_group("--part-sizes", "*=2MiB", "--bandwidth", "6000000", "--latency-ms", "150",
@@ -135,6 +139,9 @@ def test_two_hosts_one_folder_sigkilled_at_random_lose_and_duplicate_nothing(mak
 @pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_a_killed_hosts_chunked_upload_is_finished_by_the_other_sending_only_what_box_lacks(make_group) -> None:
+    """The host uploading a slowed chunked file is SIGKILLed after its 3rd acknowledged part; once
+    its lease lapses the other host takes the row over, resumes the same Box session and sends
+    only the parts the dead host had no answer for (Box's part counter), then commits once."""
     group = make_group(*SLOW_PARTS)
     group.add("a"), group.add("b")
     group.start()
@@ -171,6 +178,10 @@ def test_a_killed_hosts_chunked_upload_is_finished_by_the_other_sending_only_wha
 @pytest.mark.timeout(240)
 def test_a_host_cut_off_postgresql_stops_claiming_is_taken_over_and_rejoins(
         make_group, pg_database: PgDatabase, tcp_proxy_factory: Callable[..., TcpProxy], tmp_path: Path) -> None:
+    """The host uploading a chunked file is cut off PostgreSQL (its proxy blackholed): it says so
+    (log, /healthz, STATUS=), stops its upload before the commit and claims nothing; the other
+    host takes the row over and commits it, and ingests what arrives meanwhile. Healed, the cut
+    host finds the journal again and claims new files; Box holds every file once."""
     rng = random.Random(3)
     group = make_group(*SLOW_PARTS)
     notify = {}
@@ -260,6 +271,9 @@ def test_two_hosts_share_one_box_upload_budget_and_get_no_429(make_group, tmp_pa
 @pytest.mark.timeout(120)
 def test_status_lists_every_host_and_a_dead_one_as_lost_metrics_carry_the_host_no_password_anywhere(
         make_group) -> None:
+    """`syncd status --json` lists both hosts (running, this version), every syncd metric carries
+    its host's label; a SIGKILLed host shows `lost` once its heartbeat is older than the lease and
+    `status --check` warns; a clean stop shows `stopped`; the password is in no output."""
     group = make_group()
     a, b = group.add("a"), group.add("b")
     group.start()
