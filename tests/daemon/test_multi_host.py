@@ -33,6 +33,8 @@ from tests.support.postgres import PgDatabase
 MIB = 1024 * 1024
 KILLS = int(os.environ.get("SYNCD_MULTI_HOST_KILLS", "20"))
 SEED = int(os.environ.get("SYNCD_MULTI_HOST_SEED", "16"))
+#: How the partition test cuts a host off: `blackhole` (nothing passes; the suite's) or `reset`.
+PARTITION = os.environ.get("SYNCD_MULTI_HOST_PARTITION", "blackhole")
 #: A chunked upload the emulator slows down (2 MiB parts at 2 MiB/s per connection: about a
 #: second a part), so that a host can be killed or cut off in its middle: 12 parts.
 SLOW_PARTS = ("--part-sizes", "*=2MiB", "--bandwidth", str(2 * MIB))
@@ -178,10 +180,11 @@ def test_a_killed_hosts_chunked_upload_is_finished_by_the_other_sending_only_wha
 @pytest.mark.timeout(240)
 def test_a_host_cut_off_postgresql_stops_claiming_is_taken_over_and_rejoins(
         make_group, pg_database: PgDatabase, tcp_proxy_factory: Callable[..., TcpProxy], tmp_path: Path) -> None:
-    """The host uploading a chunked file is cut off PostgreSQL (its proxy blackholed): it says so
-    (log, /healthz, STATUS=), stops its upload before the commit and claims nothing; the other
-    host takes the row over and commits it, and ingests what arrives meanwhile. Healed, the cut
-    host finds the journal again and claims new files; Box holds every file once."""
+    """The host uploading a chunked file is cut off PostgreSQL (its proxy blackholed; reset with
+    SYNCD_MULTI_HOST_PARTITION=reset): it says so (log, /healthz, STATUS=), stops its upload
+    before the commit and claims nothing; the other host takes the row over and commits it, and
+    ingests what arrives meanwhile. Healed, the cut host finds the journal again and claims new
+    files; Box holds every file once."""
     rng = random.Random(3)
     group = make_group(*SLOW_PARTS)
     notify = {}
@@ -195,7 +198,7 @@ def test_a_host_cut_off_postgresql_stops_claiming_is_taken_over_and_rejoins(
         write_then_rename(group.inbox, Drop(path, random_bytes(rng, SLOW_SIZE)))
         cut, (other,) = group.uploading(path, parts=2)
         assert cut.proxy is not None
-        cut.proxy.blackhole()
+        getattr(cut.proxy, PARTITION)()  # blackhole() or reset()
 
         cut.daemon.wait_for_event("journal_unavailable", timeout=30)
         during = small_drops(rng, "during", 5)
