@@ -145,7 +145,8 @@ def test_a_killed_hosts_chunked_upload_is_finished_by_the_other_sending_only_wha
     its lease lapses the other host takes the row over, resumes the same Box session and sends
     only the parts the dead host had no answer for (Box's part counter), then commits once."""
     group = make_group(*SLOW_PARTS)
-    group.add("a"), group.add("b")
+    for host_id in ("a", "b"):
+        group.add(host_id)
     group.start()
     path = "big/take-1.mov"
     write_then_rename(group.inbox, Drop(path, random_bytes(random.Random(1), SLOW_SIZE)))
