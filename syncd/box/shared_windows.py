@@ -58,7 +58,7 @@ CALL_TIMEOUT_S = 5.0
 _QUALIFIED = sql.Identifier(SCHEMA, TABLE)
 _DB_NOW = "extract(epoch FROM clock_timestamp())::double precision"
 # A slot has left its window: settled a window ago, or in flight past its stale_at.
-_GONE = "(settled_at + %(window)s <= %(now)s OR (settled_at IS NULL AND stale_at <= %(now)s))"
+_GONE = "(settled_at + {window} <= {now} OR (settled_at IS NULL AND stale_at <= {now}))"
 
 # Only when missing: CREATE SCHEMA checks the CREATE privilege on the database even when the schema
 # exists, which a role granted only the journal's schema lacks.
@@ -74,17 +74,30 @@ _CREATE_TABLE = [
     )""").format(_QUALIFIED),
     sql.SQL("CREATE INDEX IF NOT EXISTS rate_slots_window ON {} (window_key, settled_at)").format(_QUALIFIED),
 ]
-_LOCK_WINDOW = "SELECT pg_advisory_xact_lock(hashtextextended('syncd-rate:' || %(key)s, 0))"
-_DELETE_GONE = sql.SQL("DELETE FROM {} WHERE window_key = %(key)s AND " + _GONE).format(_QUALIFIED)
-_COUNT = sql.SQL("SELECT count(*), min(settled_at) FROM {} WHERE window_key = %(key)s").format(_QUALIFIED)
+# A take is one transaction in two round trips: its statements in one message (the simple query
+# protocol runs several at once; the values are literals, quoted by psycopg.sql), then COMMIT. The
+# takers of one window in turn, what left the window deleted, a slot inserted when fewer than the
+# limit remain, and the time until the oldest settled slot leaves (NULL: all are in flight); each
+# statement reads PostgreSQL's clock after any wait for the lock. COMMIT goes apart so that a
+# message the network delivers after this host gave up (a partition that held it) takes nothing:
+# its transaction waits for a COMMIT that never comes and the server rolls it back.
+_TAKE = sql.SQL("""BEGIN;
+SET LOCAL synchronous_commit = off;
+SET LOCAL idle_in_transaction_session_timeout = {idle_ms};
+SELECT pg_advisory_xact_lock(hashtextextended('syncd-rate:' || {key}, 0));
+DELETE FROM {table} WHERE window_key = {key} AND """ + _GONE + """;
+INSERT INTO {table} (window_key, host_id, taken_at, stale_at)
+    SELECT {key}, {host}, clock.now, clock.now + {stale} FROM (SELECT {now} AS now) AS clock
+    WHERE (SELECT count(*) FROM {table} WHERE window_key = {key}) < {limit}
+    RETURNING id;
+SELECT min(settled_at) + {window} - {now} FROM {table} WHERE window_key = {key}""")
+# Settling: stamped now, or freed (a 429: Box did not count it); one round trip as well.
+_SETTLE = sql.SQL("BEGIN; SET LOCAL synchronous_commit = off; UPDATE {table} SET settled_at = {now} "
+                  "WHERE id = {id} AND settled_at IS NULL; COMMIT")
+_FREE = sql.SQL("BEGIN; SET LOCAL synchronous_commit = off; DELETE FROM {table} WHERE id = {id}; COMMIT")
 # What try_take would leave after its DELETE, read without writing (NULL settled_at: the
 # comparison is NULL, hence the coalesce).
-_COUNT_HELD = sql.SQL("SELECT count(*) FROM {} WHERE window_key = %(key)s AND NOT coalesce(" + _GONE + ", false)"
-                      ).format(_QUALIFIED)
-_INSERT = sql.SQL("INSERT INTO {} (window_key, host_id, taken_at, stale_at) "
-                  "VALUES (%(key)s, %(host)s, %(now)s, %(now)s + %(stale)s) RETURNING id").format(_QUALIFIED)
-_SETTLE = sql.SQL(f"UPDATE {{}} SET settled_at = {_DB_NOW} WHERE id = %(id)s AND settled_at IS NULL").format(_QUALIFIED)
-_FREE = sql.SQL("DELETE FROM {} WHERE id = %(id)s").format(_QUALIFIED)
+_COUNT_HELD = sql.SQL("SELECT count(*) FROM {table} WHERE window_key = {key} AND NOT coalesce(" + _GONE + ", false)")
 
 
 class SharedWindowsError(RuntimeError):
@@ -144,27 +157,25 @@ class PostgresWindows:
         """A slot when the window of ``key`` holds fewer than ``limit`` (by PostgreSQL's clock), else the
         seconds until one may free; ``IN_FLIGHT_POLL`` when all are in flight or the database is out of
         reach. ``now`` (this host's monotonic clock) is not used: other hosts cannot compare it."""
+        take = _TAKE.format(table=_QUALIFIED, key=sql.Literal(key), window=sql.Literal(float(window)),
+                            now=sql.SQL(_DB_NOW), host=sql.Literal(self.host_id),
+                            stale=sql.Literal(float(self.stale_after)), limit=sql.Literal(int(limit)),
+                            idle_ms=sql.Literal(max(1, round(self.timeout * 1000))))
         try:
             self._ensure_table()
-            with self._connection() as conn, conn.transaction():
-                conn.execute("SET LOCAL synchronous_commit = off")
-                # A take cut off mid-way (its host partitioned) is ended by the server as soon as this
-                # host gave up on it, not after the session's half lease: the window's lock it holds
-                # would stall every other host's takers meanwhile.
-                conn.execute(f"SET LOCAL idle_in_transaction_session_timeout = {max(1, round(self.timeout * 1000))}")
-                params: dict[str, object] = {"key": key, "window": window}
-                conn.execute(_LOCK_WINDOW, params)
-                params["now"] = _fetch_one(conn, f"SELECT {_DB_NOW}")[0]
-                conn.execute(_DELETE_GONE, params)
-                held, oldest_settled = _fetch_one(conn, _COUNT, params)
-                if held < limit:
-                    slot_id = _fetch_one(conn, _INSERT, {**params, "host": self.host_id,
-                                                          "stale": self.stale_after})[0]
-                    taken: Slot | float = PostgresSlot(int(slot_id))
-                elif oldest_settled is not None:
-                    taken = max(0.0, oldest_settled + window - params["now"])  # type: ignore[operator]
-                else:
-                    taken = IN_FLIGHT_POLL
+            # A host cut off before its COMMIT leaves the window's lock to the server's idle timeout
+            # (this call's own), not to its session's half lease: the other hosts' takers wait on it.
+            with self._connection() as conn, conn.cursor() as cursor:
+                cursor.execute(take)
+                answers = _result_sets(cursor)
+                conn.execute("COMMIT")
+            inserted, (until_oldest_leaves,) = answers[-2], answers[-1][0]
+            if inserted:
+                taken: Slot | float = PostgresSlot(int(inserted[0][0]))
+            elif until_oldest_leaves is not None:
+                taken = max(0.0, float(until_oldest_leaves))
+            else:
+                taken = IN_FLIGHT_POLL
         except psycopg.Error as exc:
             # No request goes out without a slot; the limiter asks again after the wait.
             self._went_unavailable(exc)
@@ -177,10 +188,11 @@ class PostgresWindows:
         A slot the database cannot be reached for is dropped (it frees at its ``stale_at``)."""
         if not isinstance(slot, PostgresSlot):
             raise TypeError(f"not a slot of PostgresWindows: {slot!r}")
+        statement = (_FREE if at is None else _SETTLE).format(table=_QUALIFIED, id=sql.Literal(slot.id),
+                                                              now=sql.SQL(_DB_NOW))
         try:
-            with self._connection() as conn, conn.transaction():
-                conn.execute("SET LOCAL synchronous_commit = off")
-                conn.execute(_FREE if at is None else _SETTLE, {"id": slot.id})
+            with self._connection() as conn:
+                conn.execute(statement)
         except psycopg.Error as exc:
             log.warning("box_rate_slot_dropped", window_key=key, reason=f"{type(exc).__name__}: {exc}",
                         detail=f"the slot frees {self.stale_after:g} s after it was taken")
@@ -193,9 +205,10 @@ class PostgresWindows:
         reach (the limiter then shrinks a learned limit to its floor, the cautious side)."""
         try:
             self._ensure_table()
+            count = _COUNT_HELD.format(table=_QUALIFIED, key=sql.Literal(key), window=sql.Literal(float(window)),
+                                       now=sql.SQL(_DB_NOW))
             with self._connection() as conn:
-                db_now = _fetch_one(conn, f"SELECT {_DB_NOW}")[0]
-                return int(_fetch_one(conn, _COUNT_HELD, {"key": key, "window": window, "now": db_now})[0])
+                return int(_fetch_one(conn, count)[0])
         except psycopg.Error as exc:
             self._went_unavailable(exc)
             return 0
@@ -241,6 +254,16 @@ class PostgresWindows:
 
     def __repr__(self) -> str:
         return f"PostgresWindows(host_id={self.host_id!r}, stale_after={self.stale_after:g})"
+
+
+def _result_sets(cursor: psycopg.Cursor) -> list[list[tuple]]:
+    """The rows of every statement of a multi-statement message that returned rows, in order."""
+    answers = []
+    while True:
+        if cursor.description is not None:
+            answers.append(cursor.fetchall())
+        if not cursor.nextset():
+            return answers
 
 
 def _fetch_one(conn: psycopg.Connection, query: str | sql.Composed, params: object = None) -> tuple:

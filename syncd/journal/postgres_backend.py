@@ -109,6 +109,15 @@ class PostgresTx(SavepointsFromExecute):
         except psycopg.Error as exc:
             raise driver_error(self._location, exc) from exc
 
+    def begin(self, statements: str) -> None:
+        """Start the transaction: `statements` (BEGIN and its SET LOCALs, no parameters) in one
+        round trip, the simple query protocol taking several at once."""
+        try:
+            with DEADLINES.bound(self._conn, self._round_trip):
+                self._conn.execute(statements)  # type: ignore[arg-type]
+        except psycopg.Error as exc:
+            raise driver_error(self._location, exc) from exc
+
     def advisory_lock(self, key: str) -> None:
         self.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (key,))
 
@@ -278,7 +287,7 @@ class PostgresBackend:
             try:
                 tx = PostgresTx(conn, self.location, self.round_trip)
                 try:
-                    tx.execute(begin)
+                    tx.begin(begin)
                 except JournalUnavailable:
                     if attempt == 2 or not conn.broken:
                         raise
@@ -290,8 +299,7 @@ class PostgresBackend:
 
     @contextmanager
     def write(self, *, durable: bool) -> Iterator[PostgresTx]:
-        with self._transaction("BEGIN") as (conn, tx):
-            tx.execute(f"SET LOCAL synchronous_commit = {'on' if durable else 'off'}")
+        with self._transaction(f"BEGIN; SET LOCAL synchronous_commit = {'on' if durable else 'off'}") as (conn, tx):
             try:
                 yield tx
             except BaseException:

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
 from syncd import __version__
 from syncd.config import load_config
@@ -27,16 +26,7 @@ LEASE_S = 60.0
 
 @pytest.fixture
 def config_path(tmp_path: Path, pg_database: PgDatabase) -> Path:
-    (tmp_path / "inbox").mkdir()
-    path = tmp_path / "syncd.yaml"
-    path.write_text(yaml.safe_dump({
-        "box": {"api_url": "http://127.0.0.1:9/2.0", "upload_url": "http://127.0.0.1:9/api/2.0",
-                "auth": {"type": "developer_token", "token": "unused"}},
-        "journal": pg_database.journal_config(tmp_path / "pg-password", lease=f"{LEASE_S:g}s"),
-        "host_id": "ingest-1",
-        "watches": [{"path": str(tmp_path / "inbox"), "folder_id": "0", "name": "inbox"}]}))
-    path.chmod(0o600)
-    return path
+    return pg_database.syncd_config(tmp_path, host_id="ingest-1", lease=f"{LEASE_S:g}s")
 
 
 @pytest.fixture

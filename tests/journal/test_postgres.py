@@ -306,20 +306,9 @@ def test_the_password_never_reaches_the_dsn_or_the_journals_text(pg_store: Journ
 
 
 def test_the_journal_opens_from_a_loaded_config_under_the_hosts_name(pg_database: PgDatabase, tmp_path: Path) -> None:
-    import yaml
-
     from syncd.config import load_config
 
-    (tmp_path / "inbox").mkdir()
-    config_file = tmp_path / "syncd.yaml"
-    config_file.write_text(yaml.safe_dump({
-        "box": {"api_url": "http://127.0.0.1:8765/2.0", "upload_url": "http://127.0.0.1:8765/api/2.0",
-                "auth": {"type": "developer_token", "token": "dev-token"}},
-        "journal": pg_database.journal_config(tmp_path / "secrets" / "pg-password", lease="3s"),
-        "host_id": "host-a",
-        "watches": [{"path": str(tmp_path / "inbox"), "folder_id": "0"}],
-    }))
-    config = load_config(config_file, environ={})
+    config = load_config(pg_database.syncd_config(tmp_path, host_id="host-a", lease="3s"), environ={})
     with Journal.open(config.journal, role="daemon", host_id=config.host_id) as journal:
         journal.observe("inbox", "a.txt", 1, 1, 1, now=1.0)
         assert pg_database.cluster.sessions(dbname=pg_database.name, application_name="syncd:host-a")

@@ -16,6 +16,7 @@ from typing import Any
 
 import psycopg
 import pytest
+import yaml
 
 from syncd.testing.postgres import PostgresCluster
 from syncd.testing.tcp_proxy import TcpProxy
@@ -50,6 +51,20 @@ class PgDatabase:
         password_file.write_text(self.password + "\n")
         password_file.chmod(0o600)
         return {"dsn": self.dsn(port=port), "password": {"file": str(password_file)}, **options}
+
+    def syncd_config(self, folder: Path, *, host_id: str, lease: str) -> Path:
+        """A syncd config file in `folder` on this journal, with one watch `inbox` and a Box nobody
+        listens on (for commands that only read the journal); its password in a file beside it."""
+        (folder / "inbox").mkdir(parents=True, exist_ok=True)
+        path = folder / "syncd.yaml"
+        path.write_text(yaml.safe_dump({
+            "box": {"api_url": "http://127.0.0.1:9/2.0", "upload_url": "http://127.0.0.1:9/api/2.0",
+                    "auth": {"type": "developer_token", "token": "unused"}},
+            "journal": self.journal_config(folder / "secrets" / "pg-password", lease=lease),
+            "host_id": host_id,
+            "watches": [{"path": str(folder / "inbox"), "folder_id": "0", "name": "inbox"}]}))
+        path.chmod(0o600)
+        return path
 
 
 @pytest.fixture(scope="session")
