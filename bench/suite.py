@@ -108,6 +108,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "emulator": Benchmark("emulator_throughput"),
     "versus_rclone": Benchmark("versus_rclone"),
     "delta_versions": Benchmark("delta_versions"),
+    "multi_host": Benchmark("multi_host"),
 }
 
 
@@ -292,6 +293,31 @@ def _delta_versions_figures(result: dict[str, Any]) -> list[Figure]:
     return rows
 
 
+def _multi_host_figures(result: dict[str, Any]) -> list[Figure]:
+    command = result["command"]
+    setups = {"sqlite_1_host": "one host, SQLite", "postgres_1_host": "one host, PostgreSQL",
+              "postgres_2_hosts": "two hosts, PostgreSQL"}
+    rows = []
+    for row in result["ingest"]:
+        base = next(r for r in result["ingest"] if r["workload"] == row["workload"] and r["setup"] == "sqlite_1_host")
+        size = f"{row['size'] // 1024} KiB" if row["size"] < MIB else _size_label(row["size"])
+        what = f"{row['files']} x {size} files, {setups[row['setup']]}"
+        key, unit = ("files_per_s", "files/s") if row["workload"] == "small" else ("mb_per_s", "MB/s")
+        rows.append(Figure("multi_host", what, row[key], unit, base[key], f"one host, SQLite ({unit})",
+                           row["ratio_to_sqlite"], "-", None, command))
+    takeover = result["takeover"]
+    what = f"takeover of a {_size_label(takeover['size'])} upload, SIGKILL after part {takeover['parts_acknowledged']}"
+    rows += [
+        Figure("multi_host", f"{what}: kill to claim_taken_over", takeover["kill_to_takeover_s"], "s",
+               takeover["bound_takeover_s"], "lease + one part (s)",
+               _ratio(takeover["kill_to_takeover_s"], takeover["bound_takeover_s"]), "-", None, command),
+        Figure("multi_host", f"{what}: kill to upload_committed", takeover["kill_to_commit_s"], "s",
+               takeover["bound_commit_s"], "lease + one part + the rest (s)",
+               _ratio(takeover["kill_to_commit_s"], takeover["bound_commit_s"]), "-", None, command),
+    ]
+    return rows
+
+
 #: The WAN link of bench.client_upload, as the delta benchmark names it.
 WAN_SETTING = "40 ms, 12 MB/s per connection"
 
@@ -318,6 +344,8 @@ def figures_of(name: str, result: dict[str, Any]) -> list[Figure]:
         return _versus_rclone_figures(result)
     if name == "delta_versions":
         return _delta_versions_figures(result)
+    if name == "multi_host":
+        return _multi_host_figures(result)
     raise ValueError(f"unknown benchmark {name!r}; known: {', '.join(BENCHMARKS)}")
 
 
@@ -385,6 +413,16 @@ METHOD_NOTES = {
                       "(4 KiB in each chosen part, at least one part above 0 %), each planned part by part and "
                       "sending only the misses. Part bytes from the emulator's own counter; loopback, and the WAN "
                       "setting of `large`. 0 % is Box's \"file did not change\": no version is made.",
+    "multi_host": "`bench/multi_host.py` (issue 16): the same drop (64 KiB files; then 128 MiB files) renamed at once "
+                  "into a folder watched by one host on a SQLite journal (the baseline, same run), one host on a "
+                  "PostgreSQL journal, and two hosts on it (each its own `syncd run`, polling observer, one "
+                  "PostgreSQL 15 cluster started by the benchmark with fsync on), a fresh emulator each, rate limits "
+                  "lifted; time from the rename to the last `upload_committed`, every run checked through Box's API. "
+                  "Takeover: two hosts, one chunked file with 8 MiB parts at 8 MiB/s per connection, the uploading "
+                  "host SIGKILLed after its 3rd acknowledged part; times from the kill to the other host's "
+                  "`claim_taken_over` and `upload_committed`, against the lease plus one part (the dead host's median "
+                  "time between part acknowledgements times its 2 parts in flight), plus, for the commit, the parts "
+                  "it had no answer for at its rate.",
 }
 
 

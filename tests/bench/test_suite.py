@@ -100,6 +100,26 @@ def test_fuzz_figures_are_one_zero_target_per_defect_kind():
         for kind, value in (("lost", 0), ("duplicated", 0), ("partial", 2), ("leaked", 0))]
 
 
+def test_multi_host_figures_compare_each_setup_with_sqlite_and_the_takeover_with_its_bound():
+    def row(setup: str, workload: str, files_per_s: float, ratio: float) -> dict:
+        size = 64 * 1024 if workload == "small" else 128 * MIB
+        files = 400 if workload == "small" else 4
+        return {"setup": setup, "workload": workload, "files": files, "size": size, "files_per_s": files_per_s,
+                "mb_per_s": files_per_s * size / 1e6, "ratio_to_sqlite": ratio}
+
+    result = {"command": "python -m bench.multi_host --lease 5s", "ingest": [
+        row("sqlite_1_host", "small", 80.0, 1.0), row("postgres_2_hosts", "small", 120.0, 1.5),
+        row("sqlite_1_host", "large", 0.5, 1.0)],
+        "takeover": {"size": 200 * MIB, "parts_acknowledged": 3, "kill_to_takeover_s": 6.0, "bound_takeover_s": 6.0,
+                     "kill_to_commit_s": 20.0, "bound_commit_s": 16.0}}
+    rows = {f.name: f for f in figures_of("multi_host", result)}
+    two = rows["400 x 64 KiB files, two hosts, PostgreSQL"]
+    assert (two.value, two.unit, two.baseline, two.ratio, two.met) == (120.0, "files/s", 80.0, 1.5, None)
+    assert rows["4 x 128 MiB files, one host, SQLite"].unit == "MB/s"
+    commit = rows["takeover of a 200 MiB upload, SIGKILL after part 3: kill to upload_committed"]
+    assert commit.ratio == 1.25 and commit.met is None  # reported, never a target
+
+
 def test_unknown_benchmark_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown benchmark 'nope'"):
         figures_of("nope", {})
@@ -164,7 +184,7 @@ def test_command_line_help_and_bad_name():
     assert helped.returncode == 0 and "--quick" in helped.stdout and "--only" in helped.stdout
     listed = subprocess.run([sys.executable, "-m", "bench", "list"], cwd=ROOT, check=False, capture_output=True, text=True, timeout=60)
     assert listed.stdout.split() == ["large", "small_files", "latency", "scale", "resume", "chaos", "chaos_restart",
-                                     "fuzz_drops", "emulator", "versus_rclone", "delta_versions"]
+                                     "fuzz_drops", "emulator", "versus_rclone", "delta_versions", "multi_host"]
     bad = subprocess.run([sys.executable, "-m", "bench", "all", "--only", "nope"], cwd=ROOT, check=False, capture_output=True,
                          text=True, timeout=60)
     assert bad.returncode == 2 and "invalid choice: 'nope'" in bad.stderr

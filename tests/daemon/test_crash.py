@@ -6,6 +6,8 @@ commit and the journal write, in the middle of chunked uploads (1 MiB parts, a
 bandwidth cap so a chunked file takes seconds), while new files arrive, and after
 two files were replaced (they may have two versions; no file may have more).
 `SYNCD_CRASH_KILLS` and `SYNCD_CRASH_SEED` scale and vary it (bench/ runs more).
+It runs on both journals: SQLite, and PostgreSQL on a durable cluster of its own that
+is itself crashed (immediate shutdown) and restarted once in the middle of the kills.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from tests.daemon.daemon_process import (
     wait_for_box, wait_until, write_config,
 )
 from tests.daemon.drops import Drop, cp_into, random_bytes, write_file, write_then_rename
+from tests.support.postgres import PgDatabase
 
 KILLS = int(os.environ.get("SYNCD_CRASH_KILLS", "30"))
 SEED = int(os.environ.get("SYNCD_CRASH_SEED", "30"))
@@ -29,17 +32,22 @@ SEED = int(os.environ.get("SYNCD_CRASH_SEED", "30"))
 
 @pytest.mark.slow
 @pytest.mark.timeout(280)
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_sigkill_at_random_moments_loses_nothing_and_duplicates_nothing(tmp_path: Path, emulator_factory,
-                                                                        daemon_factory):
+                                                                        daemon_factory, request, backend: str):
     rng = random.Random(SEED)
+    cluster = request.getfixturevalue("pg_cluster_factory")(durable=True) if backend == "postgres" else None
     # Latency keeps the workers busy for most of the run, so most kills interrupt uploads.
     emulator = emulator_factory("--part-sizes", "*=1MiB", "--bandwidth", "6000000", "--latency-ms", "150",
                                 "--seed", str(SEED))
     inbox, staging = tmp_path / "inbox", tmp_path / "staging"
     inbox.mkdir()
-    config = write_config(tmp_path / "syncd.yaml", config_data(
-        emulator, tmp_path / "var" / "journal.db", [Watch(inbox)], workers=3,
-        readiness={"settle": "300ms"}))
+    data = config_data(emulator, tmp_path / "var" / "journal.db", [Watch(inbox)], workers=3,
+                       readiness={"settle": "300ms"})
+    if cluster is not None:
+        data["journal"] = PgDatabase(cluster, cluster.create_database()).journal_config(
+            tmp_path / "secrets" / "pg-password", lease="3s")
+    config = write_config(tmp_path / "syncd.yaml", data)
     daemon = daemon_factory(config)
 
     # The initial mix: small files in nested folders and two chunked ones.
@@ -61,6 +69,12 @@ def test_sigkill_at_random_moments_loses_nothing_and_duplicates_nothing(tmp_path
             # Changed files: a new version if the first one was already up, else just the new bytes.
             for name in changed:
                 write_then_rename(inbox, Drop(name, random_bytes(rng, 5000)))
+        if cluster is not None and kill == KILLS // 4:
+            # PostgreSQL itself goes down under the running daemon, and comes back (WAL replay).
+            time.sleep(rng.uniform(0.2, 0.8))
+            cluster.crash()
+            time.sleep(rng.uniform(0.5, 1.5))
+            cluster.restart()
         time.sleep(rng.uniform(0.2, 1.6))
         daemon.kill()
 
