@@ -193,9 +193,10 @@ R = TypeVar("R")
 
 
 def rerun_on_conflict(method: Callable[P, R]) -> Callable[P, R]:
-    """Run a journal method again when PostgreSQL rolled its transaction back for a deadlock or a
-    serialization failure (each method is one transaction and takes its inputs as values, so a
-    re-run is the same request), up to `CONFLICT_ATTEMPTS` times with a short jittered pause."""
+    """Run a journal method again when PostgreSQL rolled its transaction back for a deadlock, a
+    serialization failure, or a lock or statement that waited past its timeout behind another
+    transaction (each method is one transaction and takes its inputs as values, so a re-run is
+    the same request), up to `CONFLICT_ATTEMPTS` times with a short jittered pause."""
 
     @functools.wraps(method)
     def rerun(*args: P.args, **kwargs: P.kwargs) -> R:

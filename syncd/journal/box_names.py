@@ -92,10 +92,14 @@ def take_box_path(conn: Tx, watch: str, file_id: int, base_key: str, path_key: s
     """Make `file_id` own `path_key` (wanted as `base_key`) in `watch`; the clash when another file has it.
 
     An entry the row owned before under another key is replaced. The check and the insert
-    run under the watch's advisory lock: a clash with a folder is between two different
-    keys, which no unique index can refuse, so two hosts must not each find none and insert.
+    run under an advisory lock: a clash with a folder is between two different keys, which
+    no unique index can refuse, so two hosts must not each find none and insert. Two keys
+    can only clash when one is the other or a folder of it, so they share their first
+    component: the lock is per top-level name of the watch, and the files of a flat drop
+    folder never wait for each other. (An entry the row replaces needs no lock: freeing a
+    key cannot make a clash.)
     """
-    conn.advisory_lock(f"syncd-box-names:{watch}")
+    conn.advisory_lock(f"syncd-box-names:{watch}:{path_key.split('/', 1)[0]}")
     clash = find_clash(conn, watch, file_id, path_key)
     if clash is not None:
         return clash

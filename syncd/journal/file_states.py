@@ -49,6 +49,9 @@ from syncd.journal.rows import (
 )
 from syncd.journal.validation import check_path, check_stat, to_i64
 
+#: Entries per transaction of `observe_many` on a journal several hosts share (see there).
+SHARED_OBSERVE_CHUNK = 64
+
 
 def check_observed(watch: str, entry: ObservedFile) -> None:
     """Raise ValueError unless an observed file's values are sane and its path can be stored."""
@@ -106,7 +109,10 @@ class FileStates(JournalCore):
         reason, and every other entry is recorded. Returns the observations of new and
         changed files (unchanged ones are not listed) and the refused entries. Each new
         file costs roughly 50-150 us (a row, its indexes and a history line), and the
-        journal is locked for the whole call, so pass batches of a few hundred.
+        journal is locked for the whole call, so pass batches of a few hundred. On a journal
+        several hosts share, the batch is written in transactions of `SHARED_OBSERVE_CHUNK`
+        entries: another host observing the same files waits for one chunk's new rows, never
+        for a whole scan's.
         """
         batch = ObserveBatch()
         valid: list[tuple[int, ObservedFile]] = []
@@ -118,8 +124,9 @@ class FileStates(JournalCore):
                 batch.refused.append(RefusedEntry(_relpath_of(raw), str(exc)))
                 continue
             valid.append((len(valid), entry))
-        if valid:
-            written = self._observe_entries(watch, valid, float(now))
+        chunk = SHARED_OBSERVE_CHUNK if self.multi_host else max(1, len(valid))
+        for start in range(0, len(valid), chunk):
+            written = self._observe_entries(watch, valid[start:start + chunk], float(now))
             batch.observations.extend(o for o in written if isinstance(o, Observation))
             batch.refused.extend(r for r in written if isinstance(r, RefusedEntry))
         return batch
@@ -158,6 +165,13 @@ class FileStates(JournalCore):
         device = self._recorded_device(device)
         identity = {"size": size, "mtime_ns": mtime_ns, "inode": to_i64(inode),
                     "device": None if device is None else to_i64(device), "ctime_ns": ctime_ns}
+        seen = fetch_path(conn, watch, relpath)
+        if seen is not None and same_identity(seen, size, mtime_ns, inode, device, ctime_ns) and not (
+                seen.waiting_for_readiness or (seen.device is None and device is not None)
+                or (seen.ctime_ns is None and ctime_ns is not None)):
+            # Unchanged, nothing to write: no row lock either (a scan sees mostly such files, and
+            # another host's workers must not wait behind them).
+            return Observation(ObservationKind.UNCHANGED, seen, seen.state)
         row = fetch_path(conn, watch, relpath, lock=True)
         if row is None:
             # Another host may insert the same new file at the same moment: the unique

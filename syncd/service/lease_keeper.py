@@ -4,8 +4,10 @@ Every `lease / 4` it runs its named steps in order:
 
 1. `beat`: the host's heartbeat (`HostPresence`); while the journal is unreachable
    the other steps that need it are skipped, so the claims' local deadlines run down;
-2. `renew`: one statement renews the claims whose jobs made progress since their last
-   renewal, and the adopted rows still waiting for a worker; a claim the database no
+2. `renew`: one statement renews the claims whose jobs showed life lately (progress within
+   half a lease, or within two of the Box layer's heartbeat intervals when that is longer: a
+   job waiting on Box or the rate limit beats only that often), and the adopted rows still
+   waiting for a worker; a claim the database no
    longer gives back in two rounds running (taken over, changed, forgotten) is lost. One
    miss is not enough: a job whose outcome was committed while the round ran is missed
    once too (its row is no longer `uploading`), and is gone by the next round;
@@ -25,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from syncd.box import HEARTBEAT_EVERY
 from syncd.journal import Journal, JournalError
 from syncd.logs import get_logger
 from syncd.pipeline.claim_holds import ClaimHold, ClaimHolds
@@ -55,6 +58,8 @@ class LeaseKeeper:
         self._clock = clock
         self.lease = journal.lease
         self.period = self.lease / 4
+        #: A job silent for longer is not renewed (stuck): its claim runs down and is lost.
+        self.alive_within = max(self.lease / 2, 2 * HEARTBEAT_EVERY)
         self._renewal_failing = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -88,10 +93,10 @@ class LeaseKeeper:
     # ------------------------------------------------------------------ steps
 
     def renew(self) -> None:
-        """Renew the claims of jobs that advanced since their last renewal, and the waiting adopted rows."""
+        """Renew the claims of jobs that showed life lately, and the waiting adopted rows."""
         now = self._monotonic()
         due = [held for held in self._holds.snapshot()
-               if not held.lost.is_set() and held.progressed_since(held.renewed_at, now)]
+               if not held.lost.is_set() and held.progressed_since(now - self.alive_within, now)]
         waiting = [(record.id, record.claim_seq) for record in self._claims.waiting()]
         keys = [held.key for held in due] + waiting
         if not keys:
