@@ -99,9 +99,10 @@ class Tx(Protocol):
         """A part of the transaction undone alone if it raises (one entry of a batch)."""
         ...
 
-    def advisory_lock(self, key: str) -> None:
-        """Serialise the transactions of every host that take `key`, until this one ends
-        (PostgreSQL's `pg_advisory_xact_lock`; nothing on SQLite, whose writers are serialised)."""
+    def advisory_lock(self, key: str, *, shared: bool = False) -> None:
+        """Serialise the transactions of every host that take `key`, until this one ends; `shared`
+        ones only against an exclusive taker (PostgreSQL's `pg_advisory_xact_lock[_shared]`;
+        nothing on SQLite, whose writers are serialised)."""
         ...
 
 

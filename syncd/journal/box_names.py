@@ -92,14 +92,18 @@ def take_box_path(conn: Tx, watch: str, file_id: int, base_key: str, path_key: s
     """Make `file_id` own `path_key` (wanted as `base_key`) in `watch`; the clash when another file has it.
 
     An entry the row owned before under another key is replaced. The check and the insert
-    run under an advisory lock: a clash with a folder is between two different keys, which
+    run under advisory locks: a clash with a folder is between two different keys, which
     no unique index can refuse, so two hosts must not each find none and insert. Two keys
-    can only clash when one is the other or a folder of it, so they share their first
-    component: the lock is per top-level name of the watch, and the files of a flat drop
-    folder never wait for each other. (An entry the row replaces needs no lock: freeing a
-    key cannot make a clash.)
+    clash only when one is the other or a folder of it, so each taker locks its folders
+    shared and its own key exclusively, root first: a file wanting a key that is another's
+    folder waits for it (and the other way round), and files side by side in one folder
+    never wait for each other. (An entry the row replaces needs no lock: freeing a key
+    cannot make a clash.)
     """
-    conn.advisory_lock(f"syncd-box-names:{watch}:{path_key.split('/', 1)[0]}")
+    parts = path_key.split("/")
+    for depth in range(1, len(parts)):
+        conn.advisory_lock(f"syncd-box-names:{watch}:{'/'.join(parts[:depth])}", shared=True)
+    conn.advisory_lock(f"syncd-box-names:{watch}:{path_key}")
     clash = find_clash(conn, watch, file_id, path_key)
     if clash is not None:
         return clash

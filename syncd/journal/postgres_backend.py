@@ -120,8 +120,9 @@ class PostgresTx(SavepointsFromExecute):
         except psycopg.Error as exc:
             raise driver_error(self._location, exc) from exc
 
-    def advisory_lock(self, key: str) -> None:
-        self.execute("SELECT pg_advisory_xact_lock(hashtextextended(?, 0))", (key,))
+    def advisory_lock(self, key: str, *, shared: bool = False) -> None:
+        function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+        self.execute(f"SELECT {function}(hashtextextended(?, 0))", (key,))
 
 
 class PostgresScanSession:

@@ -45,7 +45,7 @@ class SqliteTx(SavepointsFromExecute):
         except sqlite3.Error as exc:
             raise database_error(self._path, exc) from exc
 
-    def advisory_lock(self, key: str) -> None:
+    def advisory_lock(self, key: str, *, shared: bool = False) -> None:
         """Nothing: `BEGIN IMMEDIATE` already serialises every writer of the file."""
 
 
