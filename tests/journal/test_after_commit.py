@@ -15,7 +15,6 @@ from syncd import logs
 from syncd.journal import (
     FileState,
     HistoryEvent,
-    InvalidTransition,
     Journal,
     JournalError,
     JournalProbe,
