@@ -12,7 +12,8 @@ it from outside: a claim whose deadline comes closer than half a lease, because 
 renewals failed (the journal is unreachable) or because the job made no progress for
 that long, is `lost`, and the job's stop event (`AnyEvent` of the pool's and the
 claim's) makes the upload stop at its next Box write, leaving the Box session for the
-next holder. A renewal the database refuses (the row changed hands) loses it at once.
+next holder. Renewals the database refuses (the row changed hands) lose it too, after two
+rounds running (`misses`: a job whose outcome committed during a round is missed once).
 """
 
 from __future__ import annotations
@@ -47,7 +48,6 @@ class ClaimHold:
     valid_until: float  # monotonic: no other host can hold the row before this
     lost: threading.Event = field(default_factory=threading.Event)
     lost_reason: str | None = None
-    renewed_at: float = 0.0  # monotonic, when its last renewal was sent
     misses: int = 0  # renewal rounds in a row that did not give the claim back
 
     @property
@@ -76,7 +76,7 @@ class ClaimHolds:
     @contextmanager
     def hold(self, record: FileRecord, progress: JobProgress, claimed_at: float) -> Iterator[ClaimHold]:
         """Register `record`'s claim while its job runs. `claimed_at`: monotonic, taken before the claim was sent."""
-        held = ClaimHold(record, progress, valid_until=claimed_at + self.lease, renewed_at=claimed_at)
+        held = ClaimHold(record, progress, valid_until=claimed_at + self.lease)
         with self._lock:
             self._holds[record.id] = held
         try:

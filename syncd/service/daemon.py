@@ -52,9 +52,11 @@ import os
 import signal
 import threading
 import time
+from contextlib import nullcontext
 from types import FrameType
 
 from syncd import __version__
+from syncd.box import WindowStore
 from syncd.config import Config, ConfigError, diff_configs, load_config
 from syncd.service.daemon_state import (
     CREDENTIALS_SCOPE, BoxSideState, PublishedState, ReloadResult, publish, state_path_for, watch_scope,
@@ -227,7 +229,7 @@ class Daemon:
                  workers=config.workers, small_file_workers=config.small_file_workers, pid=os.getpid(),
                  once=self.once, host_id=config.host_id)
 
-    def _shared_windows(self):
+    def _shared_windows(self) -> WindowStore | None:
         """The Box rate windows shared by every host of a PostgreSQL journal (None: this process's own)."""
         assert self.journal is not None
         pool = self.journal.connection_pool()
@@ -411,13 +413,11 @@ class Daemon:
         assert self.ingest is not None and self.claims is not None
         claimed_at = self.claims.claimed_at(record)
         interrupted = self.claims.was_interrupted(record)
-        with self.metrics.upload_in_flight():
-            if self.holds is None:
-                outcome: Outcome = self.ingest.process(record, stopping, progress=progress, interrupted=interrupted)
-            else:
-                with self.holds.hold(record, progress, claimed_at) as hold:
-                    outcome = self.ingest.process(record, stopping, progress=progress, interrupted=interrupted,
-                                                  hold=hold)
+        # Several hosts: the claim's lease is kept while the job runs (one journal: nothing to keep).
+        held = self.holds.hold(record, progress, claimed_at) if self.holds is not None else nullcontext(None)
+        with self.metrics.upload_in_flight(), held as hold:
+            outcome: Outcome = self.ingest.process(record, stopping, progress=progress, interrupted=interrupted,
+                                                   hold=hold)
         if outcome.kind is OutcomeKind.FAILED:
             self.metrics.record_failure(record.watch, outcome.code or outcome.kind.value)
         elif outcome.kind is OutcomeKind.QUARANTINED:

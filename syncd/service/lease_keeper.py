@@ -114,7 +114,7 @@ class LeaseKeeper:
         lost = 0
         for held in due:
             if held.record.id in renewed:
-                held.valid_until, held.renewed_at, held.misses = sent + self.lease, sent, 0
+                held.valid_until, held.misses = sent + self.lease, 0
                 continue
             held.misses += 1
             if held.misses >= 2:
