@@ -215,7 +215,7 @@ class Ingest:
         on_bytes: Callable[[int], None] | None = None,
         on_post_action: Callable[[], None] | None = None,
         refusals: BoxRefusals | None = None,
-        stranded: StrandedClaims | None = None,
+        on_outcome_refused: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.time,
         intake: Intake | None = None,
         leases: LeaseMonitor | None = None,
@@ -234,7 +234,10 @@ class Ingest:
         self._on_bytes = on_bytes
         self._on_post_action = on_post_action
         self._refusals = refusals
-        self.stranded = stranded or StrandedClaims(lambda attempts: self.retry_schedule.delay(attempts), clock=clock)
+        #: Claims whose outcome the journal refused; `on_outcome_refused` hears of each one that another
+        #: holder's claim replaced meanwhile (a host that took the row over).
+        self.stranded = StrandedClaims(lambda attempts: self.retry_schedule.delay(attempts), clock=clock,
+                                       on_refused=on_outcome_refused)
         self._clock = clock
 
     def reconfigure(self, config: Config) -> None:

@@ -71,7 +71,6 @@ from syncd.pipeline.intake import Intake
 from syncd.pipeline.post_actions import PostActionRunner
 from syncd.pipeline.progress import JobProgress
 from syncd.pipeline.retry_schedule import RetrySchedule
-from syncd.pipeline.stranded import StrandedClaims
 from syncd.pipeline.worker import WorkerPool
 from syncd.pipeline.writers import LeaseMonitor
 from syncd.service.alerts import current_alerts
@@ -190,12 +189,11 @@ class Daemon:
         self.intake = Intake(config, self.journal, on_new_work=self.pool.wake, on_scan=self._scanned,
                              on_observer_restart=self.metrics.record_observer_restart,
                              on_activity=self.activity.moved, observe_events=not self.once)
-        stranded = StrandedClaims(lambda attempts: RetrySchedule.from_config(self.config.retry).delay(attempts),
-                                  on_refused=self.metrics.record_claim_outcome_refused)
         self.ingest = Ingest(config, self.journal, self.box.client, self.box.uploader, self.box.folders,
                              on_uploaded=self._uploaded, on_bytes=self._bytes_sent,
                              on_post_action=self.post_actions.poke, refusals=self.breaker,
-                             intake=self.intake, leases=self.leases, stranded=stranded)
+                             intake=self.intake, leases=self.leases,
+                             on_outcome_refused=self.metrics.record_claim_outcome_refused)
         if self.presence is not None and self.holds is not None:
             self.lease_keeper = LeaseKeeper(self.journal, self.presence, self.holds, self.claims, self.metrics,
                                             idle_workers=self._idle_workers, on_taken_over=self._wake_workers,

@@ -11,6 +11,7 @@ import yaml
 
 from syncd.journal import Journal
 from syncd.commands.status_report import collect_status, render_status
+from tests.support.offline_config import offline_config
 from tests.support.sqlite_work import COUNT_STEPS_PER_ROW, POINT_QUERY_STEPS, journal_connection, sqlite_work
 
 
@@ -30,10 +31,8 @@ def test_status_of_a_million_row_journal(tmp_path: Path, million_row_journal: Pa
 
     (tmp_path / "inbox").mkdir()
     config = tmp_path / "syncd.yaml"
-    config.write_text(yaml.safe_dump({
-        "box": {"api_url": "http://127.0.0.1:9/2.0", "upload_url": "http://127.0.0.1:9/api/2.0",
-                "auth": {"type": "developer_token", "token": "unused"}},
-        "journal": str(journal_path), "watches": [{"path": str(tmp_path / "inbox"), "folder_id": "0"}]}))
+    config.write_text(yaml.safe_dump(offline_config(journal_path, [{"path": str(tmp_path / "inbox"),
+                                                                     "folder_id": "0"}])))
     done = subprocess.run([sys.executable, "-m", "syncd", "status", "--json", "-c", str(config)],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr

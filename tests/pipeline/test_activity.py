@@ -16,6 +16,7 @@ from syncd.pipeline.activity import PipelineActivity
 from syncd.pipeline.intake import Intake
 from syncd.pipeline.readiness import ReadinessTracker, ReadyCandidate
 from syncd.testing.daemon_process import write_config
+from tests.support.offline_config import offline_config
 from tests.support.waiting import wait_until
 
 
@@ -55,13 +56,9 @@ def test_readiness_counts_a_ready_file_until_its_callback_has_run(tmp_path: Path
 def intake_rig(tmp_path: Path) -> Iterator[tuple[Intake, Path, PipelineActivity, list[bool]]]:
     inbox = tmp_path / "inbox"
     inbox.mkdir()
-    config = load_config(write_config(tmp_path / "syncd.yaml", {
-        "box": {"api_url": "http://127.0.0.1:9/2.0", "upload_url": "http://127.0.0.1:9/api/2.0",
-                "auth": {"type": "developer_token", "token": "dev-token"}},
-        "journal": str(tmp_path / "journal.db"),
-        "watches": [{"path": str(inbox), "folder_id": "0", "name": "inbox"}],
-        "readiness": {"settle": "300ms", "closed_settle": "100ms"},
-    }))
+    config = load_config(write_config(tmp_path / "syncd.yaml", offline_config(
+        tmp_path / "journal.db", [{"path": str(inbox), "folder_id": "0", "name": "inbox"}],
+        readiness={"settle": "300ms", "closed_settle": "100ms"})))
     journal = Journal.open(config.journal)
     activity = PipelineActivity()
     busy_when_work_announced: list[bool] = []

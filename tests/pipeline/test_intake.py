@@ -16,6 +16,7 @@ from syncd.config import load_config
 from syncd.journal import FileState, HistoryEvent, Journal
 from syncd.pipeline.intake import Intake
 from syncd.testing.daemon_process import write_config
+from tests.support.offline_config import offline_config
 from tests.support.waiting import wait_until
 
 LATIN1 = os.fsdecode(b"caf\xe9.txt")
@@ -30,13 +31,9 @@ def inbox(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def intake(tmp_path: Path, inbox: Path) -> Iterator[Intake]:
-    config = load_config(write_config(tmp_path / "syncd.yaml", {
-        "box": {"api_url": "http://127.0.0.1:9/2.0", "upload_url": "http://127.0.0.1:9/api/2.0",
-                "auth": {"type": "developer_token", "token": "dev-token"}},
-        "journal": str(tmp_path / "journal.db"),
-        "watches": [{"path": str(inbox), "folder_id": "0", "name": "inbox"}],
-        "readiness": {"settle": "300ms", "closed_settle": "100ms"},
-    }))
+    config = load_config(write_config(tmp_path / "syncd.yaml", offline_config(
+        tmp_path / "journal.db", [{"path": str(inbox), "folder_id": "0", "name": "inbox"}],
+        readiness={"settle": "300ms", "closed_settle": "100ms"})))
     journal = Journal.open(config.journal)
     running = Intake(config, journal, on_new_work=lambda: None)
     running.start()

@@ -20,6 +20,7 @@ import yaml
 
 from syncd.testing.postgres import PostgresCluster
 from syncd.testing.tcp_proxy import TcpProxy
+from tests.support.offline_config import offline_config
 
 
 @dataclass(frozen=True)
@@ -57,12 +58,9 @@ class PgDatabase:
         listens on (for commands that only read the journal); its password in a file beside it."""
         (folder / "inbox").mkdir(parents=True, exist_ok=True)
         path = folder / "syncd.yaml"
-        path.write_text(yaml.safe_dump({
-            "box": {"api_url": "http://127.0.0.1:9/2.0", "upload_url": "http://127.0.0.1:9/api/2.0",
-                    "auth": {"type": "developer_token", "token": "unused"}},
-            "journal": self.journal_config(folder / "secrets" / "pg-password", lease=lease),
-            "host_id": host_id,
-            "watches": [{"path": str(folder / "inbox"), "folder_id": "0", "name": "inbox"}]}))
+        path.write_text(yaml.safe_dump(offline_config(
+            self.journal_config(folder / "secrets" / "pg-password", lease=lease),
+            [{"path": str(folder / "inbox"), "folder_id": "0", "name": "inbox"}], host_id=host_id)))
         path.chmod(0o600)
         return path
 
